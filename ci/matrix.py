@@ -1,0 +1,409 @@
+"""The backend build matrix (LocalAI format): loading, validation and the typed model (pure).
+
+A matrix file has ``include:`` (Linux entries, one build leg each, kebab-case keys)
+and optionally ``includeDarwin:`` (macOS entries: kept, never built here). Loading
+is safe (no Python tags, no aliases, bounded size) and every error names the file,
+the line, the entry's tag-suffix and the field.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ci.errors import MatrixError
+from ci.naming import Family, LegKey, check_platform_tag, check_suffix
+from ci.platforms import Platform, parse_platform, platform_tag
+
+MAX_MATRIX_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000
+TAG_LATEST_VALUES = ("auto", "true", "false")
+
+# kebab-case key -> attribute name
+_COMMON_REQUIRED = (
+    "build-type", "platforms", "tag-latest", "tag-suffix", "runs-on", "base-image",
+    "dockerfile", "context",
+)
+_BACKEND_REQUIRED = _COMMON_REQUIRED + (
+    "cuda-major-version", "cuda-minor-version", "skip-drivers", "backend", "ubuntu-version",
+)
+_BACKEND_OPTIONAL = ("platform-tag", "builder-base-image", "amdgpu-targets")
+_SERVER_OPTIONAL = _BACKEND_OPTIONAL + (
+    "cuda-major-version", "cuda-minor-version", "skip-drivers", "backend", "ubuntu-version",
+    "makeflags", "ubuntu-codename",
+)
+TOP_LEVEL_KEYS = ("include", "includeDarwin")
+
+
+def required_keys(family: Family) -> tuple[str, ...]:
+    return _BACKEND_REQUIRED if family is Family.BACKENDS else _COMMON_REQUIRED
+
+
+def known_keys(family: Family) -> tuple[str, ...]:
+    opt = _BACKEND_OPTIONAL if family is Family.BACKENDS else _SERVER_OPTIONAL
+    return tuple(dict.fromkeys(required_keys(family) + opt))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``include:`` entry = one build leg."""
+
+    family: Family
+    tag_suffix: str
+    platforms: tuple[Platform, ...]
+    tag_latest: str
+    runs_on: str
+    base_image: str
+    dockerfile: str
+    context: str
+    build_type: str = ""
+    cuda_major_version: str = ""
+    cuda_minor_version: str = ""
+    skip_drivers: str = ""
+    backend: str = ""
+    ubuntu_version: str = ""
+    platform_tag_field: str = ""  # as written; empty when absent
+    builder_base_image: str = ""
+    amdgpu_targets: str = ""
+    makeflags: str = ""
+    ubuntu_codename: str = ""
+    source: str = ""
+    line: int = 0  # 1-based line of the entry's first key
+    end_line: int = 0  # 1-based line of the entry's last value
+    raw: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # kebab key -> value, file order
+
+    @property
+    def multi_platform(self) -> bool:
+        return len(self.platforms) > 1
+
+    @property
+    def platform(self) -> Platform:
+        """The single platform of a per-arch leg (the first one for a multi-platform entry)."""
+        return self.platforms[0]
+
+    @property
+    def ptag(self) -> str:
+        """Platform tag: ``platform-tag`` when given, else derived from ``platforms``."""
+        if self.platform_tag_field:
+            return self.platform_tag_field
+        return "-".join(platform_tag(p) for p in self.platforms)
+
+    @property
+    def key(self) -> LegKey:
+        return LegKey(self.family, self.tag_suffix, self.ptag)
+
+    @property
+    def where(self) -> str:
+        return f"{self.source} line {self.line}"
+
+    def label(self) -> str:
+        return f"tag-suffix {self.tag_suffix!r}" + (f" platform-tag {self.ptag!r}")
+
+    def get(self, kebab: str) -> str:
+        """A field's value by its kebab-case key ('' when absent)."""
+        for k, v in self.raw:
+            if k == kebab:
+                return v
+        return ""
+
+    def build_args(self) -> dict[str, str]:
+        """Docker build args, as LocalAI's workflows pass them."""
+        args = {
+            "BUILD_TYPE": self.build_type,
+            "SKIP_DRIVERS": self.skip_drivers or "false",
+            "CUDA_MAJOR_VERSION": self.cuda_major_version,
+            "CUDA_MINOR_VERSION": self.cuda_minor_version,
+            "BASE_IMAGE": self.base_image,
+            "UBUNTU_VERSION": self.ubuntu_version,
+        }
+        if self.family is Family.BACKENDS or self.backend:
+            args["BACKEND"] = self.backend
+        if self.amdgpu_targets:
+            args["AMDGPU_TARGETS"] = self.amdgpu_targets
+        if self.builder_base_image:
+            args["BUILDER_BASE_IMAGE"] = self.builder_base_image
+        if self.family is Family.SERVER:
+            if self.makeflags:
+                args["MAKEFLAGS"] = self.makeflags
+            if self.ubuntu_codename:
+                args["UBUNTU_CODENAME"] = self.ubuntu_codename
+        return args
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: str
+    family: Family
+    entries: tuple[Entry, ...]
+    darwin: tuple[dict[str, str], ...] = ()
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def suffixes(self) -> list[str]:
+        """Tag-suffixes in file order, each once."""
+        return list(dict.fromkeys(e.tag_suffix for e in self.entries))
+
+    def legs_of(self, suffix: str) -> list[Entry]:
+        return [e for e in self.entries if e.tag_suffix == suffix]
+
+    def find(self, suffix: str, ptag: str) -> Entry | None:
+        for e in self.entries:
+            if e.tag_suffix == suffix and e.ptag == ptag:
+                return e
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases (YAML bombs) and Python tags."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in a matrix file; write the values out", ev.start_mark)
+        ev = self.peek_event()
+        anchor = getattr(ev, "anchor", None)
+        if anchor:
+            raise yaml.constructor.ConstructorError(
+                None, None, "anchors (&name) are not allowed in a matrix file; write the values out", ev.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _scalar(node: yaml.Node) -> str | None:
+    if isinstance(node, yaml.ScalarNode):
+        return "" if node.tag == "tag:yaml.org,2002:null" else str(node.value)
+    return None
+
+
+def compose_yaml(text: str, source: str) -> yaml.Node | None:
+    """Compose ``text`` into a node tree safely; MatrixError on any YAML problem."""
+    try:
+        loader = _NoAliasLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source} line {mark.line + 1}" if mark else source
+        raise MatrixError(f"{where}: not valid YAML: {exc.problem or exc}; fix the syntax and retry") from None
+    except yaml.YAMLError as exc:
+        raise MatrixError(f"{source}: not valid YAML: {exc}") from None
+    return node
+
+
+def _count_nodes(node: yaml.Node, limit: int) -> int:
+    n, stack = 0, [node]
+    while stack:
+        cur = stack.pop()
+        n += 1
+        if n > limit:
+            break
+        if isinstance(cur, yaml.MappingNode):
+            for k, v in cur.value:
+                stack.extend((k, v))
+        elif isinstance(cur, yaml.SequenceNode):
+            stack.extend(cur.value)
+    return n
+
+
+def read_matrix_text(path: str | Path) -> str:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise MatrixError(f"{path}: no such matrix file; pass --matrix PATH") from None
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read the matrix file: {exc.strerror}") from None
+    if not p.is_file():
+        raise MatrixError(f"{path}: not a regular file; pass --matrix PATH to a YAML file")
+    if size > MAX_MATRIX_BYTES:
+        raise MatrixError(f"{path}: {size} bytes is larger than the {MAX_MATRIX_BYTES} byte limit for a matrix file")
+    try:
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"{path}: not UTF-8 text (byte {exc.start}); save the matrix as UTF-8") from None
+
+
+def load_matrix(path: str | Path, family: Family = Family.BACKENDS) -> Matrix:
+    """Read and validate a matrix file."""
+    return parse_matrix(read_matrix_text(path), str(path), family)
+
+
+def parse_matrix(text: str, source: str = "<matrix>", family: Family = Family.BACKENDS) -> Matrix:
+    """Validate matrix text into a :class:`Matrix`; MatrixError names file/line/suffix/field."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_MATRIX_BYTES:
+        raise MatrixError(f"{source}: larger than the {MAX_MATRIX_BYTES} byte limit for a matrix file")
+    root = compose_yaml(text, source)
+    if root is None:
+        raise MatrixError(f"{source}: the file is empty; a matrix needs an 'include:' list of entries")
+    if _count_nodes(root, MAX_NODES) > MAX_NODES:
+        raise MatrixError(f"{source}: more than {MAX_NODES} YAML nodes; refusing to load such a matrix")
+    if not isinstance(root, yaml.MappingNode):
+        raise MatrixError(f"{source} line {_line(root)}: the top level must be a mapping with an 'include:' list")
+    top: dict[str, yaml.Node] = {}
+    for knode, vnode in root.value:
+        key = _scalar(knode)
+        if key is None:
+            raise MatrixError(f"{source} line {_line(knode)}: top-level keys must be plain strings")
+        if key in top:
+            raise MatrixError(f"{source} line {_line(knode)}: top-level key {key!r} appears twice")
+        if key not in TOP_LEVEL_KEYS:
+            raise MatrixError(
+                f"{source} line {_line(knode)}: unknown top-level key {key!r}{_did_you_mean(key, TOP_LEVEL_KEYS)}"
+                f" (allowed: {', '.join(TOP_LEVEL_KEYS)})")
+        top[key] = vnode
+    if "include" not in top:
+        raise MatrixError(f"{source}: no 'include:' list; a matrix needs 'include:' with one entry per build leg")
+    inc = top["include"]
+    if not isinstance(inc, yaml.SequenceNode):
+        raise MatrixError(f"{source} line {_line(inc)}: 'include:' must be a list of entries (lines starting with '- ')")
+    entries = tuple(_entry(n, i, source, family) for i, n in enumerate(inc.value))
+    _check_duplicates(entries)
+    darwin: list[dict[str, str]] = []
+    if "includeDarwin" in top:
+        dnode = top["includeDarwin"]
+        if not isinstance(dnode, yaml.SequenceNode):
+            raise MatrixError(f"{source} line {_line(dnode)}: 'includeDarwin:' must be a list of entries")
+        for n in dnode.value:
+            if not isinstance(n, yaml.MappingNode):
+                raise MatrixError(f"{source} line {_line(n)}: each includeDarwin entry must be a mapping")
+            d: dict[str, str] = {}
+            for k, v in n.value:
+                ks, vs = _scalar(k), _scalar(v)
+                if ks is None or vs is None:
+                    raise MatrixError(f"{source} line {_line(k)}: includeDarwin values must be plain strings")
+                d[ks] = vs
+            darwin.append(d)
+    return Matrix(path=source, family=family, entries=entries, darwin=tuple(darwin))
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
+    if not isinstance(node, yaml.MappingNode):
+        raise MatrixError(
+            f"{source} line {_line(node)}: include entry #{index + 1} is not a mapping "
+            "(expected '- key: value' lines)")
+    values: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    raw: list[tuple[str, str]] = []
+    suffix_hint = ""
+    for k, v in node.value:
+        if _scalar(k) == "tag-suffix" and _scalar(v) is not None:
+            suffix_hint = _scalar(v) or ""
+    who = f"entry tag-suffix {suffix_hint!r}" if suffix_hint else f"include entry #{index + 1}"
+    known = known_keys(family)
+    for k, v in node.value:
+        key = _scalar(k)
+        if key is None:
+            raise MatrixError(f"{source} line {_line(k)}: {who}: keys must be plain strings")
+        if key in values:
+            raise MatrixError(f"{source} line {_line(k)}: {who}: field {key!r} appears twice; keep one")
+        if key not in known:
+            raise MatrixError(
+                f"{source} line {_line(k)}: {who}: unknown field {key!r}{_did_you_mean(key, known)}")
+        val = _scalar(v)
+        if val is None:
+            kind = "a list" if isinstance(v, yaml.SequenceNode) else "a mapping"
+            raise MatrixError(
+                f"{source} line {_line(v)}: {who}: field {key!r} must be a string, not {kind}")
+        if any(ord(c) < 32 for c in val) or len(val) > 1024:
+            raise MatrixError(
+                f"{source} line {_line(v)}: {who}: field {key!r} has control characters or is over 1024 characters")
+        values[key] = val
+        lines[key] = _line(k)
+        raw.append((key, val))
+    start = _line(node)
+    for req in required_keys(family):
+        if req not in values:
+            raise MatrixError(
+                f"{source} line {start}: {who}: missing required field {req!r}; add '{req}: ...' to the entry")
+
+    def fail(key: str, msg: str) -> MatrixError:
+        return MatrixError(f"{source} line {lines.get(key, start)}: {who}: field {key!r}: {msg}")
+
+    try:
+        check_suffix(values["tag-suffix"], family)
+    except ValueError as exc:
+        raise fail("tag-suffix", str(exc)) from None
+    plats: list[Platform] = []
+    for part in values["platforms"].split(","):
+        try:
+            plats.append(parse_platform(part))
+        except ValueError as exc:
+            raise fail("platforms", str(exc)) from None
+    if len(set(plats)) != len(plats):
+        raise fail("platforms", f"{values['platforms']!r} lists a platform twice")
+    ptag_field = values.get("platform-tag", "")
+    if "platform-tag" in values:
+        try:
+            check_platform_tag(ptag_field)
+        except ValueError as exc:
+            raise fail("platform-tag", str(exc)) from None
+        if len(plats) == 1 and ptag_field != platform_tag(plats[0]):
+            raise fail("platform-tag",
+                       f"{ptag_field!r} does not match platforms {values['platforms']!r}; "
+                       f"use {platform_tag(plats[0])!r}")
+    if values["tag-latest"] not in TAG_LATEST_VALUES:
+        raise fail("tag-latest", f"{values['tag-latest']!r} is not one of {', '.join(TAG_LATEST_VALUES)}")
+    for key in ("runs-on", "dockerfile", "context", "base-image"):
+        if not values[key].strip():
+            raise fail(key, "must not be empty")
+    for key in ("dockerfile", "context"):
+        if values[key].startswith("/") or ".." in Path(values[key]).parts:
+            raise fail(key, f"{values[key]!r} must be a relative path inside the repository")
+    end = node.end_mark.line + (0 if node.end_mark.column == 0 else 1)
+    return Entry(
+        family=family,
+        tag_suffix=values["tag-suffix"],
+        platforms=tuple(plats),
+        tag_latest=values["tag-latest"],
+        runs_on=values["runs-on"],
+        base_image=values["base-image"],
+        dockerfile=values["dockerfile"],
+        context=values["context"],
+        build_type=values.get("build-type", ""),
+        cuda_major_version=values.get("cuda-major-version", ""),
+        cuda_minor_version=values.get("cuda-minor-version", ""),
+        skip_drivers=values.get("skip-drivers", ""),
+        backend=values.get("backend", ""),
+        ubuntu_version=values.get("ubuntu-version", ""),
+        platform_tag_field=ptag_field,
+        builder_base_image=values.get("builder-base-image", ""),
+        amdgpu_targets=values.get("amdgpu-targets", ""),
+        makeflags=values.get("makeflags", ""),
+        ubuntu_codename=values.get("ubuntu-codename", ""),
+        source=source,
+        line=start,
+        end_line=end,
+        raw=tuple(raw),
+    )
+
+
+def _check_duplicates(entries: tuple[Entry, ...]) -> None:
+    seen: dict[tuple[str, str], Entry] = {}
+    for e in entries:
+        k = (e.tag_suffix, e.ptag)
+        if k in seen:
+            first = seen[k]
+            raise MatrixError(
+                f"{e.source} line {e.line}: entry tag-suffix {e.tag_suffix!r}: duplicate leg "
+                f"(tag-suffix {e.tag_suffix!r}, platform-tag {e.ptag!r}) already defined at line {first.line}; "
+                "remove one or give them different platforms")
+        seen[k] = e

@@ -1,0 +1,158 @@
+"""Every name this project derives from a (family, tag-suffix, platform-tag) leg (pure).
+
+Digest artifacts, registry cache tags and keepalive tags live here and nowhere else.
+
+Artifact names use LocalAI's collision-free form ``digests<suffix>--<platform-tag>``
+(server image: ``digests-localai<suffix>--<platform-tag>``, ``-core`` for the empty
+suffix). A tag-suffix never contains ``--`` nor ends with ``-``, and a platform tag
+never starts with ``-`` nor contains ``--``, so the first ``--`` of an artifact name
+is the separator: a name parses back to exactly one leg, and the download pattern
+``digests<suffix>--*`` cannot match another suffix's artifacts.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_SUFFIX_LEN = 64
+MAX_PTAG_LEN = 16
+
+_SUFFIX_RE = re.compile(r"^(-[A-Za-z0-9._]+)*$")  # empty, or '-word' repeated: no '--', no trailing '-'
+_PTAG_RE = re.compile(r"^[A-Za-z0-9._]+(-[A-Za-z0-9._]+)*$")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9._]{1,20}$")
+
+SERVER_PREFIX = "-localai"
+CORE = "-core"
+SEPARATOR = "--"
+
+
+class Family(StrEnum):
+    """An image family: the backend images or the LocalAI server image."""
+
+    BACKENDS = "backends"
+    SERVER = "server"
+
+
+def check_suffix(suffix: str, family: Family = Family.BACKENDS) -> str:
+    """Validate a tag-suffix as a safe tag fragment; raise ValueError saying what is allowed."""
+    if len(suffix) > MAX_SUFFIX_LEN:
+        raise ValueError(f"tag-suffix is {len(suffix)} characters long; at most {MAX_SUFFIX_LEN} are allowed")
+    if not _SUFFIX_RE.match(suffix):
+        raise ValueError(
+            f"tag-suffix {suffix!r} is not a safe tag fragment: use only [A-Za-z0-9._-], "
+            "start with '-', and no '--' or trailing '-' (e.g. '-cpu-llama-cpp'), or leave it empty")
+    if family is Family.SERVER and suffix == CORE:
+        raise ValueError(f"tag-suffix {CORE!r} is reserved: it names the server image's empty suffix in artifacts")
+    if family is Family.BACKENDS and (suffix == SERVER_PREFIX or suffix.startswith(SERVER_PREFIX + "-")):
+        raise ValueError(f"tag-suffix {suffix!r} is reserved: names starting with {SERVER_PREFIX!r} are the server image's")
+    return suffix
+
+
+def check_platform_tag(ptag: str) -> str:
+    if len(ptag) > MAX_PTAG_LEN or not _PTAG_RE.match(ptag):
+        raise ValueError(
+            f"platform-tag {ptag!r} is not a safe tag fragment: 1-{MAX_PTAG_LEN} characters of [A-Za-z0-9._-], "
+            "not starting or ending with '-', no '--' (e.g. 'amd64')")
+    return ptag
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID_RE.match(run_id):
+        raise ValueError(f"run id {run_id!r} must be 1-20 characters of [A-Za-z0-9._] (GITHUB_RUN_ID is digits)")
+    return run_id
+
+
+def _family_stem(family: Family, suffix: str) -> str:
+    """``<suffix>`` for backends, ``-localai<suffix or -core>`` for the server image."""
+    if family is Family.SERVER:
+        return SERVER_PREFIX + (suffix or CORE)
+    return suffix
+
+
+@dataclass(frozen=True, order=True)
+class LegKey:
+    """What identifies one per-arch leg across the whole pipeline."""
+
+    family: Family
+    suffix: str
+    ptag: str
+
+    def __str__(self) -> str:
+        return f"{self.family}{self.suffix or ('' if self.family is Family.BACKENDS else ' (core)')} [{self.ptag}]"
+
+
+def artifact_name(family: Family, suffix: str, ptag: str) -> str:
+    """The digest artifact (and directory) name of one leg."""
+    check_suffix(suffix, family)
+    check_platform_tag(ptag)
+    return f"digests{_family_stem(family, suffix)}{SEPARATOR}{ptag}"
+
+
+def artifact_pattern(family: Family, suffix: str) -> str:
+    """Download pattern for every leg of one suffix; cannot match another suffix (see module doc)."""
+    check_suffix(suffix, family)
+    return f"digests{_family_stem(family, suffix)}{SEPARATOR}*"
+
+
+def parse_artifact_name(name: str) -> LegKey:
+    """Inverse of :func:`artifact_name`; ValueError for anything else."""
+    if not name.startswith("digests") or SEPARATOR not in name:
+        raise ValueError(f"{name!r} is not a digest artifact name (expected digests<suffix>--<platform-tag>)")
+    stem, ptag = name[len("digests"):].split(SEPARATOR, 1)
+    stem = "" if stem == "" else stem
+    if stem == SERVER_PREFIX or stem.startswith(SERVER_PREFIX + "-"):
+        family = Family.SERVER
+        rest = stem[len(SERVER_PREFIX):]
+        suffix = "" if rest == CORE else rest
+        if rest == "":
+            raise ValueError(f"{name!r}: server artifact without a suffix (the empty suffix is written {CORE!r})")
+    else:
+        family, suffix = Family.BACKENDS, stem
+    try:
+        check_suffix(suffix, family)
+        check_platform_tag(ptag)
+    except ValueError as exc:
+        raise ValueError(f"{name!r} is not a valid digest artifact name: {exc}") from None
+    key = LegKey(family, suffix, ptag)
+    if artifact_name(family, suffix, ptag) != name:  # pragma: no cover - defensive round-trip
+        raise ValueError(f"{name!r} does not round-trip as an artifact name")
+    return key
+
+
+def cache_tag(family: Family, suffix: str, ptag: str) -> str:
+    """Registry build-cache tag of one leg: ``cache<suffix>-<ptag>`` (server ``cache-localai<suffix>-<ptag>``)."""
+    check_suffix(suffix, family)
+    check_platform_tag(ptag)
+    stem = SERVER_PREFIX + suffix if family is Family.SERVER else suffix
+    return f"cache{stem}-{ptag}"
+
+
+def keepalive_tag(run_id: str, family: Family, suffix: str, ptag: str) -> str:
+    """Tag that anchors a pushed-by-digest leg until its merge: ``keepalive-<run-id><suffix>-<ptag>``."""
+    check_run_id(run_id)
+    check_suffix(suffix, family)
+    check_platform_tag(ptag)
+    return f"keepalive-{run_id}{_family_stem(family, suffix)}-{ptag}"
+
+
+def keepalive_prefix(run_id: str, family: Family, suffix: str) -> str:
+    """Every keepalive tag of one suffix in one run starts with this and ends with ``-<ptag>``."""
+    check_run_id(run_id)
+    return f"keepalive-{run_id}{_family_stem(family, suffix)}-"
+
+
+# --- LocalAI PR #9730 naming, kept only to lint matrices for glob over-match ----------------
+
+def pr9730_artifact_name(suffix: str, ptag: str) -> str:
+    return f"digests{suffix}-{ptag}"
+
+
+def pr9730_download_glob(suffix: str) -> str:
+    return f"digests{suffix}-*"
+
+
+def glob_overmatches(pattern: str, name: str) -> bool:
+    """True when an actions/download-artifact style glob matches ``name``."""
+    return fnmatch.fnmatchcase(name, pattern)

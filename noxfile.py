@@ -1,0 +1,32 @@
+"""nox sessions: thin; the logic lives in ``ci/``. ``nox --list`` shows them;
+``nox -s <session> -- --help`` explains every option.
+
+The CI-facing sessions (merge, inspect) run in the current environment
+(``python=False``): install the project first (``pip install -e '.[dev]'``).
+Exit statuses are kept: 0 ok, 1 a failure, 2 bad input.
+"""
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.error_on_missing_interpreters = False
+
+
+def _call(session: nox.Session, command: str) -> None:
+    """Run ``python -m ci <command> <posargs>`` in-process and keep its exit status."""
+    from ci.cli import main
+
+    code = main([command, *session.posargs])
+    if code:
+        # SystemExit passes through nox unchanged, so `nox -s merge` exits 1 or 2 like the verb
+        raise SystemExit(code)
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (engine/registry tests need DOCKER_HOST and docker-registry; see .ci/run)."""
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+# (section: sessions)
