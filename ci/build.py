@@ -1,0 +1,435 @@
+"""Build one matrix leg and publish it by digest (verb).
+
+``resolve_leg`` picks the leg, ``plan_leg`` (pure) turns it into a frozen :class:`LegPlan`
+-- what ``--dry-run`` prints and what ``invoke pipeline`` reuses -- ``build_leg`` runs the
+engine build and checks the architecture, and ``run_leg`` does build + publish + outputs.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from ci.engine import Engine, ImageInfo, check_platform
+from ci.errors import UserError
+from ci.families import FamilyConfig
+from ci.github import Event
+from ci.matrix import Entry, Matrix
+from ci.naming import CORE, Family, artifact_name, cache_tag, keepalive_tag
+from ci.platforms import Platform, RunnerPolicy
+from ci.reference import ImageName, parse_tag
+
+LABEL_SOURCE = "org.opencontainers.image.source"
+LABEL_REVISION = "org.opencontainers.image.revision"
+LABEL_CREATED = "org.opencontainers.image.created"
+LABEL_BACKEND = "org.localai.ci.backend"
+LABEL_LEG = "org.localai.ci.leg"
+DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
+
+
+# ---- resolution ----------------------------------------------------------------------------
+def _leg_list(entries: list[Entry]) -> str:
+    return ", ".join(f"{e.tag_suffix or repr('')} {e.ptag}" + (f" ({e.backend})" if e.backend else "")
+                     for e in entries)
+
+
+def resolve_leg(matrix: Matrix, suffix: str | None, ptag: str | None, backend: str | None = None) -> Entry:
+    """The one leg named by ``--tag-suffix``/``--platform-tag``/``--backend``; UserError listing candidates."""
+    if suffix is None and not backend:
+        raise UserError("give --tag-suffix (and --platform-tag), or --backend NAME; "
+                        f"legs in {matrix.path}: {_leg_list(list(matrix))}")
+    if matrix.family is Family.SERVER and suffix == CORE:
+        suffix = ""  # the artifact spelling of the core image is accepted too
+    cands = list(matrix)
+    if suffix is not None:
+        cands = [e for e in cands if e.tag_suffix == suffix]
+        if not cands:
+            close = difflib.get_close_matches(suffix, matrix.suffixes(), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UserError(f"no leg with tag-suffix {suffix!r} in {matrix.path}{hint} "
+                            f"(tag-suffixes: {', '.join(repr(s) for s in matrix.suffixes())})")
+    if backend:
+        named = [e for e in cands if e.backend == backend]
+        if not named:
+            known = sorted({e.backend for e in matrix if e.backend})
+            close = difflib.get_close_matches(backend, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"no leg{'' if suffix is None else f' of tag-suffix {suffix!r}'} builds backend "
+                            f"{backend!r} in {matrix.path}{hint} (backends: {', '.join(known) or 'none'})")
+        cands = named
+    if ptag is not None:
+        found = [e for e in cands if e.ptag == ptag]
+        if not found:
+            ptags = [e.ptag for e in cands]
+            close = difflib.get_close_matches(ptag, ptags, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"no leg with platform-tag {ptag!r} among {_leg_list(cands)} in {matrix.path}{hint}")
+        cands = found
+    if len(cands) > 1:
+        raise UserError(f"{len(cands)} legs match ({_leg_list(cands)}) in {matrix.path}; add --platform-tag "
+                        f"{' or --platform-tag '.join(dict.fromkeys(e.ptag for e in cands))}"
+                        + ("" if suffix is not None else " and/or --tag-suffix"))
+    return cands[0]
+
+
+# ---- source metadata (labels) ----------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where the build comes from, for the OCI labels."""
+
+    url: str = ""
+    revision: str = ""
+    created: str = ""  # RFC 3339, UTC
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _strip_userinfo(url: str) -> str:
+    """Never leak a token embedded in a remote URL (https://user:token@host/...)."""
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return ""
+    if p.scheme in ("http", "https", "ssh") and "@" in p.netloc:
+        return urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[1], p.path, p.query, p.fragment))
+    return url if p.scheme else ""
+
+
+def _rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_info(root: Path, env: Mapping[str, str], now: Callable[[], float] = time.time) -> SourceInfo:
+    """Labels' source: GitHub env, else git. ``created`` from SOURCE_DATE_EPOCH, else the HEAD commit
+    time (so rebuilding an unchanged commit gives the same config), else now."""
+    url = ""
+    if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
+        url = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
+    else:
+        url = _strip_userinfo(_git(root, "remote", "get-url", "origin"))
+    revision = env.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD")
+    epoch_text = env.get("SOURCE_DATE_EPOCH") or _git(root, "log", "-1", "--format=%ct")
+    try:
+        created = _rfc3339(int(epoch_text))
+    except ValueError:
+        created = _rfc3339(int(now()))
+    return SourceInfo(url=url, revision=revision, created=created)
+
+
+# ---- planning (pure) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LegPlan:
+    """Everything one leg will do, decided before anything runs."""
+
+    family: Family
+    suffix: str
+    ptag: str
+    platform: Platform
+    runs_on: str
+    backend: str
+    matrix: str
+    line: int
+    context: str  # absolute path
+    dockerfile: str  # relative to the context, as the engine wants it
+    base_image: str
+    build_args: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    local_tag: str  # engine tag of the built image (repository:tag)
+    images: tuple[ImageName, ...]  # publish targets (empty on a PR without credentials)
+    mount_from: tuple[ImageName, ...]
+    artifact: str
+    digests_dir: str | None  # None: no digest file (PR events)
+    cache_ref: str
+    event: str
+    publishes: bool  # push event: publish by digest + digest file
+    tags: tuple[str, ...]  # tags added in every target (PR tag or keepalive anchor)
+    notes: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        """The plan as ``--dry-run`` prints it."""
+        lines = [f"leg:        {self.family} tag-suffix {self.suffix!r} platform-tag {self.ptag} "
+                 f"({self.matrix} line {self.line})",
+                 f"platform:   {self.platform} (runs-on: {self.runs_on})",
+                 f"build:      context {self.context}, dockerfile {self.dockerfile}, base {self.base_image}",
+                 f"local tag:  {self.local_tag}",
+                 "build args:"]
+        lines += [f"  {k}={v}" for k, v in self.build_args]
+        lines.append("labels:")
+        lines += [f"  {k}={v}" for k, v in self.labels]
+        lines.append(f"event:      {self.event} ({'publish by digest' if self.publishes else 'pull request'})")
+        lines.append("images:     " + (", ".join(str(i) for i in self.images) or "none (build only)"))
+        if self.tags:
+            lines.append("tags:       " + ", ".join(self.tags) + " (in every image above)")
+        lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
+                                                       if self.digests_dir else " (no digest file)"))
+        lines.append(f"cache ref:  {self.cache_ref}")
+        lines += [f"note:       {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def local_tag_for(family: Family, suffix: str, ptag: str) -> str:
+    stem = "localai" + (suffix or CORE) if family is Family.SERVER else "backend" + suffix
+    return f"localai-ci/{stem}:{ptag}"
+
+
+def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
+    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``)."""
+    stem = "-localai" + (suffix or CORE) if family is Family.SERVER else suffix
+    ident = pr_number or (f"run{run_id}" if run_id else "local")
+    return parse_tag(f"pr-{ident}{stem}-{ptag}")
+
+
+def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
+             digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
+             pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
+             local_tag: str | None = None) -> LegPlan:
+    """Decide one leg's build and publication (pure: no engine, no network, no env reads).
+
+    ``pr_push``: on a pull request, whether PR credentials are configured (push to the PR image).
+    """
+    family, suffix, ptag = entry.family, entry.tag_suffix, entry.ptag
+    if entry.multi_platform:
+        raise UserError(f"{entry.where}: tag-suffix {suffix!r} lists {len(entry.platforms)} platforms; a leg builds "
+                        "one platform on its native runner: split the entry (invoke matrix split)")
+    root_path = Path(root).resolve()
+    context = (root_path / entry.context).resolve()
+    dockerfile = (root_path / entry.dockerfile).resolve()
+    try:
+        df_rel = str(dockerfile.relative_to(context))
+    except ValueError:
+        raise UserError(f"{entry.where}: dockerfile {entry.dockerfile!r} is not inside context {entry.context!r}; "
+                        "the engine only reads Dockerfiles from the build context") from None
+    labels = {LABEL_SOURCE: source.url, LABEL_REVISION: source.revision, LABEL_CREATED: source.created,
+              LABEL_BACKEND: entry.backend or ("localai" + (suffix or CORE) if family is Family.SERVER else suffix),
+              LABEL_LEG: f"{family}{suffix}-{ptag}"}
+    notes: list[str] = []
+    tags: tuple[str, ...] = ()
+    if event.publishes:
+        images, publishes, ddir = config.images, True, str(digests_dir)
+        if anchor:
+            rid = run_id or event.run_id
+            if not rid:
+                raise UserError("--anchor needs a run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
+            try:
+                tags = (keepalive_tag(rid, family, suffix, ptag),)
+            except ValueError as exc:
+                raise UserError(f"--anchor: {exc}") from None
+    else:
+        publishes, ddir = False, None
+        if pr_push:
+            images = (config.pr_image,)
+            tags = (pr_tag(event.pr_number, run_id or event.run_id, family, suffix, ptag),)
+        else:
+            images = ()
+            notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")
+    return LegPlan(
+        family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
+        backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
+        base_image=entry.base_image, build_args=tuple(entry.build_args().items()),
+        labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or local_tag_for(family, suffix, ptag),
+        images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
+        artifact=artifact_name(family, suffix, ptag), digests_dir=ddir,
+        cache_ref=config.cache.with_tag(cache_tag(family, suffix, ptag)), event=event.name,
+        publishes=publishes, tags=tags, notes=tuple(notes))
+
+
+# ---- building ----------------------------------------------------------------------------------
+class BuildProgress:
+    """Live build display: a rich spinner with the current step on a terminal, plain lines otherwise."""
+
+    def __init__(self, title: str, out: TextIO | None = None, tty: bool | None = None) -> None:
+        self.title = title
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty() if tty is None else tty
+        self.started = time.monotonic()
+        self._status: Any = None  # rich.status.Status
+        self._console: Any = None  # rich.console.Console
+        self.step = ""
+
+    def __enter__(self) -> BuildProgress:
+        if self.tty:
+            from rich.console import Console
+
+            self._console = Console(file=self.out, highlight=False)
+            self._status = self._console.status(f"{self.title}: starting")
+            self._status.__enter__()
+        else:
+            print(f"{self.title}: building", file=self.out, flush=True)
+        return self
+
+    def line(self, text: str) -> None:
+        is_step = text.startswith("Step ")
+        if is_step:
+            self.step = text
+        if self._status is not None and self._console is not None:
+            if is_step:
+                self._console.print(f"[dim]{text}[/dim]", markup=True, highlight=False, soft_wrap=True)
+            elapsed = time.monotonic() - self.started
+            self._status.update(f"{self.title} [{elapsed:.0f}s] {self.step or text}"[:200])
+        else:
+            print(f"  | {text}", file=self.out, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+
+def build_leg(plan: LegPlan, engine: Engine, *, on_line: Callable[[str], None] | None = None,
+              runners: RunnerPolicy | None = None) -> ImageInfo:
+    """Build the leg, then check the image's os/architecture is the leg's platform."""
+    from ci.baseimage import ensure_base_image, is_offline_base
+
+    if is_offline_base(plan.base_image):
+        ensure_base_image(engine.client, plan.base_image, plan.platform)
+    out = engine.build(path=plan.context, dockerfile=plan.dockerfile, buildargs=dict(plan.build_args),
+                       platform=str(plan.platform), labels=dict(plan.labels), tag=plan.local_tag, on_line=on_line)
+    info = engine.inspect(out.image_id)
+    check_platform(info, plan.platform, f"{plan.family} tag-suffix {plan.suffix!r} platform-tag {plan.ptag}",
+                   runners)
+    return info
+
+
+def env_dict(env: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(os.environ if env is None else env)
+
+
+# ---- the whole verb: resolve, plan, build, publish, report --------------------------------------
+@dataclass(frozen=True)
+class BuildRequest:
+    """The options of ``invoke build-backend`` / ``build-image``."""
+
+    family: Family
+    tag_suffix: str | None = None
+    platform_tag: str | None = None
+    backend: str | None = None
+    matrix: str | None = None
+    images: str | None = None
+    digests_dir: str = "digests"
+    event: str | None = None
+    anchor: bool = False
+    run_id: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    root: str = "."
+    dry_run: bool = False
+    local_tag: str | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class LegResult:
+    plan: LegPlan
+    image_id: str = ""
+    digest: str = ""
+    digest_file: str = ""
+    bytes_uploaded: int = 0
+    seconds: float = 0.0
+    refs: tuple[str, ...] = ()
+
+
+def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[str, object]]:
+    """Resolve and plan (reads the matrix, git and the Docker config; writes nothing)."""
+    from ci.families import family_config
+    from ci.github import resolve_event
+    from ci.matrix import load_matrix
+    from ci.registry import credentials_for
+
+    root = Path(req.root)
+    mpath = Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family]
+    matrix = load_matrix(mpath, req.family)
+    entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend)
+    config = family_config(req.family, images=req.images, env=env)
+    other = Family.SERVER if req.family is Family.BACKENDS else Family.BACKENDS
+    siblings = (*family_config(other, env=env).images, config.cache)
+    event = resolve_event(req.event, env)
+    run_id = req.run_id or event.run_id
+    creds: dict[str, object] = {}
+    registries = [config.pr_image.registry] if not event.publishes else list(config.registries)
+    for reg in registries:
+        creds[reg] = credentials_for(reg, username=req.username, password=req.password)
+    pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
+    plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
+                    digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
+                    mount_from=siblings, local_tag=req.local_tag)
+    return plan, creds
+
+
+def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
+            engine: Engine | None = None) -> LegResult:
+    """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan)."""
+    from ci.blobcache import BlobCache, default_cache_dir
+    from ci.engine import connect
+    from ci.families import family_config
+    from ci.github import in_actions, write_outputs, write_summary
+    from ci.publish import Target, publish_leg, registry_client_factory
+
+    environ = env_dict(env)
+    stdout = out or sys.stdout
+    plan, creds = prepare(req, environ)
+    if req.dry_run:
+        print(plan.describe(), file=stdout)
+        return LegResult(plan)
+    t0 = time.monotonic()
+    eng = engine or connect(environ)
+    title = f"{plan.family}{plan.suffix or ('' if plan.family is Family.BACKENDS else ' core')} [{plan.ptag}]"
+    with BuildProgress(title) as progress:
+        info = build_leg(plan, eng, on_line=progress.line)
+    print(f"built {info.id} ({info.platform_text}) as {plan.local_tag}", file=stdout, flush=True)
+    for n in plan.notes:
+        print(f"note: {n}", file=stdout)
+    if not plan.images:
+        return LegResult(plan, image_id=info.id, seconds=time.monotonic() - t0)
+    config = family_config(plan.family, images=req.images, env=environ)
+    targets = [Target(img, plain_http=config.plain_http(img.registry), credentials=creds.get(img.registry))
+               for img in plan.images]
+    for reg in dict.fromkeys(t.image.registry for t in targets if t.plain_http):
+        print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
+
+    def log(msg: str) -> None:
+        print(msg, file=stdout, flush=True)
+
+    def on_retry(msg: str) -> None:
+        print(f"retry: {msg}", file=stdout, flush=True)
+
+    with cache:
+        res = publish_leg(eng, info.id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag, targets=targets,
+                          cache=cache, client_factory=registry_client_factory(on_retry), digests_dir=plan.digests_dir,
+                          tags=plan.tags, mount_from=plan.mount_from, log=log)
+    seconds = time.monotonic() - t0
+    rep = res.report
+    for t in rep.targets:
+        print(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
+              f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
+    for tag in plan.tags:
+        print(f"tagged {tag} in {', '.join(str(i) for i in plan.images)}", file=stdout)
+    print(f"digest: {rep.digest}", file=stdout)
+    if plan.publishes:
+        print(f"artifact-name: {res.artifact}", file=stdout)
+        print(f"digest file: {res.digest_file}", file=stdout)
+    if in_actions(environ) or environ.get("GITHUB_OUTPUT"):
+        outputs: dict[str, object] = {"digest": rep.digest}
+        if plan.publishes:
+            outputs["artifact-name"] = res.artifact
+        write_outputs(outputs, environ)
+    write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
+                  f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
+                  f" ({seconds:.1f}s)", environ)
+    return LegResult(plan, image_id=info.id, digest=rep.digest,
+                     digest_file=str(res.digest_file) if res.digest_file else "",
+                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs)

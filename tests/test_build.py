@@ -1,0 +1,194 @@
+"""Unit tests of leg resolution and planning (no engine, no registry), and the task's exit codes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci.build import (LABEL_CREATED, LABEL_SOURCE, BuildRequest, SourceInfo, _strip_userinfo, plan_leg, pr_tag,
+                      resolve_leg, run_leg, source_info)
+from ci.errors import UserError
+from ci.families import family_config
+from ci.github import Event
+from ci.matrix import load_matrix, parse_matrix
+from ci.naming import Family
+from ci.reference import parse_image_name
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ROOT / "backends" / "matrix.yml"
+IMAGES = ROOT / "backends" / "images.yml"
+SRC = SourceInfo(url="https://github.com/o/r", revision="abc123", created="2024-01-02T03:04:05Z")
+PUSH = Event(name="push", run_id="77")
+PR = Event(name="pull_request", pr_number="12", run_id="77")
+
+
+@pytest.fixture
+def backends():  # type: ignore[no-untyped-def]
+    return load_matrix(BACKENDS, Family.BACKENDS)
+
+
+@pytest.fixture
+def images():  # type: ignore[no-untyped-def]
+    return load_matrix(IMAGES, Family.SERVER)
+
+
+def cfg(family: Family = Family.BACKENDS):  # type: ignore[no-untyped-def]
+    return family_config(family, images="127.0.0.1:5000/a/img,127.0.0.1:5001/b/img", env={})
+
+
+def test_resolve_exact_leg(backends) -> None:  # type: ignore[no-untyped-def]
+    e = resolve_leg(backends, "-cpu-hello", "arm64")
+    assert (e.tag_suffix, e.ptag, str(e.platform)) == ("-cpu-hello", "arm64", "linux/arm64")
+
+
+def test_resolve_several_legs_lists_candidates(backends) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UserError) as err:
+        resolve_leg(backends, "-cpu-hello", None)
+    assert "2 legs match" in str(err.value) and "amd64" in str(err.value) and "arm64" in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_resolve_unknown_suffix_suggests(backends) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UserError, match=r"did you mean '-cpu-hello'"):
+        resolve_leg(backends, "-cpu-helo", "amd64")
+
+
+def test_resolve_unknown_ptag_lists_legs(backends) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UserError, match=r"platform-tag 'amd46'.*did you mean 'amd64'"):
+        resolve_leg(backends, "-cpu-hello", "amd46")
+
+
+def test_resolve_by_backend(backends) -> None:  # type: ignore[no-untyped-def]
+    assert resolve_leg(backends, None, None, "echo").tag_suffix == "-cpu-echo"
+    assert resolve_leg(backends, None, "arm64", "hello").ptag == "arm64"
+    with pytest.raises(UserError, match="2 legs match"):
+        resolve_leg(backends, None, None, "hello")
+    with pytest.raises(UserError, match=r"backend 'helo'.*did you mean 'hello'"):
+        resolve_leg(backends, None, None, "helo")
+
+
+def test_resolve_needs_a_selector(backends) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UserError, match="give --tag-suffix"):
+        resolve_leg(backends, None, "amd64")
+
+
+def test_resolve_server_core(images) -> None:  # type: ignore[no-untyped-def]
+    assert resolve_leg(images, "", "arm64").tag_suffix == ""
+    assert resolve_leg(images, "-core", "amd64").tag_suffix == ""
+    assert resolve_leg(images, "-gpu-vulkan", "amd64").build_type == "vulkan"
+
+
+def test_plan_push_leg(backends) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_leg(resolve_leg(backends, "-cpu-hello", "arm64"), cfg(), root=ROOT, source=SRC, event=PUSH,
+                    digests_dir="/tmp/d")
+    args = dict(plan.build_args)
+    assert args["BACKEND"] == "hello" and args["BASE_IMAGE"] == "ci-offline/ubuntu:24.04"
+    assert set(args) >= {"BUILD_TYPE", "SKIP_DRIVERS", "CUDA_MAJOR_VERSION", "CUDA_MINOR_VERSION", "UBUNTU_VERSION"}
+    assert str(plan.platform) == "linux/arm64"
+    assert plan.artifact == "digests-cpu-hello--arm64" and plan.digests_dir == "/tmp/d"
+    assert [str(i) for i in plan.images] == ["127.0.0.1:5000/a/img", "127.0.0.1:5001/b/img"]
+    assert plan.cache_ref == "127.0.0.1:5000/ci-cache:cache-cpu-hello-arm64"
+    assert plan.context == str(ROOT / "backends") and plan.dockerfile == "Dockerfile.backend"
+    labels = dict(plan.labels)
+    assert labels[LABEL_SOURCE] == SRC.url and labels[LABEL_CREATED] == SRC.created
+    assert plan.publishes and plan.tags == ()
+    text = plan.describe()
+    for part in ("BACKEND=hello", "linux/arm64", "digests-cpu-hello--arm64", "cache-cpu-hello-arm64"):
+        assert part in text
+
+
+def test_plan_is_frozen_and_deterministic(backends) -> None:  # type: ignore[no-untyped-def]
+    e = resolve_leg(backends, "-cpu-echo", "amd64")
+    a = plan_leg(e, cfg(), root=ROOT, source=SRC, event=PUSH)
+    assert a == plan_leg(e, cfg(), root=ROOT, source=SRC, event=PUSH)
+    with pytest.raises(AttributeError):
+        a.suffix = "x"  # type: ignore[misc]
+
+
+def test_plan_anchor_tag(backends) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_leg(resolve_leg(backends, "-cpu-hello", "amd64"), cfg(), root=ROOT, source=SRC, event=PUSH,
+                    anchor=True, run_id="991")
+    assert plan.tags == ("keepalive-991-cpu-hello-amd64",)
+    with pytest.raises(UserError, match="--run-id"):
+        plan_leg(resolve_leg(backends, "-cpu-hello", "amd64"), cfg(), root=ROOT, source=SRC,
+                 event=Event(name="push"), anchor=True)
+
+
+def test_plan_pull_request(images) -> None:  # type: ignore[no-untyped-def]
+    e = resolve_leg(images, "", "amd64")
+    build_only = plan_leg(e, cfg(Family.SERVER), root=ROOT, source=SRC, event=PR)
+    assert build_only.images == () and build_only.digests_dir is None and not build_only.publishes
+    pushed = plan_leg(e, cfg(Family.SERVER), root=ROOT, source=SRC, event=PR, pr_push=True)
+    assert [str(i) for i in pushed.images] == ["127.0.0.1:5000/ci-tests"]
+    assert pushed.tags == ("pr-12-localai-core-amd64",) and pushed.digests_dir is None
+    assert pr_tag("7", "", Family.BACKENDS, "-cpu-x", "arm64") == "pr-7-cpu-x-arm64"
+
+
+def test_plan_server_artifact_names(images) -> None:  # type: ignore[no-untyped-def]
+    core = plan_leg(resolve_leg(images, "", "arm64"), cfg(Family.SERVER), root=ROOT, source=SRC, event=PUSH)
+    vk = plan_leg(resolve_leg(images, "-gpu-vulkan", "amd64"), cfg(Family.SERVER), root=ROOT, source=SRC,
+                  event=PUSH)
+    assert core.artifact == "digests-localai-core--arm64"
+    assert vk.artifact == "digests-localai-gpu-vulkan--amd64"
+    assert dict(core.build_args)["MAKEFLAGS"] == "--jobs=2 --output-sync=target"
+
+
+def test_plan_rejects_multi_platform_entry() -> None:
+    text = BACKENDS.read_text().replace("platforms: 'linux/amd64'\n    tag-latest: 'auto'\n    tag-suffix: '-cpu-echo'",
+                                        "platforms: 'linux/amd64,linux/arm64'\n    tag-latest: 'auto'\n"
+                                        "    tag-suffix: '-cpu-echo'")
+    m = parse_matrix(text, "m.yml", Family.BACKENDS)
+    with pytest.raises(UserError, match="split the entry"):
+        plan_leg(resolve_leg(m, "-cpu-echo", None), cfg(), root=ROOT, source=SRC, event=PUSH)
+
+
+def test_mount_sources_exclude_targets(backends) -> None:  # type: ignore[no-untyped-def]
+    c = cfg()
+    plan = plan_leg(resolve_leg(backends, "-cpu-echo", "amd64"), c, root=ROOT, source=SRC, event=PUSH,
+                    mount_from=(c.images[0], parse_image_name("127.0.0.1:5000/other")))
+    assert [str(m) for m in plan.mount_from] == ["127.0.0.1:5000/other"]
+
+
+def test_source_info_reproducible_created() -> None:
+    info = source_info(ROOT, {"SOURCE_DATE_EPOCH": "86400", "GITHUB_SERVER_URL": "https://github.com",
+                              "GITHUB_REPOSITORY": "mudler/LocalAI", "GITHUB_SHA": "deadbeef"})
+    assert info == SourceInfo("https://github.com/mudler/LocalAI", "deadbeef", "1970-01-02T00:00:00Z")
+
+
+def test_remote_url_secrets_stripped() -> None:
+    assert _strip_userinfo("https://x-access-token:s3cret@github.com/o/r.git") == "https://github.com/o/r.git"
+    assert _strip_userinfo("git@github.com:o/r.git") == ""
+
+
+class _NoEngine:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"dry-run touched the engine ({name})")
+
+
+def test_dry_run_touches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    digests = tmp_path / "digests"
+    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="amd64",
+                       images="127.0.0.1:5999/x/y", digests_dir=str(digests), root=str(ROOT), dry_run=True,
+                       cache_dir=str(tmp_path / "cache"))
+    res = run_leg(req, env={"HOME": str(tmp_path)}, engine=_NoEngine())  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "digests-cpu-hello--amd64" in out and "BACKEND=hello" in out and "linux/amd64" in out
+    assert res.digest == "" and not digests.exists() and not (tmp_path / "cache").exists()
+
+
+def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL, check=False)
+
+
+def test_task_exit_codes() -> None:
+    ok = _invoke("build-backend", "--tag-suffix", "-cpu-hello", "--platform-tag", "arm64", "--dry-run",
+                 "--images", "127.0.0.1:5999/x/y")
+    assert ok.returncode == 0, ok.stderr
+    assert "digests-cpu-hello--arm64" in ok.stdout
+    bad = _invoke("build-backend", "--tag-suffix", "-cpu-hello", "--dry-run")
+    assert bad.returncode == 2 and "add --platform-tag" in bad.stderr
+    core = _invoke("build-image", "--tag-suffix", "", "--platform-tag", "amd64", "--dry-run")
+    assert core.returncode == 0 and "digests-localai-core--amd64" in core.stdout, core.stderr
