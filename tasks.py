@@ -36,14 +36,159 @@ def exit_with(code: int) -> None:
 
 # ---- matrix tooling (issue 2) -------------------------------------------------------------
 # (section: matrix)
+from ci.lint import runner_policy as _runner_policy  # noqa: E402  (section-local imports)
+from ci.platforms import RunnerPolicy as _RunnerPolicy  # noqa: E402
+
+_MATRIX_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends", "matrix.yml")
+_MATRIX_HELP = "matrix file (default: backends/matrix.yml of this project)"
+_POLICY_HELP = {
+    "retired": "comma-separated retired runners (default: bigger-runner,arc-runner-set)",
+    "runner_amd64": "native amd64 runner label (default: ubuntu-latest)",
+    "runner_arm64": "native arm64 runner label (default: ubuntu-24.04-arm)",
+}
+
+
+def _policy(retired: str | None, runner_amd64: str | None, runner_arm64: str | None) -> _RunnerPolicy:
+    """The runner policy from the --retired / --runner-* options (exit 2 on a bad label)."""
+    return run_verb(_runner_policy, retired=retired, runner_amd64=runner_amd64, runner_arm64=runner_arm64)
+
+
+@task(help={"matrix": _MATRIX_HELP, "format": "text (a table on a terminal) or json", **_POLICY_HELP})
+def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_amd64=None,  # noqa: A002
+                  runner_arm64=None):
+    """Summarize a matrix: entries, legs per arch, suffixes, pairs, runners, darwin entries."""
+    from ci.matrix import load_matrix
+    from ci.report import print_summary, summarize
+    if format not in ("text", "json"):
+        raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
+    summary = summarize(run_verb(load_matrix, matrix), _policy(retired, runner_amd64, runner_arm64))
+    if format == "json":
+        print(summary.render_json())
+    else:
+        print_summary(summary, tty=sys.stdout.isatty())
+
+
+@task(help={"matrix": _MATRIX_HELP, "format": "text (one line per finding) or json",
+            "ignore": "comma-separated rule ids to skip", **_POLICY_HELP})
+def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_amd64=None,  # noqa: A002
+                runner_arm64=None, ignore=""):
+    """Check matrix policy rules; exit 0 clean, 1 findings, 2 bad input."""
+    from ci.lint import lint_matrix
+    from ci.matrix import load_matrix
+    if format not in ("text", "json"):
+        raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
+    policy = _policy(retired, runner_amd64, runner_arm64)
+    ignored = [r.strip() for r in ignore.split(",") if r.strip()]
+    result = run_verb(lambda: lint_matrix(load_matrix(matrix), policy, ignore=ignored))
+    print(result.render_json() if format == "json" else result.render_text())
+    exit_with(result.exit_code)
+
+
+@task(help={"matrix": _MATRIX_HELP, "in_place": "rewrite the matrix file itself (atomically)",
+            "output": "write the split matrix to this path instead", "dry_run": "print the report and diff only",
+            **_POLICY_HELP})
+def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run=False, retired=None,
+                 runner_amd64=None, runner_arm64=None):
+    """Split multi-platform entries into per-arch legs on native runners (byte-preserving)."""
+    from ci.split import split_file
+    policy = _policy(retired, runner_amd64, runner_arm64)
+    outcome = run_verb(split_file, matrix, output=output, in_place=in_place, dry_run=dry_run, policy=policy)
+    print(outcome.result.report.render())
+    if dry_run and outcome.diff:
+        print(outcome.diff, end="")
+    if outcome.written:
+        print(f"wrote {outcome.written}")
 
 
 # ---- build and publish one leg (issue 3) ----------------------------------------------------
 # (section: build)
+_BUILD_HELP = {
+    "tag-suffix": "the leg's tag-suffix, e.g. -cpu-llama-cpp (build-image: '' or -core for the core image); "
+                  "write --tag-suffix=-x when the value starts with '-'",
+    "platform-tag": "the leg's platform tag, e.g. amd64 or arm64",
+    "backend": "pick the leg by backend name (convenience; must name exactly one leg with the other flags)",
+    "matrix": "matrix file (default: backends/matrix.yml; build-image: backends/images.yml), relative to cwd",
+    "images": "comma-separated repositories to publish to (default: CI_BACKEND_IMAGES/CI_SERVER_IMAGES or LocalAI's)",
+    "digests-dir": "where to write the digest artifact directory (default: digests)",
+    "event": "push (publish by digest) or pull_request (build; push to the PR image only with credentials); "
+             "default GITHUB_EVENT_NAME, else push",
+    "anchor": "also tag the digest keepalive-<run-id><suffix>-<ptag> in every target repository",
+    "run-id": "run id for --anchor and PR tags (default GITHUB_RUN_ID)",
+    "username": "registry user (with --password-stdin); default: Docker config / credential helpers",
+    "password-stdin": "read the registry password from standard input",
+    "root": "repository root: matrix context/dockerfile paths are relative to it (default: .)",
+    "dry-run": "print the plan (build args, platform, images, artifact name, cache ref) and touch nothing",
+    "debug": "show a traceback on errors",
+}
+
+
+def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backend: str | None, matrix: str | None,
+           images: str | None, digests_dir: str, event: str | None, anchor: bool, run_id: str | None,
+           username: str | None, password_stdin: bool, root: str, dry_run: bool, debug: bool) -> None:
+    from ci.build import BuildRequest, run_leg
+    from ci.naming import Family
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    req = BuildRequest(family=Family(family), tag_suffix=tag_suffix, platform_tag=platform_tag, backend=backend,
+                       matrix=matrix, images=images, digests_dir=digests_dir, event=event, anchor=anchor,
+                       run_id=run_id, username=username, password=password, root=root, dry_run=dry_run)
+    run_verb(run_leg, req, debug=debug)
+
+
+@task(help=_BUILD_HELP)
+def build_backend(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,
+                  digests_dir="digests", event=None, anchor=False, run_id=None, username=None,
+                  password_stdin=False, root=".", dry_run=False, debug=False):  # type: ignore[no-untyped-def]
+    """Build one backend leg with the Docker engine and publish it by digest to every registry."""
+    _build("backends", tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
+           username, password_stdin, root, dry_run, debug)
+
+
+@task(help=_BUILD_HELP)
+def build_image(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,
+                digests_dir="digests", event=None, anchor=False, run_id=None, username=None,
+                password_stdin=False, root=".", dry_run=False, debug=False):  # type: ignore[no-untyped-def]
+    """Build one LocalAI server-image leg (core: --tag-suffix '') and publish it by digest."""
+    _build("server", tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
+           username, password_stdin, root, dry_run, debug)
+
 
 
 # ---- GitHub Actions matrices (issue 5) -------------------------------------------------------
 # (section: github)
+@task(help={
+    "matrix": "matrix file (default: backends/matrix.yml; backends/images.yml with --family server)",
+    "family": "image family of the matrix: backends (default) or server",
+    "changed-files": "file with one changed repository-relative path per line: build only legs whose inputs changed",
+    "base": "git revision to diff against (git diff --name-only BASE...HEAD); empty or all zeros = everything",
+    "force-all": "build every leg (tag pushes, schedules)",
+    "shards": "number of single-arch matrices (each at most 256 jobs; default 4, as in the workflows)",
+    "github-output": "file to append outputs to (default: $GITHUB_OUTPUT, else print name=value lines)",
+    "debug": "show a traceback on errors",
+})
+def matrix_github(c, matrix=None, family="backends", changed_files=None, base=None, force_all=False,
+                  shards=4, github_output=None, debug=False):
+    """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, has-* flags."""
+    from ci.gha_matrix import describe, outputs, plan_from_files, summary
+    from ci.github import write_outputs, write_summary
+    from ci.naming import Family
+
+    def verb() -> None:
+        fam = Family(family) if family in {f.value for f in Family} else None
+        if fam is None:
+            from ci.errors import UserError
+            raise UserError(f"--family {family!r}: use backends or server")
+        path = matrix or ("backends/matrix.yml" if fam is Family.BACKENDS else "backends/images.yml")
+        result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
+                                          force_all=force_all, shards=int(shards))
+        text = write_outputs(outputs(result), os.environ, github_output)
+        if text is not None:
+            sys.stdout.write(text)
+        write_summary(summary(result, seconds), os.environ)
+        print(describe(result, seconds), file=sys.stderr)
+
+    run_verb(verb, debug=debug)
+
 
 
 # ---- whole pipeline (issue 6) ----------------------------------------------------------------

@@ -187,8 +187,29 @@ def _scalar(node: yaml.Node) -> str | None:
     return None
 
 
+def _compose_libyaml(text: str) -> tuple[bool, yaml.Node | None]:
+    """(True, node) via libyaml (~5x faster) when the text has no anchor, alias or YAML error;
+    (False, None) otherwise, so the pure-Python path below reports the problem. [issue 5 addition]"""
+    if not getattr(yaml, "__with_libyaml__", False):
+        return False, None
+    try:
+        for ev in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+                return False, None
+        loader = yaml.CSafeLoader(text)
+        try:
+            return True, loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError:
+        return False, None
+
+
 def compose_yaml(text: str, source: str) -> yaml.Node | None:
     """Compose ``text`` into a node tree safely; MatrixError on any YAML problem."""
+    done, fast = _compose_libyaml(text)
+    if done:
+        return fast
     try:
         loader = _NoAliasLoader(text)
         try:
@@ -368,7 +389,10 @@ def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
     for key in ("dockerfile", "context"):
         if values[key].startswith("/") or ".." in Path(values[key]).parts:
             raise fail(key, f"{values[key]!r} must be a relative path inside the repository")
-    end = node.end_mark.line + (0 if node.end_mark.column == 0 else 1)
+    # the mapping's own end mark sits at the next token (after comments and blank lines),
+    # so the entry ends where its last value ends (column 0 = a block scalar's final newline)
+    last = node.value[-1][1] if node.value else node
+    end = max(start, last.end_mark.line + (0 if last.end_mark.column == 0 else 1))
     return Entry(
         family=family,
         tag_suffix=values["tag-suffix"],

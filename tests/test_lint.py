@@ -1,0 +1,198 @@
+"""ci.lint: every rule on small fixtures, and the real numbers on both LocalAI matrices."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ci.errors import UserError
+from ci.lint import RULES, collision_pairs, lint_matrix, runner_policy
+from ci.matrix import load_matrix, parse_matrix
+from ci.platforms import Arch
+
+HERE = Path(__file__).resolve().parent
+RES = HERE / "resources" / "matrices"
+LOCALAI = Path(__file__).resolve().parents[2] / "shared" / "localai"
+M2608 = LOCALAI / "backend-matrix.2026-08.yml"
+M9730 = LOCALAI / "backend-matrix.pr9730.yml"
+
+
+def entry(suffix: str, plat: str = "linux/amd64", runner: str = "ubuntu-latest", *, ptag: str | None = None,
+          latest: str = "auto", base: str = "ubuntu:24.04", extra: str = "") -> str:
+    pt = f"    platform-tag: '{ptag}'\n" if ptag else ""
+    return (f"  - build-type: ''\n    cuda-major-version: ''\n    cuda-minor-version: ''\n"
+            f"    platforms: '{plat}'\n{pt}    tag-latest: '{latest}'\n    tag-suffix: '{suffix}'\n"
+            f"    runs-on: '{runner}'\n    base-image: '{base}'\n{extra}    skip-drivers: 'false'\n"
+            f"    backend: 'x'\n    dockerfile: './Dockerfile'\n    context: './'\n    ubuntu-version: '2404'\n")
+
+
+def lint_text(*entries: str, **kw: object):  # type: ignore[no-untyped-def]
+    return lint_matrix(parse_matrix("include:\n" + "".join(entries), "m.yml"), **kw)  # type: ignore[arg-type]
+
+
+def rules_of(result) -> list[str]:  # type: ignore[no-untyped-def]
+    return [f.rule for f in result.findings]
+
+
+# ---- one fixture with one violation of every rule -------------------------------------------------
+def test_all_rules_fixture_reports_each_rule_once_at_its_entry() -> None:
+    result = lint_matrix(load_matrix(RES / "all-rules.yml"))
+    assert result.counts() == dict.fromkeys(RULES, 1)
+    where = {f.rule: (f.line, f.suffix, f.ptag) for f in result.findings}
+    assert where == {
+        "multi-platform": (4, "-cpu-multi", "amd64-arm64"),
+        "retired-runner": (18, "-cpu-old", "amd64"),
+        "arch-runner-mismatch": (32, "-cpu-wrong", "arm64"),
+        "missing-sibling": (46, "-cpu-lonely", "amd64"),
+        "artifact-glob-overmatch": (61, "-cpu-pair", "amd64"),
+        "sibling-disagrees": (75, "-cpu-pair", "arm64"),
+        "tag-latest-disagrees": (104, "-cpu-latest", "arm64"),
+    }
+    assert result.exit_code == 1
+
+
+def test_clean_fixture_is_clean() -> None:
+    result = lint_matrix(load_matrix(RES / "clean.yml"))
+    assert result.findings == ()
+    assert result.exit_code == 0
+    assert result.render_text() == f"{RES / 'clean.yml'}: clean (4 entries, 7 rules checked)"
+
+
+# ---- rule by rule ----------------------------------------------------------------------------------
+def test_multi_platform() -> None:
+    r = lint_text(entry("-a", "linux/amd64,linux/arm64"))
+    assert rules_of(r) == ["multi-platform"]
+    f = r.findings[0]
+    assert "linux/amd64, linux/arm64 in one job" in f.message and "invoke matrix.split" in f.fix
+
+
+def test_retired_runner_default_list_and_configurable() -> None:
+    r = lint_text(entry("-a", runner="bigger-runner"), entry("-b", runner="arc-runner-set"), entry("-c", runner="old-box"))
+    assert [(f.rule, f.suffix) for f in r.findings] == [("retired-runner", "-a"), ("retired-runner", "-b")]
+    assert r.findings[0].fix.startswith("set runs-on: 'ubuntu-latest'")
+    custom = lint_text(entry("-a", runner="bigger-runner"), entry("-c", runner="old-box"),
+                       policy=runner_policy(retired="old-box"))
+    assert [(f.rule, f.suffix) for f in custom.findings] == [("retired-runner", "-c")]
+
+
+def test_arch_runner_mismatch_both_ways_and_custom_runners() -> None:
+    r = lint_text(entry("-a", "linux/arm64", "ubuntu-latest"), entry("-b", "linux/amd64", "ubuntu-24.04-arm"),
+                  entry("-c", "linux/arm64", "ubuntu-24.04-arm"), entry("-d", "linux/amd64", "self-hosted-gpu"))
+    assert [(f.rule, f.suffix) for f in r.findings] == [("arch-runner-mismatch", "-a"), ("arch-runner-mismatch", "-b")]
+    assert r.findings[0].fix == "set runs-on: 'ubuntu-24.04-arm'"
+    assert r.findings[1].fix == "set runs-on: 'ubuntu-latest'"
+    # a custom arm64 runner label is that arch, so it matches
+    custom = lint_text(entry("-a", "linux/arm64", "my-graviton"), policy=runner_policy(runner_arm64="my-graviton"))
+    assert custom.findings == ()
+
+
+def test_missing_sibling_only_for_platform_tag_legs() -> None:
+    r = lint_text(entry("-a", ptag="amd64"), entry("-b", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64"),
+                  entry("-single"), entry("-pair", ptag="amd64"),
+                  entry("-pair", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64"))
+    assert [(f.rule, f.suffix, f.ptag) for f in r.findings] == [
+        ("missing-sibling", "-a", "amd64"), ("missing-sibling", "-b", "arm64")]
+    assert "no arm64 leg" in r.findings[0].message and "platform-tag: 'arm64'" in r.findings[0].fix
+    assert "no amd64 leg" in r.findings[1].message and "runs-on: 'ubuntu-latest'" in r.findings[1].fix
+
+
+def test_sibling_disagrees_ignores_platform_runner_and_own_platform_tag() -> None:
+    same = lint_text(entry("-a", ptag="amd64", extra="    builder-base-image: 'q/c:grpc-amd64'\n"),
+                     entry("-a", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64",
+                           extra="    builder-base-image: 'q/c:grpc-arm64'\n"))
+    assert same.findings == ()
+    diff = lint_text(entry("-a", ptag="amd64", extra="    amdgpu-targets: 'gfx90a'\n"),
+                     entry("-a", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64", base="debian:12"))
+    assert rules_of(diff) == ["sibling-disagrees"]
+    msg = diff.findings[0].message
+    assert "base-image: 'debian:12' vs 'ubuntu:24.04'" in msg and "amdgpu-targets: '' vs 'gfx90a'" in msg
+    assert "line 2" in msg  # the first leg
+
+
+def test_tag_latest_disagrees() -> None:
+    r = lint_text(entry("-a", ptag="amd64", latest="auto"),
+                  entry("-a", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64", latest="false"))
+    assert rules_of(r) == ["tag-latest-disagrees"]
+    assert r.findings[0].fix == "use tag-latest: 'auto' on every leg of the suffix"
+
+
+def test_artifact_glob_overmatch_direction_and_all_legs() -> None:
+    r = lint_text(entry("-cpu-vllm"), entry("-cpu-vllm-omni", ptag="amd64"),
+                  entry("-cpu-vllm-omni", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64"), entry("-cpu-vll"))
+    assert rules_of(r) == ["artifact-glob-overmatch"]
+    f = r.findings[0]
+    assert (f.suffix, f.related) == ("-cpu-vllm", "-cpu-vllm-omni")
+    assert "'digests-cpu-vllm-*' also picks up 'digests-cpu-vllm-omni-amd64', 'digests-cpu-vllm-omni-arm64'" in f.message
+    assert "digests<suffix>--<platform-tag>" in f.fix
+
+
+def test_ignore_and_unknown_rule_ids() -> None:
+    r = lint_matrix(load_matrix(RES / "all-rules.yml"), ignore=["multi-platform", "artifact-glob-overmatch"])
+    assert "multi-platform" not in r.rules and len(r.findings) == 5
+    with pytest.raises(UserError, match="unknown lint rule 'retired-runnr'; did you mean 'retired-runner'"):
+        lint_matrix(load_matrix(RES / "clean.yml"), ignore=["retired-runnr"])
+
+
+def test_runner_policy_options_are_validated() -> None:
+    p = runner_policy(runner_amd64="x64-big", runner_arm64="arm-big", retired="a, b,")
+    assert p.native == {Arch.AMD64: "x64-big", Arch.ARM64: "arm-big"} and p.retired == ("a", "b")
+    with pytest.raises(UserError, match="'ubuntu-latest' is both the native amd64 runner and retired"):
+        runner_policy(retired="ubuntu-latest")
+    with pytest.raises(UserError, match="--runner-amd64 '; rm -rf /' is not a runner label"):
+        runner_policy(runner_amd64="; rm -rf /")
+
+
+# ---- output formats ----------------------------------------------------------------------------
+def test_text_format_one_line_per_finding_plus_summary() -> None:
+    r = lint_matrix(load_matrix(RES / "all-rules.yml"))
+    lines = r.render_text().splitlines()
+    assert len(lines) == 8
+    assert lines[1] == (f"{RES / 'all-rules.yml'}:18: retired-runner: -cpu-old [amd64]: runs on retired runner "
+                        "'bigger-runner' (fix: set runs-on: 'ubuntu-latest' (the amd64 runner), or run "
+                        "'invoke matrix.split')")
+    assert lines[-1].endswith(": 7 findings in 9 entries (multi-platform 1, retired-runner 1, arch-runner-mismatch 1, "
+                              "missing-sibling 1, sibling-disagrees 1, tag-latest-disagrees 1, "
+                              "artifact-glob-overmatch 1)")
+
+
+def test_json_format() -> None:
+    data = json.loads(lint_matrix(load_matrix(RES / "all-rules.yml")).render_json())
+    assert data["entries"] == 9 and data["counts"] == dict.fromkeys(RULES, 1)
+    first = data["findings"][0]
+    assert set(first) == {"rule", "source", "line", "suffix", "ptag", "message", "fix", "related"}
+    assert (first["rule"], first["line"], first["suffix"]) == ("multi-platform", 4, "-cpu-multi")
+
+
+# ---- the real LocalAI matrices ------------------------------------------------------------------
+def test_localai_2026_08_numbers() -> None:
+    r = lint_matrix(load_matrix(M2608))
+    assert r.counts() == {"multi-platform": 0, "retired-runner": 6, "arch-runner-mismatch": 0, "missing-sibling": 3,
+                          "sibling-disagrees": 0, "tag-latest-disagrees": 0, "artifact-glob-overmatch": 35}
+    retired = [(f.line, f.suffix) for f in r.findings if f.rule == "retired-runner"]
+    assert retired == [(448, "-gpu-nvidia-cuda-12-llama-cpp"), (467, "-gpu-nvidia-cuda-12-turboquant"),
+                       (483, "-gpu-nvidia-cuda-12-bonsai"), (1150, "-gpu-nvidia-cuda-13-llama-cpp"),
+                       (1166, "-gpu-nvidia-cuda-13-turboquant"), (1181, "-gpu-nvidia-cuda-13-bonsai")]
+    missing = [(f.line, f.suffix, f.ptag) for f in r.findings if f.rule == "missing-sibling"]
+    assert missing == [(3157, "-gpu-vulkan-privacy-filter", "amd64"),
+                       (3175, "-gpu-nvidia-cuda-13-privacy-filter", "amd64"), (6019, "-cpu-liquid-audio", "amd64")]
+
+
+def test_localai_pr9730_has_exactly_25_glob_collisions() -> None:
+    m = load_matrix(M9730)
+    r = lint_matrix(m)
+    assert r.counts()["artifact-glob-overmatch"] == 25 and len(r.findings) == 25
+    pairs = collision_pairs(m)
+    assert len(set(pairs)) == 25
+    assert ("-cpu-mlx", "-cpu-mlx-audio") in pairs and ("-gpu-nvidia-cuda-12-vllm", "-gpu-nvidia-cuda-12-vllm-omni") in pairs
+    # every collision is a suffix extended by '-...' (the glob's '-*' eats the rest)
+    assert all(t.startswith(s + "-") for s, t in pairs)
+    assert Counter(s for s, _ in pairs)["-cpu-mlx"] == 3  # -audio, -distributed, -vlm
+    # all are PR #9730 naming: this project's naming never collides
+    assert all("LocalAI PR #9730" in f.message for f in r.findings)
+
+
+def test_collisions_on_2026_08_include_cpu_vllm() -> None:
+    pairs = collision_pairs(load_matrix(M2608))
+    assert len(pairs) == 35 and ("-cpu-vllm", "-cpu-vllm-cpp") in pairs
