@@ -1,0 +1,238 @@
+"""GitHub Actions job matrices from the build matrix (pure, except :func:`plan_from_files`).
+
+Classes: a leg is **multi-arch** when its tag-suffix has more than one leg (every leg has a
+platform tag: ``platform-tag`` or the one derived from ``platforms``), **single-arch**
+otherwise. Each merge job ``needs:`` only its own class, so slow single-arch builds never
+hold a multi-arch merge back long enough for a registry to reap its untagged digests.
+
+The single-arch class is cut into N contiguous, balanced shards (sizes differ by at most
+one); GitHub never starts a matrix of more than 256 jobs (the run hangs), so a shard or a
+class over the limit is refused with the number of shards it needs.
+
+Outputs (``invoke matrix.github``; compact JSON values):
+
+* ``multi-arch-matrix`` / ``multi-arch-merge-matrix`` / ``has-multi-arch``
+* ``single-arch-<i>-matrix`` / ``single-arch-<i>-merge-matrix`` / ``has-single-arch-<i>`` for i = 1..N
+* ``has-single-arch``, ``has-builds``, ``legs``, ``suffixes``, ``shards``
+
+A build element holds every field a leg can have for its family (kebab-case, ``''`` when the
+entry leaves it out), ``platform-tag`` (the effective value) and ``artifact-name``
+(:func:`ci.naming.artifact_name`). A merge element holds ``tag-suffix``, ``tag-latest``
+(every leg must agree), ``artifact-pattern`` (:func:`ci.naming.artifact_pattern`, which
+cannot match another suffix's artifacts), ``platforms`` and ``legs``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.changes import Selection, read_changed_files, select_all, select_from_git, select_legs
+from ci.errors import MatrixError, UserError
+from ci.matrix import Entry, Matrix, known_keys, load_matrix
+from ci.naming import Family, artifact_name, artifact_pattern
+
+GITHUB_MATRIX_LIMIT = 256
+DEFAULT_SHARDS = 4
+MAX_OUTPUT_BYTES = 1024 * 1024  # GitHub keeps at most 1 MB of outputs per job
+EXTRA_FIELDS = ("platform-tag", "artifact-name")
+
+
+def element_fields(family: Family) -> tuple[str, ...]:
+    """The keys of every build element of ``family``, in a stable order."""
+    return tuple(dict.fromkeys(known_keys(family) + EXTRA_FIELDS))
+
+
+def build_element(entry: Entry) -> dict[str, str]:
+    """One build-matrix element: everything the build job passes to the build task."""
+    el = {k: entry.get(k) for k in known_keys(entry.family)}
+    el["platform-tag"] = entry.ptag
+    el["artifact-name"] = artifact_name(entry.family, entry.tag_suffix, entry.ptag)
+    return el
+
+
+def check_leg_fields(entry: Entry, given: Mapping[str, str | None]) -> None:
+    """Refuse a build whose matrix-element fields (as passed by the workflow) differ from the leg.
+
+    ``given`` maps kebab-case keys to the values the workflow passed (None = not passed).
+    For the build tasks: the leg they resolve from the matrix must be the leg the job planned.
+    """
+    expected = build_element(entry)
+    bad = [f"{k}: workflow passed {v!r}, matrix says {expected.get(k, '')!r}"
+           for k, v in given.items() if v is not None and v != expected.get(k, "")]
+    if bad:
+        raise UserError(f"{entry.where}: leg {entry.label()} does not match its build-matrix element ("
+                        + "; ".join(bad) + "); regenerate the matrix (invoke matrix.github) from the same commit")
+
+
+def split_classes(entries: Sequence[Entry], matrix: Matrix) -> tuple[list[Entry], list[Entry]]:
+    """(multi-arch, single-arch) legs of ``entries``, each in matrix order; classes come from ``matrix``."""
+    counts = Counter(e.tag_suffix for e in matrix)
+    multi = [e for e in entries if counts[e.tag_suffix] > 1]
+    single = [e for e in entries if counts[e.tag_suffix] <= 1]
+    return multi, single
+
+
+def shards_needed(n: int) -> int:
+    return max(1, math.ceil(n / GITHUB_MATRIX_LIMIT))
+
+
+def shard(legs: Sequence[Entry], n: int) -> list[list[Entry]]:
+    """``n`` contiguous shards whose sizes differ by at most one; UserError if one exceeds 256 jobs."""
+    if n < 1:
+        raise UserError(f"--shards {n}: need at least 1 shard")
+    size, extra = divmod(len(legs), n)
+    if size + (1 if extra else 0) > GITHUB_MATRIX_LIMIT:
+        need = shards_needed(len(legs))
+        raise UserError(
+            f"the single-arch class has {len(legs)} legs: {n} shard(s) would hold up to {size + (1 if extra else 0)} "
+            f"jobs, over GitHub's limit of {GITHUB_MATRIX_LIMIT} jobs per matrix (a larger matrix never starts; "
+            f"the run hangs). {need} shards are needed: pass --shards {need} and add the jobs "
+            f"build-single-arch-N/merge-single-arch-N for N up to {need} to the workflows")
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        out.append(list(legs[start:end]))
+        start = end
+    return out
+
+
+def merge_elements(legs: Sequence[Entry]) -> list[dict[str, str]]:
+    """One merge element per tag-suffix of ``legs`` (first-appearance order).
+
+    MatrixError (exit 2) when the legs of one suffix disagree on ``tag-latest``.
+    """
+    by_suffix: dict[str, list[Entry]] = {}
+    for e in legs:
+        by_suffix.setdefault(e.tag_suffix, []).append(e)
+    out = []
+    for suffix, group in by_suffix.items():
+        values = {e.tag_latest for e in group}
+        if len(values) > 1:
+            detail = ", ".join(f"{e.ptag} (line {e.line}) says {e.tag_latest!r}" for e in group)
+            raise MatrixError(
+                f"{group[0].source}: the legs of tag-suffix {suffix!r} disagree on tag-latest: {detail}; "
+                "set the same tag-latest on every leg of the suffix (the merge publishes one list)")
+        out.append({
+            "tag-suffix": suffix,
+            "tag-latest": group[0].tag_latest,
+            "artifact-pattern": artifact_pattern(group[0].family, suffix),
+            "platforms": ",".join(str(p) for e in group for p in e.platforms),
+            "legs": str(len(group)),
+        })
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The job matrices of one run."""
+
+    family: Family
+    selection: Selection
+    multi: tuple[Entry, ...]
+    shards: tuple[tuple[Entry, ...], ...]
+    multi_merge: tuple[dict[str, str], ...]
+    shard_merges: tuple[tuple[dict[str, str], ...], ...]
+
+    @property
+    def legs(self) -> int:
+        return len(self.multi) + sum(len(s) for s in self.shards)
+
+    @property
+    def suffixes(self) -> int:
+        return len(self.multi_merge) + sum(len(m) for m in self.shard_merges)
+
+
+def plan(matrix: Matrix, selection: Selection, shards: int = DEFAULT_SHARDS) -> Plan:
+    """Split, shard and build the merge matrices of the selected legs (pure)."""
+    merge_elements(matrix.entries)  # tag-latest must agree in the whole matrix, selected or not
+    multi, single = split_classes(selection.entries, matrix)
+    if len(multi) > GITHUB_MATRIX_LIMIT:
+        raise UserError(
+            f"the multi-arch class has {len(multi)} legs, over GitHub's limit of {GITHUB_MATRIX_LIMIT} jobs per "
+            f"matrix (a larger matrix never starts; the run hangs); it would need {shards_needed(len(multi))} "
+            "matrices, and multi-arch legs are not sharded: build fewer legs per run (--changed-files/--base) "
+            "or split the multi-arch build job in the workflow")
+    parts = shard(single, shards)
+    return Plan(
+        family=matrix.family, selection=selection, multi=tuple(multi),
+        shards=tuple(tuple(p) for p in parts),
+        multi_merge=tuple(merge_elements(multi)),
+        shard_merges=tuple(tuple(merge_elements(p)) for p in parts),
+    )
+
+
+def outputs(p: Plan) -> dict[str, object]:
+    """Step outputs of a plan (values: JSON-able objects, booleans, strings)."""
+    out: dict[str, object] = {
+        "multi-arch-matrix": {"include": [build_element(e) for e in p.multi]},
+        "multi-arch-merge-matrix": {"include": list(p.multi_merge)},
+        "has-multi-arch": bool(p.multi),
+    }
+    for i, (legs, merges) in enumerate(zip(p.shards, p.shard_merges), start=1):
+        out[f"single-arch-{i}-matrix"] = {"include": [build_element(e) for e in legs]}
+        out[f"single-arch-{i}-merge-matrix"] = {"include": list(merges)}
+        out[f"has-single-arch-{i}"] = bool(legs)
+    out["has-single-arch"] = any(p.shards)
+    out["has-builds"] = p.legs > 0
+    out["legs"] = str(p.legs)
+    out["suffixes"] = str(p.suffixes)
+    out["shards"] = str(len(p.shards))
+    size = sum(len(k) + len(v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))) for k, v in out.items())
+    if size > MAX_OUTPUT_BYTES:
+        raise UserError(f"the job matrices take {size} bytes, over GitHub's {MAX_OUTPUT_BYTES} byte limit for a "
+                        "job's outputs; build fewer legs per run (--changed-files/--base)")
+    return out
+
+
+def summary(p: Plan, seconds: float) -> str:
+    """A Markdown block for ``$GITHUB_STEP_SUMMARY``."""
+    from ci.github import md_table
+
+    rows = [["multi-arch", "-", str(len(p.multi)), str(len(p.multi_merge))]]
+    rows += [["single-arch", str(i), str(len(s)), str(len(m))]
+             for i, (s, m) in enumerate(zip(p.shards, p.shard_merges), start=1)]
+    head = (f"### Build matrices ({p.family})\n\n{p.selection.reason}; "
+            f"{p.legs} legs, {p.suffixes} suffixes to merge; planned in {seconds:.2f} s\n\n")
+    return head + md_table(["class", "shard", "legs", "merges"], rows)
+
+
+def describe(p: Plan, seconds: float) -> str:
+    """One line for the terminal."""
+    sizes = ",".join(str(len(s)) for s in p.shards)
+    return (f"{p.selection.reason}: {p.legs} legs ({len(p.multi)} multi-arch, {p.legs - len(p.multi)} single-arch "
+            f"in {len(p.shards)} shards [{sizes}]), {p.suffixes} merges "
+            f"({len(p.multi_merge)} multi-arch); {seconds:.2f} s")
+
+
+def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS,
+                    changed_files: str | None = None, base: str | None = None, force_all: bool = False,
+                    shards: int = DEFAULT_SHARDS, root: str | Path = ".") -> tuple[Plan, float]:
+    """The verb behind ``invoke matrix.github``: load, select, plan. Returns the plan and seconds taken.
+
+    ``changed_files`` names a file with one repository-relative path per line (relative to
+    ``root``); ``base`` runs ``git diff --name-only BASE...HEAD``; neither builds everything.
+    """
+    started = time.perf_counter()
+    if changed_files is not None and base is not None:
+        raise UserError("pass either --changed-files FILE or --base REF, not both")
+    matrix = load_matrix(matrix_path, family)
+    if force_all:
+        sel = select_all(matrix, "--force-all: building everything")
+    elif changed_files is not None:
+        mpath = Path(matrix_path)
+        try:
+            rel = mpath.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            rel = mpath.as_posix()
+        sel = select_legs(matrix, read_changed_files(changed_files), matrix_path=rel)
+    elif base is not None:
+        sel = select_from_git(matrix, base, matrix_file=Path(matrix_path))
+    else:
+        sel = select_all(matrix, "no --changed-files or --base: building everything")
+    result = plan(matrix, sel, shards)
+    return result, time.perf_counter() - started

@@ -1,0 +1,250 @@
+"""The GitHub workflows: schema-valid, injection-safe, and every matrix field reaches the task."""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ci.gha_matrix import DEFAULT_SHARDS, element_fields, outputs, plan
+from ci.changes import select_all
+from ci.matrix import load_matrix
+from ci.naming import Family
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO / ".github" / "workflows"
+M2608 = REPO.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
+EXPECTED = ["backend.yml", "backend_build.yml", "backend_merge.yml", "backend_pr.yml",
+            "image_build.yml", "image_merge.yml"]
+CLASSES = ["multi-arch"] + [f"single-arch-{i}" for i in range(1, DEFAULT_SHARDS + 1)]
+BUILDS = {"backend_build.yml": (Family.BACKENDS, "invoke build-backend"),
+          "image_build.yml": (Family.SERVER, "invoke build-image")}
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def triggers(wf: dict[str, Any]) -> Any:
+    return wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
+
+
+def all_workflows() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.y*ml"))
+
+
+def test_the_workflows_exist() -> None:
+    assert [p.name for p in all_workflows()] == EXPECTED
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+def check_jsonschema() -> list[str]:
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    assert Path(exe).exists(), "check-jsonschema is not installed: pip install -e '.[dev]'"
+    return [exe, "--builtin-schema", "vendor.github-workflows"]
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_workflow_validates_against_the_github_schema(name: str) -> None:
+    proc = subprocess.run([*check_jsonschema(), str(WORKFLOWS / name)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: true\n        uses: a/b@v1\n"
+                   "    strategy:\n      fail-fast: maybe\n")
+    proc = subprocess.run([*check_jsonschema(), str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+
+
+# --- script injection --------------------------------------------------------------------------
+
+def run_values(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``run:`` value anywhere in a parsed workflow, with where it is."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "run" and isinstance(v, str):
+                yield f"{path}.run", v
+            else:
+                yield from run_values(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from run_values(v, f"{path}[{i}]")
+
+
+def injections(wf: dict[str, Any]) -> list[str]:
+    return [where for where, text in run_values(wf) if "${{" in text]
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_no_expression_inside_run(name: str) -> None:
+    wf = load(name)
+    assert list(run_values(wf)), f"{name} runs nothing"
+    assert injections(wf) == []
+
+
+def test_injection_check_catches_an_interpolated_run() -> None:
+    wf = {"jobs": {"b": {"steps": [{"run": "echo ok"}, {"run": "invoke x --s ${{ matrix.tag-suffix }}"}]}}}
+    assert injections(wf) == [".jobs.b.steps[1].run"]
+
+
+# --- pass-through: every element field reaches the build task -----------------------------------
+
+_LEG_REF = re.compile(r"^\$\{\{ fromJSON\(inputs\.leg\)\['([a-z0-9-]+)'\] \}\}$")
+
+
+def dropped_fields(wf: dict[str, Any], task: str, fields: tuple[str, ...]) -> list[str]:
+    """Problems with passing ``fields`` of the leg to ``task`` in every step that runs it."""
+    problems: list[str] = []
+    (job,) = wf["jobs"].values()
+    steps = [s for s in job["steps"] if task in s.get("run", "")]
+    if not steps:
+        return [f"no step runs {task}"]
+    for step in steps:
+        env = {**job.get("env", {}), **step.get("env", {})}
+        field_of_var = {var: m.group(1) for var, val in env.items() if (m := _LEG_REF.match(str(val)))}
+        tokens = shlex.split(step["run"])
+        passed = {tokens[i][2:]: tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i].startswith("--")}
+        for f in fields:
+            vars_ = [v for v, fld in field_of_var.items() if fld == f]
+            if not vars_:
+                problems.append(f"{step['name']}: no env var maps field {f!r}")
+            elif passed.get(f) != f"${vars_[0]}":
+                problems.append(f"{step['name']}: --{f} is not passed ${vars_[0]} (got {passed.get(f)!r})")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_every_leg_field_reaches_the_build_task(name: str) -> None:
+    family, task = BUILDS[name]
+    assert dropped_fields(load(name), task, element_fields(family)) == []
+
+
+def test_the_element_fields_are_the_fields_real_legs_have() -> None:
+    m = load_matrix(M2608)
+    out = outputs(plan(m, select_all(m, "all")))
+    keys = {k for c in CLASSES for el in out[f"{c}-matrix"]["include"] for k in el}  # type: ignore[index]
+    assert keys == set(element_fields(Family.BACKENDS))
+
+
+def test_pass_through_check_catches_a_dropped_field() -> None:
+    wf = load("backend_build.yml")
+    step = next(s for s in wf["jobs"]["build"]["steps"] if s.get("id") == "build")
+    step["run"] = step["run"].replace('--builder-base-image "$BUILDER_BASE_IMAGE"', "")
+    del wf["jobs"]["build"]["env"]["AMDGPU_TARGETS"]
+    problems = dropped_fields(wf, "invoke build-backend", element_fields(Family.BACKENDS))
+    assert any("builder-base-image" in p for p in problems)
+    assert any("'amdgpu-targets'" in p for p in problems)
+
+
+def test_build_job_runs_on_the_legs_runner_and_uploads_its_artifact() -> None:
+    for name in BUILDS:
+        job = load(name)["jobs"]["build"]
+        assert job["runs-on"] == "${{ fromJSON(inputs.leg)['runs-on'] }}"
+        upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+        assert upload["with"]["name"] == "${{ fromJSON(inputs.leg)['artifact-name'] }}"
+        assert upload["with"]["path"].endswith("/digests/${{ fromJSON(inputs.leg)['artifact-name'] }}")
+        assert upload["if"] == "inputs.publish"
+        logins = [s for s in job["steps"] if str(s.get("uses", "")).startswith("docker/login-action@")]
+        assert {s["with"].get("registry", "docker.io") for s in logins} == {"quay.io", "docker.io"}
+        assert all(s["with"]["password"].startswith("${{ secrets.") for s in logins)
+        runs = [s["run"] for s in job["steps"] if "invoke build-" in s.get("run", "")]
+        assert any("--digests-dir" in r and "--anchor" in r for r in runs)
+        assert any("--event pull_request" in r and "--digests-dir" not in r for r in runs)
+
+
+# --- merge workflows ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, family", [("backend_merge.yml", "backends"), ("image_merge.yml", "server")])
+def test_merge_downloads_by_exact_pattern_and_calls_the_sessions(name: str, family: str) -> None:
+    job = load(name)["jobs"]["merge"]
+    dl = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@"))
+    assert dl["with"]["pattern"] == "${{ fromJSON(inputs.merge)['artifact-pattern'] }}"
+    assert dl["with"]["merge-multiple"] is False
+    merge = next(s for s in job["steps"] if "nox -s merge" in s.get("run", ""))
+    tokens = shlex.split(merge["run"])
+    assert tokens[:4] == ["nox", "-s", "merge", "--"]
+    assert tokens[tokens.index("--tag-suffix") + 1] == "$TAG_SUFFIX"
+    assert tokens[tokens.index("--family") + 1] == family
+    assert tokens[tokens.index("--tag-latest") + 1] == "$TAG_LATEST"
+    assert job["env"]["TAG_SUFFIX"] == "${{ fromJSON(inputs.merge)['tag-suffix'] }}"
+    assert job["env"]["TAG_LATEST"] == "${{ fromJSON(inputs.merge)['tag-latest'] }}"
+    inspect = shlex.split(next(s for s in job["steps"] if "nox -s inspect" in s.get("run", ""))["run"])
+    assert inspect[inspect.index("--expect-platforms") + 1] == "$PLATFORMS"
+    assert inspect[inspect.index("--family") + 1] == family
+    assert job["env"]["PLATFORMS"] == "${{ fromJSON(inputs.merge)['platforms'] }}"
+
+
+# --- callers -----------------------------------------------------------------------------------
+
+def generate_step(wf: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in wf["jobs"]["generate-matrix"]["steps"] if "invoke matrix.github" in s.get("run", ""))
+
+
+@pytest.mark.parametrize("name", ["backend.yml", "backend_pr.yml"])
+def test_caller_jobs_use_the_outputs_the_task_writes(name: str) -> None:
+    wf = load(name)
+    tokens = shlex.split(generate_step(wf)["run"])
+    shards = int(tokens[tokens.index("--shards") + 1])
+    assert shards == DEFAULT_SHARDS and tokens[tokens.index("--github-output") + 1] == "$GITHUB_OUTPUT"
+    m = load_matrix(M2608)
+    written = set(outputs(plan(m, select_all(m, "all"), shards)))
+    declared = wf["jobs"]["generate-matrix"]["outputs"]
+    for out, expr in declared.items():
+        assert out in written and expr == f"${{{{ steps.matrix.outputs.{out} }}}}"
+    for c in CLASSES:
+        job = wf["jobs"][f"build-{c}"]
+        assert job["needs"] == "generate-matrix"
+        assert job["if"] == f"needs.generate-matrix.outputs.has-{c} == 'true'"
+        assert job["strategy"]["fail-fast"] is False and job["strategy"]["max-parallel"] > 0
+        assert job["strategy"]["matrix"] == f"${{{{ fromJSON(needs.generate-matrix.outputs.{c}-matrix) }}}}"
+        assert job["uses"] == "./.github/workflows/backend_build.yml"
+        assert job["with"]["leg"] == "${{ toJSON(matrix) }}"
+        assert job["with"]["publish"] is (name == "backend.yml")
+        for ref in re.findall(r"outputs\.([a-z0-9-]+)", job["if"] + job["strategy"]["matrix"]):
+            assert ref in declared
+    assert sorted(j for j in wf["jobs"] if j.startswith("build-single-arch-")) == [
+        f"build-single-arch-{i}" for i in range(1, shards + 1)]
+
+
+def test_push_workflow_merges_each_class_after_its_own_builds_only() -> None:
+    wf = load("backend.yml")
+    on = triggers(wf)
+    assert on["push"]["branches"] == ["master", "main"] and on["push"]["tags"] == ["v*"]
+    assert on["schedule"] and "workflow_dispatch" in on
+    declared = wf["jobs"]["generate-matrix"]["outputs"]
+    for c in CLASSES:
+        job = wf["jobs"][f"merge-{c}"]
+        assert job["needs"] == ["generate-matrix", f"build-{c}"]
+        assert job["if"].startswith("${{ !cancelled() && ") and f"has-{c} == 'true'" in job["if"]
+        assert job["strategy"]["fail-fast"] is False and job["strategy"]["max-parallel"] > 0
+        assert job["strategy"]["matrix"] == f"${{{{ fromJSON(needs.generate-matrix.outputs.{c}-merge-matrix) }}}}"
+        assert f"{c}-merge-matrix" in declared
+        assert job["uses"] == "./.github/workflows/backend_merge.yml"
+        assert job["with"]["merge"] == "${{ toJSON(matrix) }}"
+
+
+def test_pull_request_workflow_builds_without_publishing() -> None:
+    wf = load("backend_pr.yml")
+    assert list(triggers(wf)) == ["pull_request"]
+    assert not [j for j in wf["jobs"] if j.startswith("merge")]
+    env = generate_step(wf)["env"]
+    assert env["BASE_REF"] == "${{ github.event.pull_request.base.sha }}"
+    assert wf["permissions"] == {"contents": "read"}
+
+
+def test_generate_matrix_has_full_history_for_git_diff() -> None:
+    for name in ("backend.yml", "backend_pr.yml"):
+        checkout = load(name)["jobs"]["generate-matrix"]["steps"][0]
+        assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
