@@ -120,37 +120,68 @@ _BUILD_HELP = {
     "dry-run": "print the plan (build args, platform, images, artifact name, cache ref) and touch nothing",
     "debug": "show a traceback on errors",
 }
+# The build workflows pass every field of the leg's build-matrix element; each is checked
+# against the leg resolved from the matrix, so a stale or hand-edited job matrix fails early.
+_LEG_FIELDS = ("build-type", "platforms", "tag-latest", "runs-on", "base-image", "dockerfile", "context",
+               "cuda-major-version", "cuda-minor-version", "skip-drivers", "ubuntu-version",
+               "builder-base-image", "amdgpu-targets", "artifact-name", "makeflags", "ubuntu-codename")
+for _f in _LEG_FIELDS:
+    _BUILD_HELP[_f] = f"the leg's {_f} as in its build-matrix element (checked against the matrix; optional)"
+
+
+def _leg_fields(values: dict[str, str | None]) -> tuple[tuple[str, str], ...]:
+    return tuple((k.replace("_", "-"), v) for k, v in values.items() if v is not None)
 
 
 def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backend: str | None, matrix: str | None,
            images: str | None, digests_dir: str, event: str | None, anchor: bool, run_id: str | None,
-           username: str | None, password_stdin: bool, root: str, dry_run: bool, debug: bool) -> None:
+           username: str | None, password_stdin: bool, root: str, dry_run: bool, debug: bool,
+           leg_fields: tuple[tuple[str, str], ...] = ()) -> None:
     from ci.build import BuildRequest, run_leg
     from ci.naming import Family
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     req = BuildRequest(family=Family(family), tag_suffix=tag_suffix, platform_tag=platform_tag, backend=backend,
                        matrix=matrix, images=images, digests_dir=digests_dir, event=event, anchor=anchor,
-                       run_id=run_id, username=username, password=password, root=root, dry_run=dry_run)
+                       run_id=run_id, username=username, password=password, root=root, dry_run=dry_run,
+                       leg_fields=leg_fields)
     run_verb(run_leg, req, debug=debug)
 
 
 @task(help=_BUILD_HELP)
 def build_backend(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,
                   digests_dir="digests", event=None, anchor=False, run_id=None, username=None,
-                  password_stdin=False, root=".", dry_run=False, debug=False):  # type: ignore[no-untyped-def]
+                  password_stdin=False, root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None, base_image=None, dockerfile=None,
+                  context=None, cuda_major_version=None, cuda_minor_version=None, skip_drivers=None,
+                  ubuntu_version=None, builder_base_image=None, amdgpu_targets=None, artifact_name=None,
+                  makeflags=None, ubuntu_codename=None):  # type: ignore[no-untyped-def]
     """Build one backend leg with the Docker engine and publish it by digest to every registry."""
     _build("backends", tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
-           username, password_stdin, root, dry_run, debug)
+           username, password_stdin, root, dry_run, debug,
+           _leg_fields(dict(build_type=build_type, platforms=platforms, tag_latest=tag_latest, runs_on=runs_on,
+                            base_image=base_image, dockerfile=dockerfile, context=context,
+                            cuda_major_version=cuda_major_version, cuda_minor_version=cuda_minor_version,
+                            skip_drivers=skip_drivers, ubuntu_version=ubuntu_version,
+                            builder_base_image=builder_base_image, amdgpu_targets=amdgpu_targets,
+                            artifact_name=artifact_name, makeflags=makeflags, ubuntu_codename=ubuntu_codename)))
 
 
 @task(help=_BUILD_HELP)
 def build_image(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,
                 digests_dir="digests", event=None, anchor=False, run_id=None, username=None,
-                password_stdin=False, root=".", dry_run=False, debug=False):  # type: ignore[no-untyped-def]
+                password_stdin=False, root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None, base_image=None, dockerfile=None,
+                  context=None, cuda_major_version=None, cuda_minor_version=None, skip_drivers=None,
+                  ubuntu_version=None, builder_base_image=None, amdgpu_targets=None, artifact_name=None,
+                  makeflags=None, ubuntu_codename=None):  # type: ignore[no-untyped-def]
     """Build one LocalAI server-image leg (core: --tag-suffix '') and publish it by digest."""
     _build("server", tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
-           username, password_stdin, root, dry_run, debug)
+           username, password_stdin, root, dry_run, debug,
+           _leg_fields(dict(build_type=build_type, platforms=platforms, tag_latest=tag_latest, runs_on=runs_on,
+                            base_image=base_image, dockerfile=dockerfile, context=context,
+                            cuda_major_version=cuda_major_version, cuda_minor_version=cuda_minor_version,
+                            skip_drivers=skip_drivers, ubuntu_version=ubuntu_version,
+                            builder_base_image=builder_base_image, amdgpu_targets=amdgpu_targets,
+                            artifact_name=artifact_name, makeflags=makeflags, ubuntu_codename=ubuntu_codename)))
 
 
 

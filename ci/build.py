@@ -329,6 +329,8 @@ class BuildRequest:
     dry_run: bool = False
     local_tag: str | None = None
     cache_dir: str | None = None
+    # matrix-element fields passed by the workflow (kebab-case key, value); cross-checked with the leg
+    leg_fields: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,9 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     mpath = Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family]
     matrix = load_matrix(mpath, req.family)
     entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend)
+    if req.leg_fields:
+        from ci.gha_matrix import check_leg_fields
+        check_leg_fields(entry, dict(req.leg_fields))
     config = family_config(req.family, images=req.images, env=env)
     other = Family.SERVER if req.family is Family.BACKENDS else Family.BACKENDS
     siblings = (*family_config(other, env=env).images, config.cache)
