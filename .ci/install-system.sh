@@ -4,10 +4,19 @@
 #   docker-registry  - the CNCF distribution registry (2.8)
 #   docker-buildx    - `docker buildx imagetools`, the reference peer (Debian 13 only)
 #   cosign           - signing of merged lists (Debian 13 only)
+#   python3-venv     - only when python3 is Debian's externally-managed one without ensurepip
 # Debian 13 (trixie) is added as a low-priority (100) source so only the
 # packages asked for with `-t trixie` come from it. Idempotent.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+
+apt_run() {
+  # apt needs root; use sudo when it is there, else say what to do
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+  else echo "install-system: run as root (or install: ${need[*]} ${need_trixie[*]})" >&2; exit 1
+  fi
+}
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
@@ -17,6 +26,9 @@ need_trixie=()
 have_buildx || need_trixie+=(docker-buildx)
 command -v cosign >/dev/null 2>&1 || need_trixie+=(cosign)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  need+=(python3-venv python3-pip)
+fi
 
 if [ ${#need[@]} -eq 0 ] && [ ${#need_trixie[@]} -eq 0 ]; then
   echo "install-system: everything present"
@@ -24,28 +36,34 @@ if [ ${#need[@]} -eq 0 ] && [ ${#need_trixie[@]} -eq 0 ]; then
 fi
 
 if [ ${#need_trixie[@]} -gt 0 ] && [ ! -f /etc/apt/sources.list.d/trixie.sources ]; then
+  # reuse the machine's Debian mirror (deb822 sources, else the one-line sources.list)
   uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  if [ -z "$uri" ]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
+      /etc/apt/sources.list 2>/dev/null || true)
+  fi
   uri=${uri:-http://deb.debian.org/debian}
-  cat > /etc/apt/sources.list.d/trixie.sources <<SRC
+  apt_run tee /etc/apt/sources.list.d/trixie.sources >/dev/null <<SRC
 Types: deb
 URIs: $uri
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-  cat > /etc/apt/preferences.d/trixie-low <<PIN
+  apt_run tee /etc/apt/preferences.d/trixie-low >/dev/null <<PIN
 Package: *
 Pin: release n=trixie
 Pin-Priority: 100
 PIN
 fi
 
-apt-get update -qq
+echo "install-system: installing ${need[*]} ${need_trixie[*]+(trixie: ${need_trixie[*]})}"
+apt_run apt-get update -qq
 if [ ${#need[@]} -gt 0 ]; then
-  apt-get install -y -qq --no-install-recommends "${need[@]}"
+  apt_run apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 if [ ${#need_trixie[@]} -gt 0 ]; then
-  apt-get install -y -qq --no-install-recommends -t trixie "${need_trixie[@]}"
+  apt_run apt-get install -y -qq --no-install-recommends -t trixie "${need_trixie[@]}"
 fi
 # The machine's docker CLI may live in /usr/local/bin without the plugin dir
 # that Debian's docker-buildx uses; link the plugin where that CLI looks.

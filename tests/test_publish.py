@@ -39,7 +39,8 @@ def leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iterator[C
     def run(family: Family, suffix: str, ptag: str, **kw: Any) -> LegResult:
         local = f"localai-ci-test/{unique}-{family}{suffix}:{ptag}"
         made.append(local)
-        env = kw.pop("env", {"HOME": str(tmp_path)})
+        # a fixed SOURCE_DATE_EPOCH keeps the created label (and so the digest) stable without git
+        env = kw.pop("env", {"HOME": str(tmp_path), "SOURCE_DATE_EPOCH": "1700000000"})
         req = BuildRequest(family=family, tag_suffix=suffix, platform_tag=ptag, matrix=str(mats[family]),
                            images=kw.pop("images", images[family]), digests_dir=str(tmp_path / "digests"),
                            root=str(ROOT), local_tag=local, cache_dir=str(tmp_path / "cache"), **kw)

@@ -1,0 +1,214 @@
+"""Shared fixtures for every test module.
+
+Real components only: a Docker engine and CNCF distribution registries on loopback.
+``.ci/run`` starts both and exports ``DOCKER_HOST`` and ``CI_TEST_REGISTRIES``; without it,
+the fixtures use ``docker.from_env()`` and start registries themselves.
+
+Availability rule (``engine``, ``registries``, ``registry_factory``): when the engine or the
+registry binary is missing, the test is *skipped* on a developer machine but *fails* when
+``CI=true``, so CI never silently skips.
+
+Fixtures
+--------
+``engine`` (session)
+    ``docker.DockerClient`` from ``docker.from_env()``, pinged once; closed at the end.
+``registries`` (session)
+    Two :class:`ci.localregistry.LocalRegistry` ("quay" and "hub"). From
+    ``CI_TEST_REGISTRIES=127.0.0.1:P1,127.0.0.1:P2`` when set (attached: shared, never
+    stopped or killed by tests), else started in a temporary directory and stopped at the end.
+    Use ``reg.host`` in references: ``f"{reg.host}/{unique}/app:tag"``.
+``registry_factory`` (function)
+    ``make() -> LocalRegistry``: a fresh registry of the test's own, in ``tmp_path``; stop,
+    kill and restart it freely (fault tests). All are stopped at teardown.
+``unique`` (function)
+    A short lowercase string (``t`` + 10 hex) unique per test, valid in repository names and
+    tags: use it in every repository, tag and image name so parallel runs never collide.
+``base_image`` (function)
+    ``make(name, arch_or_platform, payload_bytes=0, keep=False) -> image id``: an offline base
+    image (:mod:`ci.baseimage`) of ``amd64``/``arm64``/``linux/arm64``/a ``Platform``. ``name``
+    gets the ``ci-offline/`` prefix when it lacks it. Tags it made are removed at teardown
+    unless ``keep=True`` (use unique names; a shared name such as ``ci-offline/ubuntu:24.04``
+    can be retagged to another arch by a parallel run).
+
+``imagetools`` (session)
+    ``run(*args) -> CompletedProcess``: ``docker buildx imagetools ARGS`` (the independent peer
+    tool; text, captured, not checked). ``inspect_raw(ref) -> dict`` and ``inspect_image(ref) ->
+    dict`` (the config, via ``--format '{{json .Image}}'``) assert success. Same skip/fail rule
+    when the docker CLI or its buildx plugin is missing.
+
+Markers: ``engine`` (needs the engine), ``registry`` (needs registries), ``slow``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci.baseimage import OFFLINE_PREFIX, ensure_base_image
+from ci.errors import OperationError
+from ci.localregistry import LocalRegistry, find_registry_binary, start_registry, unix_socket_present
+from ci.platforms import Arch, Platform, parse_platform
+
+ENV_REGISTRIES = "CI_TEST_REGISTRIES"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def unavailable(message: str) -> None:
+    """Skip on a developer machine; fail under CI=true (CI must never silently skip)."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: this is a failure, not a skip; see .ci/run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    """The Docker engine at DOCKER_HOST (default socket otherwise)."""
+    import docker
+
+    where = os.environ.get("DOCKER_HOST", "")
+    if not unix_socket_present(where):
+        unavailable(f"no Docker engine socket at {where or 'unix:///var/run/docker.sock'}; "
+                    "start dockerd (see .ci/run) or set DOCKER_HOST")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # DockerException, connection errors
+        unavailable(f"no Docker engine reachable at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
+                    f"{exc}; start dockerd (see .ci/run) or set DOCKER_HOST")
+        return
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRegistry, LocalRegistry]]:
+    """Two loopback registries ("quay", "hub"): from CI_TEST_REGISTRIES or started here."""
+    given = [h.strip() for h in os.environ.get(ENV_REGISTRIES, "").split(",") if h.strip()]
+    if given:
+        if len(given) != 2:
+            pytest.fail(f"{ENV_REGISTRIES}={os.environ[ENV_REGISTRIES]!r}: expected two hosts "
+                        "127.0.0.1:P1,127.0.0.1:P2", pytrace=False)
+        try:
+            attached = (LocalRegistry.attach(given[0]), LocalRegistry.attach(given[1]))
+        except OperationError as exc:
+            unavailable(f"{ENV_REGISTRIES}: {exc}")
+            return
+        yield attached
+        return
+    if find_registry_binary() is None:
+        unavailable("the docker-registry binary is not on PATH; apt-get install docker-registry (or run .ci/run)")
+    root = tmp_path_factory.mktemp("registries")
+    started: list[LocalRegistry] = []
+    try:
+        for name in ("quay", "hub"):
+            started.append(start_registry(root / name))
+    except OperationError as exc:
+        for reg in started:
+            reg.stop()
+        unavailable(f"cannot start the test registries: {exc}")
+    try:
+        yield (started[0], started[1])
+    finally:
+        for reg in started:
+            reg.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[Callable[[], LocalRegistry]]:
+    """``make()`` starts a fresh registry owned by the test; all are stopped at teardown."""
+    if find_registry_binary() is None:
+        unavailable("the docker-registry binary is not on PATH; apt-get install docker-registry (or run .ci/run)")
+    made: list[LocalRegistry] = []
+
+    def make() -> LocalRegistry:
+        reg = start_registry(tmp_path / f"registry-{len(made)}")
+        made.append(reg)
+        return reg
+
+    try:
+        yield make
+    finally:
+        for reg in made:
+            reg.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique name fragment: lowercase, valid in repository names and tags."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def as_platform(arch_or_platform: str | Arch | Platform) -> Platform:
+    """``amd64`` / ``Arch.ARM64`` / ``linux/arm64`` / a Platform -> Platform."""
+    if isinstance(arch_or_platform, Platform):
+        return arch_or_platform
+    text = str(arch_or_platform)
+    return parse_platform(text if "/" in text else f"linux/{text}")
+
+
+@pytest.fixture
+def base_image(engine: Any) -> Iterator[Callable[..., str]]:
+    """``make(name, arch_or_platform, payload_bytes=0, keep=False) -> image id`` (see module doc)."""
+    made: list[str] = []
+
+    def make(name: str, arch_or_platform: str | Arch | Platform, payload_bytes: int = 0,
+             keep: bool = False) -> str:
+        full = name if name.startswith(OFFLINE_PREFIX) else OFFLINE_PREFIX + name
+        image_id = ensure_base_image(engine, full, as_platform(arch_or_platform), payload_bytes=payload_bytes)
+        if not keep and full not in made:
+            made.append(full)
+        return image_id
+
+    try:
+        yield make
+    finally:
+        for full in made:
+            try:
+                engine.images.remove(full)
+            except Exception:  # already gone, or still used by an image a test kept
+                pass
+
+
+class Imagetools:
+    """``docker buildx imagetools`` as a peer tool for reading registries back."""
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "buildx", "imagetools", *args], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+    def _json(self, *args: str) -> Any:
+        done = self.run(*args)
+        assert done.returncode == 0, f"docker buildx imagetools {' '.join(args)} failed: {done.stderr.strip()}"
+        return json.loads(done.stdout)
+
+    def inspect_raw(self, ref: str) -> Any:
+        """The manifest (or list) exactly as the registry serves it."""
+        return self._json("inspect", "--raw", ref)
+
+    def inspect_image(self, ref: str) -> Any:
+        """The image config (architecture, os, ...) of a single-platform reference."""
+        return self._json("inspect", "--format", "{{json .Image}}", ref)
+
+
+@pytest.fixture(scope="session")
+def imagetools() -> Imagetools:
+    """``docker buildx imagetools`` (see module doc)."""
+    if shutil.which("docker") is None:
+        unavailable("the docker CLI is not on PATH; apt-get install docker.io (or run .ci/run)")
+    probe = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, check=False)
+    if probe.returncode != 0:
+        unavailable("docker buildx is missing; .ci/install-system.sh installs docker-buildx from Debian trixie")
+    return Imagetools()
