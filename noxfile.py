@@ -30,3 +30,15 @@ def tests(session: nox.Session) -> None:
 
 
 # (section: sessions)
+
+
+@nox.session(python=False)
+def merge(session: nox.Session) -> None:
+    """Merge per-arch digests into one multi-arch list per suffix, tagged in every registry (`-- --help`)."""
+    _call(session, "merge")
+
+
+@nox.session(python=False)
+def inspect(session: nox.Session) -> None:
+    """Verify published manifest lists: platforms, children, same digest in every registry (`-- --help`)."""
+    _call(session, "inspect")

@@ -229,6 +229,10 @@ class RegistryClient:
         self._on_retry = on_retry
         self._rng = random.Random()
         self._closed = False
+        # digest -> size of objects this client has seen present in its repository (HEAD, upload,
+        # PUT); a manifest PUT need not re-check references confirmed moments ago (the registry
+        # still validates references on PUT, so a reaped object cannot slip through)
+        self._confirmed: dict[str, int] = {}
         self._dxf = dxf.DXF(image.api_host, image.repository, auth=self._authenticate,
                             insecure=plain_http, tlsverify=True, timeout=retry.request_timeout)
         self._dxf.__enter__()  # opens the pooled requests.Session this client uses until close()
@@ -371,8 +375,12 @@ class RegistryClient:
     def _blob_size(self, digest: str) -> int | None:
         r = self._send("head", "blobs/" + digest, ok=(404,))
         if r.status_code == 404:
+            self._confirmed.pop(digest, None)
             return None
-        return int(r.headers.get("Content-Length", "-1"))
+        size = int(r.headers.get("Content-Length", "-1"))
+        if size >= 0:
+            self._confirmed[digest] = size
+        return size
 
     def blob_exists(self, digest: str) -> bool:
         parse_digest(digest)
@@ -428,6 +436,7 @@ class RegistryClient:
             return True if self._blob_size(digest) == size else None
 
         self._call("upload blob", ref, attempt, before_retry=present_after_reset)
+        self._confirmed[digest] = size
         found = self._call("HEAD blob", ref, lambda: self._blob_size(digest))
         if found != size:
             raise self._error(f"upload blob {ref}: after upload the registry reports "
@@ -490,6 +499,7 @@ class RegistryClient:
         got = self._call("PUT manifest", ref, attempt)
         if got != computed:
             raise self._error(f"{what}: the registry reports digest {got}, but the bytes sent hash to {computed}")
+        self._confirmed[got] = len(body)
         return got
 
     def _require_referenced(self, what: str, parsed: object) -> None:
@@ -499,6 +509,8 @@ class RegistryClient:
         missing: list[str] = []
         if parsed.is_index:
             for child in parsed.children:
+                if self._confirmed.get(child.digest) == child.size:
+                    continue
                 head = self.head_manifest(child.digest)
                 if head is None:
                     missing.append(f"child manifest {child.digest} is missing")
@@ -507,6 +519,8 @@ class RegistryClient:
         else:
             blobs = ([parsed.config] if parsed.config else []) + list(parsed.layers)
             for blob in blobs:
+                if self._confirmed.get(blob.digest) == blob.size:
+                    continue
                 size = self._call("HEAD blob", self._ref(blob.digest), partial(self._blob_size, blob.digest))
                 if size is None:
                     missing.append(f"blob {blob.digest} is missing")
@@ -555,7 +569,11 @@ class RegistryClient:
         got = self._call("HEAD manifest", ref, attempt)
         if got is not None and got[2] < 0:
             full = self.get_manifest(reference)
-            return None if full is None else (full[2], full[1], len(full[0]))
+            got = None if full is None else (full[2], full[1], len(full[0]))
+        if got is not None:
+            self._confirmed[got[0]] = got[2]
+        elif reference.startswith("sha256:"):
+            self._confirmed.pop(reference, None)
         return got
 
     def list_tags(self) -> list[str]:

@@ -1,0 +1,272 @@
+"""argparse front-end for the nox sessions and ``python -m ci``: parse, call one verb, print.
+
+``main(argv) -> int`` catches :class:`~ci.errors.CiError` once, prints ``error: ...`` to
+stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug`` (or
+``CI_DEBUG=1``) adds the traceback. New subcommands register in :data:`COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ci.errors import CiError, UserError
+from ci.families import family_config
+from ci.github import resolve_event, write_summary
+from ci.naming import Family
+
+DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+# ---- merge -------------------------------------------------------------------------------------
+
+def _merge_arguments(p: argparse.ArgumentParser) -> None:
+    sel = p.add_argument_group("what to merge")
+    what = sel.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tag-suffix", metavar="S",
+                      help="merge this tag-suffix (e.g. -cpu-llama-cpp); with --family server, '' or -core is "
+                           "the server image itself. Exact match: -cpu-vllm never picks up -cpu-vllm-omni")
+    what.add_argument("--all", action="store_true",
+                      help="merge every suffix found in --digests-dir (both families unless --family is given), "
+                           "concurrently; each is reported merged, skipped (a leg missing) or failed")
+    sel.add_argument("--family", choices=[f.value for f in Family], default=None,
+                     help="image family: backends (default) or server (the LocalAI image); --images and "
+                          "--matrix apply to it")
+    sel.add_argument("--digests-dir", metavar="DIR", default="digests",
+                     help="directory holding the legs' digest artifacts (digests<suffix>--<platform-tag>/<hex>); "
+                          "default: ./digests")
+    sel.add_argument("--matrix", metavar="PATH",
+                     help="the family's matrix, to know each suffix's legs and tag-latest "
+                          f"(default {DEFAULT_MATRIX[Family.BACKENDS]}, server {DEFAULT_MATRIX[Family.SERVER]})")
+    sel.add_argument("--server-matrix", metavar="PATH", default=DEFAULT_MATRIX[Family.SERVER],
+                     help="with --all: the server family's matrix (default %(default)s)")
+    dst = p.add_argument_group("where and how")
+    dst.add_argument("--images", metavar="LIST",
+                     help="comma-separated repositories of the family, one per registry (default: "
+                          "CI_BACKEND_IMAGES / CI_SERVER_IMAGES, else LocalAI's quay.io and Docker Hub repositories)")
+    dst.add_argument("--server-images", metavar="LIST",
+                     help="with --all: the server family's repositories (default: CI_SERVER_IMAGES, else LocalAI's)")
+    dst.add_argument("--engine", choices=["auto", "native", "imagetools"], default="auto",
+                     help="native: talk to the registries directly (parallel, verified); imagetools: one "
+                          "`docker buildx imagetools create` per registry, as LocalAI's workflows; auto: native")
+    dst.add_argument("--jobs", type=int, default=8, metavar="N",
+                     help="with --all: suffixes merged at the same time (default %(default)s)")
+    dst.add_argument("--dry-run", action="store_true",
+                     help="read the registries, then print the list JSON, tags and targets; write nothing")
+    tags = p.add_argument_group("tags (docker/metadata-action rules)")
+    tags.add_argument("--tag-latest", choices=["auto", "true", "false"], default=None,
+                      help="latest flavor; default: the matrix legs' tag-latest (they must agree)")
+    tags.add_argument("--event", help="GitHub event name (default: GITHUB_EVENT_NAME, else push); "
+                                      "pull_request events get only the sha tag")
+    tags.add_argument("--ref", help="git ref, e.g. refs/heads/master or refs/tags/v3.4.0 (default: GITHUB_REF)")
+    tags.add_argument("--sha", help="full commit SHA, 40 hex (default: GITHUB_SHA)")
+    aft = p.add_argument_group("after the merge")
+    aft.add_argument("--anchor", action="store_true",
+                     help="the legs were anchored by keepalive tags at build time: delete this suffix's "
+                          "keepalive tags where the registry allows (a failure is reported, never fatal)")
+    aft.add_argument("--run-id", metavar="ID",
+                     help="run id of the keepalive tags (default: GITHUB_RUN_ID); needed with --anchor")
+    aft.add_argument("--sign", action="store_true",
+                     help="cosign-sign the list and, recursively, every child, by digest")
+    aft.add_argument("--key", metavar="PATH",
+                     help="cosign private key for --sign (needs COSIGN_PASSWORD); without it cosign signs keyless")
+    aft.add_argument("--no-tlog", action="store_true",
+                     help="do not upload signatures to the transparency log (offline / loopback registries)")
+
+
+def _family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    from ci.matrix import load_matrix
+    from ci.merge import FamilySetup
+
+    return FamilySetup(config=family_config(family, images=images, env=env),
+                       matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
+
+
+def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci.artifacts import read_digests_dir
+    from ci.merge import (Engine, MergeOptions, MergeReport, TagSource, format_result, merge_all,
+                          merge_suffix, summary_markdown)
+    from ci.sign import SignOptions
+    from ci.tags import parse_latest
+
+    event = resolve_event(args.event, env)
+    source = TagSource(event=event.name, ref=args.ref if args.ref is not None else event.ref,
+                       sha=args.sha if args.sha is not None else event.sha)
+    run_id = None
+    if args.anchor:
+        run_id = args.run_id or event.run_id
+        if not run_id:
+            raise UserError("--anchor needs the build's run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
+    elif args.run_id:
+        raise UserError("--run-id is only used with --anchor")
+    if args.key and not args.sign:
+        raise UserError("--key is only used with --sign")
+    options = MergeOptions(
+        engine=Engine(args.engine), tag_source=source,
+        tag_latest=parse_latest(args.tag_latest) if args.tag_latest else None, anchor_run_id=run_id,
+        sign=SignOptions(key=args.key, tlog=not args.no_tlog, env=env) if args.sign else None,
+        dry_run=args.dry_run, jobs=args.jobs)
+    if args.all:
+        found = {a.key.family for a in read_digests_dir(args.digests_dir)}
+        wanted = [Family(args.family)] if args.family else [Family.BACKENDS, Family.SERVER]
+        setups = {}
+        for fam in wanted:
+            if fam not in found:
+                continue
+            primary = fam is Family(args.family or "backends")
+            setups[fam] = _family_setup(fam, args.images if primary else args.server_images,
+                                        args.matrix if primary else args.server_matrix, env)
+        report = merge_all(args.digests_dir, setups, options, on_result=lambda r: print(format_result(r), flush=True))
+        counts = {o: sum(1 for r in report.results if r.outcome == o) for o in ("merged", "skipped", "failed")}
+        print(f"{len(report.results)} suffix(es): {counts['merged']} merged, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed")
+    else:
+        fam = Family(args.family or "backends")
+        setup = _family_setup(fam, args.images, args.matrix, env)
+        result = merge_suffix(args.digests_dir, fam, args.tag_suffix, setup, options)
+        print(format_result(result))
+        report = MergeReport((result,))
+        if result.digest and not args.dry_run and env.get("GITHUB_OUTPUT"):
+            # the merge workflows hand the list digest and tags to the inspect step
+            from ci.github import write_outputs
+            write_outputs({"digest": result.digest, "tags": ",".join(result.tags)}, env)
+    if not args.dry_run:
+        write_summary(summary_markdown(report), env)
+    for r in report.failed:
+        print(f"error: {r.label}: {r.reason}", file=sys.stderr)
+    return report.exit_code
+
+
+# ---- inspect -----------------------------------------------------------------------------------
+
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("refs", nargs="*", metavar="REF",
+                   help="references to verify: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...; the same tag in "
+                        "several repositories must be the same list")
+    p.add_argument("--images", metavar="LIST",
+                   help="comma-separated repositories; each --tag is checked in each of them")
+    p.add_argument("--family", choices=[f.value for f in Family], default="backends",
+                   help="with --tag and no --images: use this family's configured images (default %(default)s)")
+    p.add_argument("--tag", action="append", default=[], metavar="T",
+                   help="a tag (or sha256 digest) to check in every --images repository; repeatable")
+    p.add_argument("--expect-platforms", metavar="LIST",
+                   help="exact platforms each list must have, e.g. linux/amd64,linux/arm64")
+    p.add_argument("--verify-signatures", action="store_true",
+                   help="verify cosign signatures of each list and every child (by digest)")
+    p.add_argument("--key", metavar="PUB", help="cosign public key for --verify-signatures")
+    p.add_argument("--no-tlog", action="store_true",
+                   help="do not require transparency-log entries (offline signatures)")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: a table and the failed checks; json: for machines (default %(default)s)")
+
+
+def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci.inspection import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
+                               to_json)
+    from ci.reference import uses_plain_http
+    from ci.registry import RegistryClient, credentials_for
+    from ci.sign import VerifyOptions
+
+    if args.verify_signatures and not args.key:
+        raise UserError("--verify-signatures needs --key PUB (the cosign public key)")
+    if args.key and not args.verify_signatures:
+        raise UserError("--key is only used with --verify-signatures")
+    images: tuple = ()
+    if args.images or args.tag:
+        images = family_config(Family(args.family), images=args.images, env=env).images
+    targets = expand_targets(args.refs, images if args.tag else (), args.tag)
+    insecure = frozenset(t.strip() for t in env.get("CI_INSECURE_REGISTRIES", "").split(",") if t.strip())
+
+    def plain(reg: str) -> bool:
+        return uses_plain_http(reg, insecure)
+
+    def client_for(img):  # type: ignore[no-untyped-def]
+        return RegistryClient(img, plain_http=plain(img.registry), credentials=credentials_for(img.registry))
+
+    report = inspect_refs(
+        targets, client_for,
+        expected=parse_platforms(args.expect_platforms) if args.expect_platforms else None,
+        verify_signatures=VerifyOptions(key=args.key, tlog=not args.no_tlog) if args.verify_signatures else None,
+        plain_http=plain, env=env)
+    print(to_json(report) if args.format == "json" else format_text(report))
+    write_summary(summary_markdown(report), env)
+    return report.exit_code
+
+
+COMMANDS: dict[str, Command] = {
+    "merge": Command(
+        help="merge a suffix's per-arch digests into one manifest list, tagged in every registry",
+        description=("Select the digest artifacts of one tag-suffix (or --all), check every child in every "
+                     "registry before writing anything, compose one manifest list, tag it as "
+                     "docker/metadata-action would, publish the same bytes to every registry and verify "
+                     "the list digest is identical everywhere. Exit 0 ok, 1 a merge failed, 2 bad input."),
+        add_arguments=_merge_arguments, run=_run_merge),
+    "inspect": Command(
+        help="verify published manifest lists (platforms, children, same digest everywhere)",
+        description=("For each reference in each registry assert: the list resolves, its platforms are exactly "
+                     "the expected ones, no attestation/unknown child, the list digest is identical across "
+                     "registries, every child resolves and its config's os/architecture matches. "
+                     "Exit 0 all good, 1 any check failed (each named), 2 bad input."),
+        add_arguments=_inspect_arguments, run=_run_inspect),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser = argparse.ArgumentParser(prog="python -m ci", parents=[common],
+                                     description="localai-ci verbs (also run by `nox -s <command> -- ...`).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, cmd in COMMANDS.items():
+        sp = sub.add_parser(name, parents=[common], help=cmd.help, description=cmd.description)
+        cmd.add_arguments(sp)
+    return parser
+
+
+# options whose values start with '-' (tag-suffixes): argparse would take them for options
+DASH_VALUE_OPTIONS = ("--tag-suffix",)
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--tag-suffix -cpu-x`` -> ``--tag-suffix=-cpu-x`` (``--tag-suffix=-cpu-x`` also works as is)."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in DASH_VALUE_OPTIONS:
+            nxt = next(it, None)
+            out.append(arg if nxt is None else f"{arg}={nxt}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run one command; return its exit status (argparse usage errors exit 2 as well)."""
+    environ = os.environ if env is None else env
+    parser = build_parser()
+    try:
+        args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    debug = bool(args.debug or environ.get("CI_DEBUG"))
+    try:
+        return COMMANDS[args.command].run(args, environ)
+    except CiError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

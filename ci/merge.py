@@ -1,0 +1,625 @@
+"""Merge verb: per-arch digests of one tag-suffix -> one manifest list, tagged in every registry.
+
+Steps for one (family, suffix), in this order:
+
+1. **Select** exactly the suffix's digest artifacts (parsed keys, never a prefix glob; the server
+   image's empty suffix is the ``-core`` artifact) and check them against the matrix: every leg
+   the matrix declares has an artifact and no artifact is foreign. ``tag-latest`` must agree.
+2. **Preflight** (reads only): every child exists in *every* registry of the family, is a
+   single-platform image manifest (not a list, not an attestation), its platform (from its
+   config) is the leg's platform, and platforms are distinct. All problems are collected.
+3. **Compose** the list once (:func:`ci.manifest.compose_index`): bytes and digest are fixed
+   before any push. **Tags** come from :mod:`ci.tags` (metadata-action rules).
+4. **Publish**: ``native`` PUTs the same bytes by digest in every registry, then every tag in
+   every registry (tags already pointing at the digest are left alone, so a re-run is a no-op);
+   ``imagetools`` runs ``docker buildx imagetools create`` once per registry, as LocalAI does.
+5. **Verify**: every tag in every registry resolves to one and the same list digest (native: the
+   HEAD before, or the registry's digest in its answer to the PUT; imagetools: read back).
+6. Optional: **sign** (cosign, by digest, recursive) and delete the suffix's **keepalive** tags.
+
+Partial failure ("one registry down during merge") -- all-or-nothing by preflight:
+every registry of the family must pass preflight before anything is written anywhere, so an
+unreachable registry fails the suffix with nothing published (the list would otherwise differ
+between registries: users of one registry would get the new tag, users of the other the old).
+Writes are ordered to keep a race (a registry failing *after* preflight) harmless: first the
+untagged list by digest in every registry, then the tags; if a registry fails during the tag
+phase the result names the registries already tagged and the merge is failed (exit 1) -- a
+re-run, once the registry is back, completes it idempotently.
+
+``--all``: every (family, suffix) in the digests directory, concurrently. A suffix with a leg
+missing (its build failed) is *skipped* with the reason and the others still merge; anything
+else that goes wrong is *failed*. Exit 1 when any failed.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from ci import imagetools
+from ci.artifacts import DigestArtifact, read_digests_dir, select_artifacts
+from ci.errors import CiError, MatrixError, OperationError, RegistryError, UserError
+from ci.families import FamilyConfig
+from ci.github import md_table
+from ci.manifest import (IMAGE_MANIFEST_TYPES, Composed, Descriptor, compose_index, is_attestation,
+                         parse_manifest)
+from ci.matrix import Entry, Matrix
+from ci.naming import CORE, Family, keepalive_tag
+from ci.platforms import Platform, platform_from_oci
+from ci.reference import ImageName
+from ci.registry import RegistryClient, credentials_for
+from ci.sign import SignOptions, sign_image
+from ci.tags import Latest, TagInput, check_ref, check_sha, compute_tags, parse_latest
+
+MAX_CONFIG_BYTES = 1024 * 1024
+INTOTO_LAYER = "application/vnd.in-toto+json"
+
+ClientFactory = Callable[[ImageName, FamilyConfig], RegistryClient]
+T = TypeVar("T")
+
+
+class Engine(StrEnum):
+    """How the list is published. ``auto`` is ``native`` (proven equivalent by the tests)."""
+
+    AUTO = "auto"
+    NATIVE = "native"
+    IMAGETOOLS = "imagetools"
+
+    def resolved(self) -> Engine:
+        return Engine.NATIVE if self is Engine.AUTO else self
+
+
+class Outcome(StrEnum):
+    MERGED = "merged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TagSource:
+    """What metadata-action reads (``--event/--ref/--sha`` or ``GITHUB_*``)."""
+
+    event: str = "push"
+    ref: str = ""
+    sha: str = ""
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    engine: Engine = Engine.AUTO
+    tag_source: TagSource = TagSource()
+    tag_latest: Latest | None = None  # None: from the matrix legs
+    anchor_run_id: str | None = None  # delete keepalive tags of this run after the merge
+    sign: SignOptions | None = None
+    dry_run: bool = False
+    jobs: int = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """One suffix to merge: its family, registries, matrix and selected artifacts."""
+
+    family: Family
+    suffix: str
+    config: FamilyConfig
+    matrix: Matrix
+    artifacts: tuple[DigestArtifact, ...]
+
+    @property
+    def label(self) -> str:
+        return suffix_label(self.family, self.suffix)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The pure result of preflight + composition: what will be written where."""
+
+    target: Target
+    children: tuple[Descriptor, ...]
+    composed: Composed
+    tags: tuple[str, ...]
+
+    def refs(self) -> list[str]:
+        return [img.with_tag(t) for img in self.target.config.images for t in self.tags]
+
+    def imagetools_commands(self) -> list[list[str]]:
+        return [imagetools.create_command(img, self.tags, [c.digest for c in self.children])
+                for img in self.target.config.images]
+
+
+@dataclass(frozen=True)
+class SuffixResult:
+    family: Family
+    suffix: str
+    outcome: Outcome
+    reason: str = ""
+    digest: str = ""
+    tags: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+    changed: bool = False
+    dry_run: bool = False
+    list_json: str = ""
+    commands: tuple[tuple[str, ...], ...] = ()
+    signed: bool = False
+    keepalive_deleted: tuple[str, ...] = ()
+    keepalive_problems: tuple[str, ...] = ()
+    tagged_images: tuple[str, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return suffix_label(self.family, self.suffix)
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    results: tuple[SuffixResult, ...]
+
+    @property
+    def failed(self) -> list[SuffixResult]:
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+class _Skip(Exception):
+    """A suffix that cannot merge because an upstream leg is missing (skipped under --all)."""
+
+
+def suffix_label(family: Family, suffix: str) -> str:
+    """``-cpu-hello``; server: ``server -core`` / ``server -gpu-vulkan``."""
+    if family is Family.SERVER:
+        return f"server {suffix or CORE}"
+    return suffix
+
+
+def normalize_suffix(family: Family, suffix: str) -> str:
+    """``--tag-suffix -core`` with ``--family server`` is the server image's empty suffix."""
+    return "" if family is Family.SERVER and suffix == CORE else suffix
+
+
+# ---- pure checks ---------------------------------------------------------------------------
+
+def check_legs(target: Target) -> list[Entry]:
+    """The matrix legs of the suffix, checked against the artifacts (raises _Skip / UserError)."""
+    legs = target.matrix.legs_of(target.suffix)
+    where = target.matrix.path
+    if not legs:
+        known = ", ".join(target.matrix.suffixes()[:8]) or "none"
+        raise UserError(f"{target.label}: the matrix {where} declares no leg with this tag-suffix "
+                        f"(found digest artifacts for it); known suffixes include: {known}")
+    want = {e.ptag: e for e in legs}
+    have = {a.key.ptag: a for a in target.artifacts}
+    extra = sorted(set(have) - set(want))
+    if extra:
+        names = ", ".join(have[p].path.parent.name for p in extra)
+        raise UserError(f"{target.label}: artifact(s) {names} are not legs of this suffix in {where} "
+                        f"(declared platform-tags: {', '.join(sorted(want))}); remove them or fix the matrix")
+    missing = sorted(set(want) - set(have))
+    if missing:
+        raise _Skip(f"leg(s) {', '.join(missing)} have no digest artifact (their build failed, was cancelled "
+                    f"or was not downloaded); {len(have)} of {len(want)} legs present, nothing merged")
+    return [want[p] for p in sorted(want)]
+
+
+def tag_latest_of(legs: Sequence[Entry], label: str) -> Latest:
+    values = sorted({e.tag_latest for e in legs})
+    if len(values) != 1:
+        lines = ", ".join(f"{e.ptag}={e.tag_latest!r} ({e.where})" for e in legs)
+        raise MatrixError(f"{label}: the legs disagree on tag-latest ({lines}); one manifest list has one "
+                          "latest policy, make them equal")
+    return parse_latest(values[0])
+
+
+def config_platform(config: bytes) -> Platform | None:
+    """Platform from an image config; None for ``unknown`` (attestations) or no architecture."""
+    try:
+        obj = json.loads(config)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, dict) or obj.get("architecture") in (None, "", "unknown") or obj.get("os") in (None, "", "unknown"):
+        return None
+    try:
+        return platform_from_oci(obj)
+    except ValueError:
+        return None
+
+
+GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-collect untagged manifests "
+           "(Quay within hours), so it was probably reaped between build and merge. Rebuild and publish the "
+           "leg again; publish with --anchor (a keepalive tag per leg, deleted after the merge with "
+           "merge --anchor --run-id) to keep it alive until the merge")
+
+
+# ---- preflight (reads) ---------------------------------------------------------------------
+
+def preflight(target: Target, legs: Sequence[Entry], clients: Mapping[ImageName, RegistryClient]) -> tuple[Descriptor, ...]:
+    """Child descriptors read from the registries; OperationError listing every problem found."""
+    images = target.config.images
+    first = images[0]
+    problems: list[str] = []
+    missing_any = False
+    children: list[Descriptor] = []
+    by_ptag = {e.ptag: e for e in legs}
+    for art in sorted(target.artifacts, key=lambda a: a.key.ptag):
+        leg = by_ptag[art.key.ptag]
+        what = f"child {art.digest} (leg {art.key.ptag})"
+        got = _read(lambda: clients[first].get_manifest(art.digest), first, "reading " + what)
+        if got is None:
+            problems.append(f"{what} is missing from {first}")
+            missing_any = True
+            continue
+        body, media, _ = got
+        try:
+            parsed = parse_manifest(body, media)
+        except ValueError as exc:
+            problems.append(f"{what} in {first} is not a manifest: {exc}")
+            continue
+        media = parsed.media_type or media
+        if parsed.is_index:
+            problems.append(f"{what} in {first} is a manifest list ({media}), not a single-platform image; "
+                            "publish each leg by digest with one platform")
+            continue
+        if media not in IMAGE_MANIFEST_TYPES or parsed.config is None:
+            problems.append(f"{what} in {first} has media type {media!r}, not an image manifest")
+            continue
+        if any(layer.media_type == INTOTO_LAYER for layer in parsed.layers):
+            problems.append(f"{what} in {first} is an attestation manifest, not an image")
+            continue
+        cfg_digest = parsed.config.digest
+        cfg = _read(lambda: clients[first].get_blob(cfg_digest, MAX_CONFIG_BYTES), first, f"reading the config of {what}")
+        plat = config_platform(cfg)
+        desc = Descriptor(media_type=media, digest=art.digest, size=len(body), platform=plat)
+        if is_attestation(desc):
+            problems.append(f"{what} in {first} has no usable platform in its config (unknown/unknown: an "
+                            "attestation?); expected " + str(leg.platform))
+            continue
+        if plat != leg.platform:
+            problems.append(f"{what} in {first} is {plat}, but the matrix declares {leg.platform} for it "
+                            f"({leg.where})")
+            continue
+        children.append(desc)
+    for img in images[1:]:
+        for desc in list(children):
+            head = _read(lambda: clients[img].head_manifest(desc.digest), img, f"checking child {desc.digest}")
+            if head is None:
+                problems.append(f"child {desc.digest} ({desc.platform}) is missing from {img}")
+                missing_any = True
+            elif head[1] and head[1] != desc.media_type or head[2] != desc.size:
+                problems.append(f"child {desc.digest} in {img} is {head[1]} {head[2]} bytes; in {first} "
+                                f"{desc.media_type} {desc.size} bytes")
+    plats = [str(c.platform) for c in children]
+    dupes = sorted({p for p in plats if plats.count(p) > 1})
+    if dupes:
+        problems.append(f"two children have the same platform {', '.join(dupes)}; one list holds one image "
+                        "per platform (check the legs' platforms in the matrix)")
+    if problems:
+        hint = f"; {GC_HINT}" if missing_any else ""
+        raise OperationError(f"merge {target.label}: preflight failed, nothing was written: "
+                             + "; ".join(problems) + hint)
+    return tuple(children)
+
+
+def _read(fn: Callable[[], T], img: ImageName, what: str) -> T:
+    """Run one preflight read; a registry failure says nothing was written."""
+    try:
+        return fn()
+    except RegistryError as exc:
+        raise RegistryError(f"preflight: {what} in {img}: {exc} (nothing was written; the merge needs "
+                            "every registry of the family reachable)", registry=exc.registry,
+                            status=exc.status, transient=exc.transient) from None
+
+
+# ---- planning --------------------------------------------------------------------------------
+
+def plan_suffix(target: Target, options: MergeOptions,
+                clients: Mapping[ImageName, RegistryClient]) -> Plan:
+    legs = check_legs(target)
+    latest = options.tag_latest or tag_latest_of(legs, target.label)
+    src = options.tag_source
+    tags = compute_tags(TagInput(event=src.event, ref=src.ref, sha=src.sha, suffix=target.suffix,
+                                 latest=latest, family=target.family))
+    children = preflight(target, legs, clients)
+    try:
+        composed = compose_index(children)
+    except ValueError as exc:
+        raise OperationError(f"merge {target.label}: composing the list: {exc}") from None
+    return Plan(target=target, children=children, composed=composed, tags=tags)
+
+
+# ---- publishing --------------------------------------------------------------------------------
+
+def _current(clients: Mapping[ImageName, RegistryClient], plan: Plan) -> dict[tuple[ImageName, str], str | None]:
+    out: dict[tuple[ImageName, str], str | None] = {}
+    for img in plan.target.config.images:
+        for t in plan.tags:
+            head = clients[img].head_manifest(t)
+            out[(img, t)] = head[0] if head else None
+    return out
+
+
+def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
+    """PUT by digest everywhere, then the tags; returns (changed, images tagged).
+
+    Each (registry, tag) ends confirmed to resolve to the composed digest: by the HEAD before
+    (already there: nothing written, so a re-run is a no-op) or by the registry's
+    ``Docker-Content-Digest`` answer to the PUT (checked by :meth:`RegistryClient.put_manifest`).
+    """
+    c = plan.composed
+    images = plan.target.config.images
+    before = _current(clients, plan)
+    todo = {img: [t for t in plan.tags if before[(img, t)] != c.digest] for img in images}
+    for img in images:  # phase 1: the untagged list, harmless if we stop here
+        if todo[img]:
+            clients[img].put_manifest(c.digest, c.body, c.media_type)
+    tagged: list[str] = []
+    for img in images:  # phase 2: tags
+        try:
+            for t in todo[img]:
+                clients[img].put_manifest(t, c.body, c.media_type)
+        except RegistryError as exc:
+            done = ", ".join(tagged) or "none"
+            raise OperationError(f"merge {plan.target.label}: tagging {c.digest} in {img} failed: {exc}; "
+                                 f"registries already tagged: {done}; re-run the merge when {img.registry} is "
+                                 "back (it is idempotent)") from None
+        tagged.append(str(img))
+    return any(todo.values()), tagged
+
+
+def publish_imagetools(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
+    """One ``docker buildx imagetools create`` per registry, all tags as ``-t`` (LocalAI's way)."""
+    before = _current(clients, plan)
+    tagged: list[str] = []
+    for img in plan.target.config.images:
+        try:
+            imagetools.create(img, plan.tags, [ch.digest for ch in plan.children])
+        except CiError as exc:
+            done = ", ".join(tagged) or "none"
+            raise OperationError(f"merge {plan.target.label}: {exc}; registries already tagged: {done}") from None
+        tagged.append(str(img))
+    after = _current(clients, plan)
+    return before != after, tagged
+
+
+def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], engine: Engine) -> str:
+    """Every tag in every registry resolves to one digest (the composed one for native); returns it."""
+    seen: dict[str, list[str]] = {}
+    for img in plan.target.config.images:
+        for t in plan.tags:
+            head = clients[img].head_manifest(t)
+            seen.setdefault(head[0] if head else "(missing)", []).append(img.with_tag(t))
+    if len(seen) != 1 or "(missing)" in seen:
+        detail = "; ".join(f"{d}: {', '.join(refs)}" for d, refs in seen.items())
+        raise OperationError(f"merge {plan.target.label}: after publishing, the tags do not resolve to one list "
+                             f"digest: {detail}; re-run the merge")
+    digest = next(iter(seen))
+    if engine is Engine.NATIVE and digest != plan.composed.digest:
+        raise OperationError(f"merge {plan.target.label}: the registries serve {digest}, but the composed list is "
+                             f"{plan.composed.digest}; another writer raced this merge, re-run it")
+    if engine is Engine.IMAGETOOLS:
+        img = plan.target.config.images[0]
+        got = clients[img].get_manifest(digest)
+        kids = parse_manifest(got[0], got[1]).children if got else ()
+        want = {(c.digest, str(c.platform)) for c in plan.children}
+        have = {(k.digest, str(k.platform)) for k in kids}
+        if want != have:
+            raise OperationError(f"merge {plan.target.label}: imagetools produced a list with children "
+                                 f"{sorted(have)}, expected {sorted(want)}")
+    return digest
+
+
+def delete_keepalive(target: Target, run_id: str, factory: ClientFactory) -> tuple[list[str], list[str]]:
+    """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
+
+    Looks in every image of the family and in the cache repository. Returns (deleted, problems);
+    never raises: a failure to delete does not fail the merge.
+    """
+    ptags = sorted({a.key.ptag for a in target.artifacts} | {e.ptag for e in target.matrix.legs_of(target.suffix)})
+    try:
+        wanted = {keepalive_tag(run_id, target.family, target.suffix, p) for p in ptags}
+    except ValueError as exc:
+        return [], [f"keepalive tags: {exc}"]
+    deleted: list[str] = []
+    problems: list[str] = []
+    for img in dict.fromkeys((*target.config.images, target.config.cache)):
+        try:
+            client = factory(img, target.config)
+        except CiError as exc:
+            problems.append(f"{img}: {exc}")
+            continue
+        try:
+            for t in sorted(wanted & set(client.list_tags())):
+                if client.delete_tag(t):
+                    deleted.append(img.with_tag(t))
+                else:
+                    problems.append(f"{img.with_tag(t)}: the registry does not allow deleting a tag alone "
+                                    "(deleting by digest would remove the child); it stays until the "
+                                    "registry's retention removes it")
+        except CiError as exc:
+            problems.append(f"{img}: deleting keepalive tags: {exc}")
+        finally:
+            client.close()
+    return deleted, problems
+
+
+# ---- one suffix ------------------------------------------------------------------------------
+
+def default_client_factory() -> ClientFactory:
+    """Clients with Docker-config credentials (looked up once per registry) and the family's HTTP policy."""
+    lock = threading.Lock()
+    creds: dict[str, object] = {}
+
+    def make(img: ImageName, config: FamilyConfig) -> RegistryClient:
+        with lock:
+            if img.registry not in creds:
+                creds[img.registry] = credentials_for(img.registry)
+        return RegistryClient(img, plain_http=config.plain_http(img.registry),
+                              credentials=creds[img.registry])  # type: ignore[arg-type]
+
+    return make
+
+
+def merge_target(target: Target, options: MergeOptions, factory: ClientFactory) -> SuffixResult:
+    """Merge one suffix; raises _Skip or CiError (the callers turn them into results)."""
+    engine = options.engine.resolved()
+    images = target.config.images
+    clients: dict[ImageName, RegistryClient] = {}
+    try:
+        for img in images:
+            clients[img] = factory(img, target.config)
+        plan = plan_suffix(target, options, clients)
+        base = SuffixResult(
+            family=target.family, suffix=target.suffix, outcome=Outcome.MERGED, digest=plan.composed.digest,
+            tags=plan.tags, images=tuple(str(i) for i in images),
+            platforms=tuple(str(c.platform) for c in plan.children),
+            children=tuple(c.digest for c in plan.children), list_json=plan.composed.body.decode(),
+            commands=tuple(tuple(c) for c in plan.imagetools_commands()) if engine is Engine.IMAGETOOLS else ())
+        if options.dry_run:
+            return replace(base, dry_run=True)
+        if engine is Engine.IMAGETOOLS:
+            changed, tagged = publish_imagetools(plan, clients)
+            digest = verify_published(plan, clients, engine)  # read back what buildx made
+        else:
+            changed, tagged = publish_native(plan, clients)  # every (registry, tag) confirmed
+            digest = plan.composed.digest
+        result = replace(base, digest=digest, changed=changed, tagged_images=tuple(tagged))
+        if options.sign is not None:
+            for img in images:
+                sign_image(img.with_digest(digest), options.sign, plain_http=target.config.plain_http(img.registry))
+            result = replace(result, signed=True)
+    finally:
+        for cl in clients.values():
+            cl.close()
+    if options.anchor_run_id:
+        deleted, problems = delete_keepalive(target, options.anchor_run_id, factory)
+        result = replace(result, keepalive_deleted=tuple(deleted), keepalive_problems=tuple(problems))
+    return result
+
+
+def _run_one(target: Target, options: MergeOptions, factory: ClientFactory) -> SuffixResult:
+    try:
+        return merge_target(target, options, factory)
+    except _Skip as exc:
+        return SuffixResult(target.family, target.suffix, Outcome.SKIPPED, reason=str(exc))
+    except CiError as exc:
+        return SuffixResult(target.family, target.suffix, Outcome.FAILED, reason=str(exc))
+
+
+# ---- entry points ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FamilySetup:
+    """What a family needs to merge: where it publishes and its matrix."""
+
+    config: FamilyConfig
+    matrix: Matrix
+
+
+def _check_options(options: MergeOptions) -> None:
+    check_ref(options.tag_source.ref)
+    check_sha(options.tag_source.sha)
+    if options.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {options.jobs}")
+    if options.anchor_run_id is not None:
+        from ci.naming import check_run_id
+        try:
+            check_run_id(options.anchor_run_id)
+        except ValueError as exc:
+            raise UserError(f"--run-id: {exc}") from None
+
+
+def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: FamilySetup,
+                 options: MergeOptions, factory: ClientFactory | None = None) -> SuffixResult:
+    """Merge one suffix. Raises CiError on any problem (a missing leg is an OperationError here)."""
+    _check_options(options)
+    suffix = normalize_suffix(family, suffix)
+    arts = read_digests_dir(digests_dir)
+    selected = select_artifacts(arts, family, suffix)
+    if not selected:
+        other = Family.SERVER if family is Family.BACKENDS else Family.BACKENDS
+        hint = ""
+        if select_artifacts(arts, other, normalize_suffix(other, suffix)):
+            hint = f"; there are {other} artifacts for it: pass --family {other}"
+        raise UserError(f"no digest artifact for {suffix_label(family, suffix)} ({family}) in {digests_dir}{hint}; "
+                        "download the legs' digests artifacts there first")
+    target = Target(family, suffix, setup.config, setup.matrix, tuple(selected))
+    try:
+        return merge_target(target, options, factory or default_client_factory())
+    except _Skip as exc:
+        raise OperationError(f"merge {target.label}: {exc}") from None
+
+
+def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetup]) -> list[Target]:
+    """Every (family, suffix) in the digests directory whose family is in ``setups``, in a stable order."""
+    arts = read_digests_dir(digests_dir)
+    keys = sorted({(a.key.family, a.key.suffix) for a in arts})
+    out: list[Target] = []
+    for fam, suf in keys:
+        if fam not in setups:  # a family not asked for (``--all --family X``)
+            continue
+        s = setups[fam]
+        out.append(Target(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
+    return out
+
+
+def merge_all(digests_dir: str | Path, setups: Mapping[Family, FamilySetup], options: MergeOptions,
+              factory: ClientFactory | None = None,
+              on_result: Callable[[SuffixResult], None] | None = None) -> MergeReport:
+    """Merge every suffix found, ``options.jobs`` at a time; per-suffix outcomes, never raises for one suffix."""
+    _check_options(options)
+    targets = discover_targets(digests_dir, setups)
+    if not targets:
+        raise UserError(f"{digests_dir} holds no digest artifacts; nothing to merge")
+    fac = factory or default_client_factory()
+    results: list[SuffixResult] = []
+    with ThreadPoolExecutor(max_workers=min(options.jobs, len(targets)), thread_name_prefix="merge") as pool:
+        for res in pool.map(lambda t: _run_one(t, options, fac), targets):
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+    return MergeReport(tuple(results))
+
+
+# ---- presentation ----------------------------------------------------------------------------
+
+def summary_markdown(report: MergeReport) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: merged tags and digests per registry, skipped with why."""
+    rows: list[list[str]] = []
+    for r in report.results:
+        if r.outcome is Outcome.MERGED:
+            for img in r.images:
+                rows.append([r.label, "merged" + (" (dry run)" if r.dry_run else ""), img,
+                             ", ".join(f"`{t}`" for t in r.tags), f"`{r.digest}`"])
+        else:
+            rows.append([r.label, r.outcome.value, "", "", r.reason])
+    return "### Merged manifest lists\n\n" + md_table(["suffix", "result", "registry", "tags", "list digest / reason"], rows)
+
+
+def format_result(r: SuffixResult) -> str:
+    """Human lines for one suffix."""
+    if r.outcome is not Outcome.MERGED:
+        return f"{r.outcome.value}: {r.label}: {r.reason}"
+    lines = []
+    if r.dry_run:
+        lines += [f"dry run: {r.label}: nothing written", "list:", r.list_json.rstrip(), "tags: " + ", ".join(r.tags),
+                  "targets:"] + [f"  {img}:{t}" for img in r.images for t in r.tags]
+        lines += ["commands:"] + ["  " + " ".join(c) for c in r.commands] if r.commands else []
+        lines.append(f"list digest: {r.digest}")
+        return "\n".join(lines)
+    state = "merged" if r.changed else "unchanged (already published)"
+    lines.append(f"{state}: {r.label} -> {r.digest}")
+    lines.append(f"  platforms: {', '.join(r.platforms)}")
+    lines += [f"  {img}:{t}" for img in r.images for t in r.tags]
+    if r.signed:
+        lines.append("  signed (cosign, recursive, by digest)")
+    lines += [f"  keepalive tag deleted: {d}" for d in r.keepalive_deleted]
+    lines += [f"  warning: keepalive tag not deleted: {p}" for p in r.keepalive_problems]
+    return "\n".join(lines)

@@ -1,0 +1,350 @@
+"""Merge verb (ci.merge): pure checks, and integration against two real loopback registries."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ci.artifacts import DigestArtifact, write_digest_file
+from ci.cli import main
+from ci.errors import MatrixError, UserError
+from ci.families import family_config
+from ci.manifest import compose_index
+from ci.matrix import parse_matrix
+from ci.merge import (FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, TagSource, Target, _Skip,
+                      check_legs, config_platform, merge_all, normalize_suffix, summary_markdown, tag_latest_of)
+from ci.naming import Family, LegKey, keepalive_tag
+from ci.platforms import parse_platform
+from oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix
+
+SHA = "89abcdef0123456789abcdef0123456789abcdef"
+BRANCH = ["--ref", "refs/heads/master", "--sha", SHA, "--event", "push"]
+
+
+# ---- pure ------------------------------------------------------------------------------------
+
+def _target(legs: list[tuple[str, str]], arts: list[str], suffix: str = "-a", family: Family = Family.BACKENDS) -> Target:
+    m = parse_matrix(matrix_text(legs, family), "m.yml", family)
+    cfg = family_config(family, images="127.0.0.1:1/x")
+    art = tuple(DigestArtifact(LegKey(family, suffix, p), "sha256:" + "0" * 64, Path(f"/d/digests{suffix}--{p}/x"))
+                for p in arts)
+    return Target(family, suffix, cfg, m, art)
+
+
+def test_check_legs_ok_missing_and_foreign() -> None:
+    assert [e.ptag for e in check_legs(_target([("-a", "amd64"), ("-a", "arm64")], ["amd64", "arm64"]))] == ["amd64", "arm64"]
+    with pytest.raises(_Skip, match="arm64 have no digest artifact"):
+        check_legs(_target([("-a", "amd64"), ("-a", "arm64")], ["amd64"]))
+    with pytest.raises(UserError, match="not legs of this suffix"):
+        check_legs(_target([("-a", "amd64")], ["amd64", "arm64"]))
+    with pytest.raises(UserError, match="declares no leg"):
+        check_legs(_target([("-b", "amd64")], ["amd64"]))
+
+
+def test_tag_latest_must_agree() -> None:
+    m = parse_matrix(matrix_text([("-a", "amd64"), ("-a", "arm64")], latest={("-a", "arm64"): "false"}), "m.yml")
+    with pytest.raises(MatrixError, match="disagree on tag-latest"):
+        tag_latest_of(m.legs_of("-a"), "-a")
+
+
+def test_config_platform_and_core_suffix() -> None:
+    assert config_platform(b'{"os":"linux","architecture":"arm64"}') == parse_platform("linux/arm64")
+    assert config_platform(b'{"os":"unknown","architecture":"unknown"}') is None
+    assert config_platform(b"not json") is None
+    assert normalize_suffix(Family.SERVER, "-core") == "" and normalize_suffix(Family.BACKENDS, "-core") == "-core"
+
+
+def test_summary_lists_merged_per_registry_and_skipped_with_reason() -> None:
+    rep = MergeReport((
+        SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:" + "1" * 64, tags=("master-a",),
+                     images=("r1/x", "r2/x")),
+        SuffixResult(Family.BACKENDS, "-b", Outcome.SKIPPED, reason="leg(s) arm64 have no digest artifact"),
+    ))
+    md = summary_markdown(rep)
+    assert md.count("sha256:" + "1" * 64) == 2 and "r2/x" in md and "arm64 have no digest artifact" in md
+    assert rep.exit_code == 0
+    assert MergeReport((SuffixResult(Family.BACKENDS, "-c", Outcome.FAILED, reason="x"),)).exit_code == 1
+
+
+# ---- integration -----------------------------------------------------------------------------
+
+class World:
+    """Two repositories (one per registry), a digests dir and matrices, for one test."""
+
+    def __init__(self, tmp: Path, hosts: tuple[str, str], unique: str, family: Family = Family.BACKENDS) -> None:
+        self.family = family
+        name = "backends" if family is Family.BACKENDS else "localai"
+        self.images = [f"{h}/{unique}/{name}" for h in hosts]
+        self.digests = tmp / "digests"
+        self.matrix = tmp / f"matrix-{family}.yml"
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+
+    def leg(self, suffix: str, ptag: str, *, seed: str = "", images: list[str] | None = None,
+            config_platform: str | None = None) -> str:
+        d = push_image(images or self.images, f"linux/{ptag}", seed or f"{suffix}{ptag}{self.images[0]}",
+                       config_platform=config_platform)
+        write_digest_file(self.digests, self.family, suffix, ptag, d.digest)
+        return d.digest
+
+    def args(self, *extra: str) -> list[str]:
+        return ["merge", "--family", str(self.family), "--digests-dir", str(self.digests),
+                "--matrix", str(self.matrix), "--images", ",".join(self.images), *BRANCH, *extra]
+
+    def list_of(self, image: str, tag: str) -> dict:
+        with client(image) as c:
+            got = c.get_manifest(tag)
+        assert got is not None, f"{image}:{tag} does not resolve"
+        return json.loads(got[0])
+
+
+@pytest.fixture
+def world(tmp_path: Path, registries, unique: str) -> World:  # type: ignore[no-untyped-def]
+    return World(tmp_path, (registries[0].host, registries[1].host), unique)
+
+
+def run(capsys: pytest.CaptureFixture[str], argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    code = main(argv, env=env or {})
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def platforms_of(lst: dict) -> list[str]:
+    return sorted(f"{m['platform']['os']}/{m['platform']['architecture']}" for m in lst["manifests"])
+
+
+@pytest.mark.registry
+def test_two_leg_backend_merges_into_both_registries(world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    a, b = world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")
+    summary = tmp_path / "summary.md"
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"), {"GITHUB_STEP_SUMMARY": str(summary)})
+    assert code == 0, err
+    digests = {resolve(img, t) for img in world.images for t in ("master-cpu-hello", "sha-89abcde-cpu-hello")}
+    assert len(digests) == 1
+    digest = digests.pop()
+    assert digest in out
+    lst = world.list_of(world.images[1], "master-cpu-hello")
+    assert {m["digest"] for m in lst["manifests"]} == {a, b}
+    assert platforms_of(lst) == ["linux/amd64", "linux/arm64"]
+    assert "latest-cpu-hello" not in tags_of(world.images[0])  # branch push, latest=auto
+    md = summary.read_text()
+    assert digest in md and world.images[0] in md and world.images[1] in md
+
+
+@pytest.mark.registry
+def test_single_leg_backend_is_merged_and_tagged(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-echo", "amd64")])
+    a = world.leg("-cpu-echo", "amd64")
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-echo", "--ref", "refs/tags/v3.4.0"))
+    assert code == 0, err
+    for img in world.images:
+        assert set(tags_of(img)) == {"v3.4.0-cpu-echo", "sha-89abcde-cpu-echo", "latest-cpu-echo"}
+    assert [m["digest"] for m in world.list_of(world.images[0], "latest-cpu-echo")["manifests"]] == [a]
+
+
+@pytest.mark.registry
+def test_server_core_and_suffixed_variant(tmp_path: Path, registries, unique: str,  # type: ignore[no-untyped-def]
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    w = World(tmp_path, (registries[0].host, registries[1].host), unique, Family.SERVER)
+    write_matrix(w.matrix, [("", "amd64"), ("", "arm64"), ("-gpu-vulkan", "amd64")], Family.SERVER)
+    w.leg("", "amd64"), w.leg("", "arm64"), w.leg("-gpu-vulkan", "amd64")
+    assert sorted(p.name for p in w.digests.iterdir()) == [
+        "digests-localai-core--amd64", "digests-localai-core--arm64", "digests-localai-gpu-vulkan--amd64"]
+    code, out, err = run(capsys, w.args("--tag-suffix", "-core"))
+    assert code == 0, err
+    assert platforms_of(w.list_of(w.images[0], "master")) == ["linux/amd64", "linux/arm64"]
+    code, out, err = run(capsys, w.args("--tag-suffix", "-gpu-vulkan"))
+    assert code == 0, err
+    assert platforms_of(w.list_of(w.images[1], "master-gpu-vulkan")) == ["linux/amd64"]
+    assert set(tags_of(w.images[0])) == {"master", "sha-89abcde", "master-gpu-vulkan", "sha-89abcde-gpu-vulkan"}
+
+
+@pytest.mark.registry
+@pytest.mark.engine
+def test_both_engines_give_same_children_platforms_and_tags(tmp_path: Path, registries, unique: str,  # type: ignore[no-untyped-def]
+                                                            capsys: pytest.CaptureFixture[str], imagetools) -> None:
+    hosts = (registries[0].host, registries[1].host)
+    results = {}
+    for engine in ("native", "imagetools"):
+        w = World(tmp_path / engine, hosts, f"{unique}{engine[:3]}")
+        write_matrix(w.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+        # the same children in both worlds: the same seeds
+        w.leg("-cpu-hello", "amd64", seed="same-amd64"), w.leg("-cpu-hello", "arm64", seed="same-arm64")
+        code, out, err = run(capsys, w.args("--tag-suffix", "-cpu-hello", "--engine", engine, "--ref", "refs/tags/v1.2.3"))
+        assert code == 0, f"{engine}: {err}"
+        per_reg = []
+        for img in w.images:
+            raw = imagetools.inspect_raw(f"{img}:v1.2.3-cpu-hello")  # read back by the peer tool
+            per_reg.append(sorted((m["digest"], m["platform"]["os"], m["platform"]["architecture"]) for m in raw["manifests"]))
+            assert tags_of(img) == sorted(["v1.2.3-cpu-hello", "sha-89abcde-cpu-hello", "latest-cpu-hello"])
+        assert per_reg[0] == per_reg[1]
+        digests = {resolve(img, "v1.2.3-cpu-hello") for img in w.images}
+        assert len(digests) == 1, f"{engine}: list digests differ between registries: {digests}"
+        results[engine] = (per_reg[0], tuple(tags_of(w.images[0])))
+    assert results["native"] == results["imagetools"]
+
+
+@pytest.mark.registry
+def test_remerge_is_a_noop_with_the_same_digest(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")
+    code, first, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
+    assert code == 0, err
+    digest = resolve(world.images[0], "master-cpu-hello")
+    code, second, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
+    assert code == 0, err
+    assert "unchanged" in second and digest in second
+    assert first.splitlines()[0].startswith("merged:")
+    assert {resolve(img, "master-cpu-hello") for img in world.images} == {digest}
+
+
+@pytest.mark.registry
+def test_all_skips_a_suffix_with_a_missing_leg_and_merges_the_others(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64"), ("-cpu-hello-extra", "amd64"),
+                                ("-cpu-hello-extra", "arm64"), ("-cpu-echo", "amd64")])
+    world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")
+    world.leg("-cpu-hello-extra", "amd64")  # its arm64 build failed: no artifact
+    world.leg("-cpu-echo", "amd64")
+    code, out, err = run(capsys, world.args("--all", "--jobs", "3"))
+    assert code == 0, err  # skipped is not failed
+    assert "skipped: -cpu-hello-extra: leg(s) arm64 have no digest artifact" in out
+    assert "1 skipped, 0 failed" in out and "2 merged" in out
+    tags = tags_of(world.images[1])
+    assert "master-cpu-hello" in tags and "master-cpu-echo" in tags
+    assert not any("extra" in t for t in tags)
+
+
+@pytest.mark.registry
+def test_all_exit_1_when_one_suffix_fails_and_the_others_still_merge(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-echo", "amd64")])
+    world.leg("-cpu-hello", "amd64")
+    world.leg("-cpu-echo", "amd64", images=world.images[:1])  # never reached the second registry
+    code, out, err = run(capsys, world.args("--all"))
+    assert code == 1
+    assert "failed: -cpu-echo" in out and "missing from" in out and "error: -cpu-echo" in err
+    assert "master-cpu-hello" in tags_of(world.images[1])
+    assert "master-cpu-echo" not in tags_of(world.images[0])
+
+
+@pytest.mark.registry
+def test_child_deleted_from_one_registry_fails_preflight_and_writes_nothing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    world.leg("-cpu-hello", "amd64")
+    gone = world.leg("-cpu-hello", "arm64")
+    with client(world.images[1]) as c:
+        c.delete_manifest(gone)  # garbage-collected untagged manifest
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
+    assert code == 1
+    assert gone in err and world.images[1] in err and "nothing was written" in err
+    assert "garbage-collect" in err and "--anchor" in err
+    assert tags_of(world.images[0]) == [] and tags_of(world.images[1]) == []
+
+
+@pytest.mark.registry
+def test_prefix_sibling_suffix_is_never_picked_up(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64"),
+                                ("-cpu-hello-extra", "amd64"), ("-cpu-hello-extra", "arm64")])
+    mine = {world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")}
+    world.leg("-cpu-hello-extra", "amd64"), world.leg("-cpu-hello-extra", "arm64")
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
+    assert code == 0, err
+    assert {m["digest"] for m in world.list_of(world.images[0], "master-cpu-hello")["manifests"]} == mine
+    assert not any("extra" in t for t in tags_of(world.images[0]))
+
+
+@pytest.mark.registry
+def test_dry_run_prints_list_tags_targets_and_writes_nothing(world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    a, b = world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")
+    summary = tmp_path / "s.md"
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello", "--dry-run", "--engine", "imagetools"),
+                         {"GITHUB_STEP_SUMMARY": str(summary)})
+    assert code == 0, err
+    assert a in out and b in out and '"manifests"' in out
+    assert f"{world.images[1]}:master-cpu-hello" in out and "docker buildx imagetools create -t" in out
+    assert tags_of(world.images[0]) == [] and not summary.exists()
+
+
+@pytest.mark.registry
+def test_preflight_refuses_a_list_child_and_a_platform_mismatch(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    world.leg("-cpu-hello", "amd64")
+    world.leg("-cpu-hello", "arm64", config_platform="linux/amd64")  # an amd64 image published as the arm64 leg
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
+    assert code == 1 and "the matrix declares linux/arm64" in err
+    # a manifest list given as a child
+    child = push_image(world.images, "linux/amd64", "x")
+    lst = compose_index([child])
+    for img in world.images:
+        with client(img) as c:
+            c.put_manifest(lst.digest, lst.body, lst.media_type)
+    write_digest_file(world.digests, Family.BACKENDS, "-cpu-hello", "arm64", lst.digest)
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
+    assert code == 1 and "is a manifest list" in err
+    assert tags_of(world.images[0]) == []
+
+
+@pytest.mark.registry
+def test_missing_suffix_and_wrong_family_hint(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64")])
+    world.leg("-cpu-hello", "amd64")
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-nope"))
+    assert code == 2 and "no digest artifact for -cpu-nope" in err
+
+
+@pytest.mark.registry
+def test_one_registry_down_writes_nothing_anywhere(tmp_path: Path, registry_factory: Callable, unique: str,  # type: ignore[type-arg]
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    up, down = registry_factory(), registry_factory()
+    w = World(tmp_path, (up.host, down.host), unique)
+    write_matrix(w.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    w.leg("-cpu-hello", "amd64"), w.leg("-cpu-hello", "arm64")
+    down.stop()
+    code, out, err = run(capsys, w.args("--tag-suffix", "-cpu-hello"))
+    assert code == 1 and down.host in err and "nothing was written" in err
+    assert tags_of(w.images[0]) == []
+    down.start()
+    code, out, err = run(capsys, w.args("--tag-suffix", "-cpu-hello"))  # once it is back, a re-run completes
+    assert code == 0, err
+    assert resolve(w.images[0], "master-cpu-hello") == resolve(w.images[1], "master-cpu-hello")
+
+
+@pytest.mark.registry
+def test_anchor_cleanup_touches_only_exact_keepalive_tags_and_never_fails(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello-extra", "amd64")])
+    d = world.leg("-cpu-hello", "amd64")
+    e = world.leg("-cpu-hello-extra", "amd64")
+    mine = keepalive_tag("42", Family.BACKENDS, "-cpu-hello", "amd64")
+    sibling = keepalive_tag("42", Family.BACKENDS, "-cpu-hello-extra", "amd64")
+    assert sibling.startswith(mine.rsplit("-", 1)[0])  # a prefix match would over-match
+    with client(world.images[0]) as c:
+        for tag, dig in ((mine, d), (sibling, e)):
+            got = c.get_manifest(dig)
+            assert got is not None
+            c.put_manifest(tag, got[0], got[1])
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello", "--anchor", "--run-id", "42"))
+    assert code == 0, err
+    tags = tags_of(world.images[0])
+    assert sibling in tags
+    # distribution 2.x cannot delete a tag alone: reported, the merge still succeeds
+    assert (mine not in tags and "keepalive tag deleted" in out) or (mine in tags and "not deleted" in out)
+    assert resolve(world.images[0], d) == d  # the child itself is never deleted
+
+
+@pytest.mark.registry
+def test_merge_all_verb_runs_suffixes_concurrently(world: World) -> None:
+    legs = [(f"-cpu-s{i}", p) for i in range(6) for p in ("amd64", "arm64")]
+    write_matrix(world.matrix, legs)
+    for s, p in legs:
+        world.leg(s, p)
+    from ci.matrix import load_matrix
+    setup = FamilySetup(family_config(Family.BACKENDS, images=",".join(world.images)), load_matrix(world.matrix))
+    seen: list[str] = []
+    rep = merge_all(world.digests, {Family.BACKENDS: setup},
+                    MergeOptions(tag_source=TagSource("push", "refs/heads/main", SHA), jobs=4),
+                    on_result=lambda r: seen.append(r.suffix))
+    assert rep.exit_code == 0 and len(seen) == 6
+    assert all(r.outcome is Outcome.MERGED and len(r.platforms) == 2 for r in rep.results)
