@@ -224,6 +224,32 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
 
 # ---- whole pipeline (issue 6) ----------------------------------------------------------------
 # (section: pipeline)
+@task(help={
+    "matrix": "backend matrix (default: backends/matrix.yml under --root)",
+    "images-matrix": "server-image matrix (default: backends/images.yml under --root)",
+    "only": "comma-separated tag-suffixes to run (both families; -core is the server core image), "
+            "e.g. --only=-cpu-hello,-core",
+    "images": "backend repositories, comma-separated (default: CI_BACKEND_IMAGES, else two embedded "
+              "loopback registries started for the run)",
+    "server-images": "server-image repositories (default: CI_SERVER_IMAGES, else the embedded registries)",
+    "jobs": "legs built/published and suffixes merged at the same time (default 2)",
+    "keep": "leave the embedded registries running and print how to reach and stop them",
+    "force": "rebuild and republish every leg even when its inputs are unchanged",
+    "dry-run": "print the whole plan (legs, build args, images, artifacts, merges, tags); touch nothing",
+    "root": "repository root: matrices, contexts and the .localai-ci state directory (default: .)",
+    "debug": "show a traceback on errors",
+})
+def pipeline(c, matrix=None, images_matrix=None, only=None, images=None, server_images=None, jobs=2,
+             keep=False, force=False, dry_run=False, root=".", debug=False):  # type: ignore[no-untyped-def]
+    """Run every leg, merge and inspect locally (embedded loopback registries by default), make-style."""
+    from ci.pipeline import PipelineOptions, parse_only, run_pipeline
+
+    opts = PipelineOptions(matrix=matrix, images_matrix=images_matrix, only=parse_only(only), images=images,
+                           server_images=server_images, jobs=int(jobs), keep=keep, force=force, dry_run=dry_run,
+                           root=root)
+    report = run_verb(run_pipeline, opts, debug=debug)
+    exit_with(report.exit_code)
+
 
 
 ns = Collection()

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -374,14 +374,33 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     return plan, creds
 
 
+def publish_targets(plan: LegPlan, creds: Mapping[str, object], images: str | None,
+                    env: Mapping[str, str]) -> list[Any]:
+    """Where a planned leg is published: one Target per image, with its transport and credentials."""
+    from ci.families import family_config
+    from ci.publish import Target
+
+    config = family_config(plan.family, images=images, env=env)
+    return [Target(img, plain_http=config.plain_http(img.registry), credentials=creds.get(img.registry))  # type: ignore[arg-type]
+            for img in plan.images]
+
+
+def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequence[Any], cache: Any, *,
+                  on_retry: Callable[[str], None], log: Callable[[str], None]) -> Any:
+    """Publish a built leg by digest (shared by ``invoke build-*`` and ``invoke pipeline``)."""
+    from ci.publish import publish_leg, registry_client_factory
+
+    return publish_leg(engine, image_id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag,
+                       targets=list(targets), cache=cache, client_factory=registry_client_factory(on_retry),
+                       digests_dir=plan.digests_dir, tags=plan.tags, mount_from=plan.mount_from, log=log)
+
+
 def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
             engine: Engine | None = None) -> LegResult:
     """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan)."""
     from ci.blobcache import BlobCache, default_cache_dir
     from ci.engine import connect
-    from ci.families import family_config
     from ci.github import in_actions, write_outputs, write_summary
-    from ci.publish import Target, publish_leg, registry_client_factory
 
     environ = env_dict(env)
     stdout = out or sys.stdout
@@ -399,9 +418,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         print(f"note: {n}", file=stdout)
     if not plan.images:
         return LegResult(plan, image_id=info.id, seconds=time.monotonic() - t0)
-    config = family_config(plan.family, images=req.images, env=environ)
-    targets = [Target(img, plain_http=config.plain_http(img.registry), credentials=creds.get(img.registry))
-               for img in plan.images]
+    targets = publish_targets(plan, creds, req.images, environ)
     for reg in dict.fromkeys(t.image.registry for t in targets if t.plain_http):
         print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
     cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
@@ -413,9 +430,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         print(f"retry: {msg}", file=stdout, flush=True)
 
     with cache:
-        res = publish_leg(eng, info.id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag, targets=targets,
-                          cache=cache, client_factory=registry_client_factory(on_retry), digests_dir=plan.digests_dir,
-                          tags=plan.tags, mount_from=plan.mount_from, log=log)
+        res = publish_built(plan, info.id, eng, targets, cache, on_retry=on_retry, log=log)
     seconds = time.monotonic() - t0
     rep = res.report
     for t in rep.targets:

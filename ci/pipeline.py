@@ -1,0 +1,777 @@
+"""Pipeline verb: the whole fan-out/fan-in locally, composed of the other verbs (``invoke pipeline``).
+
+1. **Registries**: the families' configured images (``--images``/``--server-images`` or
+   ``CI_BACKEND_IMAGES``/``CI_SERVER_IMAGES``), else the *embedded default*: two throwaway
+   loopback registries (:mod:`ci.localregistry`) storing under ``<state>/registries/{quay,hub}``
+   on the ports they had last time when free, so a second run finds what the first published.
+2. **Plan** (pure, :func:`plan_pipeline`): every selected leg of both matrices through
+   :func:`ci.build.prepare` (the ``invoke build-backend`` planning), its architecture
+   feasibility (:func:`leg_feasibility`), its input key (:mod:`ci.state`), and every
+   suffix's merge: artifacts, tags (:func:`ci.tags.compute_tags`), images.
+3. **Legs** (``--jobs`` at a time): up to date (recorded key matches and the digest still
+   exists in every registry: digest file re-written from the record), else
+   :func:`ci.build.build_leg` + :func:`ci.publish.publish_leg`; legs sharing a base-image name
+   build one at a time (a ``ci-offline/`` base is re-synthesized for each leg's platform).
+4. **Merge**: :func:`ci.merge.merge_all` over the run's digests directory (``nox -s merge -- --all``).
+5. **Inspect**: :func:`ci.inspection.inspect_refs` on every merged tag in every registry.
+6. **Table**: suffix, legs, list digest, tags, result; failures listed last; exit 1 if any.
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ci.errors import CiError, OperationError, UserError
+from ci.families import ENV_IMAGES
+from ci.matrix import Entry, Matrix
+from ci.naming import CORE, Family
+from ci.platforms import Arch, Platform
+from ci.progress import Progress, Row, print_table
+from ci.state import STATE_FILE, LegInputs, State, inputs_digest, save_state
+
+STATE_DIR = ".localai-ci"
+REGISTRY_NAMES = ("quay", "hub")
+DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
+# repositories in the two embedded registries, mirroring LocalAI's quay.io / Docker Hub pairs
+EMBEDDED_REPOS = {Family.BACKENDS: ("localai/local-ai-backends", "localai/localai-backends"),
+                  Family.SERVER: ("localai/local-ai", "localai/localai")}
+QEMU_NAMES = {Arch.AMD64: "x86_64", Arch.ARM64: "aarch64", Arch.ARM: "arm", Arch.PPC64LE: "ppc64le",
+              Arch.S390X: "s390x", Arch.RISCV64: "riscv64", Arch.I386: "i386"}
+BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
+
+
+# ---- options --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The options of ``invoke pipeline`` (paths relative to ``root`` unless absolute)."""
+
+    matrix: str | None = None
+    images_matrix: str | None = None
+    only: tuple[str, ...] = ()
+    images: str | None = None
+    server_images: str | None = None
+    jobs: int = 2
+    keep: bool = False
+    force: bool = False
+    dry_run: bool = False
+    root: str = "."
+    state_dir: str | None = None  # default <root>/.localai-ci
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir) if self.state_dir else Path(self.root) / STATE_DIR
+
+
+def parse_only(text: str | None) -> tuple[str, ...]:
+    """``--only -cpu-hello,-core`` -> the suffixes (``-core``/``''`` is the server core image)."""
+    return tuple(dict.fromkeys(s.strip() for s in (text or "").split(",") if s.strip()))
+
+
+# ---- pure planning ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Feasibility:
+    runs: bool
+    how: str  # "native", "offline arm64 base image", "QEMU binfmt (qemu-aarch64)", "needs a native arm64 runner"
+
+
+def leg_feasibility(platform: Platform, base_image: str, host: Arch, *, base_arch: str | None,
+                    binfmt: frozenset[str]) -> Feasibility:
+    """Can this engine build the leg? ``base_arch``: the architecture of ``base_image`` in the engine
+    (None when absent); ``binfmt``: registered ``qemu-*`` handler names."""
+    from ci.baseimage import is_offline_base
+
+    arch = platform.arch
+    if arch is host:
+        return Feasibility(True, "native")
+    if is_offline_base(base_image):
+        return Feasibility(True, f"offline {arch} base image")
+    if base_arch == str(arch):
+        return Feasibility(True, f"{arch} base image present")
+    qemu = f"qemu-{QEMU_NAMES.get(arch, str(arch))}"
+    if qemu in binfmt:
+        return Feasibility(True, f"QEMU binfmt ({qemu})")
+    return Feasibility(False, f"needs a native {arch} runner")
+
+
+def select_legs(matrices: Sequence[Matrix], only: Sequence[str]) -> list[Entry]:
+    """Every leg of the matrices, or those whose tag-suffix is in ``only`` (``-core``: the server core)."""
+    legs = [e for m in matrices for e in m]
+    if not only:
+        return legs
+    def names(e: Entry) -> set[str]:
+        return {e.tag_suffix, CORE} if e.family is Family.SERVER and e.tag_suffix == "" else {e.tag_suffix}
+    known = sorted({n for e in legs for n in names(e)})
+    unknown = [s for s in only if s not in known]
+    if unknown:
+        hints = []
+        for s in unknown:
+            close = difflib.get_close_matches(s, known, n=1, cutoff=0.5)
+            hints.append(f"{s!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise UserError(f"--only: no leg with tag-suffix {', '.join(hints)} in "
+                        f"{', '.join(str(m.path) for m in matrices)}; known: {', '.join(known)}")
+    return [e for e in legs if names(e) & set(only)]
+
+
+def suffix_title(family: Family, suffix: str) -> str:
+    return f"server {suffix or CORE}" if family is Family.SERVER else suffix
+
+
+def leg_title(family: Family, suffix: str, ptag: str) -> str:
+    return f"{suffix_title(family, suffix)} [{ptag}]"
+
+
+@dataclass(frozen=True)
+class LegStep:
+    """One leg of the plan: its build plan (from ci.build), feasibility and input key."""
+
+    plan: Any  # ci.build.LegPlan
+    creds: Mapping[str, object] = field(repr=False)
+    feasibility: Feasibility
+    inputs: LegInputs
+
+    @property
+    def title(self) -> str:
+        return leg_title(self.plan.family, self.plan.suffix, self.plan.ptag)
+
+
+@dataclass(frozen=True)
+class SuffixStep:
+    """One merge of the plan."""
+
+    family: Family
+    suffix: str
+    legs: tuple[LegStep, ...]
+    images: tuple[str, ...]
+    tags: tuple[str, ...]
+    platforms: tuple[Platform, ...]
+
+    @property
+    def title(self) -> str:
+        return suffix_title(self.family, self.suffix)
+
+    @property
+    def blocked(self) -> str:
+        """Why the merge cannot happen ('' when it can): a leg this engine cannot build."""
+        bad = [leg for leg in self.legs if not leg.feasibility.runs]
+        return "; ".join(f"{leg.plan.ptag} {leg.feasibility.how}" for leg in bad)
+
+
+@dataclass(frozen=True)
+class TagSource:
+    event: str
+    ref: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    legs: tuple[LegStep, ...]
+    suffixes: tuple[SuffixStep, ...]
+    images: Mapping[Family, str]
+    registries: str  # "embedded: ..." or "configured"
+    digests_dir: str
+    tag_source: TagSource
+    state_file: str
+
+    def describe(self, state: State | None = None) -> str:
+        """The whole plan, as ``--dry-run`` prints it."""
+        out = [f"registries: {self.registries}"]
+        out += [f"  {fam} images: {imgs}" for fam, imgs in self.images.items()]
+        out.append(f"tags from:  event {self.tag_source.event}, ref {self.tag_source.ref or '-'}, "
+                   f"sha {self.tag_source.sha or '-'}")
+        out.append(f"digests:    {self.digests_dir}")
+        out.append(f"state:      {self.state_file}")
+        for i, leg in enumerate(self.legs, 1):
+            out.append("")
+            out.append(f"== leg {i}/{len(self.legs)}: {leg.title}: {leg.feasibility.how}")
+            if not leg.feasibility.runs:
+                out.append("   not built: its suffix is not merged")
+                continue
+            rec = state.lookup(leg.inputs) if state is not None else None
+            key = inputs_digest(leg.inputs)
+            out.append(f"incremental: key {key[:16] if key else 'unknown (base image absent)'}; "
+                       + (f"recorded {rec.digest}: up to date if it still exists in every registry"
+                          if rec else "no matching record: build and publish"))
+            out.append(leg.plan.describe())
+        for s in self.suffixes:
+            out.append("")
+            out.append(f"== merge {s.title} ({s.family}): legs {', '.join(leg.plan.ptag for leg in s.legs)}")
+            if s.blocked:
+                out.append(f"   skipped: {s.blocked}")
+                continue
+            out.append("   artifacts: " + ", ".join(leg.plan.artifact for leg in s.legs))
+            out.append("   tags:      " + ", ".join(s.tags))
+            out.append("   lists:     " + ", ".join(f"{img}:{t}" for img in s.images for t in s.tags))
+            out.append("   inspect:   expect " + ",".join(str(p) for p in s.platforms))
+        return "\n".join(out)
+
+
+def embedded_images(hosts: Sequence[str]) -> dict[Family, str]:
+    """Each family's repositories in the two embedded registries (comma-separated, for --images)."""
+    return {fam: ",".join(f"{h}/{r}" for h, r in zip(hosts, repos)) for fam, repos in EMBEDDED_REPOS.items()}
+
+
+def configured_images(options: PipelineOptions, env: Mapping[str, str],
+                      families: Sequence[Family]) -> dict[Family, str] | None:
+    """The families' configured images, or None when nothing is configured (use the embedded default)."""
+    given = {Family.BACKENDS: options.images or env.get(ENV_IMAGES[Family.BACKENDS], ""),
+             Family.SERVER: options.server_images or env.get(ENV_IMAGES[Family.SERVER], "")}
+    if not any(given.values()):
+        return None
+    missing = [f for f in families if not given[f]]
+    if missing:
+        flags = {Family.BACKENDS: "--images / CI_BACKEND_IMAGES", Family.SERVER: "--server-images / CI_SERVER_IMAGES"}
+        raise UserError("registries are configured for one family only; also set "
+                        + " and ".join(flags[f] for f in missing)
+                        + " (or set none of them to use the embedded loopback registries)")
+    return {f: given[f] for f in families}
+
+
+# ---- adapters used by the plan (read-only) ------------------------------------------------------------
+def registered_binfmt(directory: str = BINFMT_DIR) -> frozenset[str]:
+    try:
+        return frozenset(n for n in os.listdir(directory) if n.startswith("qemu-"))
+    except OSError:
+        return frozenset()
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def tag_source(root: Path, env: Mapping[str, str]) -> TagSource:
+    """Tags as CI would compute them: GITHUB_REF/GITHUB_SHA, else the checkout's branch and HEAD,
+    else ``refs/heads/local`` (a directory that is not a git checkout)."""
+    ref = env.get("GITHUB_REF") or _git(root, "symbolic-ref", "-q", "HEAD")
+    sha = env.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD")
+    if not ref and not sha:
+        ref = "refs/heads/local"
+    return TagSource("push", ref, sha)
+
+
+def base_image_id(base: str, platform: Platform, engine: Any | None) -> tuple[str | None, str | None]:
+    """(image id, architecture) of the leg's base image: computed for ``ci-offline/`` names (the id
+    :mod:`ci.baseimage` will load), else read from the engine (None, None when absent)."""
+    from ci.baseimage import is_offline_base, split_name, write_base_archive
+
+    if is_offline_base(base):
+        repo, tag = split_name(base)
+        return write_base_archive(io.BytesIO(), f"{repo}:{tag}", platform), str(platform.arch)
+    if engine is None:
+        return None, None
+    try:
+        info = engine.inspect(base)
+    except CiError:
+        return None, None
+    return info.id, info.architecture
+
+
+# ---- embedded registries ------------------------------------------------------------------------------
+def previous_host(root: Path) -> str | None:
+    """The host an embedded registry had last time (``localregistry.json``), if any."""
+    try:
+        host = str(json.loads((root / "localregistry.json").read_text()).get("host", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return host if host.startswith("127.0.0.1:") and host.rpartition(":")[2].isdigit() else None
+
+
+def _previous_port(root: Path) -> int:
+    host = previous_host(root)
+    return int(host.rpartition(":")[2]) if host else 0
+
+
+def _kept_and_alive(root: Path) -> str | None:
+    """Host of a registry left running by ``--keep`` in ``root`` (its pid alive and answering)."""
+    from ci.localregistry import probe
+
+    try:
+        state = json.loads((root / "localregistry.json").read_text())
+        host, pid = str(state.get("host", "")), state.get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not pid or not host:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return None
+    return host if probe(host, timeout=1.0)[0] == 200 else None
+
+
+@dataclass
+class Embedded:
+    """The two embedded registries of one run."""
+
+    roots: tuple[Path, ...]
+    hosts: tuple[str, ...]
+    owned: list[Any]  # LocalRegistry instances started in-process (stopped by stop())
+    detached: list[Path]  # roots of registries running detached (kept, or kept from before)
+
+    def stop(self) -> None:
+        from ci.localregistry import stop_registry_at
+
+        for reg in self.owned:
+            reg.stop()
+        for root in self.detached:
+            stop_registry_at(root)
+
+    def how_to_reach(self) -> str:
+        lines = ["registries kept running:"]
+        lines += [f"  {h}  (storage {r})" for h, r in zip(self.hosts, self.roots)]
+        lines.append("  e.g. docker buildx imagetools inspect " + f"{self.hosts[0]}/{EMBEDDED_REPOS[Family.BACKENDS][0]}:TAG")
+        lines.append("stop them with:")
+        lines += [f"  {sys.executable} -m ci.localregistry stop --root {r}" for r in self.roots]
+        return "\n".join(lines)
+
+
+def _serve_detached(root: Path, port: int) -> str:
+    """Start a registry that outlives this process (``python -m ci.localregistry serve``); its host."""
+    done = subprocess.run([sys.executable, "-m", "ci.localregistry", "serve", "--root", str(root), "--port", str(port)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    if done.returncode != 0 or not done.stdout.split():
+        raise OperationError(f"starting a kept registry in {root}: {done.stderr.strip() or 'no output'}")
+    return done.stdout.split()[0]
+
+
+def start_embedded(state_dir: Path, keep: bool, log: Callable[[str], None]) -> Embedded:
+    """Start (or reuse a kept) pair of loopback registries, on their previous ports where free."""
+    from ci.localregistry import start_registry
+
+    emb = Embedded(roots=(), hosts=(), owned=[], detached=[])
+    roots, hosts = [], []
+    try:
+        for name in REGISTRY_NAMES:
+            root = (state_dir / "registries" / name).resolve()
+            roots.append(root)
+            kept = _kept_and_alive(root)
+            if kept:
+                log(f"registry {name}: reusing {kept} (kept by an earlier --keep run)")
+                hosts.append(kept)
+                emb.detached.append(root)
+                continue
+            port = _previous_port(root)
+            for attempt in ((port, 0) if port else (0,)):
+                try:
+                    if keep:
+                        host = _serve_detached(root, attempt)
+                        emb.detached.append(root)
+                    else:
+                        reg = start_registry(root, attempt)
+                        emb.owned.append(reg)
+                        host = reg.host
+                    break
+                except OperationError as exc:
+                    if attempt == 0:
+                        raise
+                    log(f"registry {name}: port {attempt} unavailable ({exc}); taking a free port "
+                        "(legs published on the old port are rebuilt once)")
+            hosts.append(host)
+            log(f"registry {name}: {host} (storage {root})")
+    except BaseException:
+        emb.stop()
+        raise
+    emb.roots, emb.hosts = tuple(roots), tuple(hosts)
+    return emb
+
+
+# ---- results -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LegOutcome:
+    title: str
+    family: Family
+    suffix: str
+    ptag: str
+    result: str  # built / up to date / skipped / failed
+    digest: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipelineReport:
+    legs: tuple[LegOutcome, ...]
+    rows: tuple[Row, ...]
+    failures: tuple[str, ...]
+    seconds: float
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+# ---- the verb -----------------------------------------------------------------------------------------
+def _matrix_paths(options: PipelineOptions) -> dict[Family, Path]:
+    root = Path(options.root)
+    def resolve(p: str | None, fam: Family) -> Path:
+        path = Path(p) if p else Path(DEFAULT_MATRIX[fam])
+        return path if path.is_absolute() else root / path
+    return {Family.BACKENDS: resolve(options.matrix, Family.BACKENDS),
+            Family.SERVER: resolve(options.images_matrix, Family.SERVER)}
+
+
+def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Sequence[str] | None,
+                  engine: Any | None, host: Arch, binfmt: frozenset[str], digests_dir: Path) -> Plan:
+    """Decide everything (reads matrices, git, the build context and, read-only, the engine)."""
+    from ci.build import BuildRequest, prepare
+    from ci.matrix import load_matrix
+    from ci.state import hash_context
+    from ci.tags import TagInput, compute_tags
+    from ci.merge import tag_latest_of
+
+    if options.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {options.jobs}")
+    paths = _matrix_paths(options)
+    matrices = {fam: load_matrix(p, fam) for fam, p in paths.items()}
+    entries = select_legs(list(matrices.values()), options.only)
+    families = [f for f in (Family.BACKENDS, Family.SERVER) if any(e.family is f for e in entries)]
+    configured = configured_images(options, env, families)
+    if configured is None:
+        if hosts is None:
+            raise OperationError("internal: the embedded registries' hosts are needed to plan")
+        images = {f: embedded_images(hosts)[f] for f in families}
+        registries = "embedded: " + ", ".join(hosts)
+    else:
+        images, registries = configured, "configured"
+    venv = dict(env)
+    for fam, imgs in images.items():
+        venv[ENV_IMAGES[fam]] = imgs
+    source = tag_source(Path(options.root), env)
+    ctx_cache: dict[tuple[str, str], str] = {}
+    steps: list[LegStep] = []
+    for e in entries:
+        req = BuildRequest(family=e.family, tag_suffix=e.tag_suffix, platform_tag=e.ptag,
+                           matrix=str(paths[e.family]), images=images[e.family], digests_dir=str(digests_dir),
+                           event="push", root=options.root)
+        plan, creds = prepare(req, venv)
+        base_id, base_arch = base_image_id(plan.base_image, plan.platform, engine)
+        feas = leg_feasibility(plan.platform, plan.base_image, host, base_arch=base_arch, binfmt=binfmt)
+        ck = (plan.context, plan.dockerfile)
+        if ck not in ctx_cache:
+            ctx_cache[ck] = hash_context(plan.context, plan.dockerfile)
+        inputs = LegInputs(family=str(plan.family), suffix=plan.suffix, ptag=plan.ptag, platform=str(plan.platform),
+                           dockerfile=plan.dockerfile, context_hash=ctx_cache[ck], build_args=plan.build_args,
+                           base_image=plan.base_image, base_id=base_id, images=tuple(str(i) for i in plan.images))
+        steps.append(LegStep(plan=plan, creds=creds, feasibility=feas, inputs=inputs))
+    suffixes: list[SuffixStep] = []
+    for fam in families:
+        m = matrices[fam]
+        for suf in dict.fromkeys(e.tag_suffix for e in entries if e.family is fam):
+            legs = tuple(s for s in steps if s.plan.family is fam and s.plan.suffix == suf)
+            latest = tag_latest_of(m.legs_of(suf), suffix_title(fam, suf))
+            tags = compute_tags(TagInput(event=source.event, ref=source.ref, sha=source.sha, suffix=suf,
+                                         latest=latest, family=fam))
+            suffixes.append(SuffixStep(fam, suf, legs, tuple(i.strip() for i in images[fam].split(",")), tags,
+                                       tuple(sorted(e.platform for e in m.legs_of(suf)))))
+    return Plan(tuple(steps), tuple(suffixes), images, registries, str(digests_dir), source,
+                str((options.state_path / STATE_FILE).resolve()))
+
+
+class _Runner:
+    """Runs the legs of a plan; shared state guarded by locks."""
+
+    def __init__(self, plan: Plan, options: PipelineOptions, env: Mapping[str, str], engine: Any,
+                 progress: Progress, state: State, state_file: Path) -> None:
+        self.plan, self.options, self.env, self.engine = plan, options, env, engine
+        self.progress, self.state, self.state_file = progress, state, state_file
+        self._state_lock = threading.Lock()
+        self._base_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _base_lock(self, name: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._base_locks.setdefault(name, threading.Lock())
+
+    def _clients(self, step: LegStep) -> list[Any]:
+        from ci.families import family_config
+        from ci.registry import RegistryClient
+
+        config = family_config(step.plan.family, images=self.plan.images[step.plan.family], env=self.env)
+        return [RegistryClient(img, plain_http=config.plain_http(img.registry),
+                               credentials=step.creds.get(img.registry)) for img in step.plan.images]  # type: ignore[arg-type]
+
+    def up_to_date(self, step: LegStep) -> str | None:
+        """The recorded digest when the leg is up to date (key matches, digest in every registry)."""
+        if self.options.force:
+            return None
+        rec = self.state.lookup(step.inputs)
+        if rec is None:
+            return None
+        clients = self._clients(step)
+        try:
+            for cl in clients:
+                if cl.head_manifest(rec.digest) is None:
+                    self.progress.log(f"{step.title}: recorded {rec.digest[:19]} is gone from {cl.image}; rebuilding")
+                    return None
+        finally:
+            for cl in clients:
+                cl.close()
+        return rec.digest
+
+    def run(self, step: LegStep, cache: Any) -> LegOutcome:
+        from ci.artifacts import write_digest_file
+        from ci.build import publish_built, publish_targets
+
+        p = step.plan
+        t0 = time.monotonic()
+
+        def outcome(result: str, digest: str = "", reason: str = "") -> LegOutcome:
+            return LegOutcome(step.title, p.family, p.suffix, p.ptag, result, digest, reason, time.monotonic() - t0)
+
+        if not step.feasibility.runs:
+            self.progress.leg_done(step.title, f"skipped: {step.feasibility.how}")
+            return outcome("skipped", reason=step.feasibility.how)
+        try:
+            self.progress.step(step.title, "checking the record")
+            digest = self.up_to_date(step)
+            if digest is not None:
+                write_digest_file(p.digests_dir, p.family, p.suffix, p.ptag, digest)
+                self.progress.leg_done(step.title, f"up to date ({digest[:19]})")
+                return outcome("up to date", digest)
+            info = self._build(step)
+            self.progress.step(step.title, "publishing by digest")
+            targets = publish_targets(p, step.creds, self.plan.images[p.family], self.env)
+            res = publish_built(p, info.id, self.engine, targets, cache,
+                                on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"),
+                                log=lambda msg: self.progress.step(step.title, msg))
+            with self._state_lock:
+                self.state.remember(step.inputs, res.digest)
+                save_state(self.state_file, self.state)
+            self.progress.leg_done(step.title, f"built and published {res.digest[:19]} "
+                                               f"({res.report.bytes_uploaded} bytes uploaded)")
+            return outcome("built", res.digest)
+        except CiError as exc:
+            self.progress.leg_done(step.title, "FAILED")
+            return outcome("failed", reason=str(exc))
+
+    def _build(self, step: LegStep) -> Any:
+        """build_leg under the base-name lock (``ci-offline/`` bases are retagged per platform). One retry
+        when the built image has the wrong architecture: on a shared engine another process may have
+        retagged the same base name to its platform between our synthesis and our build."""
+        from ci.build import build_leg
+        from ci.errors import EngineError
+
+        with self._base_lock(step.plan.base_image):
+            for attempt in (1, 2):
+                self.progress.step(step.title, f"building ({step.feasibility.how})")
+                try:
+                    return build_leg(step.plan, self.engine, on_line=lambda line: self._build_line(step, line))
+                except EngineError as exc:
+                    if attempt == 2 or "but the leg's platform is" not in str(exc):
+                        raise
+                    self.progress.log(f"{step.title}: built the wrong architecture (base image retagged "
+                                      "concurrently?); building once more")
+        raise AssertionError("unreachable")
+
+    def _build_line(self, step: LegStep, line: str) -> None:
+        if self.progress.tty or line.startswith("Step "):
+            self.progress.step(step.title, line)
+
+
+def _merge_word(r: Any) -> str:
+    if r.outcome.value == "merged" and not r.changed:
+        return "unchanged (already published)"
+    return str(r.outcome.value)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    first = " ".join(text.split())
+    return first if len(first) <= limit else first[:limit] + "..."
+
+
+def _inspect(s: SuffixStep, tags: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """Inspect every tag of a merged suffix in every registry; the failed checks (empty: verified)."""
+    from ci.families import family_config
+    from ci.inspection import Target, inspect_refs
+    from ci.reference import parse_image_name
+    from ci.registry import RegistryClient, credentials_for
+
+    config = family_config(s.family, images=",".join(s.images), env=env)
+    targets = [Target(parse_image_name(img), t) for img in s.images for t in tags]
+
+    def client_for(img: Any) -> Any:
+        return RegistryClient(img, plain_http=config.plain_http(img.registry), credentials=credentials_for(img.registry))
+
+    report = inspect_refs(targets, client_for, expected=s.platforms, plain_http=config.plain_http, env=env)
+    return [str(f) for f in report.failures]
+
+
+def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None, out: TextIO | None = None,
+                 err: TextIO | None = None, tty: bool | None = None) -> PipelineReport:
+    """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring)."""
+    from ci.localregistry import free_port
+    from ci.platforms import host_arch
+    from ci.state import load_state
+
+    environ = dict(os.environ if env is None else env)
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    t0 = time.monotonic()
+    state_dir = options.state_path.resolve()
+    state_file = state_dir / "state.json"
+    digests_dir = state_dir / "digests"
+    engine = _connect(environ, required=not options.dry_run)
+    host = Arch(engine.host_arch()) if engine is not None else host_arch(os.uname().machine)
+    binfmt = registered_binfmt()
+    state = load_state(state_file)
+    for note in state.notes:
+        print(f"note: {note}", file=stderr)
+
+    configured = bool(options.images or options.server_images or any(environ.get(v) for v in ENV_IMAGES.values()))
+    emb: Embedded | None = None
+    hosts: tuple[str, ...] | None = None
+    if not configured:
+        if options.dry_run:
+            roots = [state_dir / "registries" / n for n in REGISTRY_NAMES]
+            hosts = tuple(previous_host(r) or f"127.0.0.1:{free_port()}" for r in roots)
+        else:
+            emb = start_embedded(state_dir, options.keep, lambda s: print(s, file=stderr, flush=True))
+            hosts = emb.hosts
+    try:
+        plan = plan_pipeline(options, environ, hosts=hosts, engine=engine, host=host, binfmt=binfmt,
+                             digests_dir=digests_dir)
+        if options.dry_run:
+            if emb is None and hosts is not None:
+                print(f"note: dry run: the embedded registries would start on {', '.join(hosts)} "
+                      f"(storage under {state_dir / 'registries'}); nothing was started", file=stdout)
+            print(plan.describe(state), file=stdout)
+            return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
+        return _execute(plan, options, environ, engine, state, state_file, digests_dir, stdout, stderr, tty, t0,
+                        emb)
+    finally:
+        if emb is not None and not options.keep:
+            emb.stop()
+        if engine is not None:
+            engine.client.close()
+
+
+def _connect(env: Mapping[str, str], required: bool) -> Any | None:
+    """The engine; for a dry run None when it is unreachable (the plan then uses the machine's arch)."""
+    from ci.engine import connect
+    from ci.localregistry import unix_socket_present
+
+    if not required and not unix_socket_present(env.get("DOCKER_HOST", "")):
+        return None
+
+    try:
+        return connect(env)
+    except CiError:
+        if required:
+            raise
+        return None
+
+
+def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: Any, state: State,
+             state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
+             t0: float, emb: Embedded | None) -> PipelineReport:
+    import shutil
+
+    from ci.blobcache import BlobCache, default_cache_dir
+    from ci.families import family_config
+    from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource as MergeTagSource, merge_all
+    from ci.matrix import load_matrix
+
+    venv = dict(env)
+    for fam, imgs in plan.images.items():
+        venv[ENV_IMAGES[fam]] = imgs
+    shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
+    digests_dir.mkdir(parents=True, exist_ok=True)
+    outcomes: dict[tuple[Family, str, str], LegOutcome] = {}
+    with Progress(len(plan.legs), stderr, tty) as progress:
+        runner = _Runner(plan, options, venv, engine, progress, state, state_file)
+        with BlobCache(default_cache_dir(env)) as cache:
+            with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
+                for o in pool.map(lambda s: runner.run(s, cache), plan.legs):
+                    outcomes[(o.family, o.suffix, o.ptag)] = o
+        merged: dict[tuple[Family, str], Any] = {}
+        if any(o.digest for o in outcomes.values()):
+            progress.step("merge", "merging every suffix (merge --all)")
+            paths = _matrix_paths(options)
+            setups = {fam: FamilySetup(config=family_config(fam, images=plan.images[fam], env=venv),
+                                       matrix=load_matrix(paths[fam], fam)) for fam in plan.images}
+            mopts = MergeOptions(tag_source=MergeTagSource(plan.tag_source.event, plan.tag_source.ref,
+                                                           plan.tag_source.sha), jobs=options.jobs)
+            report = merge_all(digests_dir, setups, mopts,
+                               on_result=lambda r: progress.log(f"merge {r.label}: {_merge_word(r)}"
+                                                                + (f" {r.digest[:19]}" if r.digest else "")))
+            merged = {(r.family, r.suffix): r for r in report.results}
+        verified: dict[tuple[Family, str], list[str]] = {}
+        for s in plan.suffixes:
+            r = merged.get((s.family, s.suffix))
+            if r is not None and r.outcome is Outcome.MERGED:
+                progress.step("inspect", s.title)
+                try:
+                    verified[(s.family, s.suffix)] = _inspect(s, r.tags, venv)
+                except CiError as exc:
+                    verified[(s.family, s.suffix)] = [str(exc)]
+    rows, failures = _rows(plan, outcomes, merged, verified)
+    seconds = time.monotonic() - t0
+    print_table(rows, stdout, tty)
+    print(f"{len(plan.legs)} leg(s): " + ", ".join(
+        f"{sum(1 for o in outcomes.values() if o.result == k)} {k}" for k in ("built", "up to date", "skipped", "failed"))
+          + f"; {seconds:.1f}s", file=stdout)
+    if emb is not None and options.keep:
+        print(emb.how_to_reach(), file=stdout)
+    if failures:  # listed last: the first line of each, then its details (e.g. the build log tail)
+        print(f"failures ({len(failures)}):", file=stderr)
+        for f in failures:
+            first, *rest = f.splitlines() or [""]
+            print(f"error: {first}", file=stderr)
+            for line in rest:
+                print(f"  | {line}", file=stderr)
+    return PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds)
+
+
+def _rows(plan: Plan, outcomes: Mapping[tuple[Family, str, str], LegOutcome], merged: Mapping[tuple[Family, str], Any],
+          verified: Mapping[tuple[Family, str], list[str]]) -> tuple[list[Row], list[str]]:
+    from ci.merge import Outcome
+
+    rows: list[Row] = []
+    failures: list[str] = []
+    for s in plan.suffixes:
+        legs = [outcomes[(s.family, s.suffix, leg.plan.ptag)] for leg in s.legs]
+        leg_text = " ".join(f"{o.ptag}({o.result})" for o in legs)
+        failed_legs = [o for o in legs if o.result == "failed"]
+        r = merged.get((s.family, s.suffix))
+        digest, tags, bad = "-", "-", False
+        if failed_legs:
+            result, bad = "failed: leg " + ", ".join(o.ptag for o in failed_legs), True
+            failures += [f"{o.title}: {o.reason}" for o in failed_legs]
+        elif s.blocked:
+            result = f"skipped: {s.blocked}"
+        elif r is None:
+            result, bad = "failed: not merged (no digest artifact)", True
+            failures.append(f"{s.title}: not merged: no digest artifact was produced")
+        elif r.outcome is Outcome.MERGED:
+            digest, tags = r.digest, ", ".join(r.tags)
+            problems = verified.get((s.family, s.suffix), [])
+            if problems:
+                result, bad = "failed: inspect", True
+                failures += [f"{s.title}: inspect: {p}" for p in problems]
+            elif not r.changed and all(o.result == "up to date" for o in legs):
+                result = "up to date"
+            else:
+                result = "merged (verified)"
+        elif r.outcome is Outcome.SKIPPED:
+            result = f"skipped: {_short(r.reason, 80)}"
+        else:
+            result, bad = "failed: merge", True
+            failures.append(f"{s.title}: merge: {r.reason}")
+        rows.append(Row(s.title, leg_text, digest, tags, result, bad))
+    return rows, failures

@@ -1,0 +1,126 @@
+"""Progress display and final table for ``invoke pipeline``.
+
+On a terminal: a rich live bar (legs done/total, the current step, elapsed time) with log
+lines printed above it. Not on a terminal (CI logs, pipes, tests): one plain line per
+event, prefixed by the elapsed time and the legs count, e.g.
+``[  3.2s 2/7] backends -cpu-hello arm64: building``.
+
+Thread-safe: legs run on a thread pool and report from their threads.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the final table: a suffix of one family."""
+
+    suffix: str  # "-cpu-hello", "server -core"
+    legs: str  # "amd64 arm64" with markers, e.g. "amd64 arm64(up to date)"
+    digest: str  # list digest or "-"
+    tags: str  # comma-separated tags or "-"
+    result: str  # merged / up to date / skipped: reason / failed: reason
+    failed: bool = False
+
+
+HEADERS = ("suffix", "legs", "list digest", "tags", "result")
+
+
+class Progress:
+    """Legs done/total, current step, elapsed; see the module docstring."""
+
+    def __init__(self, total: int, out: TextIO | None = None, tty: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty() if tty is None else tty
+        self.clock = clock
+        self.started = clock()
+        self.done_count = 0
+        self._lock = threading.Lock()
+        self._rich: Any = None  # rich.progress.Progress
+        self._task: Any = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> Progress:
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn,
+                                       TextColumn, TimeElapsedColumn)
+
+            console = Console(file=self.out, highlight=False)
+            self._rich = RichProgress(SpinnerColumn(), TextColumn("legs"), BarColumn(bar_width=20),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      TextColumn("{task.description}", markup=False), console=console, transient=True)
+            self._rich.__enter__()
+            self._task = self._rich.add_task("starting", total=max(self.total, 1))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(None, None, None)
+            self._rich = None
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    # ---- events --------------------------------------------------------------------------------
+    def _line(self, text: str) -> None:
+        if self._rich is not None:
+            self._rich.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(f"[{self.elapsed:6.1f}s {self.done_count}/{self.total}] {text}", file=self.out, flush=True)
+
+    def step(self, what: str, text: str) -> None:
+        """The current step of ``what`` (a leg, or a phase such as ``merge``)."""
+        with self._lock:
+            if self._rich is not None:
+                self._rich.update(self._task, description=f"{what}: {text}"[:120])
+            else:
+                self._line(f"{what}: {text}")
+
+    def log(self, text: str) -> None:
+        """A line kept in the output (above the live bar on a terminal)."""
+        with self._lock:
+            self._line(text)
+
+    def leg_done(self, what: str, outcome: str) -> None:
+        """One leg finished (built and published, up to date, skipped or failed)."""
+        with self._lock:
+            self.done_count += 1
+            if self._rich is not None:
+                self._rich.update(self._task, completed=self.done_count, description=f"{what}: {outcome}"[:120])
+            self._line(f"{what}: {outcome}")
+
+
+# ---- final table ----------------------------------------------------------------------------------
+def format_table(rows: Sequence[Row]) -> str:
+    """Aligned plain-text table (non-terminal output, tests)."""
+    cells = [list(HEADERS)] + [[r.suffix, r.legs, r.digest, r.tags, r.result] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None = None) -> None:
+    """The final table: rich on a terminal, plain text otherwise."""
+    stream = out or sys.stdout
+    if not (stream.isatty() if tty is None else tty):
+        print(format_table(rows), file=stream, flush=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pipeline")
+    for h in HEADERS:
+        table.add_column(h, overflow="fold")
+    for r in rows:
+        style = "red" if r.failed else ("yellow" if r.result.startswith("skipped") else "green")
+        table.add_row(r.suffix, r.legs, r.digest, r.tags.replace(", ", "\n"), r.result, style=style)
+    Console(file=stream, highlight=False).print(table)

@@ -1,0 +1,216 @@
+"""Make-style incrementality record for ``invoke pipeline``: leg input keys and published digests.
+
+A leg is *up to date* when the key of its inputs equals the key recorded at its last
+successful publish and its digest still exists in every target registry (the caller
+checks that with a HEAD). The key covers exactly what decides the built image:
+
+- the Dockerfile bytes and the content of every file the engine would send as the build
+  context (``.dockerignore`` applied by the Docker SDK's own ``exclude_paths``, so the file
+  set is the engine's), with paths and the executable bit;
+- the build args, the platform, the Dockerfile path inside the context;
+- the base image id (for ``ci-offline/`` bases the deterministic id :mod:`ci.baseimage`
+  would load; for real bases the engine's id, ``None`` when absent: never up to date);
+- the target repositories (a different registry set is a different publication).
+
+OCI labels (revision, created) are metadata, not inputs: an unchanged leg keeps the image
+it was published with, like a make target whose prerequisites did not change.
+
+Layout: :func:`leg_key` and :func:`inputs_digest` are pure; :func:`hash_context`,
+:func:`load_state` and :func:`save_state` are the filesystem adapter (the save is atomic:
+temporary file + ``os.replace``). A corrupt or foreign state file is treated as empty
+(everything rebuilds) and says so, never crashes the pipeline.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ci.errors import OperationError
+from ci.reference import is_hex64, parse_digest
+
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+
+
+# ---- pure ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LegInputs:
+    """Everything that decides one leg's image and where it is published."""
+
+    family: str
+    suffix: str
+    ptag: str
+    platform: str
+    dockerfile: str  # path inside the context
+    context_hash: str  # sha256 hex over the context's files (see hash_context)
+    build_args: tuple[tuple[str, str], ...]
+    base_image: str
+    base_id: str | None  # None: unknown (real base absent): the leg is never up to date
+    images: tuple[str, ...]
+
+    @property
+    def leg(self) -> str:
+        """The record's key: ``backends -cpu-hello arm64`` / ``server '' amd64``."""
+        return leg_name(self.family, self.suffix, self.ptag)
+
+
+def leg_name(family: str, suffix: str, ptag: str) -> str:
+    return f"{family} {suffix or repr('')} {ptag}"
+
+
+def inputs_digest(inputs: LegInputs) -> str | None:
+    """sha256 hex of the canonical JSON of ``inputs``; None when the base image id is unknown."""
+    if inputs.base_id is None:
+        return None
+    doc = {"v": STATE_VERSION, "family": inputs.family, "suffix": inputs.suffix, "ptag": inputs.ptag,
+           "platform": inputs.platform, "dockerfile": inputs.dockerfile, "context": inputs.context_hash,
+           "build_args": sorted([k, v] for k, v in inputs.build_args), "base": inputs.base_image,
+           "base_id": inputs.base_id, "images": sorted(inputs.images)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def context_digest(files: Iterable[tuple[str, bool, str]]) -> str:
+    """sha256 hex over ``(relative path, executable, content sha256 hex)`` triples, order-independent."""
+    h = hashlib.sha256()
+    for rel, exe, content in sorted(files):
+        h.update(f"{rel}\0{int(exe)}\0{content}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Record:
+    """The last successful publish of one leg."""
+
+    key: str
+    digest: str
+    images: tuple[str, ...]
+    at: str = ""
+
+
+@dataclass
+class State:
+    """The whole record (mutable; save with :func:`save_state`)."""
+
+    legs: dict[str, Record] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "state file was corrupt: starting fresh"
+
+    def lookup(self, inputs: LegInputs) -> Record | None:
+        """The record when its key equals the key of ``inputs`` (and the key is known)."""
+        key = inputs_digest(inputs)
+        rec = self.legs.get(inputs.leg)
+        return rec if key is not None and rec is not None and rec.key == key else None
+
+    def remember(self, inputs: LegInputs, digest: str, now: datetime | None = None) -> None:
+        key = inputs_digest(inputs)
+        if key is None:
+            self.legs.pop(inputs.leg, None)
+            return
+        at = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.legs[inputs.leg] = Record(key=key, digest=parse_digest(digest), images=inputs.images, at=at)
+
+    def forget(self, inputs: LegInputs) -> None:
+        self.legs.pop(inputs.leg, None)
+
+
+def state_to_json(state: State) -> str:
+    return json.dumps({"version": STATE_VERSION, "legs": {
+        k: {"key": r.key, "digest": r.digest, "images": list(r.images), "at": r.at}
+        for k, r in sorted(state.legs.items())}}, indent=2) + "\n"
+
+
+def state_from_json(text: str, source: str = "state") -> State:
+    """Parse a state document; anything unexpected gives an empty state with a note."""
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            raise ValueError(f"version {doc.get('version') if isinstance(doc, dict) else '?'!r}, "
+                             f"expected {STATE_VERSION}")
+        legs: dict[str, Record] = {}
+        for name, r in dict(doc.get("legs") or {}).items():
+            if not (isinstance(r, dict) and is_hex64(str(r.get("key", ""))) and isinstance(r.get("images"), list)):
+                raise ValueError(f"leg {name!r} has a malformed record")
+            legs[str(name)] = Record(key=str(r["key"]), digest=parse_digest(str(r.get("digest", ""))),
+                                     images=tuple(str(i) for i in r["images"]), at=str(r.get("at", "")))
+        return State(legs)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return State(notes=[f"{source} is unreadable ({exc}); every leg is rebuilt and the file rewritten"])
+
+
+# ---- filesystem adapter -----------------------------------------------------------------------
+def _ignore_patterns(context: Path) -> list[str]:
+    """``.dockerignore`` lines exactly as the Docker SDK reads them for a build."""
+    path = context / ".dockerignore"
+    if not path.exists():
+        return []
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return [x for x in lines if x and not x.startswith("#")]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_context(context: str | Path, dockerfile: str) -> str:
+    """Content hash of the files the engine receives as the build context (plus the Dockerfile)."""
+    from docker.utils.build import exclude_paths  # type: ignore[import-untyped]  # the SDK context selection
+
+    root = Path(context)
+    try:
+        rels = exclude_paths(str(root), _ignore_patterns(root), dockerfile=dockerfile)
+        triples: list[tuple[str, bool, str]] = []
+        for rel in rels:
+            p = root / rel
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                triples.append((rel, False, "link:" + os.readlink(p)))
+            elif stat.S_ISREG(st.st_mode):
+                triples.append((rel, bool(st.st_mode & 0o111), _file_sha256(p)))
+            elif stat.S_ISDIR(st.st_mode):
+                triples.append((rel + "/", False, "dir"))
+        df = root / dockerfile
+        triples.append(("\0dockerfile", False, _file_sha256(df)))
+    except OSError as exc:
+        raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
+                             "context and dockerfile paths") from None
+    return context_digest(triples)
+
+
+def load_state(path: str | Path) -> State:
+    """The state at ``path``; an empty State when the file does not exist."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        return State()
+    except OSError as exc:
+        raise OperationError(f"reading pipeline state {p}: {exc.strerror or exc}; fix its permissions or "
+                             "delete it (everything is rebuilt)") from None
+    return state_from_json(text, str(p))
+
+
+def save_state(path: str | Path, state: State) -> None:
+    """Write atomically (temporary file in the same directory, then ``os.replace``)."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(state_to_json(state))
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise OperationError(f"writing pipeline state {p}: {exc.strerror or exc}") from None

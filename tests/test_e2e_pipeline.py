@@ -1,0 +1,164 @@
+"""End to end: ``invoke pipeline --keep`` on a fresh copy of the project, checked with an independent tool.
+
+The registries are read back with ``docker buildx imagetools inspect --raw`` (not this
+project's inspect): every expected tag is a manifest list with exactly the matrix's
+platforms, the same list in both embedded registries, and the digest the table printed.
+A second run must report every leg up to date.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci.matrix import load_matrix
+from ci.naming import Family
+
+pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+LIST_TYPES = {"application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"}
+
+
+def _fresh_clone(tmp_path: Path) -> tuple[Path, str]:
+    """A new git checkout holding the project's backends/ (branch main, one commit); its HEAD sha."""
+    root = tmp_path / "clone"
+    shutil.copytree(REPO / "backends", root / "backends")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "fresh clone"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    sha = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return root, sha
+
+
+def _pipeline(root: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "invoke", "pipeline", "--root", str(root), *extra], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+
+
+def _table(stdout: str) -> dict[str, list[str]]:
+    """suffix -> [legs, list digest, tags, result] from the plain-text table."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("suffix "))
+    head = lines[start]
+    cols = [head.index(h) for h in ("legs", "list digest", "tags", "result")]
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 1:]:
+        if not line.strip() or re.match(r"^\d+ leg\(s\):", line):
+            break
+        bounds = [0, *cols, len(line) + 1]
+        cells = [line[a:b].strip() for a, b in zip(bounds, bounds[1:])]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _hosts(root: Path) -> list[str]:
+    return [json.loads((root / ".localai-ci" / "registries" / n / "localregistry.json").read_text())["host"]
+            for n in ("quay", "hub")]
+
+
+def _raw(imagetools: Any, ref: str) -> bytes:
+    done = imagetools.run("inspect", "--raw", ref)
+    assert done.returncode == 0, f"imagetools inspect --raw {ref}: {done.stderr.strip()}"
+    return done.stdout.encode()
+
+
+def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imagetools: Any) -> None:
+    root, sha = _fresh_clone(tmp_path)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES", "GITHUB_REF", "GITHUB_SHA", "GITHUB_EVENT_NAME")}
+    env["CI_BLOB_CACHE"] = str(tmp_path / "blobs")
+    try:
+        first = _pipeline(root, "--keep", env=env)
+        assert first.returncode == 0, f"first run failed:\n{first.stdout}\n{first.stderr}"
+        rows = _table(first.stdout)
+        expected: dict[str, tuple[Family, str]] = {}
+        for fam, path in ((Family.BACKENDS, "backends/matrix.yml"), (Family.SERVER, "backends/images.yml")):
+            for suf in load_matrix(root / path, fam).suffixes():
+                expected[f"server {suf or '-core'}" if fam is Family.SERVER else suf] = (fam, suf)
+        assert set(rows) == set(expected), first.stdout
+        for title, (legs, digest, tags, result) in rows.items():
+            assert result == "merged (verified)", f"{title}: {result}\n{first.stdout}"
+            assert "(built)" in legs and "up to date" not in legs
+        assert "registries kept running" in first.stdout and "ci.localregistry stop --root" in first.stdout
+
+        # independent check: every tag in both registries is the same list, with the matrix's platforms
+        quay, hub = _hosts(root)
+        repos = {Family.BACKENDS: ("localai/local-ai-backends", "localai/localai-backends"),
+                 Family.SERVER: ("localai/local-ai", "localai/localai")}
+        for title, (fam, suf) in expected.items():
+            matrix = load_matrix(root / ("backends/matrix.yml" if fam is Family.BACKENDS else "backends/images.yml"), fam)
+            want = sorted(str(e.platform) for e in matrix.legs_of(suf))
+            digest = rows[title][1]
+            assert rows[title][2].split(", ") == [f"main{suf}", f"sha-{sha[:7]}{suf}"]
+            for tag in (f"main{suf}", f"sha-{sha[:7]}{suf}"):
+                bodies = [_raw(imagetools, f"{h}/{r}:{tag}") for h, r in zip((quay, hub), repos[fam])]
+                lists = [json.loads(b) for b in bodies]
+                assert lists[0] == lists[1], f"{title} {tag}: the registries serve different lists"
+                assert lists[0]["mediaType"] in LIST_TYPES
+                plats = sorted(f"{m['platform']['os']}/{m['platform']['architecture']}" for m in lists[0]["manifests"])
+                assert plats == want, f"{title} {tag}: platforms {plats}, expected {want}"
+                assert "sha256:" + hashlib.sha256(bodies[0]).hexdigest() == digest, f"{title} {tag}: not the table's digest"
+                for child in lists[0]["manifests"]:  # children's configs have the descriptor's architecture
+                    cfg = imagetools.inspect_image(f"{quay}/{repos[fam][0]}@{child['digest']}")
+                    assert cfg["architecture"] == child["platform"]["architecture"]
+
+        # second run (reuses the kept registries, stops them at the end): everything up to date
+        second = _pipeline(root, env=env)
+        assert second.returncode == 0, f"second run failed:\n{second.stdout}\n{second.stderr}"
+        rows2 = _table(second.stdout)
+        for title, (legs, digest, _tags, result) in rows2.items():
+            assert result == "up to date", f"{title}: {result}\n{second.stdout}"
+            assert "(built)" not in legs and digest == rows[title][1]
+        assert re.search(r"0 built, \d+ up to date", second.stdout)
+        assert imagetools.run("inspect", "--raw", f"{quay}/{repos[Family.SERVER][0]}:main").returncode != 0, \
+            "without --keep the registries are stopped at the end"
+    finally:
+        for name in ("quay", "hub"):
+            reg_root = root / ".localai-ci" / "registries" / name
+            if (reg_root / "localregistry.json").exists():
+                subprocess.run([sys.executable, "-m", "ci.localregistry", "stop", "--root", str(reg_root)],
+                               cwd=REPO, capture_output=True, timeout=60, check=False)
+
+
+BROKEN_LEG = """
+  - build-type: ''
+    cuda-major-version: ""
+    cuda-minor-version: ""
+    platforms: 'linux/amd64'
+    tag-latest: 'auto'
+    tag-suffix: '-cpu-broken'
+    runs-on: 'ubuntu-latest'
+    base-image: "ci-offline/ubuntu:24.04"
+    skip-drivers: 'false'
+    backend: "does-not-exist"
+    dockerfile: "./backends/Dockerfile.backend"
+    context: "./backends"
+    ubuntu-version: '2404'
+"""
+
+
+def test_pipeline_failed_leg_fails_its_suffix_only(tmp_path: Path, engine: Any) -> None:
+    root, _ = _fresh_clone(tmp_path)
+    with open(root / "backends" / "matrix.yml", "a") as fh:
+        fh.write(BROKEN_LEG)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES")}
+    env["CI_BLOB_CACHE"] = str(tmp_path / "blobs")
+    done = _pipeline(root, "--only=-cpu-echo,-cpu-broken", env=env)
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    rows = _table(done.stdout)
+    assert rows["-cpu-echo"][3] == "merged (verified)"
+    assert rows["-cpu-broken"][3] == "failed: leg amd64" and rows["-cpu-broken"][1] == "-"
+    lines = done.stderr.rstrip().splitlines()
+    block = lines[lines.index("failures (1):") + 1:]  # the failures are listed last
+    assert block[0].startswith("error: -cpu-broken [amd64]: build failed:"), block[0]
+    assert all(line.startswith("  | ") for line in block[1:])
+    assert "does-not-exist" in "\n".join(block)  # the build log tail names what is missing

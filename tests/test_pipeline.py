@@ -1,0 +1,284 @@
+"""Unit tests for the pipeline plan, the incrementality record and the progress output (no engine)."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ci.errors import UserError
+from ci.naming import Family
+from ci.pipeline import (Feasibility, LegOutcome, PipelineOptions, Plan, SuffixStep, TagSource, _rows,
+                         configured_images, embedded_images, leg_feasibility, parse_only, previous_host,
+                         run_pipeline, select_legs)
+from ci.platforms import Arch, parse_platform
+from ci.progress import Progress, Row, format_table
+from ci.state import (LegInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
+                      state_to_json)
+
+REPO = Path(__file__).resolve().parents[1]
+SHA = "0123456789abcdef0123456789abcdef01234567"
+AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
+
+
+# ---- architecture feasibility -------------------------------------------------------------------
+def test_host_arch_leg_runs_natively() -> None:
+    assert leg_feasibility(AMD64, "ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset()) == \
+        Feasibility(True, "native")
+
+
+def test_offline_base_makes_a_foreign_arch_leg_buildable() -> None:
+    f = leg_feasibility(ARM64, "ci-offline/ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset())
+    assert f.runs and "offline arm64 base" in f.how
+
+
+def test_present_base_of_that_arch_makes_it_buildable() -> None:
+    assert leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch="arm64", binfmt=frozenset()).runs
+
+
+def test_base_of_another_arch_does_not_count() -> None:
+    f = leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch="amd64", binfmt=frozenset())
+    assert f == Feasibility(False, "needs a native arm64 runner")
+
+
+def test_qemu_binfmt_makes_it_buildable() -> None:
+    f = leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset({"qemu-aarch64"}))
+    assert f.runs and "qemu-aarch64" in f.how
+    other = leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset({"qemu-s390x"}))
+    assert not other.runs
+
+
+def test_amd64_leg_on_an_arm64_host() -> None:
+    f = leg_feasibility(AMD64, "ubuntu:24.04", Arch.ARM64, base_arch=None, binfmt=frozenset())
+    assert f == Feasibility(False, "needs a native amd64 runner")
+
+
+# ---- selection ------------------------------------------------------------------------------------
+def _matrices() -> list:
+    from ci.matrix import load_matrix
+
+    return [load_matrix(REPO / "backends/matrix.yml", Family.BACKENDS),
+            load_matrix(REPO / "backends/images.yml", Family.SERVER)]
+
+
+def test_no_only_selects_every_leg_of_both_matrices() -> None:
+    legs = select_legs(_matrices(), ())
+    assert {e.family for e in legs} == {Family.BACKENDS, Family.SERVER}
+    assert len(legs) == sum(len(m) for m in _matrices())
+
+
+def test_only_is_exact_and_core_names_the_server_image() -> None:
+    legs = select_legs(_matrices(), parse_only("-cpu-hello, -core"))
+    assert sorted((e.family.value, e.tag_suffix, e.ptag) for e in legs) == [
+        ("backends", "-cpu-hello", "amd64"), ("backends", "-cpu-hello", "arm64"),
+        ("server", "", "amd64"), ("server", "", "arm64")]  # -cpu-hello-extra is not a match
+
+
+def test_only_unknown_suffix_suggests() -> None:
+    with pytest.raises(UserError, match=r"'-cpu-helo' \(did you mean '-cpu-hello'\?\)"):
+        select_legs(_matrices(), ("-cpu-helo",))
+
+
+def test_registries_configured_for_one_family_only_is_an_error() -> None:
+    opts = PipelineOptions(images="127.0.0.1:5000/a,127.0.0.1:5001/b")
+    with pytest.raises(UserError, match="--server-images"):
+        configured_images(opts, {}, [Family.BACKENDS, Family.SERVER])
+    assert configured_images(opts, {}, [Family.BACKENDS]) == {Family.BACKENDS: "127.0.0.1:5000/a,127.0.0.1:5001/b"}
+    assert configured_images(PipelineOptions(), {}, list(Family)) is None
+
+
+def test_embedded_images_mirror_localai_repositories() -> None:
+    imgs = embedded_images(["127.0.0.1:1", "127.0.0.1:2"])
+    assert imgs[Family.BACKENDS] == "127.0.0.1:1/localai/local-ai-backends,127.0.0.1:2/localai/localai-backends"
+    assert imgs[Family.SERVER] == "127.0.0.1:1/localai/local-ai,127.0.0.1:2/localai/localai"
+
+
+def test_previous_host_reads_the_registry_state(tmp_path: Path) -> None:
+    assert previous_host(tmp_path) is None
+    (tmp_path / "localregistry.json").write_text(json.dumps({"host": "127.0.0.1:40123", "pid": 1}))
+    assert previous_host(tmp_path) == "127.0.0.1:40123"
+    (tmp_path / "localregistry.json").write_text("{not json")
+    assert previous_host(tmp_path) is None
+
+
+# ---- incrementality record ------------------------------------------------------------------------
+def _inputs(**kw: object) -> LegInputs:
+    base = dict(family="backends", suffix="-cpu-x", ptag="amd64", platform="linux/amd64", dockerfile="Dockerfile",
+                context_hash="c" * 64, build_args=(("BACKEND", "x"),), base_image="ci-offline/u:1",
+                base_id="sha256:" + "b" * 64, images=("127.0.0.1:1/a", "127.0.0.1:2/b"))
+    base.update(kw)
+    return LegInputs(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("change", [
+    {"context_hash": "d" * 64}, {"build_args": (("BACKEND", "y"),)}, {"platform": "linux/arm64"},
+    {"base_id": "sha256:" + "e" * 64}, {"images": ("127.0.0.1:3/a", "127.0.0.1:2/b")}, {"dockerfile": "Other"},
+])
+def test_every_input_changes_the_key(change: dict) -> None:
+    assert inputs_digest(_inputs(**change)) != inputs_digest(_inputs())
+
+
+def test_key_ignores_order_of_args_and_images() -> None:
+    a = _inputs(build_args=(("A", "1"), ("B", "2")), images=("x/a", "y/b"))
+    b = _inputs(build_args=(("B", "2"), ("A", "1")), images=("y/b", "x/a"))
+    assert inputs_digest(a) == inputs_digest(b)
+
+
+def test_unknown_base_is_never_up_to_date() -> None:
+    st = State()
+    st.remember(_inputs(base_id=None), "sha256:" + "1" * 64)
+    assert st.lookup(_inputs(base_id=None)) is None and not st.legs
+
+
+def test_record_round_trip_and_lookup(tmp_path: Path) -> None:
+    st = State()
+    st.remember(_inputs(), "sha256:" + "1" * 64)
+    path = tmp_path / "sub" / "state.json"
+    save_state(path, st)
+    back = load_state(path)
+    rec = back.lookup(_inputs())
+    assert rec is not None and rec.digest == "sha256:" + "1" * 64
+    assert back.lookup(_inputs(context_hash="f" * 64)) is None
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary file left behind
+
+
+def test_corrupt_state_is_empty_with_a_note(tmp_path: Path) -> None:
+    p = tmp_path / "state.json"
+    p.write_text('{"version": 1, "legs": {"x": {"key": "nothex", "images": []}}}')
+    st = load_state(p)
+    assert not st.legs and "rebuilt" in st.notes[0]
+    assert state_from_json("[]").notes and load_state(tmp_path / "missing.json").legs == {}
+    assert json.loads(state_to_json(State()))["version"] == 1
+
+
+def test_context_hash_follows_content_and_dockerignore(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY src /src\n")
+    (ctx / "src" / "a.txt").write_text("one")
+    (ctx / "notes.md").write_text("docs")
+    (ctx / ".dockerignore").write_text("# ignored\nnotes.md\n")
+    h1 = hash_context(ctx, "Dockerfile")
+    (ctx / "notes.md").write_text("docs changed")  # excluded from the engine's context
+    assert hash_context(ctx, "Dockerfile") == h1
+    (ctx / "src" / "a.txt").write_text("two")
+    h2 = hash_context(ctx, "Dockerfile")
+    assert h2 != h1
+    (ctx / "src" / "a.txt").chmod(0o755)
+    assert hash_context(ctx, "Dockerfile") != h2
+
+
+# ---- dry run (no engine, no registry) ---------------------------------------------------------------
+def _copy_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "backends", root / "backends")
+    return root
+
+
+def _dry_env(tmp_path: Path) -> dict[str, str]:
+    return {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "GITHUB_REF": "refs/heads/master",
+            "GITHUB_SHA": SHA, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+
+def test_dry_run_prints_the_whole_plan_and_touches_nothing(tmp_path: Path) -> None:
+    root = _copy_repo(tmp_path)
+    out = io.StringIO()
+    report = run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path), out=out,
+                          err=io.StringIO())
+    text = out.getvalue()
+    assert report.dry_run and report.exit_code == 0
+    assert "== leg 1/8: -cpu-hello [amd64]" in text
+    assert "BACKEND=hello" in text and "BUILD_TYPE=vulkan" in text  # build args of both families
+    assert "digests-cpu-hello--arm64" in text and "digests-localai-core--amd64" in text  # artifacts
+    assert "/localai/local-ai-backends:master-cpu-hello" in text  # merge targets with tags
+    assert "tags:      master, sha-0123456" in text  # the server core image: no suffix
+    assert "== merge server -gpu-vulkan" in text and "expect linux/amd64,linux/arm64" in text
+    assert "nothing was started" in text
+    assert not (root / ".localai-ci").exists()  # no registry storage, no state, no digests
+
+
+def test_dry_run_reports_a_leg_this_engine_cannot_build(tmp_path: Path) -> None:
+    root = _copy_repo(tmp_path)
+    m = root / "backends" / "matrix.yml"
+    # a real (not synthesized) base image for one arm64 leg: absent, no QEMU -> needs a native runner
+    text = m.read_text()
+    head, sep, tail = text.partition("platform-tag: 'arm64'")
+    m.write_text(head + sep + tail.replace('base-image: "ci-offline/ubuntu:24.04"', 'base-image: "ubuntu:24.04"', 1))
+    out = io.StringIO()
+    run_pipeline(PipelineOptions(root=str(root), dry_run=True, only=("-cpu-hello", "-cpu-echo")),
+                 env=_dry_env(tmp_path), out=out, err=io.StringIO())
+    text = out.getvalue()
+    from ci.pipeline import registered_binfmt
+    if "qemu-aarch64" in registered_binfmt():
+        pytest.skip("QEMU binfmt for aarch64 is registered on this machine: the leg is buildable")
+    assert "-cpu-hello [arm64]: needs a native arm64 runner" in text
+    assert "skipped: arm64 needs a native arm64 runner" in text
+    assert "== merge -cpu-echo" in text and "-cpu-hello-extra" not in text
+
+
+def test_dry_run_bad_jobs_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--jobs"):
+        run_pipeline(PipelineOptions(root=str(_copy_repo(tmp_path)), dry_run=True, jobs=0),
+                     env=_dry_env(tmp_path), out=io.StringIO(), err=io.StringIO())
+
+
+# ---- table and progress -----------------------------------------------------------------------------
+def _plan_with(suffixes: tuple[SuffixStep, ...]) -> Plan:
+    return Plan((), suffixes, {}, "configured", "d", TagSource("push", "", SHA), "s")
+
+
+class _Leg:
+    def __init__(self, ptag: str, runs: bool = True) -> None:
+        self.plan = type("P", (), {"ptag": ptag})()
+        self.feasibility = Feasibility(runs, "native" if runs else f"needs a native {ptag} runner")
+
+
+def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
+    ok = SuffixStep(Family.BACKENDS, "-a", (_Leg("amd64"),), ("r/x",), ("t-a",), (AMD64,))  # type: ignore[arg-type]
+    bad = SuffixStep(Family.BACKENDS, "-b", (_Leg("amd64"), _Leg("arm64")), ("r/x",), ("t-b",), (AMD64, ARM64))  # type: ignore[arg-type]
+    blocked = SuffixStep(Family.SERVER, "", (_Leg("amd64"), _Leg("arm64", runs=False)), ("r/y",), ("t",), (AMD64, ARM64))  # type: ignore[arg-type]
+    outcomes = {
+        (Family.BACKENDS, "-a", "amd64"): LegOutcome("-a [amd64]", Family.BACKENDS, "-a", "amd64", "up to date", "sha256:1"),
+        (Family.BACKENDS, "-b", "amd64"): LegOutcome("-b [amd64]", Family.BACKENDS, "-b", "amd64", "built", "sha256:2"),
+        (Family.BACKENDS, "-b", "arm64"): LegOutcome("-b [arm64]", Family.BACKENDS, "-b", "arm64", "failed",
+                                                     reason="build failed: boom"),
+        (Family.SERVER, "", "amd64"): LegOutcome("server -core [amd64]", Family.SERVER, "", "amd64", "built", "sha256:3"),
+        (Family.SERVER, "", "arm64"): LegOutcome("server -core [arm64]", Family.SERVER, "", "arm64", "skipped"),
+    }
+    from ci.merge import Outcome, SuffixResult
+
+    merged = {(Family.BACKENDS, "-a"): SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:L",
+                                                    tags=("t-a",), changed=False)}
+    rows, failures = _rows(_plan_with((ok, bad, blocked)), outcomes, merged, {(Family.BACKENDS, "-a"): []})
+    assert [r.result for r in rows] == ["up to date", "failed: leg arm64", "skipped: arm64 needs a native arm64 runner"]
+    assert rows[0].digest == "sha256:L" and rows[1].failed and not rows[2].failed
+    assert failures == ["-b [arm64]: build failed: boom"]
+
+
+def test_rows_inspect_failure_fails_the_suffix() -> None:
+    from ci.merge import Outcome, SuffixResult
+
+    s = SuffixStep(Family.BACKENDS, "-a", (_Leg("amd64"),), ("r/x",), ("t-a",), (AMD64,))  # type: ignore[arg-type]
+    outcomes = {(Family.BACKENDS, "-a", "amd64"): LegOutcome("-a [amd64]", Family.BACKENDS, "-a", "amd64", "built", "d")}
+    merged = {(Family.BACKENDS, "-a"): SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:L",
+                                                    tags=("t-a",), changed=True)}
+    rows, failures = _rows(_plan_with((s,)), outcomes, merged, {(Family.BACKENDS, "-a"): ["platforms: missing"]})
+    assert rows[0].result == "failed: inspect" and failures == ["-a: inspect: platforms: missing"]
+
+
+def test_plain_progress_lines_count_legs() -> None:
+    out = io.StringIO()
+    ticks = iter([0.0, 1.5, 2.0, 3.25])
+    with Progress(2, out, tty=False, clock=lambda: next(ticks)) as p:
+        p.step("-a [amd64]", "building")
+        p.leg_done("-a [amd64]", "up to date")
+    assert out.getvalue().splitlines() == ["[   1.5s 0/2] -a [amd64]: building", "[   2.0s 1/2] -a [amd64]: up to date"]
+
+
+def test_format_table_aligns_columns() -> None:
+    text = format_table([Row("-a", "amd64(built)", "sha256:1", "t-a", "merged (verified)")])
+    head, line = text.splitlines()
+    assert head.split() == ["suffix", "legs", "list", "digest", "tags", "result"]
+    assert line.index("sha256:1") == head.index("list digest")
