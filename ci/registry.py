@@ -549,7 +549,10 @@ class RegistryClient:
             media = (r.headers.get("Content-Type") or "").split(";")[0].strip()
             return body, media, computed
 
-        return self._call("GET manifest", ref, attempt)
+        got = self._call("GET manifest", ref, attempt)
+        if got is not None:
+            self._confirmed[got[2]] = len(got[0])
+        return got
 
     def head_manifest(self, reference: str) -> tuple[str, str, int] | None:
         """(digest, media type, size) or None; falls back to GET when the registry sends no digest header."""
