@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ci.engine import Engine, ImageInfo, check_platform
 from ci.errors import UserError
+from ci.git import git_output
 from ci.families import FamilyConfig
 from ci.github import Event
 from ci.matrix import Entry, Matrix
@@ -91,12 +91,7 @@ class SourceInfo:
 
 
 def _git(root: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20,
-                              stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
+    return git_output(root, *args)
 
 
 def _strip_userinfo(url: str) -> str:

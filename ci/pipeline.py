@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ci.errors import CiError, OperationError, UserError
+from ci.git import git_output
 from ci.families import ENV_IMAGES
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family
@@ -247,12 +248,7 @@ def registered_binfmt(directory: str = BINFMT_DIR) -> frozenset[str]:
 
 
 def _git(root: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20,
-                              stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
+    return git_output(root, *args)
 
 
 def tag_source(root: Path, env: Mapping[str, str]) -> TagSource:

@@ -1,0 +1,15 @@
+"""Git adapter: read-only queries of a checkout, argument lists only (never a shell)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def git_output(root: str | Path, *args: str, timeout: float = 20) -> str:
+    """``git -C root ARGS`` stdout stripped; "" when git is missing, fails or times out."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
