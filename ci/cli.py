@@ -85,12 +85,21 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
                      help="do not upload signatures to the transparency log (offline / loopback registries)")
 
 
+def note_plain_http(registry: str) -> None:
+    """Say when a registry is reached without TLS (loopback, or named in CI_INSECURE_REGISTRIES)."""
+    print(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)", file=sys.stderr)
+
+
 def _family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
     from ci.matrix import load_matrix
     from ci.merge import FamilySetup
 
-    return FamilySetup(config=family_config(family, images=images, env=env),
-                       matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
+    config = family_config(family, images=images, env=env)
+    setup = FamilySetup(config=config, matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
+    for reg in config.registries:
+        if config.plain_http(reg):
+            note_plain_http(reg)
+    return setup
 
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -174,7 +183,8 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.inspection import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
                                to_json)
-    from ci.reference import uses_plain_http
+    from ci.families import ENV_INSECURE, ENV_TLS
+    from ci.reference import registry_set, uses_plain_http
     from ci.registry import RegistryClient, credentials_for
     from ci.sign import VerifyOptions
 
@@ -186,10 +196,14 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.images or args.tag:
         images = family_config(Family(args.family), images=args.images, env=env).images
     targets = expand_targets(args.refs, images if args.tag else (), args.tag)
-    insecure = frozenset(t.strip() for t in env.get("CI_INSECURE_REGISTRIES", "").split(",") if t.strip())
+    insecure = registry_set(env.get(ENV_INSECURE, ""))
+    tls = registry_set(env.get(ENV_TLS, ""))
 
     def plain(reg: str) -> bool:
-        return uses_plain_http(reg, insecure)
+        return uses_plain_http(reg, insecure, tls)
+
+    for reg in sorted({t.image.registry for t in targets if plain(t.image.registry)}):
+        note_plain_http(reg)
 
     def client_for(img):  # type: ignore[no-untyped-def]
         return RegistryClient(img, plain_http=plain(img.registry), credentials=credentials_for(img.registry))

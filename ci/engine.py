@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
+import urllib3
+
 from ci.errors import EngineError
 from ci.platforms import Platform, RunnerPolicy, parse_platform
 
@@ -158,6 +161,11 @@ class Engine:
             raise EngineError(_build_failure(_short(exc), log, platform)) from None
         except (OSError, TypeError) as exc:  # context not found, engine gone mid-build
             raise EngineError(_build_failure(_short(exc), log, platform)) from None
+        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
+            # the engine went away mid-stream (dockerd stopped or crashed): no image, no digest file
+            raise EngineError(_build_failure(
+                f"lost the connection to the Docker engine ({_short(exc)}); is dockerd still running? "
+                "restart it and retry", log, platform)) from None
         if partial.strip():
             line(partial.rstrip())
         if not image_id:

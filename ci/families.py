@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ci.errors import UserError
 from ci.naming import Family
-from ci.reference import ImageName, is_loopback, parse_image_name
+from ci.reference import ImageName, is_loopback, parse_image_name, registry_set, uses_plain_http
 
 DEFAULT_IMAGES: dict[Family, tuple[str, ...]] = {
     Family.BACKENDS: ("quay.io/go-skynet/local-ai-backends", "localai/localai-backends"),
@@ -24,6 +24,7 @@ ENV_IMAGES = {Family.BACKENDS: "CI_BACKEND_IMAGES", Family.SERVER: "CI_SERVER_IM
 ENV_CACHE = "CI_CACHE_IMAGE"
 ENV_PR_IMAGE = "CI_PR_IMAGE"
 ENV_INSECURE = "CI_INSECURE_REGISTRIES"
+ENV_TLS = "CI_TLS_REGISTRIES"
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,14 @@ class FamilyConfig:
     cache: ImageName
     pr_image: ImageName
     insecure: frozenset[str] = frozenset()
+    tls: frozenset[str] = frozenset()  # loopback registries that serve TLS
 
     @property
     def registries(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i.registry for i in self.images))
 
     def plain_http(self, registry: str) -> bool:
-        return is_loopback(registry) or registry in self.insecure
+        return uses_plain_http(registry, self.insecure, self.tls)
 
 
 def _parse_list(text: str, what: str) -> tuple[ImageName, ...]:
@@ -89,6 +91,6 @@ def family_config(family: Family, *, images: str | None = None, cache: str | Non
     if pr_img is None:
         first = imgs[0]
         pr_img = ImageName(first.registry, "ci-tests") if is_loopback(first.registry) else parse_image_name(DEFAULT_PR_IMAGE)
-    raw_insecure = insecure if insecure is not None else env.get(ENV_INSECURE, "")
-    insec = frozenset(t.strip() for t in raw_insecure.split(",") if t.strip())
-    return FamilyConfig(family=family, images=imgs, cache=cache_img, pr_image=pr_img, insecure=insec)
+    insec = registry_set(insecure if insecure is not None else env.get(ENV_INSECURE, ""))
+    return FamilyConfig(family=family, images=imgs, cache=cache_img, pr_image=pr_img, insecure=insec,
+                        tls=registry_set(env.get(ENV_TLS, "")))

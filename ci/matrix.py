@@ -369,6 +369,10 @@ def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
             plats.append(parse_platform(part))
         except ValueError as exc:
             raise fail("platforms", str(exc)) from None
+    for plat in plats:
+        if plat.os != "linux":
+            raise fail("platforms", f"{str(plat)!r} has os {plat.os!r}; include: entries build Linux images "
+                                    "(macOS entries go under includeDarwin:)")
     if len(set(plats)) != len(plats):
         raise fail("platforms", f"{values['platforms']!r} lists a platform twice")
     ptag_field = values.get("platform-tag", "")

@@ -151,6 +151,7 @@ class SuffixResult:
     keepalive_deleted: tuple[str, ...] = ()
     keepalive_problems: tuple[str, ...] = ()
     tagged_images: tuple[str, ...] = field(default=())
+    retries: int = 0  # registry requests retried (transient failures survived)
 
     @property
     def label(self) -> str:
@@ -495,6 +496,7 @@ def merge_target(target: Target, options: MergeOptions, factory: ClientFactory) 
             for img in images:
                 sign_image(img.with_digest(digest), options.sign, plain_http=target.config.plain_http(img.registry))
             result = replace(result, signed=True)
+        result = replace(result, retries=sum(cl.retries for cl in clients.values()))
     finally:
         for cl in clients.values():
             cl.close()
@@ -618,6 +620,8 @@ def format_result(r: SuffixResult) -> str:
     lines.append(f"{state}: {r.label} -> {r.digest}")
     lines.append(f"  platforms: {', '.join(r.platforms)}")
     lines += [f"  {img}:{t}" for img in r.images for t in r.tags]
+    if r.retries:
+        lines.append(f"  {r.retries} registry request(s) retried after transient failures")
     if r.signed:
         lines.append("  signed (cosign, recursive, by digest)")
     lines += [f"  keepalive tag deleted: {d}" for d in r.keepalive_deleted]

@@ -112,6 +112,18 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
-def uses_plain_http(registry: str, insecure: frozenset[str] | set[str] = frozenset()) -> bool:
-    """Plain HTTP only for loopback registries or ones named explicitly as insecure."""
+def uses_plain_http(registry: str, insecure: frozenset[str] | set[str] = frozenset(),
+                    tls: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Plain HTTP only for loopback registries or ones named explicitly as insecure.
+
+    ``tls`` names loopback registries that serve TLS (a local registry with its own certificate):
+    they are reached over verified HTTPS like any other.
+    """
+    if registry in tls:
+        return False
     return is_loopback(registry) or registry in insecure
+
+
+def registry_set(text: str) -> frozenset[str]:
+    """A comma-separated list of registries (``host[:port]``) from the environment."""
+    return frozenset(t.strip() for t in text.split(",") if t.strip())

@@ -1,0 +1,97 @@
+"""Concurrent publishes of different legs to the same repositories, then two concurrent
+``--all`` merges of every suffix: nothing corrupts anything else.
+
+Six legs (three suffixes x two arches) share one base layer per arch and go to the same two
+repositories at the same time (like six runners), each with its own blob cache; then two
+``merge --all`` runs (eight suffixes at a time each) race on the same suffixes. Every list must
+hold exactly its suffix's children, with the right platforms, under one digest in both registries.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci.blobcache import BlobCache
+from ci.engine import Engine
+from ci.families import family_config
+from ci.matrix import load_matrix
+from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource, merge_all
+from ci.naming import Family
+from ci.publish import Target, publish_leg, registry_client_factory
+from ci.reference import ImageName
+from oci_images import client, write_matrix
+
+pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
+
+SUFFIXES = ("-cpu-c1", "-cpu-c2", "-cpu-c3")
+ARCHES = ("amd64", "arm64")
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: Any, base_image: Any, unique: str,
+                                                     tmp_path: Path) -> None:
+    eng = Engine(engine)
+    repo = f"{unique}/backends"
+    images = [ImageName(r.host, repo) for r in registries]
+    built: dict[tuple[str, str], str] = {}
+    local_tags = []
+    for arch in ARCHES:
+        base = f"ci-offline/{unique}-base:{arch}"
+        base_image(base, arch, payload_bytes=256 * 1024)
+        for suffix in SUFFIXES:
+            ctx = tmp_path / f"ctx{suffix}-{arch}"
+            ctx.mkdir()
+            (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY leg.txt /leg.txt\n")
+            (ctx / "leg.txt").write_text(f"{unique}{suffix}-{arch}\n")
+            tag = f"localai-ci-test/{unique}{suffix}:{arch}"
+            local_tags.append(tag)
+            built[(suffix, arch)] = eng.build(path=str(ctx), dockerfile="Dockerfile", buildargs={},
+                                              platform=f"linux/{arch}", labels={}, tag=tag).image_id
+    digests = tmp_path / "digests"
+
+    def publish(key: tuple[str, str]) -> str:
+        suffix, arch = key
+        with BlobCache(tmp_path / f"cache{suffix}-{arch}") as cache:
+            res = publish_leg(eng, built[key], family=Family.BACKENDS, suffix=suffix, ptag=arch,
+                              targets=[Target(i, plain_http=True) for i in images], cache=cache,
+                              client_factory=registry_client_factory(), digests_dir=digests)
+        return res.digest
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(built)) as pool:
+            published = dict(zip(built, pool.map(publish, built)))
+    finally:
+        for t in local_tags:
+            try:
+                engine.images.remove(t, force=True)
+            except Exception:
+                pass
+    assert len(set(published.values())) == len(published)
+    assert sorted(p.name for p in digests.iterdir()) == sorted(f"digests{s}--{a}" for s, a in built)
+
+    matrix = write_matrix(tmp_path / "matrix.yml", list(built))
+    setups = {Family.BACKENDS: FamilySetup(family_config(Family.BACKENDS, images=",".join(map(str, images))),
+                                           load_matrix(matrix, Family.BACKENDS))}
+    options = MergeOptions(tag_source=TagSource(event="push", ref="refs/heads/main", sha=SHA), jobs=8)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda _: merge_all(digests, setups, options), range(2)))
+    for report in reports:
+        assert report.exit_code == 0, [r.reason for r in report.results]
+        assert {r.suffix for r in report.results} == set(SUFFIXES)
+        assert all(r.outcome is Outcome.MERGED for r in report.results)
+    for suffix in SUFFIXES:
+        seen = set()
+        for img in images:
+            with client(img) as c:
+                for tag in (f"main{suffix}", f"sha-0123456{suffix}"):
+                    got = c.get_manifest(tag)
+                    assert got is not None, f"{img}:{tag}"
+                    seen.add(got[2])
+                    lst = json.loads(got[0])
+                    assert {(m["digest"], m["platform"]["architecture"]) for m in lst["manifests"]} == {
+                        (published[(suffix, a)], a) for a in ARCHES}
+        assert len(seen) == 1, f"{suffix}: list digests differ: {seen}"
