@@ -21,10 +21,10 @@ Partial failure ("one registry down during merge") -- all-or-nothing by prefligh
 every registry of the family must pass preflight before anything is written anywhere, so an
 unreachable registry fails the suffix with nothing published (the list would otherwise differ
 between registries: users of one registry would get the new tag, users of the other the old).
-Writes are ordered to keep a race (a registry failing *after* preflight) harmless: first the
-untagged list by digest in every registry, then the tags; if a registry fails during the tag
-phase the result names the registries already tagged and the merge is failed (exit 1) -- a
-re-run, once the registry is back, completes it idempotently.
+A registry failing *after* preflight (a race) fails the merge (exit 1) and the result names the
+registries already tagged; every write is a PUT of the same bytes, so a re-run, once the
+registry is back, completes it idempotently. Tags already pointing at the list are not
+written again (a re-run writes nothing).
 
 ``--all``: every (family, suffix) in the digests directory, concurrently. A suffix with a leg
 missing (its build failed) is *skipped* with the reason and the others still merge; anything
@@ -347,22 +347,34 @@ def _current(clients: Mapping[ImageName, RegistryClient], plan: Plan) -> dict[tu
     return out
 
 
+def _todo(client: RegistryClient, plan: Plan) -> list[str]:
+    """Tags of ``plan`` not yet pointing at the composed list in one registry.
+
+    The first tag is looked up; only when it is already in place (a re-run) are the others
+    looked up too. Otherwise every tag is written: a PUT of the same bytes under a tag that
+    already has them changes nothing, and a first merge saves a HEAD per tag.
+    """
+    digest = plan.composed.digest
+    first = client.head_manifest(plan.tags[0])
+    if first is None or first[0] != digest:
+        return list(plan.tags)
+    rest = [t for t in plan.tags[1:] if (client.head_manifest(t) or ("",))[0] != digest]
+    return rest
+
+
 def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
-    """PUT by digest everywhere, then the tags; returns (changed, images tagged).
+    """PUT the tags in every registry, one registry after the other; returns (changed, images tagged).
 
     Each (registry, tag) ends confirmed to resolve to the composed digest: by the HEAD before
     (already there: nothing written, so a re-run is a no-op) or by the registry's
-    ``Docker-Content-Digest`` answer to the PUT (checked by :meth:`RegistryClient.put_manifest`).
+    ``Docker-Content-Digest`` answer to the PUT (checked by :meth:`RegistryClient.put_manifest`,
+    which also confirms every child is present before the first PUT).
     """
     c = plan.composed
     images = plan.target.config.images
-    before = _current(clients, plan)
-    todo = {img: [t for t in plan.tags if before[(img, t)] != c.digest] for img in images}
-    for img in images:  # phase 1: the untagged list, harmless if we stop here
-        if todo[img]:
-            clients[img].put_manifest(c.digest, c.body, c.media_type)
+    todo = {img: _todo(clients[img], plan) for img in images}
     tagged: list[str] = []
-    for img in images:  # phase 2: tags
+    for img in images:
         try:
             for t in todo[img]:
                 clients[img].put_manifest(t, c.body, c.media_type)
