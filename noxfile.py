@@ -11,6 +11,7 @@ import nox
 
 nox.options.sessions = ["tests"]
 nox.options.error_on_missing_interpreters = False
+nox.options.default_venv_backend = "none"  # every session runs in the current environment
 
 
 def _call(session: nox.Session, command: str) -> None:
