@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 M2608 = REPO.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
 EXPECTED = ["backend.yml", "backend_build.yml", "backend_merge.yml", "backend_pr.yml",
-            "image_build.yml", "image_merge.yml"]
+            "image.yml", "image_build.yml", "image_merge.yml"]
 CLASSES = ["multi-arch"] + [f"single-arch-{i}" for i in range(1, DEFAULT_SHARDS + 1)]
 BUILDS = {"backend_build.yml": (Family.BACKENDS, "invoke build-backend"),
           "image_build.yml": (Family.SERVER, "invoke build-image")}
@@ -233,6 +233,28 @@ def test_push_workflow_merges_each_class_after_its_own_builds_only() -> None:
         assert f"{c}-merge-matrix" in declared
         assert job["uses"] == "./.github/workflows/backend_merge.yml"
         assert job["with"]["merge"] == "${{ toJSON(matrix) }}"
+
+
+def test_image_workflow_fans_out_and_merges_the_server_image() -> None:
+    wf = load("image.yml")
+    tokens = shlex.split(generate_step(wf)["run"])
+    assert tokens[tokens.index("--family") + 1] == "server"
+    shards = int(tokens[tokens.index("--shards") + 1])
+    m = load_matrix(REPO / "backends" / "images.yml", Family.SERVER)
+    written = set(outputs(plan(m, select_all(m, "all"), shards)))
+    declared = wf["jobs"]["generate-matrix"]["outputs"]
+    assert declared and set(declared) <= written
+    classes = ["multi-arch"] + [f"single-arch-{i}" for i in range(1, shards + 1)]
+    for c in classes:
+        build, merge = wf["jobs"][f"build-{c}"], wf["jobs"][f"merge-{c}"]
+        assert build["uses"] == "./.github/workflows/image_build.yml" and build["with"]["publish"] is True
+        assert build["strategy"]["matrix"] == f"${{{{ fromJSON(needs.generate-matrix.outputs.{c}-matrix) }}}}"
+        assert merge["uses"] == "./.github/workflows/image_merge.yml"
+        assert merge["needs"] == ["generate-matrix", f"build-{c}"]
+        assert merge["if"].startswith("${{ !cancelled() && ") and merge["strategy"]["fail-fast"] is False
+        for ref in re.findall(r"outputs\.([a-z0-9-]+)", build["if"] + build["strategy"]["matrix"]
+                              + merge["if"] + merge["strategy"]["matrix"]):
+            assert ref in declared
 
 
 def test_pull_request_workflow_builds_without_publishing() -> None:
