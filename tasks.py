@@ -34,8 +34,18 @@ def exit_with(code: int) -> None:
         raise Exit(code=code)
 
 
+def int_option(flag: str, value: object, minimum: int = 1) -> int:
+    """An integer option, parsed here so a typo is exit 2 with a message, not an invoke traceback."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise Exit(f"error: {flag} {value!r} is not a whole number", code=2) from None
+    if number < minimum:
+        raise Exit(f"error: {flag} {number} must be at least {minimum}", code=2)
+    return number
+
+
 # ---- matrix tooling (issue 2) -------------------------------------------------------------
-# (section: matrix)
 from ci.lint import runner_policy as _runner_policy  # noqa: E402  (section-local imports)
 from ci.platforms import RunnerPolicy as _RunnerPolicy  # noqa: E402
 
@@ -101,7 +111,6 @@ def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run
 
 
 # ---- build and publish one leg (issue 3) ----------------------------------------------------
-# (section: build)
 _BUILD_HELP = {
     "tag-suffix": "the leg's tag-suffix, e.g. -cpu-llama-cpp (build-image: '' or -core for the core image); "
                   "write --tag-suffix=-x when the value starts with '-'",
@@ -186,7 +195,6 @@ def build_image(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None
 
 
 # ---- GitHub Actions matrices (issue 5) -------------------------------------------------------
-# (section: github)
 @task(help={
     "matrix": "matrix file (default: backends/matrix.yml; backends/images.yml with --family server)",
     "family": "image family of the matrix: backends (default) or server",
@@ -198,7 +206,7 @@ def build_image(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None
     "debug": "show a traceback on errors",
 })
 def matrix_github(c, matrix=None, family="backends", changed_files=None, base=None, force_all=False,
-                  shards=4, github_output=None, debug=False):
+                  shards="4", github_output=None, debug=False):
     """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, has-* flags."""
     from ci.gha_matrix import describe, outputs, plan_from_files, summary
     from ci.github import write_outputs, write_summary
@@ -211,7 +219,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
             raise UserError(f"--family {family!r}: use backends or server")
         path = matrix or ("backends/matrix.yml" if fam is Family.BACKENDS else "backends/images.yml")
         result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
-                                          force_all=force_all, shards=int(shards))
+                                          force_all=force_all, shards=int_option("--shards", shards))
         text = write_outputs(outputs(result), os.environ, github_output)
         if text is not None:
             sys.stdout.write(text)
@@ -223,7 +231,6 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
 
 
 # ---- whole pipeline (issue 6) ----------------------------------------------------------------
-# (section: pipeline)
 @task(help={
     "matrix": "backend matrix (default: backends/matrix.yml under --root)",
     "images-matrix": "server-image matrix (default: backends/images.yml under --root)",
@@ -239,27 +246,18 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
     "root": "repository root: matrices, contexts and the .localai-ci state directory (default: .)",
     "debug": "show a traceback on errors",
 })
-def pipeline(c, matrix=None, images_matrix=None, only=None, images=None, server_images=None, jobs=2,
+def pipeline(c, matrix=None, images_matrix=None, only=None, images=None, server_images=None, jobs="2",
              keep=False, force=False, dry_run=False, root=".", debug=False):  # type: ignore[no-untyped-def]
     """Run every leg, merge and inspect locally (embedded loopback registries by default), make-style."""
     from ci.pipeline import PipelineOptions, parse_only, run_pipeline
 
     opts = PipelineOptions(matrix=matrix, images_matrix=images_matrix, only=parse_only(only), images=images,
-                           server_images=server_images, jobs=int(jobs), keep=keep, force=force, dry_run=dry_run,
+                           server_images=server_images, jobs=int_option("--jobs", jobs), keep=keep, force=force, dry_run=dry_run,
                            root=root)
     report = run_verb(run_pipeline, opts, debug=debug)
     exit_with(report.exit_code)
 
 
-
-ns = Collection()
-matrix_ns = Collection("matrix")
-# (section: collections)
-for _name, _obj in list(globals().items()):
-    if _name.startswith("matrix_") and hasattr(_obj, "body") and _name != "matrix_ns":
-        matrix_ns.add_task(_obj, name=_name[len("matrix_"):].replace("_", "-"))
-    elif hasattr(_obj, "body") and getattr(_obj, "__module__", None) == __name__ and not _name.startswith("_"):
-        ns.add_task(_obj)
-ns.add_collection(matrix_ns)
-ns.configure({"run": {"echo": False}})
-_ = sys  # keep the import for tasks that print to stderr
+ns = Collection(build_backend, build_image, pipeline)
+ns.add_collection(Collection("matrix", report=matrix_report, lint=matrix_lint, split=matrix_split,
+                             github=matrix_github))

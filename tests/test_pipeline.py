@@ -282,3 +282,19 @@ def test_format_table_aligns_columns() -> None:
     head, line = text.splitlines()
     assert head.split() == ["suffix", "legs", "list", "digest", "tags", "result"]
     assert line.index("sha256:1") == head.index("list digest")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pipeline", "--jobs", "x", "--dry-run"], "--jobs 'x' is not a whole number"),
+    (["pipeline", "--jobs", "0", "--dry-run"], "--jobs 0 must be at least 1"),
+    (["matrix.github", "--shards", "many"], "--shards 'many' is not a whole number"),
+])
+def test_integer_options_are_exit_2_not_a_traceback(argv: list[str], message: str) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "invoke", "-r", str(root), *argv], capture_output=True, text=True,
+                          cwd=root, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
