@@ -20,6 +20,7 @@ from ci.platforms import Platform, parse_platform, platform_tag
 
 MAX_MATRIX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
+MAX_DEPTH = 16  # a matrix is a mapping of lists of flat mappings: 3 levels; deeper is hostile input
 TAG_LATEST_VALUES = ("auto", "true", "false")
 
 # kebab-case key -> attribute name
@@ -205,8 +206,31 @@ def _compose_libyaml(text: str) -> tuple[bool, yaml.Node | None]:
         return False, None
 
 
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing (the composer recurses per level).
+
+    Parsing events is iterative, so this walk cannot overflow the stack; YAML errors are left to
+    the composer below, which reports them with their line.
+    """
+    depth = 0
+    loader = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+    try:
+        for ev in yaml.parse(text, Loader=loader):
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise MatrixError(
+                        f"{source} line {ev.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels; a matrix is "
+                        "'include:' with a list of flat key: value entries")
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return
+
+
 def compose_yaml(text: str, source: str) -> yaml.Node | None:
     """Compose ``text`` into a node tree safely; MatrixError on any YAML problem."""
+    _check_depth(text, source)
     done, fast = _compose_libyaml(text)
     if done:
         return fast
@@ -216,6 +240,8 @@ def compose_yaml(text: str, source: str) -> yaml.Node | None:
             node = loader.get_single_node()
         finally:
             loader.dispose()
+    except RecursionError:  # pragma: no cover - _check_depth refuses such input first
+        raise MatrixError(f"{source}: nested too deeply to load; a matrix is a list of flat entries") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source} line {mark.line + 1}" if mark else source

@@ -189,3 +189,15 @@ def test_file_errors(tmp_path: Path) -> None:
     (tmp_path / "latin1.yml").write_bytes(b"include: []\n# caf\xe9\n")
     with pytest.raises(MatrixError, match="not UTF-8"):
         load_matrix(tmp_path / "latin1.yml")
+
+
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_deep_nesting_is_refused_with_or_without_libyaml(libyaml: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's venv and a developer's machine may differ in PyYAML's C extension; both refuse cleanly."""
+    import yaml
+
+    if libyaml and not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("this PyYAML has no libyaml")  # pragma: no cover
+    monkeypatch.setattr(yaml, "__with_libyaml__", libyaml)
+    with pytest.raises(MatrixError, match=r"deep\.yml line 1: nested deeper than 16 levels"):
+        parse_matrix("include: " + "[" * 20_000 + "]" * 20_000 + "\n", "deep.yml")
