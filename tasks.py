@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Task, task
 
 from ci.errors import CiError
 
@@ -139,7 +139,8 @@ for _f in _LEG_FIELDS:
 
 
 def _leg_fields(values: dict[str, str | None]) -> tuple[tuple[str, str], ...]:
-    return tuple((k.replace("_", "-"), v) for k, v in values.items() if v is not None)
+    """The leg fields the workflow passed (kebab-case), for the cross-check against the matrix."""
+    return tuple((k, v) for k, v in values.items() if v is not None)
 
 
 def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backend: str | None, matrix: str | None,
@@ -157,41 +158,29 @@ def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backen
     run_verb(run_leg, req, debug=debug)
 
 
-@task(help=_BUILD_HELP)
-def build_backend(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,
-                  digests_dir="digests", event=None, anchor=False, run_id=None, username=None,
-                  password_stdin=False, root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None, base_image=None, dockerfile=None,
-                  context=None, cuda_major_version=None, cuda_minor_version=None, skip_drivers=None,
-                  ubuntu_version=None, builder_base_image=None, amdgpu_targets=None, artifact_name=None,
-                  makeflags=None, ubuntu_codename=None):  # type: ignore[no-untyped-def]
-    """Build one backend leg with the Docker engine and publish it by digest to every registry."""
-    _build("backends", tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
-           username, password_stdin, root, dry_run, debug,
-           _leg_fields(dict(build_type=build_type, platforms=platforms, tag_latest=tag_latest, runs_on=runs_on,
-                            base_image=base_image, dockerfile=dockerfile, context=context,
-                            cuda_major_version=cuda_major_version, cuda_minor_version=cuda_minor_version,
-                            skip_drivers=skip_drivers, ubuntu_version=ubuntu_version,
-                            builder_base_image=builder_base_image, amdgpu_targets=amdgpu_targets,
-                            artifact_name=artifact_name, makeflags=makeflags, ubuntu_codename=ubuntu_codename)))
+def _build_task(family: str, name: str, doc: str) -> Task:
+    """One build task per image family; both take the same options."""
+
+    def build(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,  # type: ignore[no-untyped-def]
+              digests_dir="digests", event=None, anchor=False, run_id=None, username=None, password_stdin=False,
+              root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None,
+              base_image=None, dockerfile=None, context=None, cuda_major_version=None, cuda_minor_version=None,
+              skip_drivers=None, ubuntu_version=None, builder_base_image=None, amdgpu_targets=None,
+              artifact_name=None, makeflags=None, ubuntu_codename=None):
+        given = locals()
+        _build(family, tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
+               username, password_stdin, root, dry_run, debug,
+               _leg_fields({f: given[f.replace("-", "_")] for f in _LEG_FIELDS}))
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    return task(help=_BUILD_HELP)(build)
 
 
-@task(help=_BUILD_HELP)
-def build_image(c, tag_suffix=None, platform_tag=None, backend=None, matrix=None, images=None,
-                digests_dir="digests", event=None, anchor=False, run_id=None, username=None,
-                password_stdin=False, root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None, base_image=None, dockerfile=None,
-                  context=None, cuda_major_version=None, cuda_minor_version=None, skip_drivers=None,
-                  ubuntu_version=None, builder_base_image=None, amdgpu_targets=None, artifact_name=None,
-                  makeflags=None, ubuntu_codename=None):  # type: ignore[no-untyped-def]
-    """Build one LocalAI server-image leg (core: --tag-suffix '') and publish it by digest."""
-    _build("server", tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
-           username, password_stdin, root, dry_run, debug,
-           _leg_fields(dict(build_type=build_type, platforms=platforms, tag_latest=tag_latest, runs_on=runs_on,
-                            base_image=base_image, dockerfile=dockerfile, context=context,
-                            cuda_major_version=cuda_major_version, cuda_minor_version=cuda_minor_version,
-                            skip_drivers=skip_drivers, ubuntu_version=ubuntu_version,
-                            builder_base_image=builder_base_image, amdgpu_targets=amdgpu_targets,
-                            artifact_name=artifact_name, makeflags=makeflags, ubuntu_codename=ubuntu_codename)))
-
+build_backend = _build_task(
+    "backends", "build_backend", "Build one backend leg with the Docker engine and publish it by digest to every registry.")
+build_image = _build_task(
+    "server", "build_image", "Build one LocalAI server-image leg (core: --tag-suffix '') and publish it by digest.")
 
 
 # ---- GitHub Actions matrices (issue 5) -------------------------------------------------------
