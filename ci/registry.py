@@ -42,7 +42,6 @@ a registry that demands them there is reported with a clear error.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import random
 import time

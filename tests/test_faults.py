@@ -31,7 +31,7 @@ from ci.matrix import load_matrix
 from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource, format_result, merge_all, merge_suffix
 from ci.naming import Family, keepalive_tag
 from ci.publish import Target, push_image
-from ci.reference import ImageName, parse_image_name
+from ci.reference import ImageName
 from ci.registry import RegistryClient, RetryPolicy
 from faultproxy import FaultProxy, Faults
 from oci_images import client, push_image as push_tiny, tags_of, write_matrix

@@ -130,7 +130,7 @@ def test_arch_mismatch_fails_without_digest_file(engine: Any, registries: Any, t
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY f /f\n")
     (ctx / "f").write_text(unique)
     matrix = tmp_path / "m.yml"
-    matrix.write_text(f"""include:
+    matrix.write_text("""include:
   - build-type: ''
     cuda-major-version: ''
     cuda-minor-version: ''

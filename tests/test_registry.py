@@ -9,8 +9,6 @@ import json
 import logging
 import os
 import re
-import socket
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -19,18 +17,16 @@ from pathlib import Path
 import pytest
 
 from ci.errors import RegistryError, UserError
-from ci.localregistry import find_registry_binary, free_port
 from ci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Composed, Descriptor, compose_image_manifest, compose_index
 from ci.platforms import parse_platform
 from ci.reference import ImageName, parse_image_name, sha256_digest
 from ci.registry import Credentials, RegistryClient, RetryPolicy, credentials_for, retry_after_seconds
+from authregistry import KNOWN_PASSWORD, auth_registries
 from faultproxy import FaultProxy, Faults
 
 FAST = RetryPolicy(attempts=10, base_delay=0.01, max_delay=0.05, deadline=30.0, request_timeout=5.0)
 
 # htpasswd line for user "tester", password KNOWN_PASSWORD (bcrypt cost 4 to keep the test fast, made once with libxcrypt)
-KNOWN_PASSWORD = "S3cr3t-known-PW"
-HTPASSWD = "tester:$2b$04$GNQp0BlqpzEJ5WaFJ1q35OeKWWUeRQryuJbZEchgAUcwJXopKBLrW\n"
 
 
 # ---- helpers -----------------------------------------------------------------------------
@@ -201,58 +197,11 @@ def test_credentials_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 # ---- auth (TLS + htpasswd registry started here) -----------------------------------------
-def _start_auth_registry(root: Path, tls: bool) -> tuple[subprocess.Popen[bytes], str]:
-    binary = find_registry_binary()
-    assert binary
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "htpasswd").write_text(HTPASSWD)
-    port = free_port()
-    http: dict[str, object] = {"addr": f"127.0.0.1:{port}"}
-    if tls:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem"), "-days", "1",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True, stdin=subprocess.DEVNULL)
-        http["tls"] = {"certificate": str(root / "cert.pem"), "key": str(root / "key.pem")}
-    cfg = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
-           "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-           "http": http, "auth": {"htpasswd": {"realm": "test", "path": str(root / "htpasswd")}}}
-    (root / "config.yml").write_text(json.dumps(cfg))
-    log = open(root / "registry.log", "wb")
-    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    log.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"127.0.0.1:{port}"
-        assert proc.poll() is None, (root / "registry.log").read_text()
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"auth registry did not listen: {(root / 'registry.log').read_text()}")
-
-
 @pytest.fixture
-def auth_registry(registry_factory: object, tmp_path: Path) -> Iterator[Callable[[bool], str]]:
+def auth_registry(tmp_path: Path) -> Iterator[Callable[[bool], str]]:
     """``make(tls) -> host`` of a registry requiring htpasswd auth (tester / KNOWN_PASSWORD)."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def make(tls: bool) -> str:
-        proc, host = _start_auth_registry(tmp_path / f"auth-{len(procs)}", tls)
-        procs.append(proc)
-        return host
-
-    try:
+    with auth_registries(tmp_path) as make:
         yield make
-    finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @pytest.mark.registry

@@ -12,7 +12,6 @@ import ast
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,24 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ci.artifacts import read_digests_dir, write_digest_file
 from ci.errors import ArtifactError, MatrixError, RegistryError
 from ci.families import family_config
-from ci.localregistry import find_registry_binary, free_port
 from ci.matrix import parse_matrix
 from ci.naming import Family, artifact_name, parse_artifact_name
 from ci.reference import ImageName, uses_plain_http
 from ci.registry import RegistryClient, RetryPolicy
+from authregistry import KNOWN_PASSWORD, auth_registries
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "ci").glob("*.py"), ROOT / "tasks.py", ROOT / "noxfile.py"])
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05, deadline=10, request_timeout=5)
-# htpasswd line for user "tester", password KNOWN_PASSWORD (bcrypt cost 4; the same pair as tests/test_registry.py)
-KNOWN_PASSWORD = "S3cr3t-known-PW"
-HTPASSWD = "tester:$2b$04$GNQp0BlqpzEJ5WaFJ1q35OeKWWUeRQryuJbZEchgAUcwJXopKBLrW\n"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 
 
@@ -153,41 +148,8 @@ def auth_registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
     Tests name it in CI_TLS_REGISTRIES, so the tool treats it like a remote registry (verified
     HTTPS, credentials sent) while all traffic stays on this machine's loopback."""
-    binary = find_registry_binary()
-    if binary is None:
-        pytest.fail("docker-registry is not installed (run .ci/run)")
-    ip, port = "127.0.0.1", free_port()
-    root = tmp_path / "authreg"
-    root.mkdir()
-    (root / "htpasswd").write_text(HTPASSWD)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem"), "-days", "1",
-                    "-subj", f"/CN={ip}", "-addext", f"subjectAltName=IP:{ip}"],
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
-    cfg = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
-           "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-           "http": {"addr": f"{ip}:{port}", "tls": {"certificate": str(root / "cert.pem"), "key": str(root / "key.pem")}},
-           "auth": {"htpasswd": {"realm": "test", "path": str(root / "htpasswd")}}}
-    (root / "config.yml").write_text(json.dumps(cfg))
-    with open(root / "registry.log", "wb") as log:
-        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex((ip, port)) == 0:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, (root / "registry.log").read_text()
-            time.sleep(0.05)
-        yield f"{ip}:{port}", root / "cert.pem"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with auth_registries(tmp_path) as make:
+        yield make(True), tmp_path / "auth-0" / "cert.pem"
 
 
 @pytest.mark.registry
