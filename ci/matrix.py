@@ -212,20 +212,24 @@ def _check_depth(text: str, source: str) -> None:
     Parsing events is iterative, so this walk cannot overflow the stack; YAML errors are left to
     the composer below, which reports them with their line.
     """
-    depth = 0
-    loader = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
-    try:
-        for ev in yaml.parse(text, Loader=loader):
-            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise MatrixError(
-                        f"{source} line {ev.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels; a matrix is "
-                        "'include:' with a list of flat key: value entries")
-            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError:
-        return
+    loaders = [yaml.SafeLoader]
+    if getattr(yaml, "__with_libyaml__", False):
+        loaders.insert(0, yaml.CSafeLoader)  # fast; some libyaml builds stop at their own depth limit
+    for loader in loaders:
+        depth = 0
+        try:
+            for ev in yaml.parse(text, Loader=loader):
+                if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise MatrixError(
+                            f"{source} line {ev.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels; a matrix "
+                            "is 'include:' with a list of flat key: value entries")
+                elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                    depth -= 1
+            return
+        except yaml.YAMLError:
+            continue  # libyaml refused it: walk again with the pure-Python parser (iterative, no limit)
 
 
 def compose_yaml(text: str, source: str) -> yaml.Node | None:
