@@ -65,6 +65,20 @@ def platform_from_oci(obj: dict[str, object]) -> Platform:
     return parse_platform(f"{os_}/{arch}" + (f"/{variant}" if variant else ""))
 
 
+def normalize(platform: Platform) -> Platform:
+    """The platform as containerd's ``platforms.Normalize`` compares it: ``arm64/v8`` is ``arm64``,
+    ``amd64/v1`` is ``amd64``. Descriptors keep what the config says; comparisons use this."""
+    if (platform.arch is Arch.ARM64 and platform.variant in ("v8", "8")) or (
+            platform.arch is Arch.AMD64 and platform.variant == "v1"):
+        return Platform(platform.os, platform.arch, "")
+    return platform
+
+
+def same_platform(a: Platform, b: Platform) -> bool:
+    """True when two platforms name the same target (after :func:`normalize`)."""
+    return normalize(a) == normalize(b)
+
+
 def platform_tag(platform: Platform) -> str:
     """The platform tag used in names: ``linux/arm64`` -> ``arm64``, ``linux/arm/v7`` -> ``armv7``."""
     return f"{platform.arch}{platform.variant}"
