@@ -22,7 +22,7 @@ import requests
 import urllib3
 
 from ci.errors import EngineError
-from ci.platforms import Platform, RunnerPolicy, parse_platform
+from ci.platforms import Platform, RunnerPolicy, parse_platform, same_platform
 
 LOG_TAIL_LINES = 40
 MAX_LOG_LINES = 200_000
@@ -242,10 +242,16 @@ def _arch_advice(platform: str, runners: RunnerPolicy | None = None) -> str:
 
 
 def check_platform(info: ImageInfo, expected: Platform, what: str, runners: RunnerPolicy | None = None) -> None:
-    """EngineError when the built image's os/architecture(/variant) is not the leg's platform."""
+    """EngineError when the built image's os/architecture(/variant) is not the leg's platform.
+
+    Compared after :func:`ci.platforms.normalize`: an ``arm64/v8`` image (what real arm64 bases
+    record) is a ``linux/arm64`` leg's platform."""
     found = info.platform_text
-    if info.os == expected.os and info.architecture == str(expected.arch) and (
-            not expected.variant or info.variant == expected.variant):
+    try:
+        built = parse_platform(found)
+    except ValueError:
+        built = None  # an architecture this project does not know: never the leg's
+    if built is not None and same_platform(built, expected):  # arm64/v8 is arm64
         return
     raise EngineError(
         f"{what}: the built image {info.id[:19]} is {found}, but the leg's platform is {expected}. "

@@ -15,12 +15,21 @@ from ci.errors import EngineError
 from ci.platforms import parse_platform
 
 
-def info(arch: str) -> ImageInfo:
-    return ImageInfo(id="sha256:" + "a" * 64, os="linux", architecture=arch, variant="", diff_ids=(), size=0)
+def info(arch: str, variant: str = "") -> ImageInfo:
+    return ImageInfo(id="sha256:" + "a" * 64, os="linux", architecture=arch, variant=variant, diff_ids=(), size=0)
 
 
 def test_check_platform_ok() -> None:
     check_platform(info("arm64"), parse_platform("linux/arm64"), "leg")
+
+
+def test_check_platform_variant_is_normalized() -> None:
+    check_platform(info("arm64", "v8"), parse_platform("linux/arm64"), "leg")  # real arm64 bases say v8
+    check_platform(info("arm64"), parse_platform("linux/arm64/v8"), "leg")
+    with pytest.raises(EngineError, match="is linux/arm/v6, but the leg's platform is linux/arm/v7"):
+        check_platform(info("arm", "v6"), parse_platform("linux/arm/v7"), "leg")
+    with pytest.raises(EngineError, match="is linux/mips64"):
+        check_platform(info("mips64"), parse_platform("linux/amd64"), "leg")
 
 
 def test_check_platform_mismatch_explains() -> None:
