@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from ci.errors import CiError, UserError
 from ci.github import md_table
-from ci.manifest import Descriptor, is_attestation, parse_manifest
-from ci.merge import MAX_CONFIG_BYTES, config_platform
-from ci.platforms import Platform, parse_platform
+from ci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_attestation, is_attestation_manifest,
+                         parse_manifest)
+from ci.platforms import Platform, normalize, parse_platform, same_platform
 from ci.reference import ImageName, parse_digest, parse_image_name, parse_tag
 from ci.registry import RegistryClient
 from ci.sign import VerifyOptions, verify_image
@@ -130,7 +130,7 @@ def _group_key(t: Target) -> str:
 def verify(observations: Sequence[ListObservation], expected: Sequence[Platform] | None = None) -> list[Failure]:
     """Every failed check, named (pure)."""
     out: list[Failure] = []
-    want = sorted(str(p) for p in expected) if expected else None
+    want = sorted({str(normalize(p)) for p in expected}) if expected else None
     for ob in observations:
         ref = str(ob.target)
         if not ob.digest:
@@ -143,7 +143,8 @@ def verify(observations: Sequence[ListObservation], expected: Sequence[Platform]
         for c in bad:
             out.append(Failure("no-attestation", ref, f"child {c.descriptor.digest} is an attestation or "
                                                       "unknown/unknown entry"))
-        plats = sorted(str(c.descriptor.platform) for c in ob.children if not is_attestation(c.descriptor))
+        plats = sorted(str(normalize(c.descriptor.platform)) for c in ob.children  # type: ignore[arg-type]
+                       if not is_attestation(c.descriptor))
         if len(set(plats)) != len(plats):
             out.append(Failure("platforms", ref, f"duplicate platforms: {', '.join(plats)}"))
         if want is not None and sorted(set(plats)) != want:
@@ -162,7 +163,7 @@ def verify(observations: Sequence[ListObservation], expected: Sequence[Platform]
                 continue
             if c.size >= 0 and c.size != d.size:
                 out.append(Failure("child-resolves", ref, f"child {d.digest} is {c.size} bytes, the list says {d.size}"))
-            if c.config_platform != d.platform:
+            if c.config_platform is None or d.platform is None or not same_platform(c.config_platform, d.platform):
                 out.append(Failure("child-platform", ref, f"child {d.digest}: the list says {d.platform}, its config "
                                                           f"says {c.config_platform or 'unknown'}"
                                                           + (f" ({c.error})" if c.error else "")))
@@ -214,6 +215,8 @@ def _observe_child(d: Descriptor, client: RegistryClient) -> ChildObservation:
         parsed = parse_manifest(got[0], got[1])
         if parsed.is_index or parsed.config is None:
             return ChildObservation(d, size=len(got[0]), error="the child is itself a list")
+        if is_attestation_manifest(parsed):
+            return ChildObservation(d, size=len(got[0]), error="the child is an attestation (in-toto layers)")
         plat = config_platform(client.get_blob(parsed.config.digest, MAX_CONFIG_BYTES))
         return ChildObservation(d, size=len(got[0]), config_platform=plat)
     except (CiError, ValueError) as exc:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ci.platforms import Platform, platform_from_oci
-from ci.reference import sha256_digest
+from ci.reference import parse_digest, sha256_digest
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -26,6 +26,9 @@ IMAGE_MANIFEST_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 ALL_MANIFEST_TYPES = IMAGE_MANIFEST_TYPES + INDEX_TYPES
 ACCEPT_MANIFESTS = ", ".join(ALL_MANIFEST_TYPES)
+
+MAX_CONFIG_BYTES = 1024 * 1024  # an image config is a few KiB; refuse to read more
+INTOTO_LAYER = "application/vnd.in-toto+json"  # the layer type of provenance/SBOM attestation manifests
 
 # buildx marks attestation manifests in an index with this annotation
 ATTESTATION_REF_TYPE = "vnd.docker.reference.type"
@@ -114,13 +117,20 @@ class ParsedManifest:
     children: tuple[Descriptor, ...]
 
 
-def _descriptor(obj: dict[str, object]) -> Descriptor:
+def _descriptor(obj: object) -> Descriptor:
+    """A descriptor from registry JSON (untrusted): ValueError unless digest and size are well formed."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"a descriptor is not a JSON object: {str(obj)[:80]!r}")
+    digest, size = obj.get("digest"), obj.get("size")
+    parse_digest(str(digest))  # also keeps path characters out of later manifests/<digest> requests
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"descriptor {digest} has size {size!r}, not a non-negative integer")
     plat = obj.get("platform")
     ann = obj.get("annotations") or {}
     return Descriptor(
         media_type=str(obj.get("mediaType", "")),
-        digest=str(obj["digest"]),
-        size=int(obj["size"]),  # type: ignore[call-overload]
+        digest=str(digest),
+        size=size,
         platform=platform_from_oci(plat) if isinstance(plat, dict) and plat.get("architecture") not in (None, "unknown") else None,
         annotations=tuple(sorted((str(k), str(v)) for k, v in ann.items())) if isinstance(ann, dict) else (),
     )
@@ -145,6 +155,25 @@ def parse_manifest(body: bytes, media_type: str = "") -> ParsedManifest:
     if not isinstance(cfg, dict) or not isinstance(layers, list):
         raise ValueError("image manifest has no config or layers")
     return ParsedManifest(mt or OCI_MANIFEST, False, _descriptor(cfg), tuple(_descriptor(x) for x in layers), ())
+
+
+def is_attestation_manifest(parsed: ParsedManifest) -> bool:
+    """An attestation image manifest (provenance/SBOM): its layers are in-toto statements."""
+    return any(layer.media_type == INTOTO_LAYER for layer in parsed.layers)
+
+
+def config_platform(config: bytes) -> Platform | None:
+    """Platform from an image config; None for ``unknown`` (attestations) or no architecture."""
+    try:
+        obj = json.loads(config)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, dict) or obj.get("architecture") in (None, "", "unknown") or obj.get("os") in (None, "", "unknown"):
+        return None
+    try:
+        return platform_from_oci(obj)
+    except ValueError:
+        return None
 
 
 def is_attestation(desc: Descriptor) -> bool:

@@ -32,7 +32,6 @@ else that goes wrong is *failed*. Exit 1 when any failed.
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,18 +45,16 @@ from ci.artifacts import DigestArtifact, read_digests_dir, select_artifacts
 from ci.errors import CiError, MatrixError, OperationError, RegistryError, UserError
 from ci.families import FamilyConfig
 from ci.github import md_table
-from ci.manifest import (IMAGE_MANIFEST_TYPES, Composed, Descriptor, compose_index, is_attestation,
-                         parse_manifest)
+from ci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
+                         config_platform, is_attestation, is_attestation_manifest, parse_manifest)
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family, keepalive_tag
-from ci.platforms import Platform, platform_from_oci
+from ci.platforms import same_platform
 from ci.reference import ImageName
 from ci.registry import RegistryClient, credentials_for
 from ci.sign import SignOptions, sign_image
 from ci.tags import Latest, TagInput, check_ref, check_sha, compute_tags, parse_latest
 
-MAX_CONFIG_BYTES = 1024 * 1024
-INTOTO_LAYER = "application/vnd.in-toto+json"
 
 ClientFactory = Callable[[ImageName, FamilyConfig], RegistryClient]
 T = TypeVar("T")
@@ -220,20 +217,6 @@ def tag_latest_of(legs: Sequence[Entry], label: str) -> Latest:
     return parse_latest(values[0])
 
 
-def config_platform(config: bytes) -> Platform | None:
-    """Platform from an image config; None for ``unknown`` (attestations) or no architecture."""
-    try:
-        obj = json.loads(config)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(obj, dict) or obj.get("architecture") in (None, "", "unknown") or obj.get("os") in (None, "", "unknown"):
-        return None
-    try:
-        return platform_from_oci(obj)
-    except ValueError:
-        return None
-
-
 GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-collect untagged manifests "
            "(Quay within hours), so it was probably reaped between build and merge. Rebuild and publish the "
            "leg again; publish with --anchor (a keepalive tag per leg, deleted after the merge with "
@@ -272,7 +255,7 @@ def preflight(target: Target, legs: Sequence[Entry], clients: Mapping[ImageName,
         if media not in IMAGE_MANIFEST_TYPES or parsed.config is None:
             problems.append(f"{what} in {first} has media type {media!r}, not an image manifest")
             continue
-        if any(layer.media_type == INTOTO_LAYER for layer in parsed.layers):
+        if is_attestation_manifest(parsed):
             problems.append(f"{what} in {first} is an attestation manifest, not an image")
             continue
         cfg_digest = parsed.config.digest
@@ -283,7 +266,7 @@ def preflight(target: Target, legs: Sequence[Entry], clients: Mapping[ImageName,
             problems.append(f"{what} in {first} has no usable platform in its config (unknown/unknown: an "
                             "attestation?); expected " + str(leg.platform))
             continue
-        if plat != leg.platform:
+        if plat is None or not same_platform(plat, leg.platform):
             problems.append(f"{what} in {first} is {plat}, but the matrix declares {leg.platform} for it "
                             f"({leg.where})")
             continue
@@ -525,6 +508,9 @@ def _run_one(target: Target, options: MergeOptions, factory: ClientFactory) -> S
         return SuffixResult(target.family, target.suffix, Outcome.SKIPPED, reason=str(exc))
     except CiError as exc:
         return SuffixResult(target.family, target.suffix, Outcome.FAILED, reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one suffix's unforeseen failure must not abort the others
+        return SuffixResult(target.family, target.suffix, Outcome.FAILED,
+                            reason=f"unexpected {type(exc).__name__}: {exc} (please report it; re-run with --debug)")
 
 
 # ---- entry points ----------------------------------------------------------------------------

@@ -135,6 +135,22 @@ def test_two_leg_backend_merges_into_both_registries(world: World, capsys: pytes
 
 
 @pytest.mark.registry
+def test_arm64_v8_child_merges_and_inspects_as_arm64(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """Images built from official arm64 bases carry variant v8 in their config; the matrix says linux/arm64."""
+    write_matrix(world.matrix, [("-cpu-v8", "amd64"), ("-cpu-v8", "arm64")])
+    world.leg("-cpu-v8", "amd64")
+    world.leg("-cpu-v8", "arm64", config_platform="linux/arm64/v8")
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-v8"))
+    assert code == 0, err
+    lst = world.list_of(world.images[0], "master-cpu-v8")
+    assert {(m["platform"]["architecture"], m["platform"].get("variant", "")) for m in lst["manifests"]} == {
+        ("amd64", ""), ("arm64", "v8")}  # the descriptor says what the config says
+    code, out, err = run(capsys, ["inspect", *[f"{img}:master-cpu-v8" for img in world.images],
+                                  "--expect-platforms", "linux/amd64,linux/arm64"])
+    assert code == 0, out + err
+
+
+@pytest.mark.registry
 def test_single_leg_backend_is_merged_and_tagged(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     write_matrix(world.matrix, [("-cpu-echo", "amd64")])
     a = world.leg("-cpu-echo", "amd64")
