@@ -123,8 +123,11 @@ _BUILD_HELP = {
              "default GITHUB_EVENT_NAME, else push",
     "anchor": "also tag the digest keepalive-<run-id><suffix>-<ptag> in every target repository",
     "run-id": "run id for --anchor and PR tags (default GITHUB_RUN_ID)",
-    "username": "registry user (with --password-stdin); default: Docker config / credential helpers",
-    "password-stdin": "read the registry password from standard input",
+    "username": "registry user (with --password-stdin) for --login-registry only; default: Docker config / "
+                "credential helpers",
+    "password-stdin": "read the registry password from standard input (sent to --login-registry only)",
+    "login-registry": "the registry --username/--password-stdin log in to, e.g. quay.io; required when the leg "
+                      "publishes to several registries (the others use the Docker config / credential helpers)",
     "root": "repository root: matrix context/dockerfile paths are relative to it (default: .)",
     "dry-run": "print the plan (build args, platform, images, artifact name, cache ref) and touch nothing",
     "debug": "show a traceback on errors",
@@ -146,15 +149,15 @@ def _leg_fields(values: dict[str, str | None]) -> tuple[tuple[str, str], ...]:
 def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backend: str | None, matrix: str | None,
            images: str | None, digests_dir: str, event: str | None, anchor: bool, run_id: str | None,
            username: str | None, password_stdin: bool, root: str, dry_run: bool, debug: bool,
-           leg_fields: tuple[tuple[str, str], ...] = ()) -> None:
+           leg_fields: tuple[tuple[str, str], ...] = (), login_registry: str | None = None) -> None:
     from ci.build import BuildRequest, run_leg
     from ci.naming import Family
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     req = BuildRequest(family=Family(family), tag_suffix=tag_suffix, platform_tag=platform_tag, backend=backend,
                        matrix=matrix, images=images, digests_dir=digests_dir, event=event, anchor=anchor,
-                       run_id=run_id, username=username, password=password, root=root, dry_run=dry_run,
-                       leg_fields=leg_fields)
+                       run_id=run_id, username=username, password=password, login_registry=login_registry,
+                       root=root, dry_run=dry_run, leg_fields=leg_fields)
     run_verb(run_leg, req, debug=debug)
 
 
@@ -166,11 +169,11 @@ def _build_task(family: str, name: str, doc: str) -> Task:
               root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None,
               base_image=None, dockerfile=None, context=None, cuda_major_version=None, cuda_minor_version=None,
               skip_drivers=None, ubuntu_version=None, builder_base_image=None, amdgpu_targets=None,
-              artifact_name=None, makeflags=None, ubuntu_codename=None):
+              artifact_name=None, makeflags=None, ubuntu_codename=None, login_registry=None):
         given = locals()
         _build(family, tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
                username, password_stdin, root, dry_run, debug,
-               _leg_fields({f: given[f.replace("-", "_")] for f in _LEG_FIELDS}))
+               _leg_fields({f: given[f.replace("-", "_")] for f in _LEG_FIELDS}), login_registry)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = doc

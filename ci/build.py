@@ -25,7 +25,7 @@ from ci.github import Event
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family, artifact_name, cache_tag, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
-from ci.reference import ImageName, parse_tag
+from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, parse_tag
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -320,6 +320,7 @@ class BuildRequest:
     run_id: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    login_registry: str | None = None  # the one registry --username/--password-stdin apply to
     root: str = "."
     dry_run: bool = False
     local_tag: str | None = None
@@ -337,6 +338,32 @@ class LegResult:
     bytes_uploaded: int = 0
     seconds: float = 0.0
     refs: tuple[str, ...] = ()
+
+
+def login_registry(req: BuildRequest, registries: Sequence[str]) -> str | None:
+    """The registry the explicit ``--username``/``--password-stdin`` apply to (None: none given).
+
+    Explicit credentials go to one registry only: a Quay robot password sent to Docker Hub's
+    token service would leak it. With one registry it is implied; with several it must be named.
+    """
+    explicit = req.username is not None or req.password is not None
+    where = ", ".join(registries)
+    if req.login_registry is not None:
+        host = req.login_registry.strip()
+        host = DOCKER_HUB if host in (DOCKER_HUB_API, "index.docker.io") else host
+        if host not in registries:
+            raise UserError(f"--login-registry {req.login_registry!r}: this leg publishes to {where} only; "
+                            "name one of those")
+        if not explicit:
+            raise UserError("--login-registry names the registry --username/--password-stdin log in to; give them "
+                            "too, or drop it to use the Docker config / credential helpers everywhere")
+        return host
+    if not explicit or len(registries) == 1:
+        return registries[0] if explicit else None
+    raise UserError(f"--username/--password-stdin: this leg publishes to {len(registries)} registries ({where}) "
+                    "and one password must not be sent to the others; add --login-registry HOST to say which "
+                    "registry it is for (the others use the Docker config / credential helpers: "
+                    "docker login HOST)")
 
 
 def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[str, object]]:
@@ -360,8 +387,11 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     run_id = req.run_id or event.run_id
     creds: dict[str, object] = {}
     registries = [config.pr_image.registry] if not event.publishes else list(config.registries)
+    login = login_registry(req, registries)
     for reg in registries:
-        creds[reg] = credentials_for(reg, username=req.username, password=req.password)
+        explicit = reg == login  # every other registry: Docker config / credential helpers only
+        creds[reg] = credentials_for(reg, username=req.username if explicit else None,
+                                     password=req.password if explicit else None)
     pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
     plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,

@@ -192,3 +192,53 @@ def test_task_exit_codes() -> None:
     assert bad.returncode == 2 and "add --platform-tag" in bad.stderr
     core = _invoke("build-image", "--tag-suffix", "", "--platform-tag", "amd64", "--dry-run")
     assert core.returncode == 0 and "digests-localai-core--amd64" in core.stdout, core.stderr
+
+
+# ---- explicit credentials go to one registry only ------------------------------------------------
+def _prepare_creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: str, **kw: object):  # type: ignore[no-untyped-def]
+    """prepare() with the credential lookups recorded (no Docker config is read)."""
+    import ci.registry
+    from ci.build import prepare
+
+    asked: dict[str, tuple[object, object]] = {}
+
+    def fake(registry: str, *, username: str | None = None, password: str | None = None, **_: object) -> object:
+        asked[registry] = (username, password)
+        return (username, "***") if username else None
+    monkeypatch.setattr(ci.registry, "credentials_for", fake)
+    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="amd64", images=images,
+                       root=str(ROOT), dry_run=True, **kw)  # type: ignore[arg-type]
+    prepare(req, {"HOME": str(tmp_path)})
+    return asked
+
+
+def test_explicit_password_goes_only_to_the_login_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    two = "quay.io/org/img,localai/img"
+    asked = _prepare_creds(tmp_path, monkeypatch, two, username="robot", password="pw", login_registry="quay.io")
+    assert asked["quay.io"] == ("robot", "pw")
+    assert asked["docker.io"] == (None, None)  # Docker Hub: Docker config / helpers, never the Quay password
+    hub = _prepare_creds(tmp_path, monkeypatch, two, username="u", password="pw", login_registry="index.docker.io")
+    assert hub["docker.io"] == ("u", "pw") and hub["quay.io"] == (None, None)
+    one = _prepare_creds(tmp_path, monkeypatch, "quay.io/org/img", username="u", password="pw")
+    assert one == {"quay.io": ("u", "pw")}  # a single registry is implied
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"username": "u", "password": "pw"}, r"publishes to 2 registries \(quay\.io, docker\.io\).*--login-registry"),
+    ({"username": "u", "password": "pw", "login_registry": "ghcr.io"}, r"'ghcr\.io'.*publishes to quay\.io, docker\.io"),
+    ({"login_registry": "quay.io"}, r"give them too"),
+])
+def test_login_registry_refusals(kw: dict[str, object], message: str, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        _prepare_creds(tmp_path, monkeypatch, "quay.io/org/img,localai/img", **kw)
+    assert err.value.exit_code == 2 and "pw" not in str(err.value)
+
+
+def test_task_refuses_a_password_for_several_registries() -> None:
+    done = subprocess.run([sys.executable, "-m", "invoke", "build-backend", "--tag-suffix=-cpu-hello",
+                           "--platform-tag", "amd64", "--dry-run", "--images", "quay.io/o/i,localai/i",
+                           "--username", "u", "--password-stdin"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, input="Secret-pw-77\n", check=False)
+    assert done.returncode == 2 and "--login-registry" in done.stderr and "Traceback" not in done.stderr
+    assert "Secret-pw-77" not in done.stdout + done.stderr
