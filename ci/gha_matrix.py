@@ -149,6 +149,12 @@ class Plan:
 
 def plan(matrix: Matrix, selection: Selection, shards: int = DEFAULT_SHARDS) -> Plan:
     """Split, shard and build the merge matrices of the selected legs (pure)."""
+    multi_platform = [e for e in matrix.entries if e.multi_platform]
+    if multi_platform:
+        where = ", ".join(f"{e.tag_suffix or repr('')} ({e.where})" for e in multi_platform[:5])
+        raise UserError(
+            f"{len(multi_platform)} multi-platform entries ({where}) would build under QEMU in one job, and the "
+            "build task refuses them; run `invoke matrix.split --in-place` to give each platform its own leg")
     merge_elements(matrix.entries)  # tag-latest must agree in the whole matrix, selected or not
     multi, single = split_classes(selection.entries, matrix)
     if len(multi) > GITHUB_MATRIX_LIMIT:

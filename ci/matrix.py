@@ -415,6 +415,11 @@ def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
             raise fail("platform-tag",
                        f"{ptag_field!r} does not match platforms {values['platforms']!r}; "
                        f"use {platform_tag(plats[0])!r}")
+    else:  # the derived platform tag ends up in artifact names and tags too
+        try:
+            check_platform_tag("-".join(platform_tag(p) for p in plats))
+        except ValueError as exc:
+            raise fail("platforms", f"{exc}; give the entry one platform (invoke matrix.split) or a platform-tag") from None
     if values["tag-latest"] not in TAG_LATEST_VALUES:
         raise fail("tag-latest", f"{values['tag-latest']!r} is not one of {', '.join(TAG_LATEST_VALUES)}")
     for key in ("runs-on", "dockerfile", "context", "base-image"):

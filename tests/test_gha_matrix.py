@@ -283,3 +283,14 @@ def test_anchors_still_take_the_checking_path() -> None:
     text = matrix_text(entry_yaml("-cpu-a")).replace("base-image: 'ubuntu:24.04'", "base-image: &b 'ubuntu:24.04'")
     with pytest.raises(MatrixError, match="anchors"):
         parse_matrix(text)
+
+
+def test_multi_platform_entries_are_refused_with_the_fix() -> None:
+    from ci.changes import select_all
+    from ci.errors import UserError
+    from ci.gha_matrix import plan
+    from ci.matrix import parse_matrix
+
+    m = parse_matrix(matrix_text(entry_yaml("-cpu-a"), entry_yaml("-cpu-qemu", "linux/amd64,linux/arm64")), "m.yml")
+    with pytest.raises(UserError, match=r"1 multi-platform entries \(-cpu-qemu \(m.yml line \d+\)\).*matrix.split"):
+        plan(m, select_all(m, "all"))

@@ -201,3 +201,10 @@ def test_deep_nesting_is_refused_with_or_without_libyaml(libyaml: bool, monkeypa
     monkeypatch.setattr(yaml, "__with_libyaml__", libyaml)
     with pytest.raises(MatrixError, match=r"deep\.yml line 1: nested deeper than 16 levels"):
         parse_matrix("include: " + "[" * 20_000 + "]" * 20_000 + "\n", "deep.yml")
+
+
+def test_derived_platform_tag_is_validated_like_a_written_one() -> None:
+    """Three platforms derive 'amd64-arm64-armv7' (17 characters): it would reach names and tags."""
+    with pytest.raises(MatrixError, match=r"line 5: .*field 'platforms': platform-tag 'amd64-arm64-armv7'.*"
+                                          r"invoke matrix.split"):
+        parse_matrix(doc(entry(platforms="'linux/amd64,linux/arm64,linux/arm/v7'")), "m.yml")
