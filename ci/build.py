@@ -23,7 +23,7 @@ from ci.git import git_output
 from ci.families import FamilyConfig
 from ci.github import Event
 from ci.matrix import Entry, Matrix
-from ci.naming import CORE, Family, artifact_name, cache_tag, keepalive_tag
+from ci.naming import CORE, Family, artifact_name, cache_tag, check_run_id, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
 from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, parse_tag
 
@@ -183,10 +183,29 @@ def local_tag_for(family: Family, suffix: str, ptag: str) -> str:
 
 
 def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
-    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``)."""
+    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``).
+
+    UserError naming where a bad fragment came from (the PR number from GITHUB_REF, the run id).
+    """
+    if pr_number and not pr_number.isdigit():
+        raise UserError(f"pull request number {pr_number!r} (from GITHUB_REF) is not a number; "
+                        "expected GITHUB_REF=refs/pull/<number>/merge")
+    if not pr_number and run_id:
+        _checked_run_id(run_id, "--run-id / GITHUB_RUN_ID")
     stem = "-localai" + (suffix or CORE) if family is Family.SERVER else suffix
     ident = pr_number or (f"run{run_id}" if run_id else "local")
-    return parse_tag(f"pr-{ident}{stem}-{ptag}")
+    try:
+        return parse_tag(f"pr-{ident}{stem}-{ptag}")
+    except ValueError as exc:
+        raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from None
+
+
+def _checked_run_id(run_id: str, source: str) -> str:
+    """``ci.naming.check_run_id`` as a UserError naming the flag or variable it came from."""
+    try:
+        return check_run_id(run_id)
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
 
 
 def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
@@ -232,14 +251,18 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         else:
             images = ()
             notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")
+    try:  # the matrix validated these; a hand-made Entry is still refused as bad input, not a traceback
+        artifact = artifact_name(family, suffix, ptag)
+        cache_ref = config.cache.with_tag(cache_tag(family, suffix, ptag))
+    except ValueError as exc:
+        raise UserError(f"{entry.where}: {exc}") from None
     return LegPlan(
         family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
         backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
         base_image=entry.base_image, build_args=tuple(entry.build_args().items()),
         labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or local_tag_for(family, suffix, ptag),
         images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
-        artifact=artifact_name(family, suffix, ptag), digests_dir=ddir,
-        cache_ref=config.cache.with_tag(cache_tag(family, suffix, ptag)), event=event.name,
+        artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, event=event.name,
         publishes=publishes, tags=tags, notes=tuple(notes))
 
 
@@ -384,6 +407,10 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     other = Family.SERVER if req.family is Family.BACKENDS else Family.BACKENDS
     siblings = (*family_config(other, env=env).images, config.cache)
     event = resolve_event(req.event, env)
+    if req.run_id:  # validated whenever given, not only with --anchor
+        _checked_run_id(req.run_id, "--run-id")
+    elif event.run_id:
+        _checked_run_id(event.run_id, "GITHUB_RUN_ID")
     run_id = req.run_id or event.run_id
     creds: dict[str, object] = {}
     registries = [config.pr_image.registry] if not event.publishes else list(config.registries)

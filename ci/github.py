@@ -39,6 +39,9 @@ def resolve_event(flag: str | None, env: Mapping[str, str]) -> Event:
     pr = ""
     if ref.startswith("refs/pull/"):
         pr = ref.split("/")[2]
+        if not pr.isdigit():
+            raise UserError(f"GITHUB_REF {ref!r}: the pull request number {pr!r} is not a number; "
+                            "expected refs/pull/<number>/merge")
     return Event(name=name, ref=ref, sha=env.get("GITHUB_SHA", ""), run_id=env.get("GITHUB_RUN_ID", ""),
                  pr_number=pr)
 

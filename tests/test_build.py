@@ -242,3 +242,31 @@ def test_task_refuses_a_password_for_several_registries() -> None:
                           timeout=120, input="Secret-pw-77\n", check=False)
     assert done.returncode == 2 and "--login-registry" in done.stderr and "Traceback" not in done.stderr
     assert "Secret-pw-77" not in done.stdout + done.stderr
+
+
+# ---- run ids, PR numbers and PR tags are bad input, never a traceback -------------------------------
+def test_pr_tag_fragments_are_user_errors() -> None:
+    with pytest.raises(UserError, match=r"GITHUB_REF"):
+        pr_tag("1;x", "", Family.BACKENDS, "-cpu-x", "amd64")
+    with pytest.raises(UserError, match=r"--run-id / GITHUB_RUN_ID: run id 'a;b'"):
+        pr_tag("", "a;b", Family.BACKENDS, "-cpu-x", "amd64")
+    assert pr_tag("", "99", Family.BACKENDS, "-cpu-x", "amd64") == "pr-run99-cpu-x-amd64"
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (("--event", "pull_request", "--run-id", "a;b", "--username", "u", "--password-stdin"), {},
+     r"--run-id: run id 'a;b'"),
+    (("--run-id", "a;b"), {}, r"--run-id: run id 'a;b'"),  # validated without --anchor too
+    (("--event", "pull_request", "--username", "u", "--password-stdin"),
+     {"GITHUB_REF": "refs/pull/1;x/merge"}, r"GITHUB_REF 'refs/pull/1;x/merge'.*not a number"),
+    (("--anchor",), {"GITHUB_RUN_ID": "1 2"}, r"GITHUB_RUN_ID: run id '1 2'"),
+])
+def test_bad_run_id_and_pr_ref_exit_2(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    import os
+    import re
+
+    done = subprocess.run([sys.executable, "-m", "invoke", "build-backend", "--tag-suffix=-cpu-hello",
+                           "--platform-tag", "amd64", "--dry-run", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, input="pw\n", check=False, env={**os.environ, **env})
+    assert done.returncode == 2, done.stderr
+    assert re.search(message, done.stderr) and "Traceback" not in done.stderr, done.stderr
