@@ -168,7 +168,8 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", choices=[f.value for f in Family], default="backends",
                    help="with --tag and no --images: use this family's configured images (default %(default)s)")
     p.add_argument("--tag", action="append", default=[], metavar="T",
-                   help="a tag (or sha256 digest) to check in every --images repository; repeatable")
+                   help="a tag (or sha256 digest) to check in every --images repository; repeatable, or comma-separated "
+                        "(the merge's `tags` step output)")
     p.add_argument("--expect-platforms", metavar="LIST",
                    help="exact platforms each list must have, e.g. linux/amd64,linux/arm64")
     p.add_argument("--verify-signatures", action="store_true",

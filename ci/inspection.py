@@ -226,6 +226,7 @@ def _observe_child(d: Descriptor, client: RegistryClient) -> ChildObservation:
 def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Sequence[str]) -> list[Target]:
     """Positional references plus the cross product of ``--images`` and ``--tag``."""
     out = [parse_reference(r) for r in refs]
+    tags = [t.strip() for group in tags for t in group.split(",") if t.strip()]  # "a,b" as the merge writes them
     for t in tags:
         try:
             ref = parse_digest(t) if t.startswith("sha256:") else parse_tag(t)

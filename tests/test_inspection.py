@@ -185,3 +185,12 @@ def test_inspect_bad_input_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "has no tag or digest" in err
     code, out, err = run(capsys, ["inspect", "quay.io/a/b:t", "--expect-platforms", "linux/amd46"])
     assert code == 2 and "amd46" in err
+
+
+def test_tag_option_takes_the_merge_output_comma_separated() -> None:
+    from ci.inspection import expand_targets
+    from ci.reference import parse_image_name
+
+    imgs = [parse_image_name("127.0.0.1:5000/a/b"), parse_image_name("127.0.0.1:5001/a/b")]
+    got = expand_targets([], imgs, ["sha256:" + "a" * 64, "master-cpu-x,sha-1234567-cpu-x"])
+    assert [t.reference for t in got] == ["sha256:" + "a" * 64] * 2 + ["master-cpu-x"] * 2 + ["sha-1234567-cpu-x"] * 2

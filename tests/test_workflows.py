@@ -270,3 +270,15 @@ def test_generate_matrix_has_full_history_for_git_diff() -> None:
     for name in ("backend.yml", "backend_pr.yml"):
         checkout = load(name)["jobs"]["generate-matrix"]["steps"][0]
         assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
+
+
+@pytest.mark.parametrize("name", ["backend_merge.yml", "image_merge.yml"])
+def test_merge_workflows_inspect_the_list_and_every_tag(name: str) -> None:
+    steps = [s for job in load(name)["jobs"].values() for s in job["steps"]]
+    merge = next(s for s in steps if "nox -s merge" in s.get("run", ""))
+    inspect = next(s for s in steps if "nox -s inspect" in s.get("run", ""))
+    env = inspect["env"]
+    assert env["LIST_DIGEST"] == f"${{{{ steps.{merge['id']}.outputs.digest }}}}"
+    assert env["LIST_TAGS"] == f"${{{{ steps.{merge['id']}.outputs.tags }}}}"
+    tokens = shlex.split(inspect["run"])
+    assert [tokens[i + 1] for i, t in enumerate(tokens) if t == "--tag"] == ["$LIST_DIGEST", "$LIST_TAGS"]
