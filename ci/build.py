@@ -153,6 +153,7 @@ class LegPlan:
     event: str
     publishes: bool  # push event: publish by digest + digest file
     tags: tuple[str, ...]  # tags added in every target (PR tag or keepalive anchor)
+    config: FamilyConfig  # resolved once in planning: transports (plain HTTP), cache repository
     notes: tuple[str, ...] = field(default=())
 
     def describe(self) -> str:
@@ -263,7 +264,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or local_tag_for(family, suffix, ptag),
         images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
         artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, event=event.name,
-        publishes=publishes, tags=tags, notes=tuple(notes))
+        publishes=publishes, tags=tags, config=config, notes=tuple(notes))
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -426,14 +427,16 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     return plan, creds
 
 
-def publish_targets(plan: LegPlan, creds: Mapping[str, object], images: str | None,
-                    env: Mapping[str, str]) -> list[Any]:
-    """Where a planned leg is published: one Target per image, with its transport and credentials."""
-    from ci.families import family_config
+def publish_targets(plan: LegPlan, creds: Mapping[str, object], images: str | None = None,
+                    env: Mapping[str, str] | None = None) -> list[Any]:
+    """Where a planned leg is published: one Target per image, with its transport and credentials.
+
+    The family's configuration is the one planning resolved (``plan.config``); ``images`` and
+    ``env`` are ignored and only kept for existing callers.
+    """
     from ci.publish import Target
 
-    config = family_config(plan.family, images=images, env=env)
-    return [Target(img, plain_http=config.plain_http(img.registry), credentials=creds.get(img.registry))  # type: ignore[arg-type]
+    return [Target(img, plain_http=plan.config.plain_http(img.registry), credentials=creds.get(img.registry))  # type: ignore[arg-type]
             for img in plan.images]
 
 
@@ -470,7 +473,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         print(f"note: {n}", file=stdout)
     if not plan.images:
         return LegResult(plan, image_id=info.id, seconds=time.monotonic() - t0)
-    targets = publish_targets(plan, creds, req.images, environ)
+    targets = publish_targets(plan, creds)
     for reg in dict.fromkeys(t.image.registry for t in targets if t.plain_http):
         print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
     cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))

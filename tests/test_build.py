@@ -270,3 +270,15 @@ def test_bad_run_id_and_pr_ref_exit_2(args: tuple[str, ...], env: dict[str, str]
                           timeout=120, input="pw\n", check=False, env={**os.environ, **env})
     assert done.returncode == 2, done.stderr
     assert re.search(message, done.stderr) and "Traceback" not in done.stderr, done.stderr
+
+
+def test_publish_targets_use_the_planned_family_config(backends) -> None:  # type: ignore[no-untyped-def]
+    from ci.build import publish_targets
+
+    c = family_config(Family.BACKENDS, images="reg.example:5000/a/img,quay.io/b/img",
+                      env={"CI_INSECURE_REGISTRIES": "reg.example:5000"})
+    plan = plan_leg(resolve_leg(backends, "-cpu-echo", "amd64"), c, root=ROOT, source=SRC, event=PUSH)
+    assert plan.config is c
+    targets = publish_targets(plan, {"quay.io": "creds"})  # nothing resolved a second time
+    assert [(str(t.image), t.plain_http, t.credentials) for t in targets] == [
+        ("reg.example:5000/a/img", True, None), ("quay.io/b/img", False, "creds")]
