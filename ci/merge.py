@@ -415,8 +415,8 @@ def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], en
 def delete_keepalive(target: Target, run_id: str, factory: ClientFactory) -> tuple[list[str], list[str]]:
     """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
 
-    Looks in every image of the family and in the cache repository. Returns (deleted, problems);
-    never raises: a failure to delete does not fail the merge.
+    Looks each exact tag up in every image of the family and in the cache repository. Returns
+    (deleted, problems); never raises: a failure to delete does not fail the merge.
     """
     ptags = sorted({a.key.ptag for a in target.artifacts} | {e.ptag for e in target.matrix.legs_of(target.suffix)})
     try:
@@ -432,7 +432,8 @@ def delete_keepalive(target: Target, run_id: str, factory: ClientFactory) -> tup
             problems.append(f"{img}: {exc}")
             continue
         try:
-            for t in sorted(wanted & set(client.list_tags())):
+            # look each exact name up (HEAD) instead of listing a public repository's thousands of tags
+            for t in sorted(t for t in wanted if client.head_manifest(t) is not None):
                 if client.delete_tag(t):
                     deleted.append(img.with_tag(t))
                 else:
