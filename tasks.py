@@ -121,7 +121,8 @@ _BUILD_HELP = {
     "digests-dir": "where to write the digest artifact directory (default: digests)",
     "event": "push (publish by digest) or pull_request (build; push to the PR image only with credentials); "
              "default GITHUB_EVENT_NAME, else push",
-    "anchor": "also tag the digest keepalive-<run-id><suffix>-<ptag> in every target repository",
+    "anchor": "also tag the digest keepalive-<run-id><suffix>-<ptag> in the target repositories of registries that "
+              "garbage-collect untagged manifests: all but docker.io, or those in CI_ANCHOR_REGISTRIES (comma list)",
     "run-id": "run id for --anchor and PR tags (default GITHUB_RUN_ID)",
     "username": "registry user (with --password-stdin) for --login-registry only; default: Docker config / "
                 "credential helpers",

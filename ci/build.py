@@ -25,7 +25,7 @@ from ci.github import Event
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family, artifact_name, cache_tag, check_run_id, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
-from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, parse_tag
+from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, parse_image_name, parse_tag
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -33,6 +33,7 @@ LABEL_CREATED = "org.opencontainers.image.created"
 LABEL_BACKEND = "org.localai.ci.backend"
 LABEL_LEG = "org.localai.ci.leg"
 DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
+ENV_ANCHOR_REGISTRIES = "CI_ANCHOR_REGISTRIES"  # registries that get keepalive anchors (default: all but Docker Hub)
 
 
 # ---- resolution ----------------------------------------------------------------------------
@@ -152,9 +153,20 @@ class LegPlan:
     cache_ref: str
     event: str
     publishes: bool  # push event: publish by digest + digest file
-    tags: tuple[str, ...]  # tags added in every target (PR tag or keepalive anchor)
+    tags: tuple[str, ...]  # tags added in every target (the PR tag)
+    anchor: str  # keepalive tag (--anchor), '' for none; only in the anchor registries' targets
+    anchor_registries: tuple[str, ...]  # target registries that get the anchor
     config: FamilyConfig  # resolved once in planning: transports (plain HTTP), cache repository
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def anchored_images(self) -> tuple[ImageName, ...]:
+        """The target repositories that get the keepalive anchor."""
+        return tuple(i for i in self.images if self.anchor and i.registry in self.anchor_registries)
+
+    def target_tags(self, image: ImageName) -> tuple[str, ...]:
+        """Every tag one target repository gets: the PR tag, and the anchor where it is needed."""
+        return (*self.tags, *((self.anchor,) if image in self.anchored_images else ()))
 
     def describe(self) -> str:
         """The plan as ``--dry-run`` prints it."""
@@ -171,6 +183,10 @@ class LegPlan:
         lines.append("images:     " + (", ".join(str(i) for i in self.images) or "none (build only)"))
         if self.tags:
             lines.append("tags:       " + ", ".join(self.tags) + " (in every image above)")
+        if self.anchor:
+            lines.append(f"anchor:     {self.anchor} in " + (", ".join(str(i) for i in self.anchored_images) or "none")
+                         + f" (registries that garbage-collect untagged manifests; default all but {DOCKER_HUB}, "
+                         f"which cannot delete tags; {ENV_ANCHOR_REGISTRIES} overrides)")
         lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
                                                        if self.digests_dir else " (no digest file)"))
         lines.append(f"cache ref:  {self.cache_ref}")
@@ -209,13 +225,29 @@ def _checked_run_id(run_id: str, source: str) -> str:
         raise UserError(f"{source}: {exc}") from None
 
 
+def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
+    """Registries named in ``CI_ANCHOR_REGISTRIES`` (comma list; None: unset, the default applies)."""
+    names = [t.strip() for t in env.get(ENV_ANCHOR_REGISTRIES, "").split(",") if t.strip()]
+    out: set[str] = set()
+    for n in names:
+        try:
+            out.add(parse_image_name(f"{n}/x").registry)  # validates the host, folds Docker Hub's aliases
+        except ValueError:
+            raise UserError(f"{ENV_ANCHOR_REGISTRIES}: {n!r} is not a registry host[:port] "
+                            "(e.g. quay.io,ghcr.io)") from None
+    return frozenset(out) if names else None
+
+
 def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
              digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
              pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
-             local_tag: str | None = None) -> LegPlan:
+             local_tag: str | None = None, anchor_in: frozenset[str] | None = None) -> LegPlan:
     """Decide one leg's build and publication (pure: no engine, no network, no env reads).
 
     ``pr_push``: on a pull request, whether PR credentials are configured (push to the PR image).
+    ``anchor_in``: registries that get the keepalive anchor (``CI_ANCHOR_REGISTRIES``); None: every
+    target registry but Docker Hub, which does not reap untagged manifests the way Quay does and
+    cannot delete a tag through the registry API (405), so anchors would pile up there.
     """
     family, suffix, ptag = entry.family, entry.tag_suffix, entry.ptag
     if entry.multi_platform:
@@ -234,6 +266,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
               LABEL_LEG: f"{family}{suffix}-{ptag}"}
     notes: list[str] = []
     tags: tuple[str, ...] = ()
+    anchor_tag, anchored = "", ()
     if event.publishes:
         images, publishes, ddir = config.images, True, str(digests_dir)
         if anchor:
@@ -241,9 +274,14 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
             if not rid:
                 raise UserError("--anchor needs a run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
             try:
-                tags = (keepalive_tag(rid, family, suffix, ptag),)
+                anchor_tag = keepalive_tag(rid, family, suffix, ptag)
             except ValueError as exc:
                 raise UserError(f"--anchor: {exc}") from None
+            anchored = tuple(r for r in config.registries
+                             if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB))
+            if not anchored:
+                notes.append(f"--anchor: no keepalive anchor in {', '.join(config.registries)} (default: every "
+                             f"registry but {DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} names those that get one)")
     else:
         publishes, ddir = False, None
         if pr_push:
@@ -264,7 +302,8 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or local_tag_for(family, suffix, ptag),
         images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
         artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, event=event.name,
-        publishes=publishes, tags=tags, config=config, notes=tuple(notes))
+        publishes=publishes, tags=tags, anchor=anchor_tag, anchor_registries=anchored, config=config,
+        notes=tuple(notes))
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -423,7 +462,8 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
     plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
-                    mount_from=siblings, local_tag=req.local_tag)
+                    mount_from=siblings, local_tag=req.local_tag,
+                    anchor_in=anchor_registries(env) if req.anchor else None)
     return plan, creds
 
 
@@ -436,8 +476,8 @@ def publish_targets(plan: LegPlan, creds: Mapping[str, object], images: str | No
     """
     from ci.publish import Target
 
-    return [Target(img, plain_http=plan.config.plain_http(img.registry), credentials=creds.get(img.registry))  # type: ignore[arg-type]
-            for img in plan.images]
+    return [Target(img, plain_http=plan.config.plain_http(img.registry), credentials=creds.get(img.registry),  # type: ignore[arg-type]
+                   tags=plan.target_tags(img)) for img in plan.images]
 
 
 def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequence[Any], cache: Any, *,
@@ -447,7 +487,7 @@ def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequenc
 
     return publish_leg(engine, image_id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag,
                        targets=list(targets), cache=cache, client_factory=registry_client_factory(on_retry),
-                       digests_dir=plan.digests_dir, tags=plan.tags, mount_from=plan.mount_from, log=log)
+                       digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log)
 
 
 def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
@@ -491,8 +531,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     for t in rep.targets:
         print(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
               f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
-    for tag in plan.tags:
-        print(f"tagged {tag} in {', '.join(str(i) for i in plan.images)}", file=stdout)
+    for tag in dict.fromkeys(t for i in plan.images for t in plan.target_tags(i)):
+        print(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
     print(f"digest: {rep.digest}", file=stdout)
     if plan.publishes:
         print(f"artifact-name: {res.artifact}", file=stdout)

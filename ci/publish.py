@@ -71,6 +71,7 @@ class Target:
     image: ImageName
     plain_http: bool = False
     credentials: Any = field(default=None, repr=False)  # ci.registry.Credentials | None
+    tags: tuple[str, ...] = ()  # added in this repository only (e.g. a keepalive anchor)
 
 
 ClientFactory = Callable[[Target], Client]
@@ -260,7 +261,8 @@ def _describe(exc: BaseException) -> str:
 def push_image(engine: Engine, image: str, targets: Sequence[Target], *, cache: BlobCache,
                client_factory: ClientFactory, tags: Iterable[str] = (), mount_from: Iterable[ImageName] = (),
                log: Callable[[str], None] = lambda s: None) -> PushReport:
-    """Publish ``image`` by digest to every target; add ``tags`` (same manifest) in every target.
+    """Publish ``image`` by digest to every target; add ``tags`` (same manifest) in every target and
+    each target's own ``Target.tags`` in that target.
 
     Raises OperationError naming each failed target; no manifest is pushed anywhere
     unless every target confirmed every blob.
@@ -302,9 +304,11 @@ def push_image(engine: Engine, image: str, targets: Sequence[Target], *, cache: 
             detail = "; ".join(f"{k}: {v}" for k, v in seen.items())
             raise VerificationError(f"publishing {image}: expected manifest {m.digest} in every registry, found "
                                     f"{detail}; no digest file was written, rerun the publish")
-        tag_list = tuple(tags)
+        common = tuple(tags)
+        tag_list = tuple(dict.fromkeys([*common, *(t for u in uploaders for t in u.target.tags)]))
         for tag in tag_list:
-            futs = [(u, u.run(partial(u.client.put_manifest, tag, m.body, m.media_type))) for u in uploaders]
+            futs = [(u, u.run(partial(u.client.put_manifest, tag, m.body, m.media_type))) for u in uploaders
+                    if tag in common or tag in u.target.tags]
             failures = [(u, e) for u, f in futs if (e := f.exception()) is not None]
             if failures:
                 raise OperationError(_failures(f"tagging {m.digest} as {tag}", failures, "rerun the publish"))
@@ -336,16 +340,18 @@ def publish_leg(engine: Engine, image: str, *, family: Family, suffix: str, ptag
                 log: Callable[[str], None] = lambda s: None) -> PublishResult:
     """Publish one leg; write its digest file (when ``digests_dir``) only after every registry agrees.
 
-    ``tags`` go into every target repository. Keepalive anchors (``--anchor``) are such
-    tags: registries like Quay garbage-collect untagged manifests *per repository*, so an
-    anchor tag in another repository (say, a shared cache repository) would not protect the
-    untagged child in this one; every repository that will hold the merged list needs its own.
+    ``tags`` go into every target repository, ``Target.tags`` into that target only. Keepalive
+    anchors (``--anchor``) are per-target tags: registries like Quay garbage-collect untagged
+    manifests *per repository*, so an anchor tag in another repository (say, a shared cache
+    repository) would not protect the untagged child in this one; every repository of such a
+    registry that will hold the merged list needs its own (and Docker Hub, which cannot delete
+    tags through the API, gets none by default: see ``ci.build.plan_leg``).
     """
     name = artifact_name(family, suffix, ptag)
     report = push_image(engine, image, targets, cache=cache, client_factory=client_factory, tags=tags,
                         mount_from=mount_from, log=log)
     path = write_digest_file(digests_dir, family, suffix, ptag, report.digest) if digests_dir is not None else None
     refs = tuple(t.image.with_digest(report.digest) for t in targets) + tuple(
-        t.image.with_tag(tag) for tag in tags for t in targets)
+        t.image.with_tag(tag) for tag in report.tags for t in targets if tag in tags or tag in t.tags)
     return PublishResult(report.digest, name, path, report, refs)
 

@@ -110,7 +110,9 @@ def test_plan_is_frozen_and_deterministic(backends) -> None:  # type: ignore[no-
 def test_plan_anchor_tag(backends) -> None:  # type: ignore[no-untyped-def]
     plan = plan_leg(resolve_leg(backends, "-cpu-hello", "amd64"), cfg(), root=ROOT, source=SRC, event=PUSH,
                     anchor=True, run_id="991")
-    assert plan.tags == ("keepalive-991-cpu-hello-amd64",)
+    assert plan.anchor == "keepalive-991-cpu-hello-amd64" and plan.tags == ()
+    assert plan.anchor_registries == ("127.0.0.1:5000", "127.0.0.1:5001")
+    assert all(plan.target_tags(i) == ("keepalive-991-cpu-hello-amd64",) for i in plan.images)
     with pytest.raises(UserError, match="--run-id"):
         plan_leg(resolve_leg(backends, "-cpu-hello", "amd64"), cfg(), root=ROOT, source=SRC,
                  event=Event(name="push"), anchor=True)
@@ -282,3 +284,30 @@ def test_publish_targets_use_the_planned_family_config(backends) -> None:  # typ
     targets = publish_targets(plan, {"quay.io": "creds"})  # nothing resolved a second time
     assert [(str(t.image), t.plain_http, t.credentials) for t in targets] == [
         ("reg.example:5000/a/img", True, None), ("quay.io/b/img", False, "creds")]
+
+
+def test_anchor_skips_docker_hub_by_default(backends, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ci.build import anchor_registries, prepare
+
+    e = resolve_leg(backends, "-cpu-hello", "arm64")
+    c = family_config(Family.BACKENDS, images="quay.io/org/img,localai/img,ghcr.io/org/img", env={})
+    plan = plan_leg(e, c, root=ROOT, source=SRC, event=PUSH, anchor=True, run_id="5")
+    assert plan.anchor_registries == ("quay.io", "ghcr.io")
+    assert [str(i) for i in plan.anchored_images] == ["quay.io/org/img", "ghcr.io/org/img"]
+    assert plan.target_tags(c.images[1]) == ()  # Docker Hub: no tag it could never delete
+    assert "anchor:     keepalive-5-cpu-hello-arm64 in quay.io/org/img, ghcr.io/org/img" in plan.describe()
+    # CI_ANCHOR_REGISTRIES overrides the default (Docker Hub aliases fold to docker.io)
+    only = anchor_registries({"CI_ANCHOR_REGISTRIES": " index.docker.io , ghcr.io"})
+    assert only == frozenset({"docker.io", "ghcr.io"})
+    over = plan_leg(e, c, root=ROOT, source=SRC, event=PUSH, anchor=True, run_id="5", anchor_in=only)
+    assert over.anchor_registries == ("docker.io", "ghcr.io")
+    assert anchor_registries({}) is None and anchor_registries({"CI_ANCHOR_REGISTRIES": " "}) is None
+    with pytest.raises(UserError, match="CI_ANCHOR_REGISTRIES: 'bad host'"):
+        anchor_registries({"CI_ANCHOR_REGISTRIES": "bad host"})
+    hub = plan_leg(e, family_config(Family.BACKENDS, images="localai/img", env={}), root=ROOT, source=SRC,
+                   event=PUSH, anchor=True, run_id="5")
+    assert hub.anchor_registries == () and any("no keepalive anchor in docker.io" in n for n in hub.notes)
+    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", anchor=True,
+                       run_id="5", images="quay.io/org/img,localai/img", root=str(ROOT), dry_run=True)
+    planned, _ = prepare(req, {"HOME": str(tmp_path), "CI_ANCHOR_REGISTRIES": "docker.io"})
+    assert planned.anchor_registries == ("docker.io",)
