@@ -7,6 +7,7 @@ stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug``
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -87,7 +88,7 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
 
 def note_plain_http(registry: str) -> None:
     """Say when a registry is reached without TLS (loopback, or named in CI_INSECURE_REGISTRIES)."""
-    print(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)", file=sys.stderr)
+    print(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)")
 
 
 def _family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
@@ -110,8 +111,16 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.tags import parse_latest
 
     event = resolve_event(args.event, env)
-    source = TagSource(event=event.name, ref=args.ref if args.ref is not None else event.ref,
-                       sha=args.sha if args.sha is not None else event.sha)
+    ref = args.ref if args.ref is not None else event.ref
+    sha = args.sha if args.sha is not None else event.sha
+    if not ref and not sha:  # a local run: tag as CI would for this checkout (invoke pipeline does the same)
+        from ci.git import checkout_ref
+
+        ref, sha = checkout_ref(".")
+        if ref or sha:
+            print(f"note: no GITHUB_REF/GITHUB_SHA or --ref/--sha: tags from this checkout "
+                  f"(ref {ref or '(detached)'}, sha {sha[:7] or '(none)'})")
+    source = TagSource(event=event.name, ref=ref, sha=sha)
     run_id = None
     if args.anchor:
         run_id = args.run_id or event.run_id
@@ -275,6 +284,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     debug = bool(args.debug or environ.get("CI_DEBUG"))
+    if not debug:  # nox logs at debug level; the libraries' request logs are noise to a user
+        for name in ("docker", "urllib3", "requests"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command].run(args, environ)
     except CiError as exc:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ci.errors import CiError, OperationError, UserError
-from ci.git import git_output
+from ci.git import checkout_ref
 from ci.families import ENV_IMAGES
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family
@@ -247,15 +247,12 @@ def registered_binfmt(directory: str = BINFMT_DIR) -> frozenset[str]:
         return frozenset()
 
 
-def _git(root: Path, *args: str) -> str:
-    return git_output(root, *args)
-
-
 def tag_source(root: Path, env: Mapping[str, str]) -> TagSource:
     """Tags as CI would compute them: GITHUB_REF/GITHUB_SHA, else the checkout's branch and HEAD,
     else ``refs/heads/local`` (a directory that is not a git checkout)."""
-    ref = env.get("GITHUB_REF") or _git(root, "symbolic-ref", "-q", "HEAD")
-    sha = env.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD")
+    git_ref, git_sha = checkout_ref(root)
+    ref = env.get("GITHUB_REF") or git_ref
+    sha = env.get("GITHUB_SHA") or git_sha
     if not ref and not sha:
         ref = "refs/heads/local"
     return TagSource("push", ref, sha)
@@ -318,15 +315,12 @@ class Embedded:
     roots: tuple[Path, ...]
     hosts: tuple[str, ...]
     owned: list[Any]  # LocalRegistry instances started in-process (stopped by stop())
-    detached: list[Path]  # roots of registries running detached (kept, or kept from before)
+    detached: list[Path]  # roots of registries running detached (kept now, or by an earlier --keep run)
 
     def stop(self) -> None:
-        from ci.localregistry import stop_registry_at
-
+        """Stop what this run started for itself; kept registries stay up (their owner stops them)."""
         for reg in self.owned:
             reg.stop()
-        for root in self.detached:
-            stop_registry_at(root)
 
     def how_to_reach(self) -> str:
         lines = ["registries kept running:"]
@@ -722,8 +716,11 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
     print(f"{len(plan.legs)} leg(s): " + ", ".join(
         f"{sum(1 for o in outcomes.values() if o.result == k)} {k}" for k in ("built", "up to date", "skipped", "failed"))
           + f"; {seconds:.1f}s", file=stdout)
-    if emb is not None and options.keep:
+    print("published to: " + "; ".join(f"{fam}: {imgs}" for fam, imgs in plan.images.items()), file=stdout)
+    if emb is not None and emb.detached:
         print(emb.how_to_reach(), file=stdout)
+    elif emb is not None:
+        print("the embedded registries stop now; run with --keep to look at the images afterwards", file=stdout)
     if failures:  # listed last: the first line of each, then its details (e.g. the build log tail)
         print(f"failures ({len(failures)}):", file=stderr)
         for f in failures:

@@ -111,7 +111,7 @@ def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imaget
                     cfg = imagetools.inspect_image(f"{quay}/{repos[fam][0]}@{child['digest']}")
                     assert cfg["architecture"] == child["platform"]["architecture"]
 
-        # second run (reuses the kept registries, stops them at the end): everything up to date
+        # second run (reuses the kept registries and leaves them up: they belong to the --keep run)
         second = _pipeline(root, env=env)
         assert second.returncode == 0, f"second run failed:\n{second.stdout}\n{second.stderr}"
         rows2 = _table(second.stdout)
@@ -119,8 +119,16 @@ def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imaget
             assert result == "up to date", f"{title}: {result}\n{second.stdout}"
             assert "(built)" not in legs and digest == rows[title][1]
         assert re.search(r"0 built, \d+ up to date", second.stdout)
+        assert "published to: backends: " in second.stdout and "registries kept running" in second.stdout
+        assert imagetools.run("inspect", "--raw", f"{quay}/{repos[Family.SERVER][0]}:main").returncode == 0, \
+            "a later run must not stop registries kept by an earlier --keep run"
+        for name in ("quay", "hub"):  # the stop command the output prints
+            stop = subprocess.run([sys.executable, "-m", "ci.localregistry", "stop", "--root",
+                                   str(root / ".localai-ci" / "registries" / name)],
+                                  cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+            assert stop.returncode == 0, stop.stderr
         assert imagetools.run("inspect", "--raw", f"{quay}/{repos[Family.SERVER][0]}:main").returncode != 0, \
-            "without --keep the registries are stopped at the end"
+            "the printed stop command stops them"
     finally:
         for name in ("quay", "hub"):
             reg_root = root / ".localai-ci" / "registries" / name

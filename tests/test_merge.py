@@ -213,7 +213,7 @@ def test_remerge_is_a_noop_with_the_same_digest(world: World, capsys: pytest.Cap
     code, second, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
     assert code == 0, err
     assert "unchanged" in second and digest in second
-    assert first.splitlines()[0].startswith("merged:")
+    assert [ln for ln in first.splitlines() if not ln.startswith("note:")][0].startswith("merged:")
     assert {resolve(img, "master-cpu-hello") for img in world.images} == {digest}
 
 
@@ -364,3 +364,25 @@ def test_merge_all_verb_runs_suffixes_concurrently(world: World) -> None:
                     on_result=lambda r: seen.append(r.suffix))
     assert rep.exit_code == 0 and len(seen) == 6
     assert all(r.outcome is Outcome.MERGED and len(r.platforms) == 2 for r in rep.results)
+
+
+@pytest.mark.registry
+def test_local_merge_tags_from_the_checkout_like_the_pipeline(world: World, capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GITHUB_REF/GITHUB_SHA and no --ref/--sha: the checkout's branch and HEAD give the tags."""
+    import subprocess
+
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "-b", "feature/x"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "c"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    write_matrix(world.matrix, [("-cpu-local", "amd64")])
+    world.leg("-cpu-local", "amd64")
+    argv = [a for a in world.args("--tag-suffix", "-cpu-local") if a not in BRANCH]
+    code, out, err = run(capsys, argv)
+    assert code == 0, err
+    assert f"tags from this checkout (ref refs/heads/feature/x, sha {sha[:7]})" in out
+    assert set(tags_of(world.images[0])) == {"feature-x-cpu-local", f"sha-{sha[:7]}-cpu-local"}
