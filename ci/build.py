@@ -18,14 +18,14 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from ci.engine import Engine, ImageInfo, check_platform
-from ci.errors import UserError
+from ci.errors import CiError, EngineError, UserError
 from ci.git import git_output
 from ci.families import FamilyConfig
 from ci.github import Event
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family, artifact_name, cache_tag, check_run_id, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
-from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, parse_image_name, parse_tag
+from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, is_loopback, parse_image_name, parse_tag
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -189,7 +189,8 @@ class LegPlan:
                          f"which cannot delete tags; {ENV_ANCHOR_REGISTRIES} overrides)")
         lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
                                                        if self.digests_dir else " (no digest file)"))
-        lines.append(f"cache ref:  {self.cache_ref}")
+        lines.append(f"cache ref:  {self.cache_ref} (pulled when the engine lacks it and used as cache-from"
+                     + ("; re-tagged to this leg's image after publishing)" if self.publishes else ")"))
         lines += [f"note:       {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -266,7 +267,8 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
               LABEL_LEG: f"{family}{suffix}-{ptag}"}
     notes: list[str] = []
     tags: tuple[str, ...] = ()
-    anchor_tag, anchored = "", ()
+    anchor_tag = ""
+    anchored: tuple[str, ...] = ()
     if event.publishes:
         images, publishes, ddir = config.images, True, str(digests_dir)
         if anchor:
@@ -348,18 +350,58 @@ class BuildProgress:
 
 
 def build_leg(plan: LegPlan, engine: Engine, *, on_line: Callable[[str], None] | None = None,
-              runners: RunnerPolicy | None = None) -> ImageInfo:
-    """Build the leg, then check the image's os/architecture is the leg's platform."""
+              runners: RunnerPolicy | None = None, cache_from: Sequence[str] = ()) -> ImageInfo:
+    """Build the leg, then check the image's os/architecture is the leg's platform.
+
+    ``cache_from``: images already in the engine to reuse steps from (see :func:`pull_cache`)."""
     from ci.baseimage import ensure_base_image, is_offline_base
 
     if is_offline_base(plan.base_image):
         ensure_base_image(engine.client, plan.base_image, plan.platform)
     out = engine.build(path=plan.context, dockerfile=plan.dockerfile, buildargs=dict(plan.build_args),
-                       platform=str(plan.platform), labels=dict(plan.labels), tag=plan.local_tag, on_line=on_line)
+                       platform=str(plan.platform), labels=dict(plan.labels), tag=plan.local_tag, on_line=on_line,
+                       cache_from=cache_from)
     info = engine.inspect(out.image_id)
     check_platform(info, plan.platform, f"{plan.family} tag-suffix {plan.suffix!r} platform-tag {plan.ptag}",
                    runners)
     return info
+
+
+def pull_cache(plan: LegPlan, engine: Engine, credentials: object, log: Callable[[str], None]) -> tuple[str, ...]:
+    """The ``cache_from`` of a leg's build: its registry cache ref, pulled when the engine lacks it,
+    and the leg's previous local image (the classic builder then reuses only steps that are
+    ancestors of these). Best effort: a failed pull is a note and an empty tuple, never an error."""
+    repo, tag = plan.config.cache, cache_tag(plan.family, plan.suffix, plan.ptag)
+    try:
+        if not engine.has_image(plan.cache_ref):
+            engine.pull(str(repo), tag, platform=str(plan.platform), credentials=credentials)
+            log(f"pulled the registry cache {plan.cache_ref}")
+        local = (plan.local_tag,) if engine.has_image(plan.local_tag) else ()
+    except EngineError as exc:
+        hint = (f" (the engine reaches {repo.registry} over plain HTTP only when its daemon.json lists it in "
+                "insecure-registries)" if plan.config.plain_http(repo.registry) and not is_loopback(repo.registry)
+                else "")
+        log(f"note: no registry cache for this leg: {exc}{hint}; building without it")
+        return ()
+    return (plan.cache_ref, *local)
+
+
+def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, credentials: object, *,
+                  on_retry: Callable[[str], None], log: Callable[[str], None]) -> str | None:
+    """Tag a published leg ``cache<suffix>-<ptag>`` in the family's cache repository (blobs mounted from
+    the targets on the same registry, uploaded otherwise: publish's own pipeline). Returns a warning
+    instead of raising: a stale cache slows the next build, it never fails this leg."""
+    from ci.publish import Target, push_image, registry_client_factory
+
+    repo = plan.config.cache
+    target = Target(repo, plain_http=plan.config.plain_http(repo.registry), credentials=credentials,
+                    tags=(cache_tag(plan.family, plan.suffix, plan.ptag),))
+    try:
+        push_image(engine, image_id, [target], cache=cache, client_factory=registry_client_factory(on_retry),
+                   mount_from=plan.images, log=log)
+    except CiError as exc:
+        return f"registry cache {plan.cache_ref} not updated: {exc}; the leg is published, its next build runs without it"
+    return None
 
 
 def env_dict(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -396,6 +438,8 @@ class BuildRequest:
 class LegResult:
     plan: LegPlan
     image_id: str = ""
+    cache_from: tuple[str, ...] = ()  # what the build could reuse steps from
+    cache_warning: str = ""  # the registry cache was not updated (the leg itself is fine)
     digest: str = ""
     digest_file: str = ""
     bytes_uploaded: int = 0
@@ -459,6 +503,12 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
         explicit = reg == login  # every other registry: Docker config / credential helpers only
         creds[reg] = credentials_for(reg, username=req.username if explicit else None,
                                      password=req.password if explicit else None)
+    cache_reg = config.cache.registry
+    if cache_reg not in creds:  # the registry cache is best effort: so is its login
+        try:
+            creds[cache_reg] = credentials_for(cache_reg)
+        except CiError:
+            creds[cache_reg] = None
     pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
     plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
@@ -505,18 +555,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         return LegResult(plan)
     t0 = time.monotonic()
     eng = engine or connect(environ)
-    title = f"{plan.family}{plan.suffix or ('' if plan.family is Family.BACKENDS else ' core')} [{plan.ptag}]"
-    with BuildProgress(title) as progress:
-        info = build_leg(plan, eng, on_line=progress.line)
-    print(f"built {info.id} ({info.platform_text}) as {plan.local_tag}", file=stdout, flush=True)
-    for n in plan.notes:
-        print(f"note: {n}", file=stdout)
-    if not plan.images:
-        return LegResult(plan, image_id=info.id, seconds=time.monotonic() - t0)
-    targets = publish_targets(plan, creds)
-    for reg in dict.fromkeys(t.image.registry for t in targets if t.plain_http):
-        print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
-    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
 
     def log(msg: str) -> None:
         print(msg, file=stdout, flush=True)
@@ -524,8 +562,27 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     def on_retry(msg: str) -> None:
         print(f"retry: {msg}", file=stdout, flush=True)
 
+    title = f"{plan.family}{plan.suffix or ('' if plan.family is Family.BACKENDS else ' core')} [{plan.ptag}]"
+    cache_from = pull_cache(plan, eng, creds.get(plan.config.cache.registry), log)
+    with BuildProgress(title) as progress:
+        info = build_leg(plan, eng, on_line=progress.line, cache_from=cache_from)
+    print(f"built {info.id} ({info.platform_text}) as {plan.local_tag}", file=stdout, flush=True)
+    for n in plan.notes:
+        print(f"note: {n}", file=stdout)
+    if not plan.images:
+        return LegResult(plan, image_id=info.id, cache_from=cache_from, seconds=time.monotonic() - t0)
+    targets = publish_targets(plan, creds)
+    cache_repo = (plan.config.cache,) if plan.publishes else ()
+    for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
+                              *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
+        print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
+    warning = None
     with cache:
         res = publish_built(plan, info.id, eng, targets, cache, on_retry=on_retry, log=log)
+        if plan.publishes:
+            warning = publish_cache(plan, info.id, eng, cache, creds.get(plan.config.cache.registry),
+                                    on_retry=on_retry, log=log)
     seconds = time.monotonic() - t0
     rep = res.report
     for t in rep.targets:
@@ -533,6 +590,10 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
               f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
     for tag in dict.fromkeys(t for i in plan.images for t in plan.target_tags(i)):
         print(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
+    if warning:
+        print(f"warning: {warning}", file=stdout)
+    elif plan.publishes:
+        print(f"registry cache: {plan.cache_ref}", file=stdout)
     print(f"digest: {rep.digest}", file=stdout)
     if plan.publishes:
         print(f"artifact-name: {res.artifact}", file=stdout)
@@ -545,6 +606,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
                   f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
                   f" ({seconds:.1f}s)", environ)
-    return LegResult(plan, image_id=info.id, digest=rep.digest,
+    return LegResult(plan, image_id=info.id, cache_from=cache_from, cache_warning=warning or "", digest=rep.digest,
                      digest_file=str(res.digest_file) if res.digest_file else "",
                      bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs)

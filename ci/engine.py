@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +67,7 @@ def connect(env: Mapping[str, str] | None = None, timeout: int = 600) -> Engine:
     return Engine(client)
 
 
-def _short(exc: BaseException, limit: int = 400) -> str:
+def _short(exc: BaseException | str, limit: int = 400) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -118,10 +118,12 @@ class Engine:
 
     def build(self, *, path: str, dockerfile: str, buildargs: Mapping[str, str], platform: str,
               labels: Mapping[str, str], tag: str | None = None,
-              on_line: Callable[[str], None] | None = None) -> BuildOutput:
+              on_line: Callable[[str], None] | None = None, cache_from: Sequence[str] = ()) -> BuildOutput:
         """Build ``path`` with the classic builder, streaming the log to ``on_line``.
 
-        On failure the EngineError carries the last lines of the log.
+        ``cache_from``: images (already in the engine) whose steps may be reused. With it the
+        classic builder reuses local steps only when they are ancestors of one of these images,
+        so give it only images that exist. On failure the EngineError carries the log tail.
         """
         import docker.errors
 
@@ -137,7 +139,7 @@ class Engine:
         try:
             stream = self.api.build(path=path, dockerfile=dockerfile, buildargs=dict(buildargs),
                                     platform=platform, labels=dict(labels), tag=tag, rm=True,
-                                    forcerm=True, pull=False, decode=True)
+                                    forcerm=True, pull=False, decode=True, cache_from=list(cache_from) or None)
             for ev in stream:
                 if "stream" in ev:
                     partial += str(ev["stream"])
@@ -186,6 +188,41 @@ class Engine:
             id=str(d["Id"]), os=str(d.get("Os", "")), architecture=str(d.get("Architecture", "")),
             variant=str(d.get("Variant", "") or ""), diff_ids=tuple((d.get("RootFS") or {}).get("Layers") or ()),
             size=int(d.get("Size", 0)), labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+
+    def has_image(self, ref: str) -> bool:
+        """True when the engine holds ``ref`` (a tag or an id)."""
+        import docker.errors
+
+        try:
+            self.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"looking up image {ref}: {_short(exc)}") from None
+        return True
+
+    def pull(self, repository: str, tag: str, *, platform: str | None = None, credentials: Any = None) -> None:
+        """Pull ``repository:tag`` (``credentials``: ``ci.registry.Credentials`` or None, sent to the engine only).
+
+        The engine decides the transport itself: loopback registries over plain HTTP, others over
+        TLS unless its ``insecure-registries`` lists them. EngineError with the engine's reason.
+        """
+        import docker.errors
+
+        auth = {"username": credentials.username, "password": credentials.password} if credentials else None
+        ref = f"{repository}:{tag}"
+        try:
+            for ev in self.api.pull(repository, tag=tag, platform=platform, auth_config=auth, stream=True,
+                                    decode=True):
+                if isinstance(ev, dict) and ("error" in ev or "errorDetail" in ev):
+                    detail = ev.get("error") or (ev.get("errorDetail") or {}).get("message", "")
+                    raise EngineError(f"pulling {ref}: {_short(str(detail))}")
+        except docker.errors.APIError as exc:
+            raise EngineError(f"pulling {ref}: {_short(exc.explanation or exc)}") from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"pulling {ref}: {_short(exc)}") from None
+        except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"pulling {ref}: lost the connection to the Docker engine ({_short(exc)})") from None
 
     def export(self, image: str) -> io.BufferedReader:
         """``docker save`` of one image as a streamed, read-only file (never held in memory)."""

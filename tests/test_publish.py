@@ -40,11 +40,14 @@ def leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iterator[C
         local = f"localai-ci-test/{unique}-{family}{suffix}:{ptag}"
         made.append(local)
         # a fixed SOURCE_DATE_EPOCH keeps the created label (and so the digest) stable without git
-        env = kw.pop("env", {"HOME": str(tmp_path), "SOURCE_DATE_EPOCH": "1700000000"})
+        env = kw.pop("env", {"HOME": str(tmp_path), "SOURCE_DATE_EPOCH": "1700000000",
+                             "CI_CACHE_IMAGE": f"{registries[0].host}/{unique}/ci-cache"})
         req = BuildRequest(family=family, tag_suffix=suffix, platform_tag=ptag, matrix=str(mats[family]),
                            images=kw.pop("images", images[family]), digests_dir=str(tmp_path / "digests"),
                            root=str(ROOT), local_tag=local, cache_dir=str(tmp_path / "cache"), **kw)
-        return run_leg(req, env=env, engine=Engine(engine))
+        res = run_leg(req, env=env, engine=Engine(engine))
+        made.append(res.plan.cache_ref)  # pulled into the engine by a rebuild
+        return res
 
     yield run
     for ref in made + [base]:
@@ -168,3 +171,35 @@ def test_arch_mismatch_fails_without_digest_file(engine: Any, registries: Any, t
     assert "is linux/amd64, but the leg's platform is linux/arm64" in msg
     assert "classic builder" in msg and "native arm64 runner (runs-on: ubuntu-24.04-arm)" in msg
     assert not (tmp_path / "digests").exists()
+
+
+def test_registry_cache_is_published_and_used(leg: Any, engine: Any, registries: Any, unique: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """After a publish the cache repository holds cache<suffix>-<ptag> -> the leg's digest (blobs mounted,
+    same registry); a rebuild in an engine without the image pulls it and reuses its steps."""
+    first = leg(Family.BACKENDS, "-cpu-hello", "amd64")
+    assert first.cache_from == () and first.cache_warning == ""  # nothing to pull yet
+    cache_repo = parse_image_name(f"{registries[0].host}/{unique}/ci-cache")
+    assert first.plan.cache_ref == cache_repo.with_tag("cache-cpu-hello-amd64")
+    with RegistryClient(cache_repo, plain_http=True) as c:
+        assert c.list_tags() == ["cache-cpu-hello-amd64"]
+        assert c.head_manifest("cache-cpu-hello-amd64")[0] == first.digest  # type: ignore[index]
+        assert c.bytes_uploaded == 0
+    out = capsys.readouterr().out
+    assert f"registry cache: {first.plan.cache_ref}" in out
+    # a fresh engine state: the built image (and its intermediate steps) gone, only the registry has it
+    engine.images.remove(first.plan.local_tag, force=True)
+    again = leg(Family.BACKENDS, "-cpu-hello", "amd64")
+    log = capsys.readouterr()
+    assert again.cache_from == (first.plan.cache_ref,)
+    assert f"pulled the registry cache {first.plan.cache_ref}" in log.out
+    assert "Using cache" in log.err  # the build log (BuildProgress writes to stderr)
+    assert again.digest == first.digest and again.bytes_uploaded == 0
+
+
+def test_registry_cache_failure_is_a_warning(leg: Any, registries: Any, unique: str, tmp_path: Path) -> None:
+    dead = "127.0.0.1:9/cache"  # discard port: nothing listens, pull and push both fail
+    res = leg(Family.BACKENDS, "-cpu-echo", "amd64",
+              env={"HOME": str(tmp_path), "SOURCE_DATE_EPOCH": "1700000000", "CI_CACHE_IMAGE": dead})
+    assert res.digest and Path(res.digest_file).exists() and res.cache_from == ()
+    assert "registry cache 127.0.0.1:9/cache:cache-cpu-echo-amd64 not updated" in res.cache_warning
