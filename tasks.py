@@ -34,6 +34,21 @@ def exit_with(code: int) -> None:
         raise Exit(code=code)
 
 
+def ci_task(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    """invoke's ``@task`` without automatic short flags: one letter used to mean different options
+    in different tasks (``-d`` was --digests-dir, --dry-run or --debug); every option is long."""
+    kwargs.setdefault("auto_shortflags", False)
+    return task(*args, **kwargs)
+
+
+def no_extra_args(c: object) -> None:
+    """invoke silently drops what follows a bare ``--``; refuse it instead (exit 2)."""
+    rest = getattr(c, "remainder", "")
+    if rest:
+        raise Exit(f"error: unexpected arguments after '--': {rest!r}; invoke tasks take their options "
+                   "directly (only nox sessions need '--')", code=2)
+
+
 def int_option(flag: str, value: object, minimum: int = 1) -> int:
     """An integer option, parsed here so a typo is exit 2 with a message, not an invoke traceback."""
     try:
@@ -63,10 +78,11 @@ def _policy(retired: str | None, runner_amd64: str | None, runner_arm64: str | N
     return run_verb(_runner_policy, retired=retired, runner_amd64=runner_amd64, runner_arm64=runner_arm64)
 
 
-@task(help={"matrix": _MATRIX_HELP, "format": "text (a table on a terminal) or json", **_POLICY_HELP})
+@ci_task(help={"matrix": _MATRIX_HELP, "format": "text (a table on a terminal) or json", **_POLICY_HELP})
 def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_amd64=None,  # noqa: A002
                   runner_arm64=None):
     """Summarize a matrix: entries, legs per arch, suffixes, pairs, runners, darwin entries."""
+    no_extra_args(c)
     from ci.matrix import load_matrix
     from ci.report import print_summary, summarize
     if format not in ("text", "json"):
@@ -78,11 +94,12 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
         print_summary(summary, tty=sys.stdout.isatty())
 
 
-@task(help={"matrix": _MATRIX_HELP, "format": "text (one line per finding) or json",
+@ci_task(help={"matrix": _MATRIX_HELP, "format": "text (one line per finding) or json",
             "ignore": "comma-separated rule ids to skip", **_POLICY_HELP})
 def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_amd64=None,  # noqa: A002
                 runner_arm64=None, ignore=""):
     """Check matrix policy rules; exit 0 clean, 1 findings, 2 bad input."""
+    no_extra_args(c)
     from ci.lint import lint_matrix
     from ci.matrix import load_matrix
     if format not in ("text", "json"):
@@ -94,12 +111,13 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
     exit_with(result.exit_code)
 
 
-@task(help={"matrix": _MATRIX_HELP, "in_place": "rewrite the matrix file itself (atomically)",
+@ci_task(help={"matrix": _MATRIX_HELP, "in_place": "rewrite the matrix file itself (atomically)",
             "output": "write the split matrix to this path instead", "dry_run": "print the report and diff only",
             **_POLICY_HELP})
 def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run=False, retired=None,
                  runner_amd64=None, runner_arm64=None):
     """Split multi-platform entries into per-arch legs on native runners (byte-preserving)."""
+    no_extra_args(c)
     from ci.split import split_file
     policy = _policy(retired, runner_amd64, runner_arm64)
     outcome = run_verb(split_file, matrix, output=output, in_place=in_place, dry_run=dry_run, policy=policy)
@@ -188,7 +206,7 @@ build_image = _build_task(
 
 
 # ---- GitHub Actions matrices (issue 5) -------------------------------------------------------
-@task(help={
+@ci_task(help={
     "matrix": "matrix file (default: backends/matrix.yml; backends/images.yml with --family server)",
     "family": "image family of the matrix: backends (default) or server",
     "changed-files": "file with one changed repository-relative path per line: build only legs whose inputs changed",
@@ -201,6 +219,7 @@ build_image = _build_task(
 def matrix_github(c, matrix=None, family="backends", changed_files=None, base=None, force_all=False,
                   shards="4", github_output=None, debug=False):
     """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, has-* flags."""
+    no_extra_args(c)
     from ci.gha_matrix import describe, outputs, plan_from_files, summary
     from ci.github import write_outputs, write_summary
     from ci.naming import Family
@@ -224,7 +243,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
 
 
 # ---- whole pipeline (issue 6) ----------------------------------------------------------------
-@task(help={
+@ci_task(help={
     "matrix": "backend matrix (default: backends/matrix.yml under --root)",
     "images-matrix": "server-image matrix (default: backends/images.yml under --root)",
     "only": "comma-separated tag-suffixes to run (both families; -core is the server core image), "
@@ -242,6 +261,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
 def pipeline(c, matrix=None, images_matrix=None, only=None, images=None, server_images=None, jobs="2",
              keep=False, force=False, dry_run=False, root=".", debug=False):  # type: ignore[no-untyped-def]
     """Run every leg, merge and inspect locally (embedded loopback registries by default), make-style."""
+    no_extra_args(c)
     from ci.pipeline import PipelineOptions, parse_only, run_pipeline
 
     opts = PipelineOptions(matrix=matrix, images_matrix=images_matrix, only=parse_only(only), images=images,

@@ -114,3 +114,14 @@ def test_report_summary_and_rich_table(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "multi-platform entries" in out and "│" in out  # a rich table
     assert json.loads(s.render_json())["pairs"] == 3
+
+
+def test_arguments_after_a_bare_double_dash_are_refused_not_dropped() -> None:
+    """`invoke task -- --dry-run` used to drop --dry-run silently and do the real thing."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "invoke", "-r", str(root), "matrix.report", "--", "--format", "json"],
+                          capture_output=True, text=True, cwd=root, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "unexpected arguments after '--'" in done.stderr and done.stdout == ""
