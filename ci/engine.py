@@ -1,4 +1,4 @@
-"""Docker engine adapter (Docker SDK): build with a streamed log, inspect, export.
+"""Docker engine adapter (Docker SDK): build with a streamed log, inspect, export, pull (registry cache).
 
 The only module that talks to the engine for builds. The client is injected
 (:class:`Engine` wraps a ``docker.DockerClient``); :func:`connect` makes one from
