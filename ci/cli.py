@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from ci.errors import CiError, UserError
 from ci.families import family_config
 from ci.github import resolve_event, write_summary
+from ci.matrix import DEFAULT_MATRIX
 from ci.naming import Family
-
-DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ _SERVER_OPTIONAL = _BACKEND_OPTIONAL + (
     "makeflags", "ubuntu-codename",
 )
 TOP_LEVEL_KEYS = ("include", "includeDarwin")
+# where each family's matrix lives in a repository (relative to its root)
+DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
 
 
 def required_keys(family: Family) -> tuple[str, ...]:

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ci.errors import CiError, OperationError, UserError
-from ci.git import checkout_ref
 from ci.families import ENV_IMAGES
-from ci.matrix import Entry, Matrix
+from ci.git import checkout_ref
+from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
 from ci.naming import CORE, Family
 from ci.platforms import Arch, Platform
 from ci.progress import Progress, Row, print_table
@@ -43,7 +43,6 @@ from ci.state import STATE_FILE, LegInputs, State, inputs_digest, save_state
 
 STATE_DIR = ".localai-ci"
 REGISTRY_NAMES = ("quay", "hub")
-DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
 # repositories in the two embedded registries, mirroring LocalAI's quay.io / Docker Hub pairs
 EMBEDDED_REPOS = {Family.BACKENDS: ("localai/local-ai-backends", "localai/localai-backends"),
                   Family.SERVER: ("localai/local-ai", "localai/localai")}
