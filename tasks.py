@@ -189,6 +189,7 @@ def _build_task(family: str, name: str, doc: str) -> Task:
               base_image=None, dockerfile=None, context=None, cuda_major_version=None, cuda_minor_version=None,
               skip_drivers=None, ubuntu_version=None, builder_base_image=None, amdgpu_targets=None,
               artifact_name=None, makeflags=None, ubuntu_codename=None, login_registry=None):
+        no_extra_args(c)
         given = locals()
         _build(family, tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
                username, password_stdin, root, dry_run, debug,
@@ -196,7 +197,7 @@ def _build_task(family: str, name: str, doc: str) -> Task:
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = doc
-    return task(help=_BUILD_HELP)(build)
+    return ci_task(help=_BUILD_HELP)(build)
 
 
 build_backend = _build_task(

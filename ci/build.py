@@ -22,7 +22,7 @@ from ci.errors import CiError, EngineError, UserError
 from ci.git import git_output
 from ci.families import FamilyConfig
 from ci.github import Event
-from ci.matrix import Entry, Matrix
+from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
 from ci.naming import CORE, Family, artifact_name, cache_tag, check_run_id, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
 from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, is_loopback, parse_image_name, parse_tag
@@ -32,7 +32,6 @@ LABEL_REVISION = "org.opencontainers.image.revision"
 LABEL_CREATED = "org.opencontainers.image.created"
 LABEL_BACKEND = "org.localai.ci.backend"
 LABEL_LEG = "org.localai.ci.leg"
-DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
 ENV_ANCHOR_REGISTRIES = "CI_ANCHOR_REGISTRIES"  # registries that get keepalive anchors (default: all but Docker Hub)
 
 
@@ -517,13 +516,9 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
     return plan, creds
 
 
-def publish_targets(plan: LegPlan, creds: Mapping[str, object], images: str | None = None,
-                    env: Mapping[str, str] | None = None) -> list[Any]:
-    """Where a planned leg is published: one Target per image, with its transport and credentials.
-
-    The family's configuration is the one planning resolved (``plan.config``); ``images`` and
-    ``env`` are ignored and only kept for existing callers.
-    """
+def publish_targets(plan: LegPlan, creds: Mapping[str, object]) -> list[Any]:
+    """Where a planned leg is published: one Target per image, with its transport and credentials
+    (the family's configuration is the one planning resolved, ``plan.config``)."""
     from ci.publish import Target
 
     return [Target(img, plain_http=plan.config.plain_http(img.registry), credentials=creds.get(img.registry),  # type: ignore[arg-type]

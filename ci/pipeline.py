@@ -536,7 +536,7 @@ class _Runner:
                 return outcome("up to date", digest)
             info = self._build(step)
             self.progress.step(step.title, "publishing by digest")
-            targets = publish_targets(p, step.creds, self.plan.images[p.family], self.env)
+            targets = publish_targets(p, step.creds)
             res = publish_built(p, info.id, self.engine, targets, cache,
                                 on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"),
                                 log=lambda msg: self.progress.step(step.title, msg))
