@@ -221,25 +221,11 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
                   shards="4", github_output=None, debug=False):
     """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, has-* flags."""
     no_extra_args(c)
-    from ci.gha_matrix import describe, outputs, plan_from_files, summary
-    from ci.github import write_outputs, write_summary
-    from ci.naming import Family
+    from ci.gha_matrix import write_github_matrices
 
-    def verb() -> None:
-        fam = Family(family) if family in {f.value for f in Family} else None
-        if fam is None:
-            from ci.errors import UserError
-            raise UserError(f"--family {family!r}: use backends or server")
-        path = matrix or ("backends/matrix.yml" if fam is Family.BACKENDS else "backends/images.yml")
-        result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
-                                          force_all=force_all, shards=int_option("--shards", shards))
-        text = write_outputs(outputs(result), os.environ, github_output)
-        if text is not None:
-            sys.stdout.write(text)
-        write_summary(summary(result, seconds), os.environ)
-        print(describe(result, seconds), file=sys.stderr)
-
-    run_verb(verb, debug=debug)
+    run_verb(write_github_matrices, matrix=matrix, family=family, changed_files=changed_files, base=base,
+             force_all=force_all, shards=int_option("--shards", shards), github_output=github_output,
+             env=os.environ, out=sys.stdout, err=sys.stderr, debug=debug)
 
 
 

@@ -30,10 +30,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from ci.changes import Selection, read_changed_files, select_all, select_from_git, select_legs
 from ci.errors import MatrixError, UserError
-from ci.matrix import Entry, Matrix, known_keys, load_matrix
+from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, known_keys, load_matrix
 from ci.naming import Family, artifact_name, artifact_pattern
 
 GITHUB_MATRIX_LIMIT = 256
@@ -242,3 +243,24 @@ def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS
         sel = select_all(matrix, "no --changed-files or --base: building everything")
     result = plan(matrix, sel, shards)
     return result, time.perf_counter() - started
+
+
+def write_github_matrices(*, matrix: str | None, family: str, changed_files: str | None, base: str | None,
+                          force_all: bool, shards: int, github_output: str | None, env: Mapping[str, str],
+                          out: TextIO, err: TextIO) -> Plan:
+    """``invoke matrix.github``: plan, then write the step outputs (``--github-output``,
+    ``$GITHUB_OUTPUT``, else ``out``), the job summary, and a one-line description on ``err``."""
+    from ci.github import write_outputs, write_summary
+
+    try:
+        fam = Family(family)
+    except ValueError:
+        raise UserError(f"--family {family!r}: use backends or server") from None
+    result, seconds = plan_from_files(matrix or DEFAULT_MATRIX[fam], family=fam, changed_files=changed_files,
+                                      base=base, force_all=force_all, shards=shards)
+    text = write_outputs(outputs(result), env, github_output)
+    if text is not None:
+        out.write(text)
+    write_summary(summary(result, seconds), env)
+    print(describe(result, seconds), file=err)
+    return result
