@@ -87,7 +87,7 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
 
 def note_plain_http(registry: str) -> None:
     """Say when a registry is reached without TLS (loopback, or named in CI_INSECURE_REGISTRIES)."""
-    print(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)")
+    print(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)", file=sys.stderr)
 
 
 def _family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         ref, sha = checkout_ref(".")
         if ref or sha:
             print(f"note: no GITHUB_REF/GITHUB_SHA or --ref/--sha: tags from this checkout "
-                  f"(ref {ref or '(detached)'}, sha {sha[:7] or '(none)'})")
+                  f"(ref {ref or '(detached)'}, sha {sha[:7] or '(none)'})", file=sys.stderr)
     source = TagSource(event=event.name, ref=ref, sha=sha)
     run_id = None
     if args.anchor:
