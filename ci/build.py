@@ -561,7 +561,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     cache_from = pull_cache(plan, eng, creds.get(plan.config.cache.registry), log)
     with BuildProgress(title) as progress:
         info = build_leg(plan, eng, on_line=progress.line, cache_from=cache_from)
-    print(f"built {info.id} ({info.platform_text}) as {plan.local_tag}", file=stdout, flush=True)
+    print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}; its manifest digest is computed "
+          "when it is published", file=stdout, flush=True)
     for n in plan.notes:
         print(f"note: {n}", file=stdout)
     if not plan.images:

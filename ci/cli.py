@@ -146,8 +146,9 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                         args.matrix if primary else args.server_matrix, env)
         report = merge_all(args.digests_dir, setups, options, on_result=lambda r: print(format_result(r), flush=True))
         counts = {o: sum(1 for r in report.results if r.outcome == o) for o in ("merged", "skipped", "failed")}
-        print(f"{len(report.results)} suffix(es): {counts['merged']} merged, {counts['skipped']} skipped, "
-              f"{counts['failed']} failed")
+        unchanged = sum(1 for r in report.results if r.outcome == "merged" and not r.changed)
+        print(f"{len(report.results)} suffix(es): {counts['merged']} merged ({unchanged} already published), "
+              f"{counts['skipped']} skipped, {counts['failed']} failed")
     else:
         fam = Family(args.family or "backends")
         setup = _family_setup(fam, args.images, args.matrix, env)

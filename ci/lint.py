@@ -96,7 +96,8 @@ class LintResult:
         if not self.findings:
             return f"{self.source}: clean ({self.entries} entries, {len(self.rules)} rules checked)"
         per = ", ".join(f"{r} {n}" for r, n in self.counts().items() if n)
-        return f"{self.source}: {len(self.findings)} findings in {self.entries} entries ({per})"
+        n = len(self.findings)
+        return f"{self.source}: {n} finding{'s' if n != 1 else ''} in {self.entries} entries ({per})"
 
     def render_text(self) -> str:
         return "\n".join([f.text() for f in self.findings] + [self.summary()])

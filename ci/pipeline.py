@@ -119,7 +119,7 @@ def select_legs(matrices: Sequence[Matrix], only: Sequence[str]) -> list[Entry]:
             close = difflib.get_close_matches(s, known, n=1, cutoff=0.5)
             hints.append(f"{s!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise UserError(f"--only: no leg with tag-suffix {', '.join(hints)} in "
-                        f"{', '.join(str(m.path) for m in matrices)}; known: {', '.join(known)}")
+                        f"{', '.join(str(m.path) for m in matrices)}; known: {', '.join(k or repr(k) for k in known)}")
     return [e for e in legs if names(e) & set(only)]
 
 
