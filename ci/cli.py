@@ -69,8 +69,9 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
                       help="latest flavor; default: the matrix legs' tag-latest (they must agree)")
     tags.add_argument("--event", help="GitHub event name (default: GITHUB_EVENT_NAME, else push); "
                                       "pull_request events get only the sha tag")
-    tags.add_argument("--ref", help="git ref, e.g. refs/heads/master or refs/tags/v3.4.0 (default: GITHUB_REF)")
-    tags.add_argument("--sha", help="full commit SHA, 40 hex (default: GITHUB_SHA)")
+    tags.add_argument("--ref", help="git ref, e.g. refs/heads/master or refs/tags/v3.4.0 (default: GITHUB_REF; "
+                                    "with neither it nor GITHUB_SHA set, this checkout's branch)")
+    tags.add_argument("--sha", help="full commit SHA, 40 hex (default: GITHUB_SHA; else this checkout's HEAD)")
     aft = p.add_argument_group("after the merge")
     aft.add_argument("--anchor", action="store_true",
                      help="the legs were anchored by keepalive tags at build time: delete this suffix's "
