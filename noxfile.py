@@ -30,6 +30,12 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+@nox.session(python=False)
+def typecheck(session: nox.Session) -> None:
+    """Type-check the ci package with mypy (configured in pyproject.toml)."""
+    session.run("python", "-m", "mypy", *session.posargs)
+
+
 # (section: sessions)
 
 

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -214,7 +215,7 @@ def _check_depth(text: str, source: str) -> None:
     Parsing events is iterative, so this walk cannot overflow the stack; YAML errors are left to
     the composer below, which reports them with their line.
     """
-    loaders = [yaml.SafeLoader]
+    loaders: list[Any] = [yaml.SafeLoader]
     if getattr(yaml, "__with_libyaml__", False):
         loaders.insert(0, yaml.CSafeLoader)  # fast; some libyaml builds stop at their own depth limit
     for loader in loaders:
@@ -224,8 +225,9 @@ def _check_depth(text: str, source: str) -> None:
                 if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                     depth += 1
                     if depth > MAX_DEPTH:
+                        line = ev.start_mark.line + 1 if ev.start_mark else 1
                         raise MatrixError(
-                            f"{source} line {ev.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels; a matrix "
+                            f"{source} line {line}: nested deeper than {MAX_DEPTH} levels; a matrix "
                             "is 'include:' with a list of flat key: value entries")
                 elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                     depth -= 1

@@ -152,7 +152,7 @@ def unified_diff(old: str, new: str, name: str, new_name: str | None = None) -> 
 
 
 # ---- the splice --------------------------------------------------------------------------------
-def _include_nodes(text: str) -> list[yaml.Node]:
+def _include_nodes(text: str) -> list[yaml.MappingNode]:
     """The ``include:`` item nodes of already validated text, with character-index marks.
 
     Composed with the pure-Python loader on purpose: its marks are character offsets into
@@ -168,7 +168,9 @@ def _include_nodes(text: str) -> list[yaml.Node]:
     for k, v in root.value:
         if k.value == "include":
             assert isinstance(v, yaml.SequenceNode)
-            return list(v.value)
+            items = list(v.value)
+            assert all(isinstance(n, yaml.MappingNode) for n in items)  # validated: every entry is a mapping
+            return items
     raise AssertionError("validated matrix without include")  # pragma: no cover
 
 
@@ -246,7 +248,7 @@ def _copy(text: str, start: int, block: str, node: yaml.MappingNode, p: Platform
     plat = _value_node(node, "platforms")
     local: list[tuple[int, int, str]] = []
 
-    def put(v: yaml.Node, value: str) -> None:
+    def put(v: yaml.ScalarNode, value: str) -> None:
         local.append((v.start_mark.index - start, v.end_mark.index - start, _render(value, v.style)))
 
     put(plat, str(p))
