@@ -26,8 +26,18 @@ def _call(session: nox.Session, command: str) -> None:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (engine/registry tests need DOCKER_HOST and docker-registry; see .ci/run)."""
-    session.run("python", "-m", "pytest", *session.posargs)
+    """Run the test suite; with CI_TEST_ENGINES=HOST1,HOST2 the engine tests run on every engine (see .ci/run)."""
+    import os
+
+    engines = [h.strip() for h in os.environ.get("CI_TEST_ENGINES", "").split(",") if h.strip()]
+    if not engines:  # the engine at DOCKER_HOST (or the default socket), if any
+        session.run("python", "-m", "pytest", *session.posargs)
+        return
+    # the whole suite against the first engine, then the engine-backed tests against each other one
+    # (e.g. the classic image store, then the containerd image store)
+    session.run("python", "-m", "pytest", *session.posargs, env={"DOCKER_HOST": engines[0]})
+    for host in engines[1:]:
+        session.run("python", "-m", "pytest", "-m", "engine", *session.posargs, env={"DOCKER_HOST": host})
 
 
 @nox.session(python=False)

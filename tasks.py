@@ -150,6 +150,13 @@ _BUILD_HELP = {
     "root": "repository root: matrix context/dockerfile paths are relative to it (default: .)",
     "dry-run": "print the plan (build args, platform, images, artifact name, cache ref) and touch nothing",
     "debug": "show a traceback on errors",
+    "builder": "buildx builder instance to build with (default: CI_BUILDER, else buildx's current one; "
+               "see docker buildx ls)",
+    "apt-mirror": "APT_MIRROR build arg: replaces archive/security.ubuntu.com in the image's apt sources "
+                  "(default: $APT_MIRROR, else none)",
+    "apt-ports-mirror": "APT_PORTS_MIRROR build arg: replaces ports.ubuntu.com (default: $APT_PORTS_MIRROR, else none)",
+    "deps-refresh": "DEPS_REFRESH build arg, the dependency-layer cache buster (default: $DEPS_REFRESH, else the "
+                    "ISO week, e.g. 2026-W49)",
 }
 # The build workflows pass every field of the leg's build-matrix element; each is checked
 # against the leg resolved from the matrix, so a stale or hand-edited job matrix fails early.
@@ -168,7 +175,9 @@ def _leg_fields(values: dict[str, str | None]) -> tuple[tuple[str, str], ...]:
 def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backend: str | None, matrix: str | None,
            images: str | None, digests_dir: str, event: str | None, anchor: bool, run_id: str | None,
            username: str | None, password_stdin: bool, root: str, dry_run: bool, debug: bool,
-           leg_fields: tuple[tuple[str, str], ...] = (), login_registry: str | None = None) -> None:
+           leg_fields: tuple[tuple[str, str], ...] = (), login_registry: str | None = None,
+           builder: str | None = None, apt_mirror: str | None = None, apt_ports_mirror: str | None = None,
+           deps_refresh: str | None = None) -> None:
     from ci.build import BuildRequest, run_leg
     from ci.naming import Family
 
@@ -176,7 +185,8 @@ def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backen
     req = BuildRequest(family=Family(family), tag_suffix=tag_suffix, platform_tag=platform_tag, backend=backend,
                        matrix=matrix, images=images, digests_dir=digests_dir, event=event, anchor=anchor,
                        run_id=run_id, username=username, password=password, login_registry=login_registry,
-                       root=root, dry_run=dry_run, leg_fields=leg_fields)
+                       root=root, dry_run=dry_run, leg_fields=leg_fields, builder=builder, apt_mirror=apt_mirror,
+                       apt_ports_mirror=apt_ports_mirror, deps_refresh=deps_refresh)
     run_verb(run_leg, req, debug=debug)
 
 
@@ -188,12 +198,14 @@ def _build_task(family: str, name: str, doc: str) -> Task:
               root=".", dry_run=False, debug=False, build_type=None, platforms=None, tag_latest=None, runs_on=None,
               base_image=None, dockerfile=None, context=None, cuda_major_version=None, cuda_minor_version=None,
               skip_drivers=None, ubuntu_version=None, builder_base_image=None, amdgpu_targets=None,
-              artifact_name=None, makeflags=None, ubuntu_codename=None, login_registry=None):
+              artifact_name=None, makeflags=None, ubuntu_codename=None, login_registry=None, builder=None,
+              apt_mirror=None, apt_ports_mirror=None, deps_refresh=None):
         no_extra_args(c)
         given = locals()
         _build(family, tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
                username, password_stdin, root, dry_run, debug,
-               _leg_fields({f: given[f.replace("-", "_")] for f in _LEG_FIELDS}), login_registry)
+               _leg_fields({f: given[f.replace("-", "_")] for f in _LEG_FIELDS}), login_registry,
+               builder, apt_mirror, apt_ports_mirror, deps_refresh)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = doc
@@ -201,7 +213,7 @@ def _build_task(family: str, name: str, doc: str) -> Task:
 
 
 build_backend = _build_task(
-    "backends", "build_backend", "Build one backend leg with the Docker engine and publish it by digest to every registry.")
+    "backends", "build_backend", "Build one backend leg with BuildKit (docker buildx) and publish it by digest to every registry.")
 build_image = _build_task(
     "server", "build_image", "Build one LocalAI server-image leg (core: --tag-suffix '') and publish it by digest.")
 
@@ -243,17 +255,21 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
     "force": "rebuild and republish every leg even when its inputs are unchanged",
     "dry-run": "print the whole plan (legs, build args, images, artifacts, merges, tags); touch nothing",
     "root": "repository root: matrices, contexts and the .localai-ci state directory (default: .)",
+    "builder": "buildx builder instance to build with (default: CI_BUILDER, else buildx's current one)",
+    "apt-mirror": "APT_MIRROR build arg for every leg (default: $APT_MIRROR, else none)",
+    "apt-ports-mirror": "APT_PORTS_MIRROR build arg for every leg (default: $APT_PORTS_MIRROR, else none)",
     "debug": "show a traceback on errors",
 })
 def pipeline(c, matrix=None, images_matrix=None, only=None, images=None, server_images=None, jobs="2",
-             keep=False, force=False, dry_run=False, root=".", debug=False):  # type: ignore[no-untyped-def]
+             keep=False, force=False, dry_run=False, root=".", builder=None, apt_mirror=None,  # type: ignore[no-untyped-def]
+             apt_ports_mirror=None, debug=False):
     """Run every leg, merge and inspect locally (embedded loopback registries by default), make-style."""
     no_extra_args(c)
     from ci.pipeline import PipelineOptions, parse_only, run_pipeline
 
     opts = PipelineOptions(matrix=matrix, images_matrix=images_matrix, only=parse_only(only), images=images,
                            server_images=server_images, jobs=int_option("--jobs", jobs), keep=keep, force=force, dry_run=dry_run,
-                           root=root)
+                           root=root, builder=builder, apt_mirror=apt_mirror, apt_ports_mirror=apt_ports_mirror)
     report = run_verb(run_pipeline, opts, debug=debug)
     exit_with(report.exit_code)
 

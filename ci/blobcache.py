@@ -1,12 +1,22 @@
-"""Local content-addressed cache of compressed layers and image configs (filesystem adapter).
+"""Local content-addressed cache of registry blobs (layers, image configs, manifests) (filesystem adapter).
 
 Layout under the cache root (``$CI_BLOB_CACHE``, else ``$XDG_CACHE_HOME/localai-ci/blobs``,
 else ``~/.cache/localai-ci/blobs``)::
 
-    sha256/<hex>                       blob bytes (gzipped layers, image configs), named by digest
+    sha256/<hex>                       blob bytes, named by digest: layers we gzipped, layers the engine
+                                       had compressed (stored as exported), image configs, manifests
     layers/<params>/<diff-id hex>      "<gzip digest> <size>": which blob a layer compressed to
+    images/<params>/<image-id hex>     {"manifest": <digest>, "mediaType": <type>, "engineManifest": <bool>}:
+                                       the manifest staged for an engine image id (bytes in sha256/)
     where/<hex>                        "<registry> <repository>" lines: where this machine pushed a blob
     tmp/                               partial files, renamed into place when complete
+
+An ``images/`` record lets a re-publish skip ``docker save``: the engine image id is the
+config digest on the classic image store but the manifest (or index) digest on the
+containerd image store, so neither the id alone nor the diff_ids say which blobs to send.
+A record names the manifest; when that manifest and every blob it references are in the
+cache, staging needs nothing from the engine but ``docker image inspect``. A missing or
+unreadable record only means exporting again.
 
 A layer is compressed once per compression setting (``params``, e.g. ``gz1-c1m``): the
 same uncompressed layer (diff_id) always maps to the same gzip bytes, so re-publishing
@@ -24,6 +34,7 @@ chunk size.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -75,6 +86,15 @@ def _deflate_chunk(data: bytes, level: int) -> bytes:
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
 
 
+@dataclass(frozen=True)
+class ImageRecord:
+    """Which manifest was staged for an engine image id (``images/<params>/<id hex>``)."""
+
+    manifest: str  # digest of the manifest bytes, stored in sha256/
+    media_type: str
+    engine_manifest: bool  # the engine's own manifest (compressed layers as stored), else composed here
+
+
 _FINAL_EMPTY_BLOCK = zlib.compressobj(0, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
 
 
@@ -94,7 +114,7 @@ class BlobCache:
         self.params = f"gz{level}-c{chunk_size // 1024}k"
         self._pool: ThreadPoolExecutor | None = None
         try:
-            for sub in ("sha256", f"layers/{self.params}", "tmp", "where"):
+            for sub in ("sha256", f"layers/{self.params}", f"images/{self.params}", "tmp", "where"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OperationError(f"creating the blob cache at {self.root}: {exc.strerror or exc}; "
@@ -134,6 +154,80 @@ class BlobCache:
         p = self.blob_path(digest)
         os.replace(tmp, p)
         return Blob(digest, len(data), p)
+
+    def put_stream(self, stream: IO[bytes], digest: str, *, size: int | None = None) -> Blob:
+        """Store a blob exactly as read from ``stream`` (an already-compressed layer) under ``digest``.
+
+        The bytes are hashed on the way in; OperationError (and nothing stored) when they do not
+        hash to ``digest`` or, with ``size``, are not ``size`` bytes long. Reads the stream to its end.
+        """
+        parse_digest(digest)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        h, got = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(_COPY):
+                    h.update(chunk)
+                    got += len(chunk)
+                    out.write(chunk)
+            found = "sha256:" + h.hexdigest()
+            if found != digest or (size is not None and got != size):
+                raise OperationError(f"blob {digest} ({size if size is not None else '?'} bytes) arrived as "
+                                     f"{got} bytes hashing to {found}; the data is truncated or corrupt: retry")
+            target = self.blob_path(digest)
+            os.replace(tmp, target)
+            tmp = ""
+            return Blob(digest, got, target)
+        finally:
+            if tmp:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    def read_blob(self, digest: str, max_bytes: int) -> bytes | None:
+        """The bytes of a small cached blob (manifest, config), checked against its digest; None when
+        absent, larger than ``max_bytes`` or corrupt (a corrupt file is removed)."""
+        p = self.blob_path(digest)
+        try:
+            if p.stat().st_size > max_bytes:
+                return None
+            data = p.read_bytes()
+        except OSError:
+            return None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+            return None
+        return data
+
+    # -- image records (re-publish without ``docker save``) ---------------------------------
+    def _record_path(self, image_id: str) -> Path:
+        return self.root / "images" / self.params / parse_digest(image_id).split(":", 1)[1]
+
+    def image_record(self, image_id: str) -> ImageRecord | None:
+        """The manifest staged before for engine image ``image_id``; None when absent or unreadable."""
+        try:
+            obj = json.loads(self._record_path(image_id).read_text())
+            return ImageRecord(parse_digest(str(obj["manifest"])), str(obj["mediaType"]),
+                               bool(obj.get("engineManifest", False)))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # the caller exports again
+
+    def record_image(self, image_id: str, manifest_digest: str, media_type: str, *,
+                     engine_manifest: bool) -> None:
+        """Remember which manifest (its bytes already in the cache) was staged for ``image_id``."""
+        body = json.dumps({"manifest": parse_digest(manifest_digest), "mediaType": media_type,
+                           "engineManifest": engine_manifest}, sort_keys=True)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(body + "\n")
+            os.replace(tmp, self._record_path(image_id))
+        except OSError:
+            pass  # only an optimisation: the next publish exports again
 
     def _pool_get(self) -> ThreadPoolExecutor:
         if self._pool is None:

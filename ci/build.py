@@ -1,8 +1,10 @@
 """Build one matrix leg and publish it by digest (verb).
 
 ``resolve_leg`` picks the leg, ``plan_leg`` (pure) turns it into a frozen :class:`LegPlan`
--- what ``--dry-run`` prints and what ``invoke pipeline`` reuses -- ``build_leg`` runs the
-engine build and checks the architecture, and ``run_leg`` does build + publish + outputs.
+-- what ``--dry-run`` prints and what ``invoke pipeline`` reuses -- ``build_leg`` checks the
+leg is buildable here (:mod:`ci.feasibility`), builds it through the builder seam
+(:mod:`ci.builder`, BuildKit) and checks the architecture, and ``run_leg`` does build +
+publish + outputs.
 """
 from __future__ import annotations
 
@@ -150,6 +152,7 @@ class LegPlan:
     artifact: str
     digests_dir: str | None  # None: no digest file (PR events)
     cache_ref: str
+    cache_write: bool  # push events export the registry cache; pull requests only import it
     event: str
     publishes: bool  # push event: publish by digest + digest file
     tags: tuple[str, ...]  # tags added in every target (the PR tag)
@@ -188,8 +191,9 @@ class LegPlan:
                          f"which cannot delete tags; {ENV_ANCHOR_REGISTRIES} overrides)")
         lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
                                                        if self.digests_dir else " (no digest file)"))
-        lines.append(f"cache ref:  {self.cache_ref} (pulled when the engine lacks it and used as cache-from"
-                     + ("; re-tagged to this leg's image after publishing)" if self.publishes else ")"))
+        lines.append(f"cache ref:  {self.cache_ref} (BuildKit imports it"
+                     + ("; exports it after the build: mode=max where the builder can, else inline cache re-tagged "
+                        "after publishing)" if self.cache_write else "; a pull request never writes it)"))
         lines += [f"note:       {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -241,10 +245,12 @@ def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
 def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
              digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
              pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
-             local_tag: str | None = None, anchor_in: frozenset[str] | None = None) -> LegPlan:
+             local_tag: str | None = None, anchor_in: frozenset[str] | None = None,
+             extra_args: Mapping[str, str] | None = None) -> LegPlan:
     """Decide one leg's build and publication (pure: no engine, no network, no env reads).
 
     ``pr_push``: on a pull request, whether PR credentials are configured (push to the PR image).
+    ``extra_args``: build args the workflow adds to the matrix's (see :func:`workflow_build_args`).
     ``anchor_in``: registries that get the keepalive anchor (``CI_ANCHOR_REGISTRIES``); None: every
     target registry but Docker Hub, which does not reap untagged manifests the way Quay does and
     cannot delete a tag through the registry API (405), so anchors would pile up there.
@@ -299,96 +305,108 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
     return LegPlan(
         family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
         backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
-        base_image=entry.base_image, build_args=tuple(entry.build_args().items()),
+        base_image=entry.base_image, build_args=tuple({**entry.build_args(), **dict(extra_args or {})}.items()),
         labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or local_tag_for(family, suffix, ptag),
         images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
-        artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, event=event.name,
+        artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, cache_write=publishes, event=event.name,
         publishes=publishes, tags=tags, anchor=anchor_tag, anchor_registries=anchored, config=config,
         notes=tuple(notes))
 
 
-# ---- building ----------------------------------------------------------------------------------
-class BuildProgress:
-    """Live build display: a rich spinner with the current step on a terminal, plain lines otherwise."""
-
-    def __init__(self, title: str, out: TextIO | None = None, tty: bool | None = None) -> None:
-        self.title = title
-        self.out = out or sys.stderr
-        self.tty = self.out.isatty() if tty is None else tty
-        self.started = time.monotonic()
-        self._status: Any = None  # rich.status.Status
-        self._console: Any = None  # rich.console.Console
-        self.step = ""
-
-    def __enter__(self) -> BuildProgress:
-        if self.tty:
-            from rich.console import Console
-
-            self._console = Console(file=self.out, highlight=False)
-            self._status = self._console.status(f"{self.title}: starting")
-            self._status.__enter__()
-        else:
-            print(f"{self.title}: building", file=self.out, flush=True)
-        return self
-
-    def line(self, text: str) -> None:
-        is_step = text.startswith("Step ")
-        if is_step:
-            self.step = text
-        if self._status is not None and self._console is not None:
-            if is_step:
-                self._console.print(f"[dim]{text}[/dim]", markup=True, highlight=False, soft_wrap=True)
-            elapsed = time.monotonic() - self.started
-            self._status.update(f"{self.title} [{elapsed:.0f}s] {self.step or text}"[:200])
-        else:
-            print(f"  | {text}", file=self.out, flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(None, None, None)
+# ---- workflow build args (pure) -------------------------------------------------------------------
+ENV_APT_MIRROR = "APT_MIRROR"
+ENV_APT_PORTS_MIRROR = "APT_PORTS_MIRROR"
+ENV_DEPS_REFRESH = "DEPS_REFRESH"
 
 
-def build_leg(plan: LegPlan, engine: Engine, *, on_line: Callable[[str], None] | None = None,
-              runners: RunnerPolicy | None = None, cache_from: Sequence[str] = ()) -> ImageInfo:
-    """Build the leg, then check the image's os/architecture is the leg's platform.
-
-    ``cache_from``: images already in the engine to reuse steps from (see :func:`pull_cache`)."""
-    from ci.baseimage import ensure_base_image, is_offline_base
-
-    if is_offline_base(plan.base_image):
-        ensure_base_image(engine.client, plan.base_image, plan.platform)
-    out = engine.build(path=plan.context, dockerfile=plan.dockerfile, buildargs=dict(plan.build_args),
-                       platform=str(plan.platform), labels=dict(plan.labels), tag=plan.local_tag, on_line=on_line,
-                       cache_from=cache_from)
-    info = engine.inspect(out.image_id)
-    check_platform(info, plan.platform, f"{plan.family} tag-suffix {plan.suffix!r} platform-tag {plan.ptag}",
-                   runners)
-    return info
+def deps_refresh_key(now: datetime) -> str:
+    """The ISO week (``2026-W49``) LocalAI's workflow passes as DEPS_REFRESH: a weekly cache buster for the
+    unpinned-dependency install layer. ISO year, so the week of 1 January keeps one key (LocalAI's
+    ``date +%Y-W%V`` gives that week two)."""
+    year, week, _ = now.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
-def pull_cache(plan: LegPlan, engine: Engine, credentials: object, log: Callable[[str], None]) -> tuple[str, ...]:
-    """The ``cache_from`` of a leg's build: its registry cache ref, pulled when the engine lacks it,
-    and the leg's previous local image (the classic builder then reuses only steps that are
-    ancestors of these). Best effort: a failed pull is a note and an empty tuple, never an error."""
-    repo, tag = plan.config.cache, cache_tag(plan.family, plan.suffix, plan.ptag)
+def _mirror(value: str, what: str) -> str:
+    """An APT mirror URL (http/https, no credentials: build args end up in the image history)."""
+    value = value.strip()
+    if not value:
+        return ""
     try:
-        if not engine.has_image(plan.cache_ref):
-            engine.pull(str(repo), tag, platform=str(plan.platform), credentials=credentials)
-            log(f"pulled the registry cache {plan.cache_ref}")
-        local = (plan.local_tag,) if engine.has_image(plan.local_tag) else ()
-    except EngineError as exc:
-        hint = (f" (the engine reaches {repo.registry} over plain HTTP only when its daemon.json lists it in "
-                "insecure-registries)" if plan.config.plain_http(repo.registry) and not is_loopback(repo.registry)
-                else "")
-        log(f"note: no registry cache for this leg: {exc}{hint}; building without it")
-        return ()
-    return (plan.cache_ref, *local)
+        p = urlsplit(value)
+    except ValueError:
+        p = None
+    if p is None or p.scheme not in ("http", "https") or not p.netloc:
+        raise UserError(f"{what} {value!r}: expected an http(s) URL such as http://azure.archive.ubuntu.com")
+    if "@" in p.netloc:
+        raise UserError(f"{what}: the URL carries credentials, which would be stored in the image history "
+                        "(build args are recorded there); use a mirror without them")
+    return value
+
+
+def workflow_build_args(*, apt_mirror: str | None, apt_ports_mirror: str | None, deps_refresh: str | None,
+                        env: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """The build args LocalAI's ``backend_build.yml`` adds to the matrix's: APT_MIRROR/APT_PORTS_MIRROR (option,
+    else environment, else empty: the Dockerfile's ``apt-mirror.sh`` then leaves the sources alone) and
+    DEPS_REFRESH (option, else environment, else the ISO week). BUILDER_TARGET comes from the matrix entry."""
+    refresh = (deps_refresh if deps_refresh is not None else env.get(ENV_DEPS_REFRESH, "")).strip() \
+        or deps_refresh_key(now)
+    if not all(c.isalnum() or c in "-_." for c in refresh):
+        raise UserError(f"--deps-refresh / {ENV_DEPS_REFRESH} {refresh!r}: use letters, digits, '-', '_', '.' "
+                        "(it is a cache key such as 2026-W49)")
+    return {
+        "APT_MIRROR": _mirror(apt_mirror if apt_mirror is not None else env.get(ENV_APT_MIRROR, ""),
+                              f"--apt-mirror / {ENV_APT_MIRROR}"),
+        "APT_PORTS_MIRROR": _mirror(apt_ports_mirror if apt_ports_mirror is not None
+                                    else env.get(ENV_APT_PORTS_MIRROR, ""), f"--apt-ports-mirror / {ENV_APT_PORTS_MIRROR}"),
+        "DEPS_REFRESH": refresh,
+    }
+
+
+# ---- building ----------------------------------------------------------------------------------
+def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> Any:
+    """The builder's input for a planned leg (``ci.builder.BuildSpec``)."""
+    from ci.builder import BuildSpec, CacheSpec
+
+    reg = plan.config.cache.registry
+    return BuildSpec(context=plan.context, dockerfile=str(Path(plan.context) / plan.dockerfile), platform=plan.platform,
+                     tag=plan.local_tag, build_args=plan.build_args, labels=plan.labels,
+                     cache=CacheSpec(plan.cache_ref, write=plan.cache_write,
+                                     insecure=plan.config.plain_http(reg) and not is_loopback(reg)),
+                     contexts=tuple(contexts))
+
+
+def build_leg(plan: LegPlan, builder: Any, bases: Any, *, on_event: Callable[[Any], None],
+              runners: RunnerPolicy | None = None) -> Any:
+    """Build the leg with ``builder`` (``ci.builder.Builder``), then check the image is the leg's platform.
+
+    Before anything runs, the Dockerfile is read and resolved with the leg's build args
+    (:func:`ci.feasibility.leg_feasibility`): an engine too old for its features, a stage that
+    needs emulation the builder lacks, or an offline base without a shell is an EngineError
+    saying what is needed. ``bases`` (``ci.baseimage.OfflineBases``) serves ``ci-offline/`` bases.
+    Returns ``ci.builder.BuiltImage``.
+    """
+    from ci.feasibility import leg_feasibility
+
+    feas = leg_feasibility(plan, builder.caps(), bases.env)
+    if not feas.runs:
+        raise EngineError(f"{leg_label(plan)}: {feas.reason}")
+    built = builder.build(build_spec(plan, bases.contexts(feas.offline_bases)), on_event)
+    check_platform(built.info, plan.platform, leg_label(plan), runners)
+    return built
+
+
+def leg_label(plan: LegPlan) -> str:
+    return f"{plan.family} tag-suffix {plan.suffix!r} platform-tag {plan.ptag}"
 
 
 def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, credentials: object, *,
                   on_retry: Callable[[str], None], log: Callable[[str], None]) -> str | None:
-    """Tag a published leg ``cache<suffix>-<ptag>`` in the family's cache repository (blobs mounted from
-    the targets on the same registry, uploaded otherwise: publish's own pipeline). Returns a warning
+    """Inline-cache builders (docker driver, classic store): push ``image_id`` (the leg's inline-cache image,
+    ``ci.builder.BuiltImage.cache_image``: the leg's layers, a config carrying the cache record) as
+    ``cache<suffix>-<ptag>`` in the cache repository, so the next build imports its inline cache from
+    there (blobs mounted from the targets on the same registry, uploaded otherwise: publish's own
+    pipeline). Builders that export registry cache write that tag themselves. Returns a warning
     instead of raising: a stale cache slows the next build, it never fails this leg."""
     from ci.publish import Target, push_image, registry_client_factory
 
@@ -429,6 +447,10 @@ class BuildRequest:
     dry_run: bool = False
     local_tag: str | None = None
     cache_dir: str | None = None
+    builder: str | None = None  # buildx builder instance (default: CI_BUILDER, else buildx's current one)
+    apt_mirror: str | None = None  # APT_MIRROR build arg (default: the environment's, else '')
+    apt_ports_mirror: str | None = None
+    deps_refresh: str | None = None  # DEPS_REFRESH build arg (default: the environment's, else the ISO week)
     # matrix-element fields passed by the workflow (kebab-case key, value); cross-checked with the leg
     leg_fields: tuple[tuple[str, str], ...] = ()
 
@@ -437,8 +459,9 @@ class BuildRequest:
 class LegResult:
     plan: LegPlan
     image_id: str = ""
-    cache_from: tuple[str, ...] = ()  # what the build could reuse steps from
+    cache: str = ""  # how the registry cache was used (ci.builder.BuiltImage.cache)
     cache_warning: str = ""  # the registry cache was not updated (the leg itself is fine)
+    steps_run: tuple[str, ...] = ()  # build steps that executed (not cached)
     digest: str = ""
     digest_file: str = ""
     bytes_uploaded: int = 0
@@ -472,7 +495,8 @@ def login_registry(req: BuildRequest, registries: Sequence[str]) -> str | None:
                     "docker login HOST)")
 
 
-def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[str, object]]:
+def prepare(req: BuildRequest, env: Mapping[str, str],
+            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> tuple[LegPlan, dict[str, object]]:
     """Resolve and plan (reads the matrix, git and the Docker config; writes nothing)."""
     from ci.families import family_config
     from ci.github import resolve_event
@@ -509,10 +533,12 @@ def prepare(req: BuildRequest, env: Mapping[str, str]) -> tuple[LegPlan, dict[st
         except CiError:
             creds[cache_reg] = None
     pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
+    extra = workflow_build_args(apt_mirror=req.apt_mirror, apt_ports_mirror=req.apt_ports_mirror,
+                                deps_refresh=req.deps_refresh, env=env, now=now())
     plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
                     mount_from=siblings, local_tag=req.local_tag,
-                    anchor_in=anchor_registries(env) if req.anchor else None)
+                    anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra)
     return plan, creds
 
 
@@ -536,11 +562,16 @@ def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequenc
 
 
 def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
-            engine: Engine | None = None) -> LegResult:
-    """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan)."""
+            engine: Engine | None = None, err: TextIO | None = None) -> LegResult:
+    """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan).
+
+    The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
+    from ci.baseimage import OfflineBases
     from ci.blobcache import BlobCache, default_cache_dir
+    from ci.builder import builder_for, check_builder_name
     from ci.engine import connect
     from ci.github import in_actions, write_outputs, write_summary
+    from ci.progress import Progress
 
     environ = env_dict(env)
     stdout = out or sys.stdout
@@ -550,6 +581,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         return LegResult(plan)
     t0 = time.monotonic()
     eng = engine or connect(environ)
+    builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
 
     def log(msg: str) -> None:
         print(msg, file=stdout, flush=True)
@@ -558,27 +590,35 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         print(f"retry: {msg}", file=stdout, flush=True)
 
     title = f"{plan.family}{plan.suffix or ('' if plan.family is Family.BACKENDS else ' core')} [{plan.ptag}]"
-    cache_from = pull_cache(plan, eng, creds.get(plan.config.cache.registry), log)
-    with BuildProgress(title) as progress:
-        info = build_leg(plan, eng, on_line=progress.line, cache_from=cache_from)
-    print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}; its manifest digest is computed "
-          "when it is published", file=stdout, flush=True)
+    print(builder.caps().describe(), file=stdout, flush=True)
+    with OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:
+        progress.step(title, f"building for {plan.platform}")
+        try:
+            built = build_leg(plan, builder, bases, on_event=progress.build_event(title))
+        except CiError:
+            progress.leg_done(title, "build FAILED")
+            raise
+        progress.leg_done(title, "built")
+    info = built.info
+    ran = tuple(s.name for s in built.ran())
+    print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}: {len(built.steps)} steps, "
+          f"{len(ran)} run, {len(built.steps) - len(ran)} cached; registry cache: {built.cache}", file=stdout, flush=True)
     for n in plan.notes:
         print(f"note: {n}", file=stdout)
     if not plan.images:
-        return LegResult(plan, image_id=info.id, cache_from=cache_from, seconds=time.monotonic() - t0)
+        return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0)
     targets = publish_targets(plan, creds)
     cache_repo = (plan.config.cache,) if plan.publishes else ()
     for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
                               *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
         print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
     cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
-    warning = None
+    warning = built.cache_warning or None
     with cache:
         res = publish_built(plan, info.id, eng, targets, cache, on_retry=on_retry, log=log)
-        if plan.publishes:
-            warning = publish_cache(plan, info.id, eng, cache, creds.get(plan.config.cache.registry),
-                                    on_retry=on_retry, log=log)
+        if plan.publishes and built.cache_image:
+            warning = publish_cache(plan, built.cache_image, eng, cache, creds.get(plan.config.cache.registry),
+                                    on_retry=on_retry, log=log) or warning
     seconds = time.monotonic() - t0
     rep = res.report
     for t in rep.targets:
@@ -589,7 +629,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     if warning:
         print(f"warning: {warning}", file=stdout)
     elif plan.publishes:
-        print(f"registry cache: {plan.cache_ref}", file=stdout)
+        print(f"registry cache: {plan.cache_ref} ({built.cache})", file=stdout)
     print(f"digest: {rep.digest}", file=stdout)
     if plan.publishes:
         print(f"artifact-name: {res.artifact}", file=stdout)
@@ -602,6 +642,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
                   f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
                   f" ({seconds:.1f}s)", environ)
-    return LegResult(plan, image_id=info.id, cache_from=cache_from, cache_warning=warning or "", digest=rep.digest,
+    return LegResult(plan, image_id=info.id, cache=built.cache, cache_warning=warning or "", digest=rep.digest,
                      digest_file=str(res.digest_file) if res.digest_file else "",
-                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs)
+                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran)

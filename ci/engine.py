@@ -1,21 +1,18 @@
-"""Docker engine adapter (Docker SDK): build with a streamed log, inspect, export, pull (registry cache).
+"""Docker engine adapter (Docker SDK): facts (version, image store, bridge), inspect, export, pull, tag.
 
-The only module that talks to the engine for builds. The client is injected
-(:class:`Engine` wraps a ``docker.DockerClient``); :func:`connect` makes one from
-the environment (``DOCKER_HOST`` etc.). Engine failures become :class:`EngineError`
-with what failed and what to do next.
+The client is injected (:class:`Engine` wraps a ``docker.DockerClient``); :func:`connect`
+makes one from the environment (``DOCKER_HOST`` etc.). Engine failures become
+:class:`EngineError` with what failed and what to do next.
 
-Builds use the classic builder (``APIClient.build``, what the Docker SDK drives):
-it builds the base image's architecture, requires the base to match ``platform``,
-and may reuse a cached ``FROM scratch`` step of another architecture. Callers must
-check the result with :func:`check_platform`.
+Builds are not here: the Docker SDK drives only the classic builder (no BuildKit, see
+``ci/builder.py``), so building is the builder module's job and this module keeps what the
+SDK does well. :func:`check_platform` verifies a built image's architecture.
 """
 from __future__ import annotations
 
 import io
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -24,8 +21,6 @@ import urllib3
 from ci.errors import EngineError
 from ci.platforms import Platform, RunnerPolicy, parse_platform, same_platform
 
-LOG_TAIL_LINES = 40
-MAX_LOG_LINES = 200_000
 EXPORT_CHUNK = 1 << 20
 
 
@@ -33,7 +28,9 @@ EXPORT_CHUNK = 1 << 20
 class ImageInfo:
     """What this project needs from ``docker image inspect``."""
 
-    id: str  # sha256:<hex> = digest of the image config bytes
+    # sha256:<hex>: the digest of the image config on the classic image store, but of the image's
+    # manifest (or index) on the containerd image store: never assume it names the config
+    id: str
     os: str
     architecture: str
     variant: str
@@ -47,9 +44,26 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
-class BuildOutput:
-    image_id: str
-    log: tuple[str, ...] = field(repr=False)
+class EngineFacts:
+    """What the builder needs to know about the engine (``docker version`` / ``docker info``)."""
+
+    version: str  # e.g. 26.1.5+dfsg1
+    api_version: str
+    arch: str  # amd64, arm64 (as in image configs)
+    image_store: str  # IMAGE_STORE_CLASSIC or IMAGE_STORE_CONTAINERD
+    has_bridge: bool  # False: dockerd runs with --bridge none; builds need the host network
+    id: str = ""  # the daemon's ID (docker info), to tell engines apart
+
+    @property
+    def containerd_store(self) -> bool:
+        return self.image_store == IMAGE_STORE_CONTAINERD
+
+    def describe(self) -> str:
+        return f"Docker Engine {self.version} ({self.image_store} image store, {self.arch})"
+
+
+IMAGE_STORE_CLASSIC = "classic"
+IMAGE_STORE_CONTAINERD = "containerd"
 
 
 def connect(env: Mapping[str, str] | None = None, timeout: int = 600) -> Engine:
@@ -94,6 +108,8 @@ class _ChunkStream(io.RawIOBase):
                 self._buf = memoryview(next(self._it))
             except StopIteration:
                 return 0
+            except urllib3.exceptions.HTTPError as exc:  # requests' own errors already are OSErrors
+                raise OSError(f"reading from the Docker engine: {_short(exc)}") from None
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
@@ -101,7 +117,7 @@ class _ChunkStream(io.RawIOBase):
 
 
 class Engine:
-    """Build, inspect and export images through a Docker SDK client."""
+    """Facts, inspect, export, pull and tag through a Docker SDK client (builds: ``ci/builder.py``)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client  # docker.DockerClient
@@ -109,70 +125,29 @@ class Engine:
 
     def host_arch(self) -> str:
         """The engine's architecture as in image configs (``amd64``, ``arm64``)."""
-        from ci.platforms import host_arch
+        return self.facts().arch
 
-        try:
-            return str(host_arch(str(self.api.version().get("Arch", ""))))
-        except Exception as exc:  # APIError, ValueError
-            raise EngineError(f"asking the engine for its architecture: {_short(exc)}") from None
-
-    def build(self, *, path: str, dockerfile: str, buildargs: Mapping[str, str], platform: str,
-              labels: Mapping[str, str], tag: str | None = None,
-              on_line: Callable[[str], None] | None = None, cache_from: Sequence[str] = ()) -> BuildOutput:
-        """Build ``path`` with the classic builder, streaming the log to ``on_line``.
-
-        ``cache_from``: images (already in the engine) whose steps may be reused. With it the
-        classic builder reuses local steps only when they are ancestors of one of these images,
-        so give it only images that exist. On failure the EngineError carries the log tail.
-        """
+    def facts(self) -> EngineFacts:
+        """Version, architecture, image store and bridge network of the engine (asked once per call)."""
         import docker.errors
 
-        log: deque[str] = deque(maxlen=MAX_LOG_LINES)
-        image_id = ""
-        partial = ""
-
-        def line(text: str) -> None:
-            log.append(text)
-            if on_line:
-                on_line(text)
-
         try:
-            stream = self.api.build(path=path, dockerfile=dockerfile, buildargs=dict(buildargs),
-                                    platform=platform, labels=dict(labels), tag=tag, rm=True,
-                                    forcerm=True, pull=False, decode=True, cache_from=list(cache_from) or None)
-            for ev in stream:
-                if "stream" in ev:
-                    partial += str(ev["stream"])
-                    *done, partial = partial.split("\n")
-                    for d in done:
-                        if d.strip():
-                            line(d.rstrip())
-                if "aux" in ev and isinstance(ev["aux"], dict) and "ID" in ev["aux"]:
-                    image_id = str(ev["aux"]["ID"])
-                if "error" in ev or "errorDetail" in ev:
-                    detail = ev.get("error") or (ev.get("errorDetail") or {}).get("message", "")
-                    if partial.strip():
-                        line(partial.rstrip())
-                    _drain(stream)  # the error is the last event; reading to the end releases the socket
-                    raise EngineError(_build_failure(str(detail), log, platform))
-                if "status" in ev and "stream" not in ev:
-                    line(str(ev["status"]))
-        except docker.errors.APIError as exc:
-            raise EngineError(_build_failure(_short(exc.explanation or exc), log, platform)) from None
-        except docker.errors.DockerException as exc:
-            raise EngineError(_build_failure(_short(exc), log, platform)) from None
-        except (OSError, TypeError) as exc:  # context not found, engine gone mid-build
-            raise EngineError(_build_failure(_short(exc), log, platform)) from None
-        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
-            # the engine went away mid-stream (dockerd stopped or crashed): no image, no digest file
-            raise EngineError(_build_failure(
-                f"lost the connection to the Docker engine ({_short(exc)}); is dockerd still running? "
-                "restart it and retry", log, platform)) from None
-        if partial.strip():
-            line(partial.rstrip())
-        if not image_id:
-            raise EngineError(_build_failure("the engine finished without reporting an image id", log, platform))
-        return BuildOutput(image_id=image_id, log=tuple(log))
+            version = self.api.version()
+            info = self.api.info()
+            bridge = any(n.get("Name") == "bridge" for n in self.api.networks(names=["bridge"]))  # the filter is a substring match
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"asking the engine for its version and image store: {_short(exc)}") from None
+        from ci.platforms import host_arch
+
+        status = dict((str(k), str(v)) for k, v in (info.get("DriverStatus") or []) if isinstance(k, str))
+        containerd = "containerd" in status.get("driver-type", "") or "snapshotter" in status.get("driver-type", "")
+        try:
+            arch = str(host_arch(str(version.get("Arch", ""))))
+        except ValueError:
+            arch = str(version.get("Arch", ""))
+        return EngineFacts(version=str(version.get("Version", "")), api_version=str(version.get("ApiVersion", "")),
+                           arch=arch, image_store=IMAGE_STORE_CONTAINERD if containerd else IMAGE_STORE_CLASSIC,
+                           has_bridge=bridge, id=str(info.get("ID", "")))
 
     def inspect(self, image: str) -> ImageInfo:
         import docker.errors
@@ -183,6 +158,9 @@ class Engine:
             raise EngineError(f"image {image} is not in the engine; build it first") from None
         except docker.errors.DockerException as exc:
             raise EngineError(f"inspecting image {image}: {_short(exc)}") from None
+        except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"inspecting image {image}: lost the connection to the Docker engine "
+                              f"({_short(exc)}); is dockerd still running?") from None
         labels = (d.get("Config") or {}).get("Labels") or {}
         return ImageInfo(
             id=str(d["Id"]), os=str(d.get("Os", "")), architecture=str(d.get("Architecture", "")),
@@ -225,7 +203,12 @@ class Engine:
             raise EngineError(f"pulling {ref}: lost the connection to the Docker engine ({_short(exc)})") from None
 
     def export(self, image: str) -> io.BufferedReader:
-        """``docker save`` of one image as a streamed, read-only file (never held in memory)."""
+        """``docker save`` of one image as a streamed, read-only file (never held in memory).
+
+        Docker < 25 writes a docker-archive; Docker >= 25 an OCI image layout (``index.json``,
+        ``blobs/sha256/``) with uncompressed layers on the classic store and the stored compressed
+        layers on the containerd store. Entry order is not fixed. Read errors are OSErrors.
+        """
         import docker.errors
 
         # APIClient.get_image returns a bare generator whose HTTP response cannot be closed when
@@ -233,9 +216,19 @@ class Engine:
         # request is made here through the SDK's request helpers so the response can be closed.
         try:
             res = self.api._get(self.api._url("/images/{0}/get", image), stream=True)
-            self.api._raise_for_status(res)
+            try:
+                self.api._raise_for_status(res)
+            except BaseException:
+                res.close()  # release the connection of a refused export
+                raise
+        except docker.errors.NotFound:
+            raise EngineError(f"exporting image {image}: it is no longer in the engine (removed or replaced "
+                              "after it was inspected?); rebuild it and retry") from None
         except docker.errors.DockerException as exc:
             raise EngineError(f"exporting image {image}: {_short(exc)}") from None
+        except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"exporting image {image}: lost the connection to the Docker engine "
+                              f"({_short(exc)}); is dockerd still running? retry") from None
         return io.BufferedReader(_ChunkStream(res.iter_content(EXPORT_CHUNK, False), res.close),
                                  buffer_size=EXPORT_CHUNK)
 
@@ -248,23 +241,6 @@ class Engine:
             raise EngineError(f"tagging {image} as {repository}:{tag}: {_short(exc)}") from None
 
 
-def _drain(stream: Iterator[Any]) -> None:
-    try:
-        for _ in stream:
-            pass
-    except Exception:  # the engine went away: nothing left to release
-        pass
-
-
-def _build_failure(detail: str, log: deque[str], platform: str) -> str:
-    tail = list(log)[-LOG_TAIL_LINES:]
-    hint = ""
-    if "does not match the specified platform" in detail or "no matching manifest" in detail:
-        hint = "\n" + _arch_advice(platform)
-    return (f"build failed: {detail.strip()}{hint}\n--- last {len(tail)} lines of the build log ---\n"
-            + "\n".join(tail))
-
-
 def _arch_advice(platform: str, runners: RunnerPolicy | None = None) -> str:
     policy = runners or RunnerPolicy()
     try:
@@ -273,9 +249,9 @@ def _arch_advice(platform: str, runners: RunnerPolicy | None = None) -> str:
     except ValueError:
         arch, runner = None, None
     where = f"a native {arch} runner" + (f" (runs-on: {runner})" if runner else "")
-    return ("The classic builder driven by the Docker SDK builds the base image's architecture and ignores "
-            "`platform` for FROM scratch (a cached step of another architecture may be reused); it does not "
-            f"emulate. Run this leg on {where}, or load a {platform} base image into the engine.")
+    return ("BuildKit labels the image with the platform it was asked for; another architecture here means the "
+            f"image did not come from this leg's BuildKit build for {platform} (a base or image of another "
+            f"architecture used as it is, or a stale tag): rebuild it, or build this leg on {where}.")
 
 
 def check_platform(info: ImageInfo, expected: Platform, what: str, runners: RunnerPolicy | None = None) -> None:

@@ -73,15 +73,18 @@ def _dump(obj: object) -> bytes:
     return json.dumps(obj, indent=3, separators=(",", ": "), ensure_ascii=True).encode() + b"\n"
 
 
-def compose_image_manifest(config: Descriptor, layers: Sequence[Descriptor]) -> Composed:
-    """A Docker v2 schema 2 image manifest (what ``docker push`` produces)."""
+def compose_image_manifest(config: Descriptor, layers: Sequence[Descriptor],
+                           media_type: str = DOCKER_MANIFEST) -> Composed:
+    """A single-platform image manifest: Docker v2 schema 2 (what ``docker push`` produces) or OCI."""
+    if media_type not in IMAGE_MANIFEST_TYPES:
+        raise ValueError(f"{media_type} is not an image manifest media type")
     body = {
         "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
+        "mediaType": media_type,
         "config": config.to_json(),
         "layers": [layer.to_json() for layer in layers],
     }
-    return Composed(_dump(body), DOCKER_MANIFEST)
+    return Composed(_dump(body), media_type)
 
 
 def compose_index(children: Sequence[Descriptor]) -> Composed:

@@ -129,6 +129,9 @@ class Entry:
             args["AMDGPU_TARGETS"] = self.amdgpu_targets
         if self.builder_base_image:
             args["BUILDER_BASE_IMAGE"] = self.builder_base_image
+        if self.family is Family.BACKENDS:
+            # LocalAI's backend_build.yml: the prebuilt builder stage when a builder base image is given
+            args["BUILDER_TARGET"] = "builder-prebuilt" if self.builder_base_image else "builder-fromsource"
         if self.family is Family.SERVER:
             if self.makeflags:
                 args["MAKEFLAGS"] = self.makeflags
@@ -275,21 +278,10 @@ def _count_nodes(node: yaml.Node, limit: int) -> int:
 
 
 def read_matrix_text(path: str | Path) -> str:
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise MatrixError(f"{path}: no such matrix file; pass --matrix PATH") from None
-    except OSError as exc:
-        raise MatrixError(f"{path}: cannot read the matrix file: {exc.strerror}") from None
-    if not p.is_file():
-        raise MatrixError(f"{path}: not a regular file; pass --matrix PATH to a YAML file")
-    if size > MAX_MATRIX_BYTES:
-        raise MatrixError(f"{path}: {size} bytes is larger than the {MAX_MATRIX_BYTES} byte limit for a matrix file")
-    try:
-        return p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MatrixError(f"{path}: not UTF-8 text (byte {exc.start}); save the matrix as UTF-8") from None
+    from ci.textfile import read_user_text
+
+    return read_user_text(path, what="matrix file", limit=MAX_MATRIX_BYTES, missing_hint="pass --matrix PATH",
+                          not_a_file_hint="pass --matrix PATH to a YAML file", error=MatrixError)
 
 
 def load_matrix(path: str | Path, family: Family = Family.BACKENDS) -> Matrix:

@@ -5,13 +5,15 @@
    loopback registries (:mod:`ci.localregistry`) storing under ``<state>/registries/{quay,hub}``
    on the ports they had last time when free, so a second run finds what the first published.
 2. **Plan** (pure, :func:`plan_pipeline`): every selected leg of both matrices through
-   :func:`ci.build.prepare` (the ``invoke build-backend`` planning), its architecture
-   feasibility (:func:`leg_feasibility`), its input key (:mod:`ci.state`), and every
-   suffix's merge: artifacts, tags (:func:`ci.tags.compute_tags`), images.
+   :func:`ci.build.prepare` (the ``invoke build-backend`` planning), whether and how this
+   builder can build it (:func:`ci.feasibility.leg_feasibility`: native, cross-build, QEMU, or
+   skipped with the reason), its input key (:mod:`ci.state`: context, Dockerfile, build args,
+   the ids of every base image), and every suffix's merge: artifacts, tags
+   (:func:`ci.tags.compute_tags`), images.
 3. **Legs** (``--jobs`` at a time): up to date (recorded key matches and the digest still
    exists in every registry: digest file re-written from the record), else
-   :func:`ci.build.build_leg` + :func:`ci.publish.publish_leg`; legs sharing a base-image name
-   build one at a time (a ``ci-offline/`` base is re-synthesized for each leg's platform).
+   :func:`ci.build.build_leg` (BuildKit, through :mod:`ci.builder`; ``ci-offline/`` bases served
+   from the embedded "quay" registry) + :func:`ci.publish.publish_leg`.
 4. **Merge**: :func:`ci.merge.merge_all` over the run's digests directory (``nox -s merge -- --all``).
 5. **Inspect**: :func:`ci.inspection.inspect_refs` on every merged tag in every registry.
 6. **Table**: suffix, legs, list digest, tags, result; failures listed last; exit 1 if any.
@@ -67,6 +69,9 @@ class PipelineOptions:
     dry_run: bool = False
     root: str = "."
     state_dir: str | None = None  # default <root>/.localai-ci
+    builder: str | None = None  # buildx builder instance (default: CI_BUILDER, else buildx's current one)
+    apt_mirror: str | None = None  # APT_MIRROR / APT_PORTS_MIRROR build args (default: the environment's)
+    apt_ports_mirror: str | None = None
 
     @property
     def state_path(self) -> Path:
@@ -79,29 +84,17 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 
 # ---- pure planning ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Feasibility:
-    runs: bool
-    how: str  # "native", "offline arm64 base image", "QEMU binfmt (qemu-aarch64)", "needs a native arm64 runner"
+def builder_caps_without_engine(host: Arch, binfmt: frozenset[str]) -> Any:
+    """What a dry run without a reachable engine assumes: the docker driver on this machine's arch,
+    emulating what binfmt_misc has a QEMU handler for (``ci.builder.BuilderCaps``)."""
+    from ci.builder import BuilderCaps
+    from ci.engine import IMAGE_STORE_CLASSIC, EngineFacts
 
-
-def leg_feasibility(platform: Platform, base_image: str, host: Arch, *, base_arch: str | None,
-                    binfmt: frozenset[str]) -> Feasibility:
-    """Can this engine build the leg? ``base_arch``: the architecture of ``base_image`` in the engine
-    (None when absent); ``binfmt``: registered ``qemu-*`` handler names."""
-    from ci.baseimage import is_offline_base
-
-    arch = platform.arch
-    if arch is host:
-        return Feasibility(True, "native")
-    if is_offline_base(base_image):
-        return Feasibility(True, f"offline {arch} base image")
-    if base_arch == str(arch):
-        return Feasibility(True, f"{arch} base image present")
-    qemu = f"qemu-{QEMU_NAMES.get(arch, str(arch))}"
-    if qemu in binfmt:
-        return Feasibility(True, f"QEMU binfmt ({qemu})")
-    return Feasibility(False, f"needs a native {arch} runner")
+    plats = [Platform("linux", host)] + [Platform("linux", a) for a, q in QEMU_NAMES.items()
+                                         if a is not host and f"qemu-{q}" in binfmt]
+    return BuilderCaps(name="default", driver="docker", platforms=tuple(plats),
+                       engine=EngineFacts(version="", api_version="", arch=str(host), image_store=IMAGE_STORE_CLASSIC,
+                                          has_bridge=True))
 
 
 def select_legs(matrices: Sequence[Matrix], only: Sequence[str]) -> list[Entry]:
@@ -137,7 +130,7 @@ class LegStep:
 
     plan: Any  # ci.build.LegPlan
     creds: Mapping[str, object] = field(repr=False)
-    feasibility: Feasibility
+    feasibility: Any  # ci.feasibility.Feasibility
     inputs: LegInputs
 
     @property
@@ -196,7 +189,7 @@ class Plan:
             out.append("")
             out.append(f"== leg {i}/{len(self.legs)}: {leg.title}: {leg.feasibility.how}")
             if not leg.feasibility.runs:
-                out.append("   not built: its suffix is not merged")
+                out.append(f"   not built ({leg.feasibility.reason}); its suffix is not merged")
                 continue
             rec = state.lookup(leg.inputs) if state is not None else None
             key = inputs_digest(leg.inputs)
@@ -257,21 +250,25 @@ def tag_source(root: Path, env: Mapping[str, str]) -> TagSource:
     return TagSource("push", ref, sha)
 
 
-def base_image_id(base: str, platform: Platform, engine: Any | None) -> tuple[str | None, str | None]:
-    """(image id, architecture) of the leg's base image: computed for ``ci-offline/`` names (the id
-    :mod:`ci.baseimage` will load), else read from the engine (None, None when absent)."""
-    from ci.baseimage import is_offline_base, split_name, write_base_archive
+def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Any | None) -> str | None:
+    """One key over the ids of every image a leg's build starts from: the deterministic index digest
+    :mod:`ci.baseimage` serves for ``ci-offline/`` names, else the engine's image id. None when one
+    is absent from the engine (it would be pulled: the leg is never up to date)."""
+    from ci.baseimage import is_offline_base, offline_image
+    from ci.reference import sha256_digest
 
-    if is_offline_base(base):
-        repo, tag = split_name(base)
-        return write_base_archive(io.BytesIO(), f"{repo}:{tag}", platform), str(platform.arch)
-    if engine is None:
-        return None, None
-    try:
-        info = engine.inspect(base)
-    except CiError:
-        return None, None
-    return info.id, info.architecture
+    ids = []
+    for name in sorted(set(names)):
+        if is_offline_base(name):
+            ids.append(f"{name}={offline_image(name, env).index.digest}")
+            continue
+        if engine is None:
+            return None
+        try:
+            ids.append(f"{name}={engine.inspect(name).id}")
+        except CiError:
+            return None
+    return sha256_digest("\n".join(ids).encode())
 
 
 # ---- embedded registries ------------------------------------------------------------------------------
@@ -417,9 +414,12 @@ def _matrix_paths(options: PipelineOptions) -> dict[Family, Path]:
 
 
 def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Sequence[str] | None,
-                  engine: Any | None, host: Arch, binfmt: frozenset[str], digests_dir: Path) -> Plan:
-    """Decide everything (reads matrices, git, the build context and, read-only, the engine)."""
+                  engine: Any | None, caps: Any, digests_dir: Path) -> Plan:
+    """Decide everything (reads matrices, git, the build context and, read-only, the engine).
+
+    ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
     from ci.build import BuildRequest, prepare
+    from ci.feasibility import leg_feasibility
     from ci.matrix import load_matrix
     from ci.state import hash_context
     from ci.tags import TagInput, compute_tags
@@ -448,16 +448,18 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     for e in entries:
         req = BuildRequest(family=e.family, tag_suffix=e.tag_suffix, platform_tag=e.ptag,
                            matrix=str(paths[e.family]), images=images[e.family], digests_dir=str(digests_dir),
-                           event="push", root=options.root)
+                           event="push", root=options.root, apt_mirror=options.apt_mirror,
+                           apt_ports_mirror=options.apt_ports_mirror)
         plan, creds = prepare(req, venv)
-        base_id, base_arch = base_image_id(plan.base_image, plan.platform, engine)
-        feas = leg_feasibility(plan.platform, plan.base_image, host, base_arch=base_arch, binfmt=binfmt)
+        feas = leg_feasibility(plan, caps, env)
+        bases = feas.resolved.external_images if feas.resolved is not None else (plan.base_image,)
         ck = (plan.context, plan.dockerfile)
         if ck not in ctx_cache:
             ctx_cache[ck] = hash_context(plan.context, plan.dockerfile)
         inputs = LegInputs(family=str(plan.family), suffix=plan.suffix, ptag=plan.ptag, platform=str(plan.platform),
                            dockerfile=plan.dockerfile, context_hash=ctx_cache[ck], build_args=plan.build_args,
-                           base_image=plan.base_image, base_id=base_id, images=tuple(str(i) for i in plan.images))
+                           base_image=",".join(bases), base_id=base_images_key(bases, env, engine),
+                           images=tuple(str(i) for i in plan.images))
         steps.append(LegStep(plan=plan, creds=creds, feasibility=feas, inputs=inputs))
     suffixes: list[SuffixStep] = []
     for fam in families:
@@ -476,17 +478,12 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
 class _Runner:
     """Runs the legs of a plan; shared state guarded by locks."""
 
-    def __init__(self, plan: Plan, options: PipelineOptions, env: Mapping[str, str], engine: Any,
-                 progress: Progress, state: State, state_file: Path) -> None:
+    def __init__(self, plan: Plan, options: PipelineOptions, env: Mapping[str, str], engine: Any, builder: Any,
+                 bases: Any, progress: Progress, state: State, state_file: Path) -> None:
         self.plan, self.options, self.env, self.engine = plan, options, env, engine
+        self.builder, self.bases = builder, bases
         self.progress, self.state, self.state_file = progress, state, state_file
         self._state_lock = threading.Lock()
-        self._base_locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
-
-    def _base_lock(self, name: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._base_locks.setdefault(name, threading.Lock())
 
     def _clients(self, step: LegStep) -> list[Any]:
         from ci.families import family_config
@@ -516,7 +513,7 @@ class _Runner:
 
     def run(self, step: LegStep, cache: Any) -> LegOutcome:
         from ci.artifacts import write_digest_file
-        from ci.build import publish_built, publish_targets
+        from ci.build import build_leg, publish_built, publish_targets
 
         p = step.plan
         t0 = time.monotonic()
@@ -526,7 +523,7 @@ class _Runner:
 
         if not step.feasibility.runs:
             self.progress.leg_done(step.title, f"skipped: {step.feasibility.how}")
-            return outcome("skipped", reason=step.feasibility.how)
+            return outcome("skipped", reason=step.feasibility.reason or step.feasibility.how)
         try:
             self.progress.step(step.title, "checking the record")
             digest = self.up_to_date(step)
@@ -534,10 +531,11 @@ class _Runner:
                 write_digest_file(p.digests_dir, p.family, p.suffix, p.ptag, digest)
                 self.progress.leg_done(step.title, f"up to date ({digest[:19]})")
                 return outcome("up to date", digest)
-            info = self._build(step)
+            self.progress.step(step.title, f"building ({step.feasibility.how})")
+            built = build_leg(p, self.builder, self.bases, on_event=self.progress.build_event(step.title))
             self.progress.step(step.title, "publishing by digest")
             targets = publish_targets(p, step.creds)
-            res = publish_built(p, info.id, self.engine, targets, cache,
+            res = publish_built(p, built.info.id, self.engine, targets, cache,
                                 on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"),
                                 log=lambda msg: self.progress.step(step.title, msg))
             with self._state_lock:
@@ -549,29 +547,6 @@ class _Runner:
         except CiError as exc:
             self.progress.leg_done(step.title, "FAILED")
             return outcome("failed", reason=str(exc))
-
-    def _build(self, step: LegStep) -> Any:
-        """build_leg under the base-name lock (``ci-offline/`` bases are retagged per platform). One retry
-        when the built image has the wrong architecture: on a shared engine another process may have
-        retagged the same base name to its platform between our synthesis and our build."""
-        from ci.build import build_leg
-        from ci.errors import EngineError
-
-        with self._base_lock(step.plan.base_image):
-            for attempt in (1, 2):
-                self.progress.step(step.title, f"building ({step.feasibility.how})")
-                try:
-                    return build_leg(step.plan, self.engine, on_line=lambda line: self._build_line(step, line))
-                except EngineError as exc:
-                    if attempt == 2 or "but the leg's platform is" not in str(exc):
-                        raise
-                    self.progress.log(f"{step.title}: built the wrong architecture (base image retagged "
-                                      "concurrently?); building once more")
-        raise AssertionError("unreachable")
-
-    def _build_line(self, step: LegStep, line: str) -> None:
-        if self.progress.tty or line.startswith("Step "):
-            self.progress.step(step.title, line)
 
 
 def _merge_word(r: Any) -> str:
@@ -616,8 +591,13 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
     state_file = state_dir / "state.json"
     digests_dir = state_dir / "digests"
     engine = _connect(environ, required=not options.dry_run)
-    host = Arch(engine.host_arch()) if engine is not None else host_arch(os.uname().machine)
-    binfmt = registered_binfmt()
+    if engine is not None:
+        from ci.builder import builder_for, check_builder_name
+
+        builder: Any = builder_for(engine, environ, check_builder_name(options.builder or ""))
+        caps = builder.caps()
+    else:
+        builder, caps = None, builder_caps_without_engine(host_arch(os.uname().machine), registered_binfmt())
     state = load_state(state_file)
     for note in state.notes:
         print(f"note: {note}", file=stderr)
@@ -633,16 +613,16 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
             emb = start_embedded(state_dir, options.keep, lambda s: print(s, file=stderr, flush=True))
             hosts = emb.hosts
     try:
-        plan = plan_pipeline(options, environ, hosts=hosts, engine=engine, host=host, binfmt=binfmt,
-                             digests_dir=digests_dir)
+        plan = plan_pipeline(options, environ, hosts=hosts, engine=engine, caps=caps, digests_dir=digests_dir)
+        print(f"builder: {caps.describe()}", file=stderr, flush=True)
         if options.dry_run:
             if emb is None and hosts is not None:
                 print(f"note: dry run: the embedded registries would start on {', '.join(hosts)} "
                       f"(storage under {state_dir / 'registries'}); nothing was started", file=stdout)
             print(plan.describe(state), file=stdout)
             return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
-        return _execute(plan, options, environ, engine, state, state_file, digests_dir, stdout, stderr, tty, t0,
-                        emb)
+        return _execute(plan, options, environ, engine, builder, state, state_file, digests_dir, stdout, stderr,
+                        tty, t0, emb)
     finally:
         if emb is not None and not options.keep:
             emb.stop()
@@ -666,11 +646,12 @@ def _connect(env: Mapping[str, str], required: bool) -> Any | None:
         return None
 
 
-def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: Any, state: State,
+def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: Any, builder: Any, state: State,
              state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
              t0: float, emb: Embedded | None) -> PipelineReport:
     import shutil
 
+    from ci.baseimage import OfflineBases
     from ci.blobcache import BlobCache, default_cache_dir
     from ci.families import family_config
     from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource as MergeTagSource, merge_all
@@ -682,8 +663,11 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
     digests_dir.mkdir(parents=True, exist_ok=True)
     outcomes: dict[tuple[Family, str, str], LegOutcome] = {}
-    with Progress(len(plan.legs), stderr, tty) as progress:
-        runner = _Runner(plan, options, venv, engine, progress, state, state_file)
+    # offline bases are served from the embedded "quay" registry, else from a private one
+    bases = OfflineBases(env, host=emb.hosts[0] if emb is not None else None,
+                         root=options.state_path.resolve() / "registries" / "bases")
+    with Progress(len(plan.legs), stderr, tty) as progress, bases:
+        runner = _Runner(plan, options, venv, engine, builder, bases, progress, state, state_file)
         with BlobCache(default_cache_dir(env)) as cache:
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
                 for o in pool.map(lambda s: runner.run(s, cache), plan.legs):

@@ -1,4 +1,4 @@
-"""Progress display and final table for ``invoke pipeline``.
+"""Progress display (``invoke pipeline`` and the build tasks) and the pipeline's final table.
 
 On a terminal: a rich live bar (legs done/total, the current step, elapsed time) with log
 lines printed above it. Not on a terminal (CI logs, pipes, tests): one plain line per
@@ -98,6 +98,47 @@ class Progress:
             if self._rich is not None:
                 self._rich.update(self._task, completed=self.done_count, description=f"{what}: {outcome}"[:120])
             self._line(f"{what}: {outcome}")
+
+
+    def build_event(self, what: str) -> Callable[[Any], None]:
+        """A ``ci.builder`` event sink for leg ``what``: steps as lines (running, done with their duration,
+        cached), warnings and notes kept; log lines only move the live status (the failing step's
+        last lines come with the error)."""
+        def sink(ev: Any) -> None:
+            text = build_event_text(ev)
+            if text is None:
+                if ev.kind == "log" and self.tty:
+                    self.step(what, f"{ev.step} | {ev.text}")
+                return
+            if ev.kind == "running":
+                self.step(what, text)
+            else:
+                self.log(f"{what}: {text}")
+        return sink
+
+
+STEP_WIDTH = 110
+
+
+def step_name(name: str, width: int = STEP_WIDTH) -> str:
+    """A build step's name on one line (BuildKit keeps a RUN's continuation lines in it)."""
+    one = " ".join(name.split())
+    return one if len(one) <= width else one[:width - 3] + "..."
+
+
+def build_event_text(ev: Any) -> str | None:
+    """The line shown for one ``ci.builder.BuildEvent`` (None: not shown as a line)."""
+    if ev.kind == "running":
+        return f"running  {step_name(ev.step)}"
+    if ev.kind == "done":
+        return f"done     {step_name(ev.step)} ({ev.seconds:.1f}s)"
+    if ev.kind == "cached":
+        return f"cached   {step_name(ev.step)}"
+    if ev.kind == "failed":
+        return f"FAILED   {step_name(ev.step)} ({ev.seconds:.1f}s)"
+    if ev.kind in ("warning", "note"):
+        return f"{ev.kind}: {ev.text}"
+    return None
 
 
 # ---- final table ----------------------------------------------------------------------------------

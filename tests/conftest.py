@@ -36,7 +36,19 @@ Fixtures
     dict`` (the config, via ``--format '{{json .Image}}'``) assert success. Same skip/fail rule
     when the docker CLI or its buildx plugin is missing.
 
-Markers: ``engine`` (needs the engine), ``registry`` (needs registries), ``slow``.
+``builder`` (session)
+    :class:`ci.builder.BuildxBuilder` on the engine (``docker buildx build``, the builder every
+    build of this project uses).
+``bases`` (session)
+    :class:`ci.baseimage.OfflineBases` serving ``ci-offline/`` base images from the "quay" test registry.
+``build_image`` (function)
+    ``build(dockerfile_text, platform="linux/amd64", files={}, build_args={}, tag=None, cache=None,
+    contexts_for=()) -> BuiltImage``: writes a context in ``tmp_path`` and builds it through the
+    builder seam; ``ci-offline/`` names in ``contexts_for`` are served by ``bases``.
+
+Markers: ``engine`` (needs the engine: added automatically to every test using the ``engine``
+fixture, so ``nox -s tests`` can run them again on a second engine), ``registry`` (needs
+registries), ``slow``.
 """
 from __future__ import annotations
 
@@ -68,6 +80,30 @@ def unavailable(message: str) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: this is a failure, not a skip; see .ci/run)", pytrace=False)
     pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the engine carries the ``engine`` marker (``-m engine`` selects exactly those)."""
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which engine and image store the engine-backed tests run on (``.ci/run`` checks this line)."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not unix_socket_present(os.environ.get("DOCKER_HOST", "")):
+        return f"engine under test: none at {where}"
+    try:
+        from ci.engine import connect
+
+        eng = connect(dict(os.environ), timeout=20)
+        try:
+            return f"engine under test: {eng.facts().describe()} at {where}"
+        finally:
+            eng.client.close()
+    except Exception as exc:  # EngineError, connection errors: the tests themselves report it
+        return f"engine under test: unreachable at {where} ({exc})"
 
 
 @pytest.fixture(scope="session")
@@ -212,3 +248,61 @@ def imagetools() -> Imagetools:
     if probe.returncode != 0:
         unavailable("docker buildx is missing; .ci/install-system.sh installs docker-buildx from Debian trixie")
     return Imagetools()
+
+
+@pytest.fixture(scope="session")
+def builder(engine: Any) -> Any:
+    """The project's builder (``docker buildx build``) on the engine under test."""
+    from ci.builder import BuildxBuilder
+    from ci.engine import Engine
+
+    b = BuildxBuilder(Engine(engine), dict(os.environ))
+    try:
+        b.caps()
+    except Exception as exc:  # EngineError: buildx missing
+        unavailable(f"no buildx builder: {exc}")
+    return b
+
+
+@pytest.fixture(scope="session")
+def bases(registries: tuple[LocalRegistry, LocalRegistry]) -> Iterator[Any]:
+    """Offline base images served from the "quay" test registry."""
+    from ci.baseimage import OfflineBases
+
+    with OfflineBases(dict(os.environ), host=registries[0].host) as served:
+        yield served
+
+
+@pytest.fixture
+def build_image(builder: Any, bases: Any, engine: Any, tmp_path: Path, unique: str) -> Iterator[Callable[..., Any]]:
+    """``build(dockerfile_text, ...) -> ci.builder.BuiltImage`` (see the module doc); its tags are removed
+    at teardown."""
+    from ci.builder import BuildSpec, CacheSpec
+
+    made: list[str] = []
+
+    def build(dockerfile: str, platform: str = "linux/amd64", files: dict[str, bytes | str] | None = None,
+              build_args: dict[str, str] | None = None, tag: str | None = None, cache: CacheSpec | None = None,
+              contexts_for: tuple[str, ...] = (), events: list[Any] | None = None, target: str = "") -> Any:
+        ctx = tmp_path / f"ctx-{len(made)}"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(dockerfile)
+        for rel, data in (files or {}).items():
+            f = ctx / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(data.encode() if isinstance(data, str) else data)
+        ref = tag or f"localai-ci-test/{unique}:{len(made)}"
+        made.append(ref)
+        spec = BuildSpec(context=str(ctx), dockerfile=str(ctx / "Dockerfile"), platform=parse_platform(platform),
+                         tag=ref, build_args=tuple((build_args or {}).items()), cache=cache or CacheSpec(),
+                         contexts=bases.contexts(contexts_for), target=target)
+        return builder.build(spec, events.append if events is not None else (lambda ev: None))
+
+    try:
+        yield build
+    finally:
+        for ref in made:
+            try:
+                engine.images.remove(ref, force=True)
+            except Exception:  # never built (a failed build), or already removed by the test
+                pass

@@ -7,9 +7,17 @@ credentials). For each case: exit status 2, ``error:`` on stderr with the expect
 (naming the file/line/field or the bad value), no traceback, and -- snapshotted before and
 after -- no file under the case's directory and no repository or tag in the two registries
 changed. Matrix fixtures live in ``tests/resources/bad/``; the huge ones are generated.
+
+The registries are this module's own pair (started in a temporary directory, stopped at the end),
+not the session's shared ones: the snapshot covers every repository and tag of both registries, so
+any other writer -- another test, another session using ``CI_TEST_REGISTRIES`` -- pushing between
+the two snapshots would fail a case that changed nothing. Each case's repository is seeded with
+the tags a merge of its event would write (``master-cpu-hello``, ``sha-89abcde-cpu-hello``), and
+the snapshot records each tag's digest, so a refusal that moved a tag is caught too.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,12 +25,17 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from ci.errors import OperationError
+from ci.localregistry import LocalRegistry, find_registry_binary, start_registry
+from conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "resources" / "bad"
@@ -214,6 +227,57 @@ def _command(case: Case, d: Path, images: str) -> tuple[list[str], Path]:
             "--matrix", str(matrix), "--digests-dir", str(d / "digests"), *extra], matrix
 
 
+# ---- registries ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def own_registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRegistry, LocalRegistry]]:
+    """Two registries ("quay", "hub") that only this module uses (see the module docstring)."""
+    if find_registry_binary() is None:
+        unavailable("the docker-registry binary is not on PATH; apt-get install docker-registry (or run .ci/run)")
+    root = tmp_path_factory.mktemp("bad-input-registries")
+    started: list[LocalRegistry] = []
+    try:
+        for name in ("quay", "hub"):
+            started.append(start_registry(root / name))
+    except OperationError as exc:
+        for reg in started:
+            reg.stop()
+        unavailable(f"cannot start this module's registries: {exc}")
+    try:
+        yield (started[0], started[1])
+    finally:
+        for reg in started:
+            reg.stop()
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MANIFEST_TYPES = ", ".join((OCI_MANIFEST, "application/vnd.oci.image.index.v1+json",
+                            "application/vnd.docker.distribution.manifest.v2+json",
+                            "application/vnd.docker.distribution.manifest.list.v2+json"))
+SEED_TAGS = ("master-cpu-hello", f"sha-{SHA[:7]}-cpu-hello")  # what merging GOOD_EVENT's -cpu-hello would tag
+
+
+def seed(host: str, repo: str) -> None:
+    """A small image tagged with SEED_TAGS in ``host/repo`` (plain HTTP, the distribution API directly)."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    cdigest = "sha256:" + hashlib.sha256(config).hexdigest()
+    with urllib.request.urlopen(urllib.request.Request(f"http://{host}/v2/{repo}/blobs/uploads/", data=b"",
+                                                       method="POST"), timeout=10) as r:
+        location = urllib.parse.urljoin(f"http://{host}/", r.headers["Location"])
+    sep = "&" if "?" in location else "?"
+    put = urllib.request.Request(f"{location}{sep}digest={cdigest}", data=config, method="PUT",
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(put, timeout=10) as r:
+        assert r.status == 201, r.status
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest,
+                                      "size": len(config)}}).encode()
+    for tag in SEED_TAGS:
+        put = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", data=manifest, method="PUT",
+                                     headers={"Content-Type": OCI_MANIFEST})
+        with urllib.request.urlopen(put, timeout=10) as r:
+            assert r.status == 201, r.status
+
+
 # ---- state snapshots ------------------------------------------------------------------------
 def tree(root: Path) -> dict[str, tuple[str, int, int, str]]:
     """Every entry under ``root``: kind, size, mtime, symlink target."""
@@ -227,9 +291,9 @@ def tree(root: Path) -> dict[str, tuple[str, int, int, str]]:
     return out
 
 
-def registry_state(hosts: list[str]) -> dict[str, object]:
-    """Catalog and every repository's tags, per registry."""
-    state: dict[str, object] = {}
+def registry_state(hosts: list[str]) -> dict[str, dict[str, dict[str, str]]]:
+    """Catalog and every repository's tags with the digest each one names, per registry."""
+    state: dict[str, dict[str, dict[str, str]]] = {}
     for host in hosts:
         repos: list[str] = []
         url: str | None = f"http://{host}/v2/_catalog?n=1000"
@@ -239,13 +303,20 @@ def registry_state(hosts: list[str]) -> dict[str, object]:
                 link = re.match(r'<([^>]+)>', r.headers.get("Link") or "")
             url = f"http://{host}{link.group(1)}" if link else None
         repos.sort()
-        tags = {}
+        tags: dict[str, dict[str, str]] = {}
         for repo in repos:
             try:
                 with urllib.request.urlopen(f"http://{host}/v2/{repo}/tags/list", timeout=10) as r:
-                    tags[repo] = sorted(json.load(r).get("tags") or [])
-            except OSError:
-                tags[repo] = ["<unreadable>"]
+                    names = sorted(json.load(r).get("tags") or [])
+            except OSError as exc:
+                tags[repo] = {"<unreadable>": str(exc)}
+                continue
+            tags[repo] = {}
+            for tag in names:
+                head = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD",
+                                              headers={"Accept": MANIFEST_TYPES})
+                with urllib.request.urlopen(head, timeout=10) as r:
+                    tags[repo][tag] = r.headers.get("Docker-Content-Digest", "")
         state[host] = tags
     return state
 
@@ -258,10 +329,12 @@ def test_case_table_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_refused_with_exit_2_and_changes_nothing(case: Case, tmp_path: Path, registries, unique: str
-                                                              ) -> None:  # type: ignore[no-untyped-def]
-    hosts = [r.host for r in registries]
+def test_bad_input_is_refused_with_exit_2_and_changes_nothing(
+        case: Case, tmp_path: Path, own_registries: tuple[LocalRegistry, LocalRegistry], unique: str) -> None:
+    hosts = [r.host for r in own_registries]
     images = ",".join(f"{h}/{unique}/backends" for h in hosts)
+    for h in hosts:
+        seed(h, f"{unique}/backends")
     d = tmp_path / "case"
     d.mkdir()
     case.setup(d)
@@ -287,6 +360,7 @@ def test_bad_input_is_refused_with_exit_2_and_changes_nothing(case: Case, tmp_pa
         assert case.secret not in done.stdout + done.stderr
     assert tree(tmp_path) == files_before, "a file or directory changed"
     assert matrix.read_bytes() == matrix_before
+    assert all(regs_before[h][f"{unique}/backends"].keys() == set(SEED_TAGS) for h in hosts), regs_before
     assert registry_state(hosts) == regs_before, "registry state changed"
     assert not Path("/tmp/pwned-by-matrix").exists()
     shutil.rmtree(d)

@@ -311,3 +311,99 @@ def test_anchor_skips_docker_hub_by_default(backends, tmp_path: Path) -> None:  
                        run_id="5", images="quay.io/org/img,localai/img", root=str(ROOT), dry_run=True)
     planned, _ = prepare(req, {"HOME": str(tmp_path), "CI_ANCHOR_REGISTRIES": "docker.io"})
     assert planned.anchor_registries == ("docker.io",)
+
+
+# ---- the build args LocalAI's workflow adds ----------------------------------------------------------
+def test_builder_target_follows_builder_base_image(backends) -> None:  # type: ignore[no-untyped-def]
+    prebuilt = resolve_leg(backends, "-cpu-tiny-cpp", "amd64")
+    fromsource = resolve_leg(backends, "-vulkan-tiny-cpp", "amd64")
+    assert prebuilt.build_args()["BUILDER_TARGET"] == "builder-prebuilt"
+    assert prebuilt.build_args()["BUILDER_BASE_IMAGE"] == "ci-offline/builder-base:24.04"
+    assert fromsource.build_args()["BUILDER_TARGET"] == "builder-fromsource"
+    assert "BUILDER_BASE_IMAGE" not in fromsource.build_args()  # an empty one would break FROM ${BUILDER_BASE_IMAGE}
+
+
+def test_server_image_gets_no_builder_target(images) -> None:  # type: ignore[no-untyped-def]
+    assert "BUILDER_TARGET" not in resolve_leg(images, "", "amd64").build_args()
+
+
+@pytest.mark.parametrize("day, key", [("2026-12-01", "2026-W49"), ("2026-12-31", "2026-W53"),
+                                      ("2027-01-01", "2026-W53"), ("2027-01-04", "2027-W01")])
+def test_deps_refresh_is_the_iso_week(day: str, key: str) -> None:
+    from datetime import datetime, timezone
+
+    from ci.build import deps_refresh_key
+    assert deps_refresh_key(datetime.fromisoformat(day).replace(tzinfo=timezone.utc)) == key
+
+
+def test_workflow_build_args_option_then_environment_then_default() -> None:
+    from datetime import datetime, timezone
+
+    from ci.build import workflow_build_args
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert workflow_build_args(apt_mirror=None, apt_ports_mirror=None, deps_refresh=None, env={}, now=now) == \
+        {"APT_MIRROR": "", "APT_PORTS_MIRROR": "", "DEPS_REFRESH": "2026-W49"}
+    env = {"APT_MIRROR": "http://azure.archive.ubuntu.com", "APT_PORTS_MIRROR": "http://azure.ports.ubuntu.com",
+           "DEPS_REFRESH": "pinned-1"}
+    assert workflow_build_args(apt_mirror=None, apt_ports_mirror=None, deps_refresh=None, env=env, now=now) == \
+        {"APT_MIRROR": env["APT_MIRROR"], "APT_PORTS_MIRROR": env["APT_PORTS_MIRROR"], "DEPS_REFRESH": "pinned-1"}
+    got = workflow_build_args(apt_mirror="https://mirrors.edge.kernel.org", apt_ports_mirror="", deps_refresh="w",
+                              env=env, now=now)
+    assert got == {"APT_MIRROR": "https://mirrors.edge.kernel.org", "APT_PORTS_MIRROR": "", "DEPS_REFRESH": "w"}
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"apt_mirror": "ftp://mirror"}, "--apt-mirror / APT_MIRROR 'ftp://mirror': expected an http(s) URL"),
+    ({"apt_ports_mirror": "http://user:pw@mirror"}, "credentials, which would be stored in the image history"),
+    ({"deps_refresh": "2026 W49; rm -rf /"}, "--deps-refresh / DEPS_REFRESH"),
+])
+def test_workflow_build_args_refuse_bad_values(kw: dict[str, str], message: str) -> None:
+    from datetime import datetime, timezone
+
+    from ci.build import workflow_build_args
+    args = {"apt_mirror": None, "apt_ports_mirror": None, "deps_refresh": None, **kw}
+    with pytest.raises(UserError) as err:
+        workflow_build_args(**args, env={}, now=datetime(2026, 12, 1, tzinfo=timezone.utc))  # type: ignore[arg-type]
+    assert message in str(err.value) and "pw" not in str(err.value)
+
+
+def test_dry_run_shows_the_workflow_build_args(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", matrix=str(BACKENDS),
+                       root=str(ROOT), dry_run=True, apt_mirror="http://mirror.example", deps_refresh="2026-W01")
+    run_leg(req, env={"HOME": str(tmp_path)})
+    out = capsys.readouterr().out
+    for line in ("  APT_MIRROR=http://mirror.example", "  APT_PORTS_MIRROR=", "  DEPS_REFRESH=2026-W01",
+                 "  BUILDER_TARGET=builder-fromsource"):
+        assert line in out.splitlines()
+
+
+@pytest.mark.registry
+def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registries, unique: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``invoke build-backend`` end to end on the engine under test: the example leg's BuildKit build
+    gets the workflow's build args, shows each step (plain lines: not a terminal), and publishes."""
+    import io
+    import os
+
+    from builder_helpers import read_file
+    from ci.engine import Engine
+
+    quay, hub = registries
+    images = f"{quay.host}/{unique}/backends,{hub.host}/{unique}/backends"
+    env = {**os.environ, "CI_BLOB_CACHE": str(tmp_path / "blobs"), "GITHUB_SHA": "0" * 40,
+           "GITHUB_REF": "refs/heads/master"}
+    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", matrix=str(BACKENDS),
+                       root=str(ROOT), images=images, digests_dir=str(tmp_path / "digests"), event="push",
+                       apt_mirror="http://mirror.example", local_tag=f"localai-ci-test/{unique}:hello-arm64")
+    out, err = io.StringIO(), io.StringIO()
+    res = run_leg(req, env=env, out=out, err=err, engine=Engine(engine))
+    import re
+
+    steps = err.getvalue()  # one line per step: running / done (with its duration) / cached (warm engine)
+    assert re.search(r"(running|cached)   \[builder \d/\d\] RUN <<EOT sh", steps), steps
+    assert re.search(r"(done     \[stage-\d 1/1\] COPY --from=builder /out/ /backend/ \(\d+\.\ds\)|"
+                     r"cached   \[stage-\d 1/1\] COPY --from=builder)", steps), steps
+    assert res.digest and (tmp_path / "digests" / "digests-cpu-hello--arm64" / res.digest.split(":")[1]).exists()
+    build_env = read_file(engine, req.local_tag or "", "/backend/build.env")
+    assert "APT_MIRROR=http://mirror.example" in build_env.splitlines()
+    assert "TARGETPLATFORM=linux/arm64" in build_env.splitlines()
+    assert "buildx builder" in out.getvalue() and f"digest: {res.digest}" in out.getvalue()

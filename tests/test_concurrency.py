@@ -1,8 +1,9 @@
 """Concurrent publishes of different legs to the same repositories, then two concurrent
 ``--all`` merges of every suffix: nothing corrupts anything else.
 
-Six legs (three suffixes x two arches) share one base layer per arch and go to the same two
-repositories at the same time (like six runners), each with its own blob cache; then two
+Six legs (three suffixes x two arches), built through the builder seam (BuildKit) on one offline
+base image, share one base layer per arch and go to the same two repositories at the same time
+(like six runners), each with its own blob cache; then two
 ``merge --all`` runs (eight suffixes at a time each) race on the same suffixes. Every list must
 hold exactly its suffix's children, with the right platforms, under one digest in both registries.
 """
@@ -32,36 +33,36 @@ ARCHES = ("amd64", "arm64")
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: Any, base_image: Any, unique: str,
+def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: Any, build_image: Any, unique: str,
                                                      tmp_path: Path) -> None:
     eng = Engine(engine)
     repo = f"{unique}/backends"
     images = [ImageName(r.host, repo) for r in registries]
     built: dict[tuple[str, str], str] = {}
     local_tags = []
-    for arch in ARCHES:
-        base = f"ci-offline/{unique}-base:{arch}"
-        base_image(base, arch, payload_bytes=256 * 1024)
-        for suffix in SUFFIXES:
-            ctx = tmp_path / f"ctx{suffix}-{arch}"
-            ctx.mkdir()
-            (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY leg.txt /leg.txt\n")
-            (ctx / "leg.txt").write_text(f"{unique}{suffix}-{arch}\n")
-            tag = f"localai-ci-test/{unique}{suffix}:{arch}"
-            local_tags.append(tag)
-            built[(suffix, arch)] = eng.build(path=str(ctx), dockerfile="Dockerfile", buildargs={},
-                                              platform=f"linux/{arch}", labels={}, tag=tag).image_id
-    digests = tmp_path / "digests"
-
-    def publish(key: tuple[str, str]) -> str:
-        suffix, arch = key
-        with BlobCache(tmp_path / f"cache{suffix}-{arch}") as cache:
-            res = publish_leg(eng, built[key], family=Family.BACKENDS, suffix=suffix, ptag=arch,
-                              targets=[Target(i, plain_http=True) for i in images], cache=cache,
-                              client_factory=registry_client_factory(), digests_dir=digests)
-        return res.digest
-
+    base = f"ci-offline/{unique}-base:24.04"
+    base_layers: dict[str, set[str]] = {arch: set() for arch in ARCHES}
     try:
+        for arch in ARCHES:
+            for suffix in SUFFIXES:
+                tag = f"localai-ci-test/{unique}{suffix}:{arch}"
+                local_tags.append(tag)
+                image = build_image(f"FROM {base}\nCOPY leg.txt /leg.txt\n", platform=f"linux/{arch}",
+                                    files={"leg.txt": f"{unique}{suffix}-{arch}\n"}, tag=tag, contexts_for=(base,))
+                assert image.info.architecture == arch and len(image.info.diff_ids) == 2
+                base_layers[arch].add(image.info.diff_ids[0])
+                built[(suffix, arch)] = image.info.id
+        assert all(len(layers) == 1 for layers in base_layers.values()), base_layers  # one base layer per arch
+        digests = tmp_path / "digests"
+
+        def publish(key: tuple[str, str]) -> str:
+            suffix, arch = key
+            with BlobCache(tmp_path / f"cache{suffix}-{arch}") as cache:
+                res = publish_leg(eng, built[key], family=Family.BACKENDS, suffix=suffix, ptag=arch,
+                                  targets=[Target(i, plain_http=True) for i in images], cache=cache,
+                                  client_factory=registry_client_factory(), digests_dir=digests)
+            return res.digest
+
         with ThreadPoolExecutor(max_workers=len(built)) as pool:
             published = dict(zip(built, pool.map(publish, built)))
     finally:

@@ -154,19 +154,67 @@ BROKEN_LEG = """
 """
 
 
+# a leg whose RUN step prints a lot, then fails: the failure shows the step, its error and a bounded tail
+NOISY_DOCKERFILE = """\
+ARG BASE_IMAGE=ci-offline/ubuntu:24.04
+FROM --platform=$BUILDPLATFORM ${BASE_IMAGE} AS builder
+ARG BACKEND
+RUN for i in $(seq 1 500); do echo "noisy line $i"; done; echo "noisy: no sources for ${BACKEND}" >&2; exit 3
+FROM scratch
+COPY --from=builder /etc/os-release /os-release
+"""
+NOISY_LEG = BROKEN_LEG.replace("-cpu-broken", "-cpu-noisy").replace("Dockerfile.backend", "Dockerfile.noisy")
+
+
+def _failures(stderr: str) -> list[list[str]]:
+    """The failure list printed last: one ``error: ...`` line per failure, its details as ``  | `` lines."""
+    lines = stderr.rstrip().splitlines()
+    head = next(i for i, line in enumerate(lines) if re.fullmatch(r"failures \(\d+\):", line))
+    out: list[list[str]] = []
+    for line in lines[head + 1:]:
+        if line.startswith("error: "):
+            out.append([line])
+        else:
+            assert line.startswith("  | ") and out, f"not part of a failure: {line!r}\n{stderr}"
+            out[-1].append(line)
+    assert len(out) == int(lines[head].split("(")[1].rstrip("):")), stderr
+    return out
+
+
 def test_pipeline_failed_leg_fails_its_suffix_only(tmp_path: Path, engine: Any) -> None:
     root, _ = _fresh_clone(tmp_path)
     with open(root / "backends" / "matrix.yml", "a") as fh:
-        fh.write(BROKEN_LEG)
+        fh.write(BROKEN_LEG + NOISY_LEG)
+    (root / "backends" / "Dockerfile.noisy").write_text(NOISY_DOCKERFILE)
     env = {k: v for k, v in os.environ.items() if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES")}
     env["CI_BLOB_CACHE"] = str(tmp_path / "blobs")
-    done = _pipeline(root, "--only=-cpu-echo,-cpu-broken", env=env)
+    done = _pipeline(root, "--only=-cpu-echo,-cpu-broken,-cpu-noisy", env=env)
     assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
     rows = _table(done.stdout)
     assert rows["-cpu-echo"][3] == "merged (verified)"
-    assert rows["-cpu-broken"][3] == "failed: leg amd64" and rows["-cpu-broken"][1] == "-"
-    lines = done.stderr.rstrip().splitlines()
-    block = lines[lines.index("failures (1):") + 1:]  # the failures are listed last
-    assert block[0].startswith("error: -cpu-broken [amd64]: build failed:"), block[0]
-    assert all(line.startswith("  | ") for line in block[1:])
-    assert "does-not-exist" in "\n".join(block)  # the build log tail names what is missing
+    for suffix in ("-cpu-broken", "-cpu-noisy"):
+        assert rows[suffix][3] == "failed: leg amd64" and rows[suffix][1] == "-", rows[suffix]
+    broken, noisy = _failures(done.stderr)  # listed last, in matrix order
+
+    # BuildKit's failure (the classic builder's "build failed: <log tail>" is gone): the leg, the image and
+    # platform, the failing step by name and its error, on the first line
+    first = broken[0]
+    prefix = "error: -cpu-broken [amd64]: building localai-ci/backend-cpu-broken:amd64 for linux/amd64: step "
+    assert first.startswith(prefix), first
+    assert re.search(r"step \[builder \d+/\d+\] COPY src/does-not-exist/ /out/ failed: ", first), first
+    assert '"/src/does-not-exist": not found' in first  # the error names what is missing
+    assert len(broken) <= 3, broken  # a COPY prints no log: no tail, at most a hint
+
+    first = noisy[0]
+    assert first.startswith("error: -cpu-noisy [amd64]: building localai-ci/backend-cpu-noisy:amd64 for linux/amd64: "
+                            "step [builder "), first
+    assert re.search(r"step \[builder \d+/\d+\] RUN for i in \$\(seq 1 500\); .* failed: process .* did not complete "
+                     r"successfully: exit code: 3$", first), first
+    # then the step's last lines, bounded: not a wall of 500 lines
+    tail_head = next(i for i, line in enumerate(noisy) if re.fullmatch(r"  \| --- last \d+ lines of that step ---", line))
+    shown = int(noisy[tail_head].split()[3])
+    tail = [line[4:] for line in noisy[tail_head + 1:tail_head + 1 + shown]]
+    assert 5 <= shown <= 50 and len(noisy) <= 60, f"{len(noisy)} lines:\n" + "\n".join(noisy)
+    details = [line[4:] for line in noisy[1:]]
+    assert "noisy line 500" in tail and "noisy line 1" not in details and "noisy line 400" not in details, tail
+    assert "noisy: no sources for does-not-exist" in details, details  # what the step said on stderr, before exiting

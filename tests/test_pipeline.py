@@ -10,9 +10,9 @@ import pytest
 
 from ci.errors import UserError
 from ci.naming import Family
-from ci.pipeline import (Feasibility, LegOutcome, PipelineOptions, Plan, SuffixStep, TagSource, _rows,
-                         configured_images, embedded_images, leg_feasibility, parse_only, previous_host,
-                         run_pipeline, select_legs)
+from ci.feasibility import Feasibility
+from ci.pipeline import (LegOutcome, PipelineOptions, Plan, SuffixStep, TagSource, _rows, configured_images,
+                         embedded_images, parse_only, previous_host, run_pipeline, select_legs)
 from ci.platforms import Arch, parse_platform
 from ci.progress import Progress, Row, format_table
 from ci.state import (LegInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
@@ -21,38 +21,6 @@ from ci.state import (LegInputs, State, hash_context, inputs_digest, load_state,
 REPO = Path(__file__).resolve().parents[1]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
-
-
-# ---- architecture feasibility -------------------------------------------------------------------
-def test_host_arch_leg_runs_natively() -> None:
-    assert leg_feasibility(AMD64, "ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset()) == \
-        Feasibility(True, "native")
-
-
-def test_offline_base_makes_a_foreign_arch_leg_buildable() -> None:
-    f = leg_feasibility(ARM64, "ci-offline/ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset())
-    assert f.runs and "offline arm64 base" in f.how
-
-
-def test_present_base_of_that_arch_makes_it_buildable() -> None:
-    assert leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch="arm64", binfmt=frozenset()).runs
-
-
-def test_base_of_another_arch_does_not_count() -> None:
-    f = leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch="amd64", binfmt=frozenset())
-    assert f == Feasibility(False, "needs a native arm64 runner")
-
-
-def test_qemu_binfmt_makes_it_buildable() -> None:
-    f = leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset({"qemu-aarch64"}))
-    assert f.runs and "qemu-aarch64" in f.how
-    other = leg_feasibility(ARM64, "ubuntu:24.04", Arch.AMD64, base_arch=None, binfmt=frozenset({"qemu-s390x"}))
-    assert not other.runs
-
-
-def test_amd64_leg_on_an_arm64_host() -> None:
-    f = leg_feasibility(AMD64, "ubuntu:24.04", Arch.ARM64, base_arch=None, binfmt=frozenset())
-    assert f == Feasibility(False, "needs a native amd64 runner")
 
 
 # ---- selection ------------------------------------------------------------------------------------
@@ -177,9 +145,15 @@ def _copy_repo(tmp_path: Path) -> Path:
     return root
 
 
-def _dry_env(tmp_path: Path) -> dict[str, str]:
+def _dry_env(tmp_path: Path, busybox: str | None = None) -> dict[str, str]:
+    """No engine; offline bases get a shell from ``busybox`` (default: this machine's busybox directory)."""
+    import os
+
+    from ci.baseimage import busybox_dir
+
     return {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "GITHUB_REF": "refs/heads/master",
-            "GITHUB_SHA": SHA, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+            "GITHUB_SHA": SHA, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+            "CI_BUSYBOX_DIR": busybox or str(busybox_dir(os.environ))}
 
 
 def test_dry_run_prints_the_whole_plan_and_touches_nothing(tmp_path: Path) -> None:
@@ -189,8 +163,12 @@ def test_dry_run_prints_the_whole_plan_and_touches_nothing(tmp_path: Path) -> No
                           err=io.StringIO())
     text = out.getvalue()
     assert report.dry_run and report.exit_code == 0
-    assert "== leg 1/8: -cpu-hello [amd64]" in text
+    assert "== leg 1/11: -cpu-hello [amd64]: native" in text
+    # arm64 legs build on this amd64 machine without QEMU: RUN steps on the build platform, COPY to arm64
+    assert "== leg 2/11: -cpu-hello [arm64]: cross-build: RUN steps on the build platform" in text
     assert "BACKEND=hello" in text and "BUILD_TYPE=vulkan" in text  # build args of both families
+    assert "BUILDER_TARGET=builder-prebuilt" in text and "BUILDER_TARGET=builder-fromsource" in text
+    assert "DEPS_REFRESH=20" in text and "APT_MIRROR=" in text  # the workflow's extra build args
     assert "digests-cpu-hello--arm64" in text and "digests-localai-core--amd64" in text  # artifacts
     assert "/localai/local-ai-backends:master-cpu-hello" in text  # merge targets with tags
     assert "tags:      master, sha-0123456" in text  # the server core image: no suffix
@@ -201,20 +179,16 @@ def test_dry_run_prints_the_whole_plan_and_touches_nothing(tmp_path: Path) -> No
 
 def test_dry_run_reports_a_leg_this_engine_cannot_build(tmp_path: Path) -> None:
     root = _copy_repo(tmp_path)
-    m = root / "backends" / "matrix.yml"
-    # a real (not synthesized) base image for one arm64 leg: absent, no QEMU -> needs a native runner
-    text = m.read_text()
-    head, sep, tail = text.partition("platform-tag: 'arm64'")
-    m.write_text(head + sep + tail.replace('base-image: "ci-offline/ubuntu:24.04"', 'base-image: "ubuntu:24.04"', 1))
+    # an offline base without a shell (no busybox anywhere): legs whose Dockerfile RUNs on it cannot build
+    empty = tmp_path / "no-busybox"
+    empty.mkdir()
     out = io.StringIO()
     run_pipeline(PipelineOptions(root=str(root), dry_run=True, only=("-cpu-hello", "-cpu-echo")),
-                 env=_dry_env(tmp_path), out=out, err=io.StringIO())
+                 env=_dry_env(tmp_path, busybox=str(empty)), out=out, err=io.StringIO())
     text = out.getvalue()
-    from ci.pipeline import registered_binfmt
-    if "qemu-aarch64" in registered_binfmt():
-        pytest.skip("QEMU binfmt for aarch64 is registered on this machine: the leg is buildable")
-    assert "-cpu-hello [arm64]: needs a native arm64 runner" in text
-    assert "skipped: arm64 needs a native arm64 runner" in text
+    assert "== leg 1/3: -cpu-hello [amd64]: needs a shell in ci-offline/ubuntu:24.04 (amd64)" in text
+    assert "has RUN steps on the offline base ci-offline/ubuntu:24.04, which has no shell for amd64" in text
+    assert "skipped: amd64 needs a shell in ci-offline/ubuntu:24.04 (amd64)" in text
     assert "== merge -cpu-echo" in text and "-cpu-hello-extra" not in text
 
 
