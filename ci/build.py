@@ -552,13 +552,15 @@ def publish_targets(plan: LegPlan, creds: Mapping[str, object]) -> list[Any]:
 
 
 def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequence[Any], cache: Any, *,
-                  on_retry: Callable[[str], None], log: Callable[[str], None]) -> Any:
-    """Publish a built leg by digest (shared by ``invoke build-*`` and ``invoke pipeline``)."""
+                  on_retry: Callable[[str], None], log: Callable[[str], None],
+                  content_dirs: Sequence[str] = ()) -> Any:
+    """Publish a built leg by digest (shared by ``invoke build-*`` and ``invoke pipeline``);
+    ``content_dirs``: :meth:`ci.engine.Engine.content_store`."""
     from ci.publish import publish_leg, registry_client_factory
 
     return publish_leg(engine, image_id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag,
                        targets=list(targets), cache=cache, client_factory=registry_client_factory(on_retry),
-                       digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log)
+                       digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log, content_dirs=content_dirs)
 
 
 def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
@@ -615,7 +617,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
     warning = built.cache_warning or None
     with cache:
-        res = publish_built(plan, info.id, eng, targets, cache, on_retry=on_retry, log=log)
+        res = publish_built(plan, info.id, eng, targets, cache, on_retry=on_retry, log=log,
+                            content_dirs=eng.content_store(environ))
         if plan.publishes and built.cache_image:
             warning = publish_cache(plan, built.cache_image, eng, cache, creds.get(plan.config.cache.registry),
                                     on_retry=on_retry, log=log) or warning

@@ -53,6 +53,7 @@ class EngineFacts:
     image_store: str  # IMAGE_STORE_CLASSIC or IMAGE_STORE_CONTAINERD
     has_bridge: bool  # False: dockerd runs with --bridge none; builds need the host network
     id: str = ""  # the daemon's ID (docker info), to tell engines apart
+    root_dir: str = ""  # DockerRootDir (on the engine's machine)
 
     @property
     def containerd_store(self) -> bool:
@@ -147,7 +148,21 @@ class Engine:
             arch = str(version.get("Arch", ""))
         return EngineFacts(version=str(version.get("Version", "")), api_version=str(version.get("ApiVersion", "")),
                            arch=arch, image_store=IMAGE_STORE_CONTAINERD if containerd else IMAGE_STORE_CLASSIC,
-                           has_bridge=bridge, id=str(info.get("ID", "")))
+                           has_bridge=bridge, id=str(info.get("ID", "")), root_dir=str(info.get("DockerRootDir", "")))
+
+    def content_store(self, env: Mapping[str, str]) -> list[str]:
+        """Directories that may hold the containerd image store's blobs (``blobs/sha256/<hex>``), when the
+        engine runs on this machine (a unix socket): dockerd's own containerd under DockerRootDir, else the
+        system containerd's. Empty for a remote engine or the classic store. Only a place to look: the
+        caller checks every blob it reads there."""
+        host = env.get("DOCKER_HOST", "")
+        if host and not host.startswith("unix://"):
+            return []
+        facts = self.facts()
+        if not facts.containerd_store:
+            return []
+        dirs = [f"{facts.root_dir}/containerd/daemon/io.containerd.content.v1.content"] if facts.root_dir else []
+        return dirs + ["/var/lib/containerd/io.containerd.content.v1.content"]
 
     def inspect(self, image: str) -> ImageInfo:
         import docker.errors

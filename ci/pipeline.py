@@ -482,6 +482,7 @@ class _Runner:
                  bases: Any, progress: Progress, state: State, state_file: Path) -> None:
         self.plan, self.options, self.env, self.engine = plan, options, env, engine
         self.builder, self.bases = builder, bases
+        self.content_dirs = engine.content_store(env)  # the containerd store's blobs, when on this machine
         self.progress, self.state, self.state_file = progress, state, state_file
         self._state_lock = threading.Lock()
 
@@ -535,7 +536,7 @@ class _Runner:
             built = build_leg(p, self.builder, self.bases, on_event=self.progress.build_event(step.title))
             self.progress.step(step.title, "publishing by digest")
             targets = publish_targets(p, step.creds)
-            res = publish_built(p, built.info.id, self.engine, targets, cache,
+            res = publish_built(p, built.info.id, self.engine, targets, cache, content_dirs=self.content_dirs,
                                 on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"),
                                 log=lambda msg: self.progress.step(step.title, msg))
             with self._state_lock:

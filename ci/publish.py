@@ -183,7 +183,8 @@ class _Export:
 
 def stage_image(engine: Engine, image: str, cache: BlobCache,
                 on_blob: Callable[[Blob], None] | None = None,
-                log: Callable[[str], None] = lambda s: None) -> StagedImage:
+                log: Callable[[str], None] = lambda s: None,
+                content_dirs: Sequence[str] = ()) -> StagedImage:
     """Make every blob of ``image`` available in ``cache``; call ``on_blob`` as each one is ready.
 
     Without ``docker save`` when the cache already holds the manifest staged for this image id and
@@ -191,6 +192,12 @@ def stage_image(engine: Engine, image: str, cache: BlobCache,
     written whole to disk). When the engine holds compressed layers (containerd image store) and no
     uncompressed ones, the engine's own manifest bytes are kept, so the published digest is the
     engine's; otherwise a Docker v2 manifest is composed over deterministically gzipped layers.
+
+    ``content_dirs`` (:meth:`ci.engine.Engine.content_store`): where a local containerd image store
+    keeps its blobs. When the image's manifest, config and every (compressed) layer are found there,
+    nothing is exported at all: the layers are uploaded from those files (``docker save`` of the
+    containerd store streams every byte through dockerd and containerd, several times slower than
+    the upload itself).
     """
     info = engine.inspect(image)
     announced: set[str] = set()
@@ -202,10 +209,15 @@ def stage_image(engine: Engine, image: str, cache: BlobCache,
                 on_blob(blob)
 
     staged, early = _stage_from_cache(info, cache)
+    if staged is None and content_dirs:
+        staged = _stage_from_content_store(info, cache, content_dirs)
+        if staged is not None:
+            log(f"staged {len(staged.layers)} layer(s) from the engine's containerd content store (no export)")
+    elif staged is not None:
+        log(f"staged {len(staged.layers)} layer(s) from the blob cache (no export)")
     if staged is not None:
         for b in staged.blobs:
             announce(b)
-        log(f"staged {len(staged.layers)} layer(s) from the blob cache (no export)")
         return staged
     for b in early:  # already in the cache: the upload can start before the export
         announce(b)
@@ -242,6 +254,65 @@ def _stage_from_cache(info: ImageInfo, cache: BlobCache) -> tuple[StagedImage | 
         cache.record_image(info.id, composed.digest, composed.media_type, engine_manifest=False)
         return StagedImage(info.id, id_blob, present, composed, exported=False), []
     return None, list(dict.fromkeys(present))
+
+
+def _stage_from_content_store(info: ImageInfo, cache: BlobCache, dirs: Sequence[str]) -> StagedImage | None:
+    """The image straight from a local containerd content store, or None (then it is exported).
+
+    The manifest (the image id, or the platform's child of an index id) and the config are read and
+    hash-checked; the layers must all be compressed ones of the size the manifest says, and are
+    uploaded from the store's files (the registry checks each digest on upload)."""
+    def path(digest: str) -> Path | None:
+        hex_ = digest.split(":", 1)[1]
+        for d in dirs:
+            p = Path(d) / "blobs" / "sha256" / hex_
+            if p.is_file():
+                return p
+        return None
+
+    def small(digest: str) -> bytes | None:
+        p = path(digest)
+        try:
+            data = p.read_bytes() if p is not None and p.stat().st_size <= MAX_CONFIG_BYTES else None
+        except OSError:
+            return None
+        return data if data is not None and sha256_digest(data) == digest else None
+
+    try:
+        digest, body = info.id, small(info.id)
+        want = _plat({"os": info.os, "architecture": info.architecture, "variant": info.variant})
+        for _ in range(MAX_INDEX_DEPTH):
+            if body is None:
+                return None
+            obj = json.loads(body)
+            if not (isinstance(obj, dict) and isinstance(obj.get("manifests"), list)):
+                break
+            entries = [e for e in obj["manifests"] if isinstance(e, dict) and not _entry_is_attestation(e)
+                       and _plat(e.get("platform")) == want]
+            if len(entries) != 1:
+                return None
+            digest = parse_digest(str(entries[0].get("digest", "")))
+            body = small(digest)
+        if body is None:
+            return None
+        parsed = parse_manifest(body)
+        if parsed.is_index or parsed.config is None or parsed.media_type not in IMAGE_MANIFEST_TYPES:
+            return None
+        config_bytes = small(parsed.config.digest)
+        if _diff_ids(config_bytes) != list(info.diff_ids) or len(parsed.layers) != len(info.diff_ids):
+            return None
+        layers: list[Blob] = []
+        for d, diff_id in zip(parsed.layers, info.diff_ids):
+            p = path(d.digest)
+            if d.digest == diff_id or d.media_type not in _GZIP_LAYER_TYPES or p is None or p.stat().st_size != d.size:
+                return None  # uncompressed (composed with our gzip after an export), or not all here
+            layers.append(Blob(d.digest, d.size, p))
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+    assert config_bytes is not None
+    config = cache.put_bytes(config_bytes)
+    return StagedImage(info.id, config, tuple(layers), Composed(body, parsed.media_type), exported=False,
+                       engine_manifest=True)
 
 
 def _diff_ids(config: bytes | None) -> list[str] | None:
@@ -652,7 +723,7 @@ def _describe(exc: BaseException) -> str:
 
 def push_image(engine: Engine, image: str, targets: Sequence[Target], *, cache: BlobCache,
                client_factory: ClientFactory, tags: Iterable[str] = (), mount_from: Iterable[ImageName] = (),
-               log: Callable[[str], None] = lambda s: None) -> PushReport:
+               log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PushReport:
     """Publish ``image`` by digest to every target; add ``tags`` (same manifest) in every target and
     each target's own ``Target.tags`` in that target.
 
@@ -675,7 +746,7 @@ def push_image(engine: Engine, image: str, targets: Sequence[Target], *, cache: 
                 for u in uploaders:
                     u.submit(blob)
 
-        staged = stage_image(engine, image, cache, on_blob=ready, log=log)
+        staged = stage_image(engine, image, cache, on_blob=ready, log=log, content_dirs=content_dirs)
         failures = [(u, e) for u in uploaders if (e := u.wait()) is not None]
         if failures:
             raise OperationError(_failures(f"publishing {image}", failures, "no manifest was pushed; rerun to "
@@ -729,7 +800,7 @@ class PublishResult:
 def publish_leg(engine: Engine, image: str, *, family: Family, suffix: str, ptag: str,
                 targets: Sequence[Target], cache: BlobCache, client_factory: ClientFactory,
                 digests_dir: str | Path | None, tags: Sequence[str] = (), mount_from: Iterable[ImageName] = (),
-                log: Callable[[str], None] = lambda s: None) -> PublishResult:
+                log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PublishResult:
     """Publish one leg; write its digest file (when ``digests_dir``) only after every registry agrees.
 
     ``tags`` go into every target repository, ``Target.tags`` into that target only. Keepalive
@@ -741,7 +812,7 @@ def publish_leg(engine: Engine, image: str, *, family: Family, suffix: str, ptag
     """
     name = artifact_name(family, suffix, ptag)
     report = push_image(engine, image, targets, cache=cache, client_factory=client_factory, tags=tags,
-                        mount_from=mount_from, log=log)
+                        mount_from=mount_from, log=log, content_dirs=content_dirs)
     path = write_digest_file(digests_dir, family, suffix, ptag, report.digest) if digests_dir is not None else None
     refs = tuple(t.image.with_digest(report.digest) for t in targets) + tuple(
         t.image.with_tag(tag) for tag in report.tags for t in targets if tag in tags or tag in t.tags)

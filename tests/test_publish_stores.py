@@ -183,6 +183,33 @@ class NoExport(Engine):
 # ---- real engines ------------------------------------------------------------------------------------
 @pytest.mark.engine
 @pytest.mark.registry
+def test_containerd_store_publishes_from_its_content_store_without_export(
+        engine: Any, buildkit: Any, registries: Any, imagetools: Any, unique: str, tmp_path: Path) -> None:
+    """On a local containerd image store the blobs are read where containerd keeps them: no ``docker save``
+    (NoExport), the engine's manifest published as it is, the same digest as through an export."""
+    eng = Engine(engine)
+    dirs = eng.content_store(dict(os.environ))
+    if not containerd_store(engine):
+        assert dirs == []  # the classic store has no content store: publish exports
+        return
+    assert dirs and any(Path(d, "blobs", "sha256").is_dir() for d in dirs), dirs
+    tag = buildkit("cs", {"big.bin": random.Random(unique).randbytes(3 * MiB), "a.txt": unique.encode()})
+    info = eng.inspect(tag)
+    logs: list[str] = []
+    with BlobCache(tmp_path / "cache-a") as cache:
+        direct = push_image(NoExport(engine), tag, targets(registries, f"{unique}/cs"), cache=cache,
+                            client_factory=registry_client_factory(), content_dirs=dirs, log=logs.append)
+    assert not direct.exported and direct.digest == info.id  # the engine's manifest, by its own digest
+    assert any("containerd content store" in line for line in logs), logs
+    body, config = read_back(registries, f"{unique}/cs", direct.digest, imagetools)
+    assert config["architecture"] == info.architecture and direct.bytes_uploaded > 2 * 3 * MiB
+    # the export path (a fresh cache, no content store) gives the very same manifest
+    via_export = publish(engine, tag, registries, f"{unique}/cs2", tmp_path / "cache-b")
+    assert via_export.exported and via_export.digest == direct.digest
+
+
+@pytest.mark.engine
+@pytest.mark.registry
 def test_buildkit_image_publishes_same_digest_everywhere(engine: Any, buildkit: Any, registries: Any,
                                                          imagetools: Any, unique: str, tmp_path: Path) -> None:
     big = random.Random(unique).randbytes(18 * MiB)  # incompressible, over MAX_CONFIG_BYTES even compressed
