@@ -440,6 +440,7 @@ class OfflineBases:
         self.host = host
         self.root = root
         self._registry: Any = None
+        self._tmp: Path | None = None  # a root this object made (removed by close())
         self._served: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -447,7 +448,9 @@ class OfflineBases:
         if self.host is None:
             from ci.localregistry import start_registry
 
-            root = self.root or Path(tempfile.mkdtemp(prefix="localai-ci-bases-"))
+            root = self.root
+            if root is None:
+                root = self._tmp = Path(tempfile.mkdtemp(prefix="localai-ci-bases-"))
             self._registry = start_registry(root)
             self.host = str(self._registry.host)
         return self.host
@@ -479,9 +482,14 @@ class OfflineBases:
         return tuple((n, self.context(n)) for n in dict.fromkeys(names) if is_offline_base(n))
 
     def close(self) -> None:
+        import shutil
+
         if self._registry is not None:
             self._registry.stop()
             self._registry = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def __enter__(self) -> OfflineBases:
         return self

@@ -105,3 +105,29 @@ def test_same_name_moves_to_the_other_arch(engine: Any, base_image: Callable[...
 def test_payload_bytes_grow_the_image(engine: Any, base_image: Callable[..., str], unique: str) -> None:
     base_image(f"{unique}:big", "amd64", payload_bytes=2 << 20)
     assert engine.images.get(f"{OFFLINE_PREFIX}{unique}:big").attrs["Size"] >= 2 << 20
+
+
+@pytest.mark.registry
+def test_offline_bases_registry_is_private_and_leaves_nothing_behind(tmp_path: Any) -> None:
+    """``OfflineBases`` without a host starts its own loopback registry, serves an amd64+arm64 index whose
+    digest is the deterministic one, and removes its storage on close."""
+    import os
+
+    from ci.baseimage import OfflineBases, offline_image
+    from ci.reference import parse_image_name
+    from ci.registry import RegistryClient
+
+    name = "ci-offline/ubuntu:24.04"
+    with OfflineBases(dict(os.environ)) as bases:
+        (served_name, ref), = bases.contexts([name, "ubuntu:24.04"])  # real images are not served
+        assert served_name == name and ref.startswith("docker-image://127.0.0.1:")
+        host_repo, digest = ref.removeprefix("docker-image://").split("@")
+        assert digest == offline_image(name, os.environ).index.digest
+        with RegistryClient(parse_image_name(host_repo.rsplit(":", 1)[0]), plain_http=True) as c:
+            got = c.get_manifest(digest)
+            assert got is not None
+            index = json.loads(got[0])
+        assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+        root = bases._tmp
+        assert root is not None and root.exists()
+    assert not root.exists()
