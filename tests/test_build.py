@@ -399,7 +399,7 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     import re
 
     steps = err.getvalue()  # one line per step: running / done (with its duration) / cached (warm engine)
-    assert re.search(r"(running|cached)   \[builder \d/\d\] RUN <<EOT sh", steps), steps
+    assert re.search(r"(running  |cached   )\[builder \d/\d\] RUN <<EOT sh", steps), steps
     assert re.search(r"(done     \[stage-\d 1/1\] COPY --from=builder /out/ /backend/ \(\d+\.\ds\)|"
                      r"cached   \[stage-\d 1/1\] COPY --from=builder)", steps), steps
     assert res.digest and (tmp_path / "digests" / "digests-cpu-hello--arm64" / res.digest.split(":")[1]).exists()
