@@ -1,15 +1,18 @@
-"""Benchmark (not a test): ``invoke pipeline`` first run vs second run, side by side.
+"""Benchmark (not a test): ``invoke pipeline`` first run vs second run, side by side, on every engine.
 
-A fresh copy of the project's ``backends/`` (a new git checkout, empty state, empty blob
-cache) runs ``invoke pipeline`` three times as a subprocess, exactly as a user would:
+On each engine of ``--engines`` (default: ``$CI_TEST_ENGINES``, else ``$DOCKER_HOST``), a fresh
+copy of the project's ``backends/`` (a new git repository, empty state, empty blob cache) runs
+``invoke pipeline`` three times as a subprocess, exactly as a user would:
 
-1. first run: every leg built and published, every suffix merged and inspected;
+1. first run: every leg built and published, every suffix merged and inspected (the engine's
+   build cache may be warm from earlier runs: the copy is fresh, the engine is not);
 2. second run: nothing changed, every leg up to date (record + HEAD), merges unchanged;
 3. ``--force`` run: every leg rebuilt and republished (engine build cache warm, blobs present).
 
-Prints the wall times and the ratio first/second (target: the second run a fraction of the first).
+Prints the wall times per engine and the ratio first/second (target: the second run a fraction
+of the first).
 
-    python bench/bench_pipeline.py [--keep-dir]
+    python bench/bench_pipeline.py [--engines HOST1,HOST2] [--keep-dir]
 """
 from __future__ import annotations
 
@@ -23,16 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import (ENGINES_HELP, ROOT, EngineInfo, default_engines, engine_info, fresh_clone, leg_env,
+                     parse_engines, print_table)
 
-
-def fresh_clone(dest: Path) -> Path:
-    root = dest / "clone"
-    shutil.copytree(ROOT / "backends", root / "backends")
-    git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
-        subprocess.run(git + args, check=True, capture_output=True)
-    return root
+RUNS = (("first (fresh clone)", ()), ("second (unchanged)", ()), ("--force", ("--force",)))
 
 
 def run(root: Path, env: dict[str, str], *extra: str) -> tuple[float, str]:
@@ -41,33 +38,48 @@ def run(root: Path, env: dict[str, str], *extra: str) -> tuple[float, str]:
                           env=env, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
     seconds = time.monotonic() - t0
     if done.returncode != 0:
-        sys.exit(f"invoke pipeline {' '.join(extra)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        sys.exit(f"invoke pipeline {' '.join(extra)} failed ({done.returncode}) on "
+                 f"{env.get('DOCKER_HOST', 'the default engine')}:\n{done.stdout}\n{done.stderr}")
     summary = next((line for line in done.stdout.splitlines() if re.match(r"^\d+ leg\(s\):", line)), "?")
     return seconds, summary
 
 
+def bench_engine(info: EngineInfo, tmp: Path) -> list[tuple[float, str]]:
+    work = tmp / info.store
+    root = fresh_clone(work)
+    env = leg_env(info.host, CI_BLOB_CACHE=str(work / "blobs"))  # a newcomer's empty blob cache
+    print(f"== {info.label} ...", file=sys.stderr, flush=True)
+    return [run(root, env, *extra) for _, extra in RUNS]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--keep-dir", action="store_true", help="keep the temporary clone (state, registries)")
+    ap.add_argument("--engines", default=default_engines(os.environ), help=ENGINES_HELP)
+    ap.add_argument("--keep-dir", action="store_true", help="keep the temporary copies (state, registries)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    results: list[tuple[EngineInfo, list[tuple[float, str]]]] = []
     try:
-        root = fresh_clone(tmp)
-        env = {k: v for k, v in os.environ.items() if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES")}
-        env["CI_BLOB_CACHE"] = str(tmp / "blobs")  # a newcomer's empty blob cache
-        first = run(root, env)
-        second = run(root, env)
-        forced = run(root, env, "--force")
-        print(f"{'run':<22}{'wall time':>10}  summary")
-        for name, (sec, summary) in (("first (fresh clone)", first), ("second (unchanged)", second),
-                                     ("--force", forced)):
-            print(f"{name:<22}{sec:>9.2f}s  {summary}")
-        print(f"second run took {second[0] / first[0]:.0%} of the first ({first[0] / second[0]:.1f}x faster)")
+        for host in parse_engines(args.engines):
+            info = engine_info(host)
+            times = bench_engine(info, tmp)
+            results.append((info, times))
+            first, second = times[0][0], times[1][0]
+            print(f"\n{info.label}")
+            print_table(("run", "wall time", "summary"),
+                        [(name, f"{sec:.2f}s", summary) for (name, _), (sec, summary) in zip(RUNS, times)],
+                        right=(1,))
+            print(f"second run took {second / first:.0%} of the first ({first / second:.1f}x faster)")
     finally:
         if args.keep_dir:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    if len(results) > 1:
+        print("\nsummary")
+        print_table(("image store", "first", "second", "--force", "second / first"),
+                    [(i.store, *(f"{s:.2f}s" for s, _ in t), f"{t[1][0] / t[0][0]:.0%}") for i, t in results],
+                    right=(1, 2, 3, 4))
     return 0
 
 
