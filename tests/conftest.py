@@ -58,6 +58,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,15 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Local
             return
         yield attached
         return
+    with registry_pair(tmp_path_factory.mktemp("registries"), "the test registries") as pair:
+        yield pair
+
+
+@contextmanager
+def registry_pair(root: Path, what: str) -> Iterator[tuple[LocalRegistry, LocalRegistry]]:
+    """Two registries ("quay", "hub") started under ``root`` and stopped on exit (``what`` names them in errors)."""
     if find_registry_binary() is None:
         unavailable("the docker-registry binary is not on PATH; apt-get install docker-registry (or run .ci/run)")
-    root = tmp_path_factory.mktemp("registries")
     started: list[LocalRegistry] = []
     try:
         for name in ("quay", "hub"):
@@ -153,7 +160,7 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Local
     except OperationError as exc:
         for reg in started:
             reg.stop()
-        unavailable(f"cannot start the test registries: {exc}")
+        unavailable(f"cannot start {what}: {exc}")
     try:
         yield (started[0], started[1])
     finally:

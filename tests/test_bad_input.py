@@ -33,9 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import OperationError
-from ci.localregistry import LocalRegistry, find_registry_binary, start_registry
-from conftest import unavailable
+from ci.localregistry import LocalRegistry
+from conftest import registry_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "resources" / "bad"
@@ -231,22 +230,8 @@ def _command(case: Case, d: Path, images: str) -> tuple[list[str], Path]:
 @pytest.fixture(scope="module")
 def own_registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRegistry, LocalRegistry]]:
     """Two registries ("quay", "hub") that only this module uses (see the module docstring)."""
-    if find_registry_binary() is None:
-        unavailable("the docker-registry binary is not on PATH; apt-get install docker-registry (or run .ci/run)")
-    root = tmp_path_factory.mktemp("bad-input-registries")
-    started: list[LocalRegistry] = []
-    try:
-        for name in ("quay", "hub"):
-            started.append(start_registry(root / name))
-    except OperationError as exc:
-        for reg in started:
-            reg.stop()
-        unavailable(f"cannot start this module's registries: {exc}")
-    try:
-        yield (started[0], started[1])
-    finally:
-        for reg in started:
-            reg.stop()
+    with registry_pair(tmp_path_factory.mktemp("bad-input-registries"), "this module's registries") as pair:
+        yield pair
 
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
