@@ -30,6 +30,7 @@ Names not starting with :data:`OFFLINE_PREFIX` are real images, left to the engi
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -386,12 +387,22 @@ class OfflineImage:
 
 
 def offline_image(name: str, env: Mapping[str, str], platforms: Sequence[str] = OFFLINE_PLATFORMS) -> OfflineImage:
-    """The deterministic multi-platform image for ``name`` (``ci-offline/...``): same inputs, same digest."""
-    from ci.manifest import OCI_CONFIG, OCI_MANIFEST, Descriptor, compose_image_manifest, compose_index
+    """The deterministic multi-platform image for ``name`` (``ci-offline/...``): same inputs, same digest.
 
+    Made once per process for a name, platforms and busybox directory (planning, the pipeline's input
+    keys and serving all ask for it)."""
     if not is_offline_base(name):
         raise UserError(f"base image {name!r} is a real image; only names starting with {OFFLINE_PREFIX!r} are "
                         "synthesized offline")
+    where = {k: env[k] for k in (ENV_BUSYBOX_DIR, "XDG_CACHE_HOME", "HOME") if env.get(k)}
+    return _offline_image(name, tuple(platforms), tuple(sorted(where.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _offline_image(name: str, platforms: tuple[str, ...], where: tuple[tuple[str, str], ...]) -> OfflineImage:
+    from ci.manifest import OCI_CONFIG, OCI_MANIFEST, Descriptor, compose_image_manifest, compose_index
+
+    env = dict(where)
     repo, tag = split_name(name)
     blobs: dict[str, bytes] = {}
     children: list[tuple[Descriptor, Composed]] = []
