@@ -451,6 +451,7 @@ class BuildRequest:
     apt_mirror: str | None = None  # APT_MIRROR build arg (default: the environment's, else '')
     apt_ports_mirror: str | None = None
     deps_refresh: str | None = None  # DEPS_REFRESH build arg (default: the environment's, else the ISO week)
+    min_free_disk: str | None = None  # GiB that must be free for the engine's data before building (ci.disk)
     # matrix-element fields passed by the workflow (kebab-case key, value); cross-checked with the leg
     leg_fields: tuple[tuple[str, str], ...] = ()
 
@@ -462,6 +463,7 @@ class LegResult:
     cache: str = ""  # how the registry cache was used (ci.builder.BuiltImage.cache)
     cache_warning: str = ""  # the registry cache was not updated (the leg itself is fine)
     steps_run: tuple[str, ...] = ()  # build steps that executed (not cached)
+    disk: Any = None  # ci.disk.DiskUse: free space before the leg, peak use during it
     digest: str = ""
     digest_file: str = ""
     bytes_uploaded: int = 0
@@ -575,15 +577,20 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     from ci.github import in_actions, write_outputs, write_summary
     from ci.progress import Progress
 
+    from ci.disk import DiskWatch, check_free, disk_path, parse_min_free
+
     environ = env_dict(env)
     stdout = out or sys.stdout
     plan, creds = prepare(req, environ)
+    min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
         print(plan.describe(), file=stdout)
         return LegResult(plan)
     t0 = time.monotonic()
     eng = engine or connect(environ)
     builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
+    data = disk_path(builder.caps().engine.root_dir)
+    check_free(data, min_free, leg_label(plan))
 
     def log(msg: str) -> None:
         print(msg, file=stdout, flush=True)
@@ -593,7 +600,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
 
     title = f"{plan.family}{plan.suffix or ('' if plan.family is Family.BACKENDS else ' core')} [{plan.ptag}]"
     print(builder.caps().describe(), file=stdout, flush=True)
-    with OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:
+    watch = DiskWatch(data)
+    with watch, OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:
         progress.step(title, f"building for {plan.platform}")
         try:
             built = build_leg(plan, builder, bases, on_event=progress.build_event(title))
@@ -601,6 +609,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             progress.leg_done(title, "build FAILED")
             raise
         progress.leg_done(title, "built")
+    disk = watch.result()
+    print(disk.describe(), file=stdout, flush=True)
     info = built.info
     ran = tuple(s.name for s in built.ran())
     print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}: {len(built.steps)} steps, "
@@ -608,7 +618,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     for n in plan.notes:
         print(f"note: {n}", file=stdout)
     if not plan.images:
-        return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0)
+        return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0,
+                         disk=disk)
     targets = publish_targets(plan, creds)
     cache_repo = (plan.config.cache,) if plan.publishes else ()
     for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
@@ -644,7 +655,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         write_outputs(outputs, environ)
     write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
                   f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
-                  f" ({seconds:.1f}s)", environ)
+                  f" ({seconds:.1f}s; {disk.describe()})", environ)
     return LegResult(plan, image_id=info.id, cache=built.cache, cache_warning=warning or "", digest=rep.digest,
                      digest_file=str(res.digest_file) if res.digest_file else "",
-                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran)
+                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran, disk=disk)

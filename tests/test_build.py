@@ -407,3 +407,22 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     assert "APT_MIRROR=http://mirror.example" in build_env.splitlines()
     assert "TARGETPLATFORM=linux/arm64" in build_env.splitlines()
     assert "buildx builder" in out.getvalue() and f"digest: {res.digest}" in out.getvalue()
+    assert res.disk is not None and f"{res.disk.describe()}" in out.getvalue()  # free before, peak use during
+
+
+@pytest.mark.registry
+def test_build_refuses_a_disk_too_full_before_building(engine, registries, unique: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--min-free-disk`` above what the engine's data root has: exit 1 before any build, nothing published."""
+    import os
+
+    from ci.engine import Engine
+    from ci.errors import OperationError
+
+    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-echo", platform_tag="amd64", matrix=str(BACKENDS),
+                       root=str(ROOT), images=f"{registries[0].host}/{unique}/backends",
+                       digests_dir=str(tmp_path / "digests"), event="push", min_free_disk="1000000",
+                       local_tag=f"localai-ci-test/{unique}:disk")
+    with pytest.raises(OperationError, match=r"only [\d.]+ GiB free on the filesystem of .* at least 1e\+06 GiB") as err:
+        run_leg(req, env={**os.environ, "CI_BLOB_CACHE": str(tmp_path / "blobs")}, engine=Engine(engine))
+    assert err.value.exit_code == 1 and not (tmp_path / "digests").exists()
+    assert not any(req.local_tag in t for i in engine.images.list() for t in i.tags)  # nothing was built

@@ -1,0 +1,54 @@
+"""ci.disk: the free-space check before a leg and the peak use during it (real filesystem)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ci.disk import GiB, DiskWatch, check_free, disk_path, free_bytes, parse_min_free
+from ci.errors import OperationError, UserError
+
+
+@pytest.mark.parametrize("value, env, expected", [
+    (None, {}, 0.0), ("", {"CI_MIN_FREE_DISK_GIB": "12"}, 0.0), (None, {"CI_MIN_FREE_DISK_GIB": "12.5"}, 12.5),
+    ("30", {"CI_MIN_FREE_DISK_GIB": "12"}, 30.0), ("0", {}, 0.0)])
+def test_threshold_from_option_then_environment(value: str | None, env: dict[str, str], expected: float) -> None:
+    assert parse_min_free(value, env) == expected
+
+
+@pytest.mark.parametrize("bad", ["-1", "lots", "nan", "inf"])
+def test_bad_threshold_is_a_user_error(bad: str) -> None:
+    with pytest.raises(UserError, match="--min-free-disk / CI_MIN_FREE_DISK_GIB .*expected a number of GiB"):
+        parse_min_free(bad, {})
+
+
+def test_check_refuses_when_the_disk_is_too_full(tmp_path: Path) -> None:
+    free = check_free(tmp_path, 0.001, "leg x")
+    assert free == pytest.approx(free_bytes(tmp_path), rel=0.01)
+    with pytest.raises(OperationError) as err:
+        check_free(tmp_path, free / GiB + 1000, "backends tag-suffix '-x' platform-tag amd64")
+    text = str(err.value)
+    assert text.startswith("backends tag-suffix '-x' platform-tag amd64: only ") and "GiB free" in text
+    assert "docker builder prune" in text and "/mnt" in text
+
+
+def test_watch_reports_the_peak_even_when_the_space_is_freed_again(tmp_path: Path) -> None:
+    size = 48 << 20
+    with DiskWatch(tmp_path, interval=0.02) as watch:
+        big = tmp_path / "big"
+        with open(big, "wb") as fh:
+            fh.write(os.urandom(size))
+            fh.flush()
+            os.fsync(fh.fileno())
+        time.sleep(0.3)  # several samples while the file exists
+        big.unlink()
+    use = watch.result()
+    assert use.peak_used >= 0.9 * size, use  # other writers on this filesystem can only make it larger
+    assert "peak use during it" in use.describe() and str(tmp_path) in use.describe()
+
+
+def test_disk_path_is_the_engine_data_root_when_local(tmp_path: Path) -> None:
+    assert disk_path(str(tmp_path)) == tmp_path
+    assert disk_path(str(tmp_path / "not-here"), fallback="/") == Path("/")  # remote engine: where we run
