@@ -95,20 +95,39 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
 
 
 @ci_task(help={"matrix": _MATRIX_HELP, "format": "text (one line per finding) or json",
-            "ignore": "comma-separated rule ids to skip", **_POLICY_HELP})
+            "ignore": "comma-separated rule ids to skip", **_POLICY_HELP,
+            "references": "comma-separated files that name the published images (galleries: YAML; JSON, Markdown, "
+                          "text): report every reference whose tag the matrix cannot produce",
+            "branches": "with --references: branches whose pushes publish <branch>-<suffix> tags (default master)",
+            "images": "with --references: the family's repositories (default: CI_BACKEND_IMAGES, else LocalAI's)",
+            "server_matrix": "with --references: also check server-image references against this matrix",
+            "server_images": "with --references: the server image's repositories (default: CI_SERVER_IMAGES, else "
+                             "LocalAI's)"})
 def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_amd64=None,  # noqa: A002
-                runner_arm64=None, ignore=""):
-    """Check matrix policy rules; exit 0 clean, 1 findings, 2 bad input."""
+                runner_arm64=None, ignore="", references=None, branches=None, images=None, server_matrix=None,
+                server_images=None):
+    """Check matrix policy rules (and, with --references, consumer references); exit 0 clean, 1 findings, 2 bad input."""
     no_extra_args(c)
     from ci.lint import lint_matrix
     from ci.matrix import load_matrix
+    from ci.references import REFERENCE_RULES, lint_references_of
     if format not in ("text", "json"):
         raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
     policy = _policy(retired, runner_amd64, runner_arm64)
     ignored = [r.strip() for r in ignore.split(",") if r.strip()]
-    result = run_verb(lambda: lint_matrix(load_matrix(matrix), policy, ignore=ignored))
-    print(result.render_json() if format == "json" else result.render_text())
-    exit_with(result.exit_code)
+    result = run_verb(lambda: lint_matrix(load_matrix(matrix), policy, ignore=ignored, known=REFERENCE_RULES))
+    refs = None
+    if references:
+        refs = run_verb(lint_references_of, references, matrix=matrix, images=images, server_matrix=server_matrix,
+                        server_images=server_images, branches=branches, ignore=ignored, env=os.environ)
+    if format == "json":
+        print(result.render_json() if refs is None else
+              '{"matrix": ' + result.render_json() + ', "references": ' + refs.render_json() + "}")
+    else:
+        print(result.render_text())
+        if refs is not None:
+            print(refs.render_text())
+    exit_with(max(result.exit_code, refs.exit_code if refs is not None else 0))
 
 
 @ci_task(help={"matrix": _MATRIX_HELP, "in_place": "rewrite the matrix file itself (atomically)",

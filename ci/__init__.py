@@ -2,7 +2,8 @@
 
 Layers (imports only point down; docs/ARCHITECTURE.md names every module):
 1. pure core: errors, platforms, reference, naming, families, matrix, dockerfile, manifest,
-   lint, split, tags, report, state, gha_matrix, changes -- no Docker SDK, no network, no env reads;
+   lint, split, references, tags, report, state, gha_matrix, changes -- no Docker SDK, no network,
+   no env reads;
 2. adapters: engine (Docker SDK), builder (docker buildx: the build seam), registry (OCI
    distribution), blobcache, github (Actions env), artifacts (digest files), git, textfile,
    disk, imagetools, localregistry, baseimage, progress;

@@ -67,11 +67,12 @@ class Finding:
     message: str
     fix: str
     related: str = ""  # the other suffix of an artifact-glob-overmatch pair
+    reference: str = ""  # a consumer reference (ci.references), as written in its file
 
     def text(self) -> str:
-        """``file:line: rule-id: suffix [ptag]: message (fix: ...)``."""
-        suffix = self.suffix or "''"
-        return f"{self.source}:{self.line}: {self.rule}: {suffix} [{self.ptag}]: {self.message} (fix: {self.fix})"
+        """``file:line: rule-id: suffix [ptag]: message (fix: ...)`` (a reference instead of suffix [ptag])."""
+        what = self.reference or f"{self.suffix or repr('')} [{self.ptag}]"
+        return f"{self.source}:{self.line}: {self.rule}: {what}: {self.message} (fix: {self.fix})"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class LintResult:
     entries: int
     rules: tuple[str, ...]
     findings: tuple[Finding, ...]
+    counted: str = "entries"  # what ``entries`` counts ("references" for ci.references)
 
     @property
     def exit_code(self) -> int:
@@ -94,10 +96,10 @@ class LintResult:
 
     def summary(self) -> str:
         if not self.findings:
-            return f"{self.source}: clean ({self.entries} entries, {len(self.rules)} rules checked)"
+            return f"{self.source}: clean ({self.entries} {self.counted}, {len(self.rules)} rules checked)"
         per = ", ".join(f"{r} {n}" for r, n in self.counts().items() if n)
         n = len(self.findings)
-        return f"{self.source}: {n} finding{'s' if n != 1 else ''} in {self.entries} entries ({per})"
+        return f"{self.source}: {n} finding{'s' if n != 1 else ''} in {self.entries} {self.counted} ({per})"
 
     def render_text(self) -> str:
         return "\n".join([f.text() for f in self.findings] + [self.summary()])
@@ -136,23 +138,26 @@ def runner_policy(*, runner_amd64: str | None = None, runner_arm64: str | None =
     return RunnerPolicy(native=native, retired=names, extra=dict(base.extra))
 
 
-def check_rule_ids(ids: Iterable[str]) -> tuple[str, ...]:
-    """Validate rule ids given by a user (e.g. ``--ignore``); UserError with did-you-mean."""
+def check_rule_ids(ids: Iterable[str], known: Iterable[str] = ()) -> tuple[str, ...]:
+    """Validate rule ids given by a user (e.g. ``--ignore``; ``known``: more valid ids, such as
+    ``ci.references.REFERENCE_RULES``); UserError with did-you-mean."""
+    valid = [*RULES, *known]
     out = []
     for rid in ids:
-        if rid not in RULES:
-            close = difflib.get_close_matches(rid, list(RULES), n=1)
+        if rid not in valid:
+            close = difflib.get_close_matches(rid, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"unknown lint rule {rid!r}{hint} (rules: {', '.join(RULES)})")
+            raise UserError(f"unknown lint rule {rid!r}{hint} (rules: {', '.join(valid)})")
         out.append(rid)
     return tuple(out)
 
 
 def lint_matrix(matrix: Matrix, policy: RunnerPolicy | None = None, *,
-                ignore: Iterable[str] = ()) -> LintResult:
-    """Run every rule not in ``ignore`` over ``matrix``; findings in file order."""
+                ignore: Iterable[str] = (), known: Iterable[str] = ()) -> LintResult:
+    """Run every rule not in ``ignore`` over ``matrix``; findings in file order (``known``: other rule
+    ids ``ignore`` may name, see :func:`check_rule_ids`)."""
     policy = policy or RunnerPolicy()
-    skip = set(check_rule_ids(ignore))
+    skip = set(check_rule_ids(ignore, known))
     rules = tuple(r for r in RULES if r not in skip)
     found: list[Finding] = []
     checks = {

@@ -161,7 +161,7 @@ def test_json_format() -> None:
     data = json.loads(lint_matrix(load_matrix(RES / "all-rules.yml")).render_json())
     assert data["entries"] == 9 and data["counts"] == dict.fromkeys(RULES, 1)
     first = data["findings"][0]
-    assert set(first) == {"rule", "source", "line", "suffix", "ptag", "message", "fix", "related"}
+    assert set(first) == {"rule", "source", "line", "suffix", "ptag", "message", "fix", "related", "reference"}
     assert (first["rule"], first["line"], first["suffix"]) == ("multi-platform", 4, "-cpu-multi")
 
 
