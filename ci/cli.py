@@ -3,6 +3,10 @@
 ``main(argv) -> int`` catches :class:`~ci.errors.CiError` once, prints ``error: ...`` to
 stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug`` (or
 ``CI_DEBUG=1``) adds the traceback. New subcommands register in :data:`COMMANDS`.
+
+Everything written here -- stdout, stderr, ``--format json``, the job summary, tracebacks --
+passes through :func:`ci.registry.redact` first: strings a registry sent (media
+types, digests, error texts) are shown to users, and a registry may echo a credential in them.
 """
 from __future__ import annotations
 
@@ -16,9 +20,24 @@ from dataclasses import dataclass
 
 from ci.errors import CiError, UserError
 from ci.families import family_config
-from ci.github import resolve_event, write_summary
+from ci.github import resolve_event
+from ci.github import write_summary as _write_summary
 from ci.matrix import DEFAULT_MATRIX
 from ci.naming import Family
+
+
+def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
+    """Print for the user, redacted (see the module docstring)."""
+    from ci.registry import redact
+
+    print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
+
+
+def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
+    """:func:`ci.github.write_summary`, redacted."""
+    from ci.registry import redact
+
+    return _write_summary(redact(markdown), env)
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,7 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
 
 def note_plain_http(registry: str) -> None:
     """Say when a registry is reached without TLS (loopback, or named in CI_INSECURE_REGISTRIES)."""
-    print(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)", file=sys.stderr)
+    _say(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)", err=True)
 
 
 def _family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
@@ -118,8 +137,8 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         ref, sha = checkout_ref(".")
         if ref or sha:
-            print(f"note: no GITHUB_REF/GITHUB_SHA or --ref/--sha: tags from this checkout "
-                  f"(ref {ref or '(detached)'}, sha {sha[:7] or '(none)'})", file=sys.stderr)
+            _say(f"note: no GITHUB_REF/GITHUB_SHA or --ref/--sha: tags from this checkout "
+                 f"(ref {ref or '(detached)'}, sha {sha[:7] or '(none)'})", err=True)
     source = TagSource(event=event.name, ref=ref, sha=sha)
     run_id = None
     if args.anchor:
@@ -145,25 +164,25 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             primary = fam is Family(args.family or "backends")
             setups[fam] = _family_setup(fam, args.images if primary else args.server_images,
                                         args.matrix if primary else args.server_matrix, env)
-        report = merge_all(args.digests_dir, setups, options, on_result=lambda r: print(format_result(r), flush=True))
+        report = merge_all(args.digests_dir, setups, options, on_result=lambda r: _say(format_result(r), flush=True))
         counts = {o: sum(1 for r in report.results if r.outcome == o) for o in ("merged", "skipped", "failed")}
         unchanged = sum(1 for r in report.results if r.outcome == "merged" and not r.changed)
-        print(f"{len(report.results)} suffix(es): {counts['merged']} merged ({unchanged} already published), "
+        _say(f"{len(report.results)} suffix(es): {counts['merged']} merged ({unchanged} already published), "
               f"{counts['skipped']} skipped, {counts['failed']} failed")
     else:
         fam = Family(args.family or "backends")
         setup = _family_setup(fam, args.images, args.matrix, env)
         result = merge_suffix(args.digests_dir, fam, args.tag_suffix, setup, options)
-        print(format_result(result))
+        _say(format_result(result))
         report = MergeReport((result,))
         if result.digest and not args.dry_run and env.get("GITHUB_OUTPUT"):
             # the merge workflows hand the list digest and tags to the inspect step
-            from ci.github import write_outputs
+            from ci.github import write_outputs  # (composed here, never a registry's string: not redacted)
             write_outputs({"digest": result.digest, "tags": ",".join(result.tags)}, env)
     if not args.dry_run:
         write_summary(summary_markdown(report), env)
     for r in report.failed:
-        print(f"error: {r.label}: {r.reason}", file=sys.stderr)
+        _say(f"error: {r.label}: {r.reason}", err=True)
     return report.exit_code
 
 
@@ -217,14 +236,15 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         note_plain_http(reg)
 
     def client_for(img):  # type: ignore[no-untyped-def]
-        return RegistryClient(img, plain_http=plain(img.registry), credentials=credentials_for(img.registry))
+        return RegistryClient(img, plain_http=plain(img.registry), credentials=credentials_for(img.registry),
+                              plain_http_policy=plain)
 
     report = inspect_refs(
         targets, client_for,
         expected=parse_platforms(args.expect_platforms) if args.expect_platforms else None,
         verify_signatures=VerifyOptions(key=args.key, tlog=not args.no_tlog) if args.verify_signatures else None,
         plain_http=plain, env=env)
-    print(to_json(report) if args.format == "json" else format_text(report))
+    _say(to_json(report) if args.format == "json" else format_text(report))
     write_summary(summary_markdown(report), env)
     return report.exit_code
 
@@ -292,9 +312,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return COMMANDS[args.command].run(args, environ)
     except CiError as exc:
         if debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+            _say(traceback.format_exc().rstrip(), err=True)
+        _say(f"error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted", err=True)
         return 130

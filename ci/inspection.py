@@ -9,6 +9,8 @@ Checks, each named in a failure:
 - ``no-attestation``: no attestation or ``unknown/unknown`` child;
 - ``platforms``: the children's platforms are exactly the expected ones (when given), and distinct;
 - ``same-digest``: the list digest is identical in every registry for one tag;
+- ``tag-matches-digest``: when digests are given beside tags for a repository (``--tag <list
+  digest> --tag <tag>``, as the merge workflow runs it), every tag resolves to one of them;
 - ``child-resolves``: every child manifest resolves in that registry, with the size the list says;
 - ``child-platform``: each child's config os/architecture(/variant) matches its descriptor;
 - ``signature`` (``--verify-signatures``): the list and each child verify with cosign.
@@ -26,12 +28,12 @@ from ci.github import md_table
 from ci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_attestation, is_attestation_manifest,
                          parse_manifest)
 from ci.platforms import Platform, normalize, parse_platform, same_platform
-from ci.reference import ImageName, parse_digest, parse_image_name, parse_tag
+from ci.reference import ImageName, has_userinfo, mask_userinfo, parse_digest, parse_image_name, parse_tag
 from ci.registry import RegistryClient
 from ci.sign import VerifyOptions, verify_image
 
-CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "child-resolves",
-          "child-platform", "signature")
+CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "tag-matches-digest",
+          "child-resolves", "child-platform", "signature")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ def parse_reference(text: str) -> Target:
     """``[registry/]repo:tag`` or ``[registry/]repo@sha256:...``; UserError otherwise."""
     raw = text.strip()
     try:
+        if has_userinfo(raw):
+            raise ValueError("text before '@' (credentials?) is not accepted in a reference; log in with "
+                             "`docker login` instead")
         if "@" in raw:
             name, digest = raw.rsplit("@", 1)
             return Target(parse_image_name(name), parse_digest(digest))
@@ -58,7 +63,7 @@ def parse_reference(text: str) -> Target:
             raise ValueError(f"{text!r} has no tag or digest (expected REPO:TAG or REPO@sha256:...)")
         return Target(parse_image_name(raw[:colon]), parse_tag(raw[colon + 1:]))
     except ValueError as exc:
-        raise UserError(f"reference {text!r}: {exc}") from None
+        raise UserError(f"reference {mask_userinfo(text)!r}: {exc}") from None
 
 
 def parse_platforms(text: str) -> tuple[Platform, ...]:
@@ -178,6 +183,16 @@ def verify(observations: Sequence[ListObservation], expected: Sequence[Platform]
         if len(digests) > 1:
             detail = "; ".join(f"{ob.target.image}: {ob.digest}" for ob in obs)
             out.append(Failure("same-digest", key, f"the list differs between registries: {detail}"))
+    given: dict[ImageName, list[str]] = {}
+    for ob in observations:
+        if ob.target.reference.startswith("sha256:"):
+            given.setdefault(ob.target.image, []).append(ob.target.reference)
+    for ob in observations:
+        wanted = given.get(ob.target.image)
+        if wanted and ob.digest and not ob.target.reference.startswith("sha256:") and ob.digest not in wanted:
+            out.append(Failure("tag-matches-digest", str(ob.target),
+                               f"the tag resolves to {ob.digest}, but the list digest given with it is "
+                               f"{' or '.join(dict.fromkeys(wanted))}; the tag serves another list"))
     return out
 
 

@@ -28,6 +28,8 @@ ALL_MANIFEST_TYPES = IMAGE_MANIFEST_TYPES + INDEX_TYPES
 ACCEPT_MANIFESTS = ", ".join(ALL_MANIFEST_TYPES)
 
 MAX_CONFIG_BYTES = 1024 * 1024  # an image config is a few KiB; refuse to read more
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry refuses bigger manifests; so does this project
+MAX_MEDIA_TYPE_CHARS = 255  # RFC 6838: 127 characters, "/", 127 characters
 INTOTO_LAYER = "application/vnd.in-toto+json"  # the layer type of provenance/SBOM attestation manifests
 
 # buildx marks attestation manifests in an index with this annotation
@@ -131,7 +133,7 @@ def _descriptor(obj: object) -> Descriptor:
     plat = obj.get("platform")
     ann = obj.get("annotations") or {}
     return Descriptor(
-        media_type=str(obj.get("mediaType", "")),
+        media_type=_media_type(obj.get("mediaType", ""), f"descriptor {digest}"),
         digest=str(digest),
         size=size,
         platform=platform_from_oci(plat) if isinstance(plat, dict) and plat.get("architecture") not in (None, "unknown") else None,
@@ -139,15 +141,29 @@ def _descriptor(obj: object) -> Descriptor:
     )
 
 
+def _media_type(value: object, what: str) -> str:
+    """A media type from registry JSON (untrusted): a string of at most MAX_MEDIA_TYPE_CHARS characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: mediaType is not a string")
+    if len(value) > MAX_MEDIA_TYPE_CHARS:
+        raise ValueError(f"{what}: mediaType is {len(value)} characters long, more than the "
+                         f"{MAX_MEDIA_TYPE_CHARS} a media type can have")
+    return value
+
+
 def parse_manifest(body: bytes, media_type: str = "") -> ParsedManifest:
-    """Parse manifest bytes; ValueError when they are not a manifest we understand."""
+    """Parse manifest bytes (at most MAX_MANIFEST_BYTES); ValueError when they are not a manifest we understand."""
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"manifest is {len(body)} bytes, more than the {MAX_MANIFEST_BYTES} bytes allowed")
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"manifest is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("manifest is not JSON a manifest can be: nested too deeply") from None
     if not isinstance(obj, dict) or obj.get("schemaVersion") != 2:
         raise ValueError("manifest is not a schemaVersion 2 manifest")
-    mt = str(obj.get("mediaType") or media_type)
+    mt = _media_type(obj.get("mediaType") or media_type, "manifest")
     if "manifests" in obj:
         kids = obj["manifests"]
         if not isinstance(kids, list):
@@ -169,7 +185,7 @@ def config_platform(config: bytes) -> Platform | None:
     """Platform from an image config; None for ``unknown`` (attestations) or no architecture."""
     try:
         obj = json.loads(config)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(obj, dict) or obj.get("architecture") in (None, "", "unknown") or obj.get("os") in (None, "", "unknown"):
         return None

@@ -13,8 +13,11 @@ Steps for one (family, suffix), in this order:
 4. **Publish**: ``native`` PUTs the same bytes by digest in every registry, then every tag in
    every registry (tags already pointing at the digest are left alone, so a re-run is a no-op);
    ``imagetools`` runs ``docker buildx imagetools create`` once per registry, as LocalAI does.
-5. **Verify**: every tag in every registry resolves to one and the same list digest (native: the
-   HEAD before, or the registry's digest in its answer to the PUT; imagetools: read back).
+5. **Read back**: after the writes, every tag and the list digest are fetched again from every
+   registry and their bytes compared with the list that was written (native: the composed bytes;
+   imagetools: the list buildx made, which must also be one digest everywhere with the expected
+   children). A registry's answer to the PUT or a HEAD is never taken as proof: a registry that
+   accepts a PUT and stores nothing, or whose HEAD claims the digest, fails the merge, named.
 6. Optional: **sign** (cosign, by digest, recursive) and delete the suffix's **keepalive** tags.
 
 Partial failure ("one registry down during merge") -- all-or-nothing by preflight:
@@ -42,7 +45,7 @@ from typing import TypeVar
 
 from ci import imagetools
 from ci.artifacts import DigestArtifact, read_digests_dir, select_artifacts
-from ci.errors import CiError, MatrixError, OperationError, RegistryError, UserError
+from ci.errors import CiError, MatrixError, OperationError, RegistryError, UserError, VerificationError
 from ci.families import FamilyConfig
 from ci.github import md_table
 from ci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
@@ -50,7 +53,7 @@ from ci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descr
 from ci.matrix import Entry, Matrix
 from ci.naming import CORE, Family, keepalive_tag
 from ci.platforms import same_platform
-from ci.reference import ImageName
+from ci.reference import ImageName, sha256_digest
 from ci.registry import RegistryClient, credentials_for
 from ci.sign import SignOptions, sign_image
 from ci.tags import Latest, TagInput, check_ref, check_sha, compute_tags, parse_latest
@@ -348,10 +351,10 @@ def _todo(client: RegistryClient, plan: Plan) -> list[str]:
 def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
     """PUT the tags in every registry, one registry after the other; returns (changed, images tagged).
 
-    Each (registry, tag) ends confirmed to resolve to the composed digest: by the HEAD before
-    (already there: nothing written, so a re-run is a no-op) or by the registry's
-    ``Docker-Content-Digest`` answer to the PUT (checked by :meth:`RegistryClient.put_manifest`,
-    which also confirms every child is present before the first PUT).
+    A (registry, tag) whose HEAD already gives the composed digest is not written (a re-run is a
+    no-op); :meth:`RegistryClient.put_manifest` confirms every child is present before the first
+    PUT and checks the registry's ``Docker-Content-Digest`` answer. Neither is proof that the
+    registry serves the list: :func:`read_back` is.
     """
     c = plan.composed
     images = plan.target.config.images
@@ -412,6 +415,33 @@ def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], en
     return digest
 
 
+def read_back(plan: Plan, clients: Mapping[ImageName, RegistryClient], body: bytes) -> None:
+    """Every tag and the list digest, in every registry, serve exactly ``body`` (GET, bytes compared).
+
+    Raises :class:`VerificationError` naming the registry and what it serves instead.
+    """
+    digest = sha256_digest(body)
+    for img in plan.target.config.images:
+        problems: list[str] = []
+        for ref in (digest, *plan.tags):
+            shown = img.with_digest(ref) if ref.startswith("sha256:") else img.with_tag(ref)
+            try:
+                got = clients[img].get_manifest(ref)
+            except RegistryError as exc:
+                raise VerificationError(f"merge {plan.target.label}: reading back {shown} from {img.registry}: "
+                                        f"{exc}; the writes are done, re-run the merge to verify them") from None
+            if got is None:
+                problems.append(f"{shown} is not found")
+            elif got[0] != body:
+                problems.append(f"{shown} serves {got[2]} ({len(got[0])} bytes)")
+        if problems:
+            raise VerificationError(
+                f"merge {plan.target.label}: read back from {img.registry}: {'; '.join(problems)}, not the list "
+                f"{digest} ({len(body)} bytes) that was written; {img.registry} accepted the writes but does not "
+                "serve them (a registry dropping writes, or another writer racing this merge); re-run the merge, "
+                f"and check {img.registry} if it fails again")
+
+
 def delete_keepalive(target: Target, run_id: str, factory: ClientFactory) -> tuple[list[str], list[str]]:
     """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
 
@@ -459,7 +489,8 @@ def default_client_factory() -> ClientFactory:
             if img.registry not in creds:
                 creds[img.registry] = credentials_for(img.registry)
         return RegistryClient(img, plain_http=config.plain_http(img.registry),
-                              credentials=creds[img.registry])  # type: ignore[arg-type]
+                              credentials=creds[img.registry],  # type: ignore[arg-type]
+                              plain_http_policy=config.plain_http)
 
     return make
 
@@ -483,10 +514,13 @@ def merge_target(target: Target, options: MergeOptions, factory: ClientFactory) 
             return replace(base, dry_run=True)
         if engine is Engine.IMAGETOOLS:
             changed, tagged = publish_imagetools(plan, clients)
-            digest = verify_published(plan, clients, engine)  # read back what buildx made
+            digest = verify_published(plan, clients, engine)  # one digest everywhere, the expected children
+            made = clients[images[0]].get_manifest(digest)
+            body = made[0] if made is not None else b""
         else:
-            changed, tagged = publish_native(plan, clients)  # every (registry, tag) confirmed
-            digest = plan.composed.digest
+            changed, tagged = publish_native(plan, clients)
+            digest, body = plan.composed.digest, plan.composed.body
+        read_back(plan, clients, body)  # every (registry, tag) and the digest serve exactly these bytes
         result = replace(base, digest=digest, changed=changed, tagged_images=tuple(tagged))
         if options.sign is not None:
             for img in images:

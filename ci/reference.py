@@ -66,9 +66,33 @@ class ImageName:
         return f"{self}:{tag}"
 
 
+def mask_userinfo(text: str) -> str:
+    """``text`` with anything before an ``@`` (other than a digest's) replaced by ``***``.
+
+    ``user:password@host/repo`` -> ``***@host/repo`` (also with ``@sha256:...`` after it): what
+    users paste from URLs must never be repeated in a message; ``repo@sha256:...`` stays as it is.
+    """
+    name, digest = text, ""
+    head, sep, tail = text.rpartition("@")
+    if sep and tail.startswith("sha256:"):
+        name, digest = head, sep + tail
+    if "@" in name:
+        name = "***@" + name.rpartition("@")[2]
+    return name + digest
+
+
+def has_userinfo(text: str) -> bool:
+    """An ``@`` other than the one before a digest (``user:password@host/...``)."""
+    head, sep, tail = text.rpartition("@")
+    return "@" in (head if sep and tail.startswith("sha256:") else text)
+
+
 def parse_image_name(text: str) -> ImageName:
     """Parse a repository name without tag or digest (``[registry/]path``)."""
     raw = text.strip()
+    if has_userinfo(raw):
+        raise ValueError(f"{mask_userinfo(raw)!r} is not an image name: text before '@' (credentials?) is not "
+                         "accepted in an image name; log in with `docker login` or --username/--password-stdin")
     if not raw or any(c.isspace() for c in raw) or "@" in raw:
         raise ValueError(f"{text!r} is not an image name (expected [registry/]repository, e.g. quay.io/org/repo)")
     parts = raw.split("/")
@@ -77,6 +101,9 @@ def parse_image_name(text: str) -> ImageName:
         registry, path = first, parts[1:]
         if not (_HOST.match(registry) or _IPV6_HOST.match(registry)):
             raise ValueError(f"{text!r} has an invalid registry host {registry!r}")
+        port = registry.rpartition("]")[2].rpartition(":")[2] if ":" in registry.rpartition("]")[2] else ""
+        if port and not 1 <= int(port) <= 65535:
+            raise ValueError(f"{text!r} has registry port {int(port)}, outside 1-65535")
     else:
         registry, path = DOCKER_HUB, parts
     if registry == DOCKER_HUB_API or registry == "index.docker.io":

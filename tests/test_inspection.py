@@ -65,6 +65,17 @@ def test_same_digest_across_registries() -> None:
     assert [f.check for f in fails] == ["same-digest"] and D["a"] in fails[0].message and D["e"] in fails[0].message
 
 
+def test_tag_must_resolve_to_the_digest_given_with_it() -> None:
+    """``--tag <digest> --tag <tag>``: per repository, a tag serving another list fails; other repositories
+    (no digest given for them) are not held to it."""
+    by_digest, by_tag = ob(R1, D["a"], tag=D["a"]), ob(R1, D["e"], tag="v1")
+    fails = verify([by_digest, by_tag], (AMD, ARM))
+    assert [f.check for f in fails] == ["tag-matches-digest"]
+    assert fails[0].ref == "127.0.0.1:1/x/app:v1" and D["e"] in fails[0].message and D["a"] in fails[0].message
+    assert checks([by_digest, ob(R1, D["a"], tag="v1")]) == []
+    assert checks([by_digest, ob(R2, D["e"], tag="v2")]) == []
+
+
 def test_child_resolves_and_child_platform() -> None:
     assert checks([ob(kids=(child(D["b"], AMD), child(D["c"], ARM, found=False)))]) == ["child-resolves"]
     assert checks([ob(kids=(child(D["b"], AMD), child(D["c"], ARM, size=11)))]) == ["child-resolves"]

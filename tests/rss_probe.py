@@ -1,0 +1,65 @@
+"""Run one registry-reading verb in this process and report its peak RSS (a subprocess of the tests).
+
+``python tests/rss_probe.py SPEC_JSON`` with SPEC::
+
+    {"verb": "inspect", "refs": ["127.0.0.2:P/repo:tag", ...]}
+    {"verb": "merge", "digests": DIR, "matrix": PATH, "suffix": S, "images": "h1/r,h2/r"}
+
+Clients use a fast retry policy (the tests' budget); plain HTTP for loopback as usual. Prints one
+JSON line: ``{"peak_kib": ..., "exit": 0|1, "text": ...}`` where ``text`` is the verb's outcome
+(failures, or the error message). Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
+(KiB on Linux) read after the verb, so it includes everything the verb held at any time.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ci.errors import CiError  # noqa: E402
+from ci.registry import RegistryClient, RetryPolicy  # noqa: E402
+
+POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=20.0, request_timeout=5.0)
+
+
+def main(spec: dict[str, object]) -> dict[str, object]:
+    from ci.families import family_config
+    from ci.naming import Family
+    from ci.reference import ImageName
+
+    verb = spec["verb"]
+    try:
+        if verb == "inspect":
+            from ci.inspection import expand_targets, inspect_refs
+
+            targets = expand_targets([str(r) for r in spec["refs"]], (), ())  # type: ignore[attr-defined]
+            report = inspect_refs(targets, lambda img: RegistryClient(img, plain_http=True, retry=POLICY))
+            text = "\n".join(str(f) for f in report.failures)
+            code = report.exit_code
+        elif verb == "merge":
+            from ci.matrix import load_matrix
+            from ci.merge import FamilySetup, MergeOptions, TagSource, merge_suffix
+
+            setup = FamilySetup(config=family_config(Family.BACKENDS, images=str(spec["images"])),
+                                matrix=load_matrix(str(spec["matrix"]), Family.BACKENDS))
+
+            def factory(img: ImageName, config: object) -> RegistryClient:
+                return RegistryClient(img, plain_http=True, retry=POLICY)
+
+            result = merge_suffix(str(spec["digests"]), Family.BACKENDS, str(spec["suffix"]), setup,
+                                  MergeOptions(tag_source=TagSource(event="push", ref="refs/heads/master",
+                                                                    sha="89abcdef0123456789abcdef0123456789abcdef")),
+                                  factory=factory)
+            text, code = f"{result.outcome}: {result.reason}", 0
+        else:
+            raise SystemExit(f"unknown verb {verb!r}")
+    except CiError as exc:
+        text, code = str(exc), exc.exit_code
+    return {"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "exit": code, "text": text}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(json.loads(sys.argv[1]))), flush=True)
