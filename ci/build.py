@@ -412,7 +412,7 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, cred
 
     repo = plan.config.cache
     target = Target(repo, plain_http=plan.config.plain_http(repo.registry), credentials=credentials,
-                    tags=(cache_tag(plan.family, plan.suffix, plan.ptag),))
+                    tags=(cache_tag(plan.family, plan.suffix, plan.ptag),), plain_http_policy=plan.config.plain_http)
     try:
         push_image(engine, image_id, [target], cache=cache, client_factory=registry_client_factory(on_retry),
                    mount_from=plan.images, log=log)
@@ -550,7 +550,7 @@ def publish_targets(plan: LegPlan, creds: Mapping[str, object]) -> list[Any]:
     from ci.publish import Target
 
     return [Target(img, plain_http=plan.config.plain_http(img.registry), credentials=creds.get(img.registry),  # type: ignore[arg-type]
-                   tags=plan.target_tags(img)) for img in plan.images]
+                   tags=plan.target_tags(img), plain_http_policy=plan.config.plain_http) for img in plan.images]
 
 
 def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequence[Any], cache: Any, *,

@@ -491,7 +491,7 @@ class _Runner:
         from ci.registry import RegistryClient
 
         config = family_config(step.plan.family, images=self.plan.images[step.plan.family], env=self.env)
-        return [RegistryClient(img, plain_http=config.plain_http(img.registry),
+        return [RegistryClient(img, plain_http=config.plain_http(img.registry), plain_http_policy=config.plain_http,
                                credentials=step.creds.get(img.registry)) for img in step.plan.images]  # type: ignore[arg-type]
 
     def up_to_date(self, step: LegStep) -> str | None:
@@ -572,7 +572,8 @@ def _inspect(s: SuffixStep, tags: Sequence[str], env: Mapping[str, str]) -> list
     targets = [Target(parse_image_name(img), t) for img in s.images for t in tags]
 
     def client_for(img: Any) -> Any:
-        return RegistryClient(img, plain_http=config.plain_http(img.registry), credentials=credentials_for(img.registry))
+        return RegistryClient(img, plain_http=config.plain_http(img.registry), credentials=credentials_for(img.registry),
+                              plain_http_policy=config.plain_http)
 
     report = inspect_refs(targets, client_for, expected=s.platforms, plain_http=config.plain_http, env=env)
     return [str(f) for f in report.failures]

@@ -82,6 +82,9 @@ class Target:
     plain_http: bool = False
     credentials: Any = field(default=None, repr=False)  # ci.registry.Credentials | None
     tags: tuple[str, ...] = ()  # added in this repository only (e.g. a keepalive anchor)
+    # which other hosts (redirects, upload Locations) may be reached over plain HTTP: the family's
+    # policy (ci.families.FamilyConfig.plain_http); None: loopback only
+    plain_http_policy: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
 
 
 ClientFactory = Callable[[Target], Client]
@@ -92,7 +95,8 @@ def registry_client_factory(on_retry: Callable[[str], None] | None = None) -> Cl
     from ci.registry import RegistryClient
 
     def make(t: Target) -> Client:
-        return RegistryClient(t.image, plain_http=t.plain_http, credentials=t.credentials, on_retry=on_retry)
+        return RegistryClient(t.image, plain_http=t.plain_http, credentials=t.credentials, on_retry=on_retry,
+                              plain_http_policy=t.plain_http_policy)
     return make
 
 
