@@ -7,6 +7,6 @@ Layers (imports only point down; docs/ARCHITECTURE.md names every module):
 2. adapters: engine (Docker SDK), builder (docker buildx: the build seam), registry (OCI
    distribution), blobcache, github (Actions env), artifacts (digest files), git, textfile,
    disk, imagetools, localregistry, baseimage, progress;
-3. verbs: feasibility, build, publish, merge, inspection, sign, pipeline;
+3. verbs: feasibility, build, publish, merge, inspection, audit, sign, pipeline;
 4. wrappers: tasks.py (invoke), noxfile.py (nox) and ci/cli.py only parse arguments.
 """

@@ -208,6 +208,57 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not require transparency-log entries (offline signatures)")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: a table and the failed checks; json: for machines (default %(default)s)")
+    a = p.add_argument_group("catalog audit (--audit)")
+    a.add_argument("--audit", action="store_true",
+                   help="check every tag-suffix of --family's matrix instead of REF...: its tags for --ref (and "
+                        "latest where the legs' tag-latest gives it) exist in every registry, with the same list "
+                        "digest everywhere and exactly the matrix's platforms; one line per suffix")
+    a.add_argument("--matrix", metavar="PATH", help="the family's matrix (default backends/matrix.yml, server "
+                                                    "backends/images.yml)")
+    a.add_argument("--ref", default="refs/heads/master", metavar="REF",
+                   help="the git ref whose tags are audited (default %(default)s: the branch tag; refs/tags/v3.4.0 "
+                        "for a release)")
+    a.add_argument("--only", metavar="LIST", help="comma-separated tag-suffixes to audit (default: all)")
+    a.add_argument("--jobs", type=int, default=8, metavar="N", help="suffixes audited at the same time (default 8)")
+    a.add_argument("--references", metavar="FILES",
+                   help="comma-separated files naming the images (galleries, docs): every reference to the family's "
+                        "repositories must resolve too")
+
+
+def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci.audit import audit, format_text, summary_markdown, to_json
+    from ci.matrix import load_matrix
+    from ci.references import read_references
+    from ci.registry import RegistryClient, credentials_for
+    from ci.tags import check_ref
+
+    if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
+        raise UserError("--audit checks the matrix's own tags: drop REF..., --tag, --expect-platforms and "
+                        "--verify-signatures (or drop --audit)")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    family = Family(args.family)
+    matrix = load_matrix(args.matrix or DEFAULT_MATRIX[family], family)
+    config = family_config(family, images=args.images, env=env)
+    only = tuple(s.strip() for s in (args.only or "").split(",") if s.strip())
+    unknown = [s for s in only if s not in matrix.suffixes()]
+    if unknown:
+        raise UserError(f"--only: {', '.join(repr(s) for s in unknown)} is no tag-suffix of {matrix.path}")
+    for reg in config.registries:
+        if config.plain_http(reg):
+            note_plain_http(reg)
+    refs = [r for f in (args.references or "").split(",") if f.strip() for r in read_references(f.strip())
+            if r.image in config.images]
+
+    def client_for(img):  # type: ignore[no-untyped-def]
+        return RegistryClient(img, plain_http=config.plain_http(img.registry),
+                              credentials=credentials_for(img.registry), plain_http_policy=config.plain_http)
+
+    report = audit({family: matrix}, {family: config}, client_for, ref=check_ref(args.ref), only=only,
+                   jobs=args.jobs, references=refs)
+    _say(to_json(report) if args.format == "json" else format_text(report))
+    write_summary(summary_markdown(report), env)
+    return report.exit_code
 
 
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -218,6 +269,10 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.registry import RegistryClient, credentials_for
     from ci.sign import VerifyOptions
 
+    if args.audit:
+        return _run_audit(args, env)
+    if args.matrix or args.only or args.references:
+        raise UserError("--matrix, --only and --references belong to --audit")
     if args.verify_signatures and not args.key:
         raise UserError("--verify-signatures needs --key PUB (the cosign public key)")
     if args.key and not args.verify_signatures:
@@ -280,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # options whose values start with '-' (tag-suffixes): argparse would take them for options
-DASH_VALUE_OPTIONS = ("--tag-suffix",)
+DASH_VALUE_OPTIONS = ("--tag-suffix", "--only")
 
 
 def join_dash_values(argv: Sequence[str]) -> list[str]:

@@ -21,7 +21,7 @@ from ci.naming import Family
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 M2608 = REPO.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
-EXPECTED = ["backend.yml", "backend_build.yml", "backend_merge.yml", "backend_pr.yml",
+EXPECTED = ["audit.yml", "backend.yml", "backend_build.yml", "backend_merge.yml", "backend_pr.yml",
             "image.yml", "image_build.yml", "image_merge.yml"]
 CLASSES = ["multi-arch"] + [f"single-arch-{i}" for i in range(1, DEFAULT_SHARDS + 1)]
 BUILDS = {"backend_build.yml": (Family.BACKENDS, "invoke build-backend"),
@@ -282,3 +282,14 @@ def test_merge_workflows_inspect_the_list_and_every_tag(name: str) -> None:
     assert env["LIST_TAGS"] == f"${{{{ steps.{merge['id']}.outputs.tags }}}}"
     tokens = shlex.split(inspect["run"])
     assert [tokens[i + 1] for i, t in enumerate(tokens) if t == "--tag"] == ["$LIST_DIGEST", "$LIST_TAGS"]
+
+
+def test_the_audit_workflow_runs_the_audit_read_only() -> None:
+    """Weekly and on demand, no secrets, read-only permissions, the audit of the branch tags by default."""
+    wf = yaml.safe_load((WORKFLOWS / "audit.yml").read_text())
+    triggers = wf.get(True) or wf.get("on")  # PyYAML reads the key `on` as True
+    assert set(triggers) == {"schedule", "workflow_dispatch", "workflow_call"}
+    job = wf["jobs"]["audit"]
+    assert job["permissions"] == {"contents": "read"} and "secrets" not in triggers["workflow_call"]
+    run = next(s["run"] for s in job["steps"] if "run" in s and "nox -s inspect" in s["run"])
+    assert "--audit" in run and '--ref "$AUDIT_REF"' in run and "--references" in run
