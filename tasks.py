@@ -248,17 +248,25 @@ build_image = _build_task(
     "force-all": "build every leg (tag pushes, schedules)",
     "shards": "number of single-arch matrices (each at most 256 jobs; default 4, as in the workflows)",
     "github-output": "file to append outputs to (default: $GITHUB_OUTPUT, else print name=value lines)",
+    "explain": "comma-separated tag-suffixes (--explain=-cpu-whisper): print, for each of their legs, whether it is "
+               "selected, which changed file reached it through which rule or import chain, and its inputs "
+               "(outputs then go only to a file)",
+    "root": "repository the matrix's dockerfile/context paths and --changed-files are relative to "
+            "(default: the git checkout holding the matrix)",
+    "strict-proto": "rebuild for every .proto edit, additive-only ones (new fields, messages, RPCs) included",
     "debug": "show a traceback on errors",
 })
 def matrix_github(c, matrix=None, family="backends", changed_files=None, base=None, force_all=False,
-                  shards="4", github_output=None, debug=False):
-    """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, has-* flags."""
+                  shards="4", github_output=None, explain=None, root=None, strict_proto=False, debug=False):
+    """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, Darwin, has-* flags."""
     no_extra_args(c)
     from ci.gha_matrix import write_github_matrices
 
+    suffixes = tuple(dict.fromkeys(s.strip() for s in explain.split(","))) if explain is not None else ()
     run_verb(write_github_matrices, matrix=matrix, family=family, changed_files=changed_files, base=base,
              force_all=force_all, shards=int_option("--shards", shards), github_output=github_output,
-             env=os.environ, out=sys.stdout, err=sys.stderr, debug=debug)
+             env=os.environ, out=sys.stdout, err=sys.stderr, explain_suffixes=suffixes, root=root,
+             strict_proto=strict_proto, debug=debug)
 
 
 

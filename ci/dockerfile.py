@@ -153,6 +153,17 @@ class Source:
     path: str  # expanded, relative to the context root: "backend/python/rerankers", "."
     line: int
     from_: str  # the stage that reads it (its name, or stage-<index>)
+    dest: str = ""  # where it lands in the stage, absolute: "/LocalAI", "/usr/local/sbin/compile.sh"
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """A RUN instruction of a reached stage, as its shell sees it."""
+
+    line: int
+    text: str  # the instruction as written (flags and here-documents included)
+    env: tuple[tuple[str, str], ...]  # ARG and ENV values visible to it
+    workdir: str  # its working directory (WORKDIR, absolute; '/' by default)
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,7 @@ class ResolvedStage:
     runs: bool  # has RUN instructions
     copies: tuple[Source, ...]  # build-context reads of this stage's own instructions
     depends_on: tuple[str, ...] = ()  # labels of the stages it needs (FROM, COPY --from, mount from=)
+    run_steps: tuple[RunStep, ...] = ()  # its RUN instructions, in order
 
     @property
     def label(self) -> str:
@@ -443,6 +455,8 @@ def expand(word: str, env: Mapping[str, str | None], *, escape: str = "\\") -> s
     name, or one mapped to None (declared without a value), expands to ''.
     Raises ValueError on a syntax error (``${``, ``${}``, an unterminated quote).
     """
+    if "$" not in word and "'" not in word and '"' not in word and escape not in word:
+        return word  # nothing to expand or unquote
     return _Lexer(word, env, escape).word()
 
 
@@ -720,6 +734,7 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str], *, target_platform: P
     order = _dependency_order(reached, deps)
 
     envs: dict[int, dict[str, str]] = {}
+    workdirs: dict[int, str] = {}
     platforms: dict[int, Platform] = {}
     resolved: list[ResolvedStage] = []
     declared: set[str] = {name for name, _ in df.global_args}
@@ -729,15 +744,18 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str], *, target_platform: P
         if bi is not None:
             env = dict(envs[bi])
             platform = platforms[bi]
+            workdir = workdirs[bi]
         else:
             env = {}
             platform = own_platform[idx] or target_platform
-        copies, runs = _walk_stage(src, st, env, scope, args, declared, escape)
+            workdir = "/"
+        copies, runs, steps, workdir = _walk_stage(src, st, env, scope, args, declared, escape, workdir)
         envs[idx] = env
+        workdirs[idx] = workdir
         platforms[idx] = platform
         resolved.append(ResolvedStage(
             stage=st, base=bases[idx], base_is_stage=bi is not None, platform=platform, runs=runs,
-            copies=tuple(copies),
+            copies=tuple(copies), run_steps=tuple(steps),
             depends_on=tuple(dict.fromkeys(df.stages[i].label for i, _ in deps[idx]))))
 
     external = tuple(dict.fromkeys(ref for idx in order for ref in refs[idx]))
@@ -840,9 +858,12 @@ def _dependency_order(reached: set[int], deps: list[list[tuple[int, int]]]) -> l
 
 
 def _walk_stage(src: str, st: Stage, env: dict[str, str], scope: Mapping[str, str],
-                args: Mapping[str, str], declared: set[str], escape: str) -> tuple[list[Source], bool]:
-    """Dispatch a stage's ARG/ENV into ``env`` (in place) and collect its build-context reads."""
+                args: Mapping[str, str], declared: set[str], escape: str,
+                workdir: str = "/") -> tuple[list[Source], bool, list[RunStep], str]:
+    """Dispatch a stage's ARG/ENV into ``env`` (in place); collect its build-context reads (with
+    where they land), its RUN steps, and its final WORKDIR."""
     copies: list[Source] = []
+    steps: list[RunStep] = []
     runs = False
     for ins in st.instructions:
         kw = ins.keyword
@@ -864,24 +885,34 @@ def _walk_stage(src: str, st: Stage, env: dict[str, str], scope: Mapping[str, st
                       _expand_at(src, ins.line, words[i + 1], env, escape, "ENV"))
                      for i in range(0, len(words) - 1, 2)]
             env.update(pairs)
+        elif kw == "WORKDIR" and ins.args:
+            workdir = _in_stage(workdir, _expand_at(src, ins.line, ins.args[0], env, escape, "WORKDIR"))
         elif kw in ("COPY", "ADD"):
             if kw == "COPY" and ins.flag("from"):
                 continue
+            dest = _in_stage(workdir, _expand_at(src, ins.line, ins.args[-1], env, escape, kw)) if ins.args else ""
             for word in ins.args[:-1]:
                 if ins.heredocs and _HEREDOC_WORD_RE.match(word):
                     continue
                 path = _expand_at(src, ins.line, word, env, escape, kw)
                 if path.startswith(_REMOTE_PREFIXES):
                     continue
-                copies.append(Source("copy" if kw == "COPY" else "add", _context_path(path), ins.line, st.label))
+                copies.append(Source("copy" if kw == "COPY" else "add", _context_path(path), ins.line, st.label, dest))
         elif kw == "RUN":
             runs = True
             for spec in ins.flag_values("mount"):
                 fields = {k: _expand_at(src, ins.line, v, env, escape, "--mount")
                           for k, v in _mount_fields(spec, src, ins.line).items()}
                 if fields.get("type", "bind").lower() == "bind" and not fields.get("from"):
-                    copies.append(Source("bind", _context_path(fields.get("source") or "."), ins.line, st.label))
-    return copies, runs
+                    copies.append(Source("bind", _context_path(fields.get("source") or "."), ins.line, st.label,
+                                         _in_stage(workdir, fields.get("target", ""))))
+            steps.append(RunStep(ins.line, ins.original, tuple(env.items()), workdir))
+    return copies, runs, steps, workdir
+
+
+def _in_stage(workdir: str, path: str) -> str:
+    """An absolute path in the stage: ``path`` as given when absolute, else below ``workdir``."""
+    return posixpath.normpath(posixpath.join(workdir or "/", path)) if path else ""
 
 
 def _expand_at(src: str, line: int, word: str, env: Mapping[str, str | None], escape: str, what: str) -> str:

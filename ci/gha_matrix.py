@@ -14,6 +14,10 @@ Outputs (``invoke matrix.github``; compact JSON values):
 * ``multi-arch-matrix`` / ``multi-arch-merge-matrix`` / ``has-multi-arch``
 * ``single-arch-<i>-matrix`` / ``single-arch-<i>-merge-matrix`` / ``has-single-arch-<i>`` for i = 1..N
 * ``has-single-arch``, ``has-builds``, ``legs``, ``suffixes``, ``shards``
+* ``darwin-matrix`` / ``has-darwin``: the selected ``includeDarwin:`` entries (their fields as
+  written), for a macOS build job (LocalAI's ``matrix-darwin``); ``run-all``: everything selected
+* ``<backend>``: ``true``/``false`` for every backend of the matrix (Linux and Darwin), true when
+  one of its legs or Darwin entries is selected (LocalAI's per-backend outputs)
 
 A build element holds every field a leg can have for its family (kebab-case, ``''`` when the
 entry leaves it out), ``platform-tag`` (the effective value) and ``artifact-name``
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ci.changes import Selection, read_changed_files, select_all, select_from_git, select_legs
+from ci.changes import Selection, darwin_key, leg_key, read_changed_files, select_all, select_from_git, select_legs
 from ci.errors import MatrixError, UserError
 from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, known_keys, load_matrix
 from ci.naming import Family, artifact_name, artifact_pattern
@@ -41,6 +46,7 @@ GITHUB_MATRIX_LIMIT = 256
 DEFAULT_SHARDS = 4
 MAX_OUTPUT_BYTES = 1024 * 1024  # GitHub keeps at most 1 MB of outputs per job
 EXTRA_FIELDS = ("platform-tag", "artifact-name")
+EXPLAIN_REASONS = 8  # reasons --explain prints per leg
 
 
 def element_fields(family: Family) -> tuple[str, ...]:
@@ -138,6 +144,8 @@ class Plan:
     shards: tuple[tuple[Entry, ...], ...]
     multi_merge: tuple[dict[str, str], ...]
     shard_merges: tuple[tuple[dict[str, str], ...], ...]
+    darwin: tuple[Mapping[str, str], ...] = ()
+    backends: tuple[tuple[str, bool], ...] = ()  # every backend of the matrix -> selected
 
     @property
     def legs(self) -> int:
@@ -165,12 +173,53 @@ def plan(matrix: Matrix, selection: Selection, shards: int = DEFAULT_SHARDS) -> 
             "matrices, and multi-arch legs are not sharded: build fewer legs per run (--changed-files/--base) "
             "or split the multi-arch build job in the workflow")
     parts = shard(single, shards)
+    if len(selection.darwin) > GITHUB_MATRIX_LIMIT:
+        raise UserError(
+            f"{len(selection.darwin)} includeDarwin entries are selected, over GitHub's limit of {GITHUB_MATRIX_LIMIT} "
+            "jobs per matrix (a larger matrix never starts; the run hangs); build fewer per run (--changed-files/--base)")
     return Plan(
         family=matrix.family, selection=selection, multi=tuple(multi),
         shards=tuple(tuple(p) for p in parts),
         multi_merge=tuple(merge_elements(multi)),
         shard_merges=tuple(tuple(merge_elements(p)) for p in parts),
+        darwin=tuple(selection.darwin), backends=backend_flags(matrix, selection, shards),
     )
+
+
+_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def reserved_outputs(shards: int) -> set[str]:
+    names = {"multi-arch-matrix", "multi-arch-merge-matrix", "has-multi-arch", "has-single-arch", "has-builds",
+             "legs", "suffixes", "shards", "darwin-matrix", "has-darwin", "run-all"}
+    for i in range(1, shards + 1):
+        names |= {f"single-arch-{i}-matrix", f"single-arch-{i}-merge-matrix", f"has-single-arch-{i}"}
+    return names
+
+
+def backend_flags(matrix: Matrix, selection: Selection, shards: int) -> tuple[tuple[str, bool], ...]:
+    """``(backend, selected)`` for every backend of the matrix, Linux entries first, each once.
+
+    UserError (exit 2) for a backend name that cannot be a step output, or that is one of
+    the other outputs' names.
+    """
+    names: dict[str, str] = {}
+    for e in matrix:
+        if e.backend:
+            names.setdefault(e.backend, e.where)
+    for d in matrix.darwin:
+        if d.get("backend"):
+            names.setdefault(d["backend"], f"{matrix.path} includeDarwin tag-suffix {d.get('tag-suffix', '')!r}")
+    reserved = reserved_outputs(shards)
+    for name, where in names.items():
+        if not _OUTPUT_NAME.match(name):
+            raise UserError(f"{where}: backend {name!r} cannot be a step output name (the per-backend "
+                            "<backend>=true outputs); use letters, digits, '.', '_' and '-'")
+        if name in reserved:
+            raise UserError(f"{where}: backend {name!r} has the name of another output of invoke matrix.github; "
+                            "rename the backend")
+    chosen = {e.backend for e in selection.entries} | {d.get("backend", "") for d in selection.darwin}
+    return tuple((n, n in chosen) for n in names)
 
 
 def outputs(p: Plan) -> dict[str, object]:
@@ -189,6 +238,11 @@ def outputs(p: Plan) -> dict[str, object]:
     out["legs"] = str(p.legs)
     out["suffixes"] = str(p.suffixes)
     out["shards"] = str(len(p.shards))
+    out["darwin-matrix"] = {"include": [dict(d) for d in p.darwin]}
+    out["has-darwin"] = bool(p.darwin)
+    out["run-all"] = p.selection.everything
+    for name, chosen in p.backends:
+        out[name] = chosen
     size = sum(len(k) + len(v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))) for k, v in out.items())
     if size > MAX_OUTPUT_BYTES:
         raise UserError(f"the job matrices take {size} bytes, over GitHub's {MAX_OUTPUT_BYTES} byte limit for a "
@@ -203,27 +257,46 @@ def summary(p: Plan, seconds: float) -> str:
     rows = [["multi-arch", "-", str(len(p.multi)), str(len(p.multi_merge))]]
     rows += [["single-arch", str(i), str(len(s)), str(len(m))]
              for i, (s, m) in enumerate(zip(p.shards, p.shard_merges), start=1)]
+    if p.darwin:
+        rows.append(["includeDarwin", "-", str(len(p.darwin)), "-"])
     head = (f"### Build matrices ({p.family})\n\n{p.selection.reason}; "
             f"{p.legs} legs, {p.suffixes} suffixes to merge; planned in {seconds:.2f} s\n\n")
-    return head + md_table(["class", "shard", "legs", "merges"], rows)
+    notes = "".join(f"\n- {n}" for n in p.selection.notes)
+    return head + md_table(["class", "shard", "legs", "merges"], rows) + (f"\nNotes:{notes}\n" if notes else "")
 
 
 def describe(p: Plan, seconds: float) -> str:
     """One line for the terminal."""
     sizes = ",".join(str(len(s)) for s in p.shards)
+    darwin = f", {len(p.darwin)} includeDarwin entries" if p.darwin else ""
     return (f"{p.selection.reason}: {p.legs} legs ({len(p.multi)} multi-arch, {p.legs - len(p.multi)} single-arch "
             f"in {len(p.shards)} shards [{sizes}]), {p.suffixes} merges "
-            f"({len(p.multi_merge)} multi-arch); {seconds:.2f} s")
+            f"({len(p.multi_merge)} multi-arch){darwin}; {seconds:.2f} s")
+
+
+def _repo_root(matrix_path: str | Path, root: str | Path | None) -> Path:
+    """``--root``, else the git checkout holding the matrix, else the current directory."""
+    if root is not None:
+        return Path(root)
+    from ci.git import Git
+
+    git = Git.find(Path(matrix_path).resolve())
+    return git.root if git is not None else Path(".")
 
 
 def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS,
                     changed_files: str | None = None, base: str | None = None, force_all: bool = False,
-                    shards: int = DEFAULT_SHARDS, root: str | Path = ".") -> tuple[Plan, float]:
+                    shards: int = DEFAULT_SHARDS, root: str | Path | None = None,
+                    strict_proto: bool = False) -> tuple[Plan, float]:
     """The verb behind ``invoke matrix.github``: load, select, plan. Returns the plan and seconds taken.
 
     ``changed_files`` names a file with one repository-relative path per line (relative to
-    ``root``); ``base`` runs ``git diff --name-only BASE...HEAD``; neither builds everything.
+    ``root``: the repository the matrix's dockerfile and context paths are relative to; by
+    default the git checkout holding the matrix); ``base`` runs ``git diff --name-only
+    BASE...HEAD``; neither builds everything.
     """
+    from ci.worktree import checkout_tree
+
     started = time.perf_counter()
     if changed_files is not None and base is not None:
         raise UserError("pass either --changed-files FILE or --base REF, not both")
@@ -231,36 +304,106 @@ def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS
     if force_all:
         sel = select_all(matrix, "--force-all: building everything")
     elif changed_files is not None:
+        repo = _repo_root(matrix_path, root)
+        if not repo.is_dir():
+            raise UserError(f"--root {repo}: no such directory; pass the repository the matrix's paths are relative to")
         mpath = Path(matrix_path)
         try:
-            rel = mpath.resolve().relative_to(Path(root).resolve()).as_posix()
+            rel = mpath.resolve().relative_to(repo.resolve()).as_posix()
         except ValueError:
             rel = mpath.as_posix()
-        sel = select_legs(matrix, read_changed_files(changed_files), matrix_path=rel)
+        sel = select_legs(matrix, read_changed_files(changed_files), matrix_path=rel, tree=checkout_tree(repo),
+                          strict_proto=strict_proto)
     elif base is not None:
-        sel = select_from_git(matrix, base, matrix_file=Path(matrix_path))
+        sel = select_from_git(matrix, base, matrix_file=Path(matrix_path), strict_proto=strict_proto)
     else:
         sel = select_all(matrix, "no --changed-files or --base: building everything")
     result = plan(matrix, sel, shards)
     return result, time.perf_counter() - started
 
 
+def explain(p: Plan, matrix: Matrix, suffixes: Sequence[str], root: str | Path | None = None) -> str:
+    """For every leg (and includeDarwin entry) of ``suffixes``: selected or not, each reason (the
+    changed file and the chain through which it reaches the leg), and the leg's inputs."""
+    from ci.inputs import Deriver
+    from ci.worktree import checkout_tree
+
+    known = set(matrix.suffixes()) | {d.get("tag-suffix", "") for d in matrix.darwin}
+    for s in suffixes:
+        if s not in known:
+            import difflib
+            close = difflib.get_close_matches(s, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"--explain {s!r}: no leg of {matrix.path} has that tag-suffix{hint}")
+    sel = p.selection
+    chosen = {leg_key(e) for e in sel.entries} | {"darwin " + darwin_key(d) for d in sel.darwin}
+    deriver: Deriver | None = None
+    lines: list[str] = []
+    targets: list[tuple[str, str, Entry | None, Mapping[str, str] | None]]
+    targets = [(leg_key(e), e.where, e, None) for e in matrix if e.tag_suffix in suffixes]
+    targets += [("darwin " + darwin_key(d), f"{matrix.path} includeDarwin", None, d)
+                for d in matrix.darwin if d.get("tag-suffix", "") in suffixes]
+    for key, where, entry, darwin in targets:
+        reasons = sel.details.get(key) or ((sel.reasons.get((entry.tag_suffix, entry.ptag), sel.reason),)
+                                           if entry is not None and key in chosen
+                                           else (sel.darwin_reasons.get(darwin_key(darwin), sel.reason),)
+                                           if darwin is not None and key in chosen else ())
+        shown = key if not key.startswith(" (") else "''" + key  # the server's core image: suffix ''
+        lines.append(f"{shown} [{where}]: {'selected' if key in chosen else 'not selected'}")
+        for why in reasons[:EXPLAIN_REASONS]:
+            lines.append(f"  because {why}")
+        if len(reasons) > EXPLAIN_REASONS:
+            lines.append(f"  and {len(reasons) - EXPLAIN_REASONS} more changed files")
+        if key not in chosen:
+            lines.append("  no changed file is one of its inputs" if not sel.everything else "")
+        li = sel.inputs.get(key)
+        if li is None:
+            if deriver is None:
+                deriver = Deriver(checkout_tree(_repo_root(matrix.path, root)))
+            li = deriver.leg(entry) if entry is not None else deriver.darwin(darwin or {})
+        if li.unknown:
+            lines.append(f"  its inputs cannot be derived: {li.unknown}")
+            continue
+        summary = li.summary()
+        lines.append(f"  inputs ({len(summary)}):")
+        lines.extend(f"    {line}" for line in summary)
+    for note in sel.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
 def write_github_matrices(*, matrix: str | None, family: str, changed_files: str | None, base: str | None,
                           force_all: bool, shards: int, github_output: str | None, env: Mapping[str, str],
-                          out: TextIO, err: TextIO) -> Plan:
+                          out: TextIO, err: TextIO, explain_suffixes: Sequence[str] = (), root: str | None = None,
+                          strict_proto: bool = False) -> Plan:
     """``invoke matrix.github``: plan, then write the step outputs (``--github-output``,
-    ``$GITHUB_OUTPUT``, else ``out``), the job summary, and a one-line description on ``err``."""
+    ``$GITHUB_OUTPUT``, else ``out``), the job summary, and a one-line description on ``err``.
+
+    With ``explain_suffixes`` the explanation goes to ``out`` and the outputs only to a file
+    (``--github-output`` or ``$GITHUB_OUTPUT``), never mixed into it.
+    """
     from ci.github import write_outputs, write_summary
 
     try:
         fam = Family(family)
     except ValueError:
         raise UserError(f"--family {family!r}: use backends or server") from None
-    result, seconds = plan_from_files(matrix or DEFAULT_MATRIX[fam], family=fam, changed_files=changed_files,
-                                      base=base, force_all=force_all, shards=shards)
-    text = write_outputs(outputs(result), env, github_output)
-    if text is not None:
-        out.write(text)
+    path = matrix or DEFAULT_MATRIX[fam]
+    result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
+                                      force_all=force_all, shards=shards, root=root, strict_proto=strict_proto)
+    text_of_explain = ""
+    if explain_suffixes:
+        text_of_explain = explain(result, load_matrix(path, fam), explain_suffixes, root)
+    if explain_suffixes and not (github_output or env.get("GITHUB_OUTPUT")):
+        out.write(text_of_explain)
+    else:
+        text = write_outputs(outputs(result), env, github_output)
+        if text is not None:
+            out.write(text)
+        if text_of_explain:
+            out.write(text_of_explain)
     write_summary(summary(result, seconds), env)
+    for note in result.selection.notes:
+        print(f"note: {note}", file=err)
     print(describe(result, seconds), file=err)
     return result

@@ -1,163 +1,127 @@
-"""Change detection: backend -> paths mapping, shared inputs, matrix diff against a real git base."""
+"""Change detection on real git repositories: derived inputs, the peer's 41 scenarios, our own, the task.
+
+The fixture (``tests/localai_tree.py``) is a small LocalAI-shaped repository; every scenario
+is a real commit on a branch from its base and goes through ``select_from_git`` (or, where the
+peer hands its filter no previous revision, a changed-file list without a base).
+"""
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ci.changes import (
-    SHARED_INPUTS, backend_paths, entry_inputs, is_null_base, normalize_path, select_from_git, select_legs,
+from change_scenarios import (
+    DARWIN_BACKENDS, OURS, PEER, PEER_FUNCTION_TESTS, Scenario, expand, peer_view_backends, view_of, view_universe,
 )
+from ci.changes import is_null_base, leg_key, select_from_git, select_legs
 from ci.errors import UserError
-from ci.gha_matrix import plan_from_files
-from ci.matrix import load_matrix, parse_matrix
+from ci.gha_matrix import backend_flags, plan_from_files
+from ci.inputs import Deriver
+from ci.matrix import load_matrix
+from ci.worktree import checkout_tree
+from localai_tree import GIT_ENV, MATRIX_PATH, Repo, git, write
 
 REPO = Path(__file__).resolve().parents[1]
 M2608 = REPO.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
 
 
-def entry_yaml(suffix: str, platform: str = "linux/amd64", ptag: str | None = None,
-               backend: str = "foo", dockerfile: str = "./backend/Dockerfile.python") -> str:
-    lines = [
-        "  - build-type: ''", "    cuda-major-version: ''", "    cuda-minor-version: ''",
-        f"    platforms: '{platform}'", "    tag-latest: 'auto'", f"    tag-suffix: '{suffix}'",
-        "    runs-on: 'ubuntu-latest'", "    base-image: 'ubuntu:24.04'", "    skip-drivers: 'false'",
-        f"    backend: '{backend}'", f"    dockerfile: '{dockerfile}'", "    context: './'",
-        "    ubuntu-version: '2404'",
-    ] + ([f"    platform-tag: '{ptag}'"] if ptag else [])
-    return "\n".join(lines) + "\n"
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return Repo(tmp_path_factory.mktemp("localai") / "repo")
 
 
-def pair(suffix: str, **kw: str) -> str:
-    return entry_yaml(suffix, "linux/amd64", "amd64", **kw) + entry_yaml(suffix, "linux/arm64", "arm64", **kw)
+def run(repo: Repo, s: Scenario):  # type: ignore[no-untyped-def]
+    base = repo.change(s.base_edits) if s.base_edits else repo.base
+    if s.listed:
+        repo.change({}, start=base)
+        m = load_matrix(repo.path / MATRIX_PATH)
+        return m, select_legs(m, s.listed, matrix_path=MATRIX_PATH, tree=checkout_tree(repo.path),
+                              strict_proto=s.strict_proto)
+    assert s.edits is not None
+    repo.change(s.edits, start=base)
+    m = load_matrix(repo.path / MATRIX_PATH)
+    return m, select_from_git(m, base, matrix_file=repo.path / MATRIX_PATH, strict_proto=s.strict_proto)
 
 
-def matrix_text(*entries: str) -> str:
-    return "include:\n" + "".join(entries)
+def assert_whole_suffixes(m, sel) -> None:  # type: ignore[no-untyped-def]
+    chosen = {leg_key(e) for e in sel.entries}
+    for e in m:
+        if e.tag_suffix in {x.tag_suffix for x in sel.entries}:
+            assert leg_key(e) in chosen, f"{leg_key(e)}: a sibling leg is selected, so must it be"
 
 
-KOKOROS = entry_yaml("-cpu-kokoros", backend="kokoros", dockerfile="./backend/Dockerfile.rust")
-ENTRIES = [
-    pair("-cpu-vllm", backend="vllm"),
-    entry_yaml("-cuda-vllm", backend="vllm"),
-    pair("-cpu-whisper", backend="whisper", dockerfile="./backend/Dockerfile.golang"),
-    entry_yaml("-cpu-llama-cpp", backend="llama-cpp", dockerfile="./backend/Dockerfile.llama-cpp"),
-    entry_yaml("-cpu-turboquant", backend="turboquant", dockerfile="./backend/Dockerfile.turboquant"),
-    KOKOROS,
-]
-MATRIX = matrix_text(*ENTRIES)
+def true_backends(m, sel) -> frozenset[str]:  # type: ignore[no-untyped-def]
+    return frozenset(name for name, on in backend_flags(m, sel, 4) if on)
 
 
-def run_task(*args: str) -> subprocess.CompletedProcess[str]:
-    """``invoke matrix.github`` from the project root, with a clean environment."""
-    return subprocess.run([sys.executable, "-m", "invoke", "matrix.github", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, env={**GIT_ENV, "HOME": "/tmp"})
+# --- LocalAI's own filter suite, scenario by scenario ------------------------------------------
+
+@pytest.mark.parametrize("s", PEER, ids=[s.name for s in PEER])
+def test_peer_scenario(fx: Repo, s: Scenario) -> None:
+    m, sel = run(fx, s)
+    view = view_of(s)
+    linux = peer_view_backends(frozenset(e.tag_suffix for e in sel.entries), view)
+    darwin = frozenset(d["backend"] for d in sel.darwin)
+    assert linux == expand(s.linux, view_universe(view)), sel.details
+    assert darwin == expand(s.darwin, DARWIN_BACKENDS), sel.details
+    if s.backends is not None:
+        assert true_backends(m, sel) == s.backends
+    assert bool(s.note) == s.differs, "every difference from the peer needs a note, and only differences"
+    assert_whole_suffixes(m, sel)
 
 
-def task_outputs(matrix: Path, tmp_path: Path, *extra: str) -> dict[str, object]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    target = tmp_path / "github_output"
-    proc = run_task("--matrix", str(matrix), "--github-output", str(target), *extra)
-    assert proc.returncode == 0, proc.stderr
-    out: dict[str, object] = {}
-    for line in target.read_text().splitlines():
-        name, value = line.split("=", 1)
-        out[name] = json.loads(value) if value[:1] in "{[" or value in ("true", "false") else value
-    return out
+def test_the_peer_suite_is_covered_and_agreement_is_counted() -> None:
+    """41 peer tests: 40 selections here, 1 a function pinned below; 38 agree, 3 differ on purpose."""
+    assert len(PEER) + len(PEER_FUNCTION_TESTS) == 41
+    assert len({s.name for s in PEER}) == len(PEER)
+    differing = [s.name for s in PEER if s.differs]
+    assert len(differing) == 3, differing
 
 
-def keys(sel) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    return [(e.tag_suffix, e.ptag) for e in sel.entries]
+def test_peer_audio_cpp_darwin_resolves_to_its_cpp_sources(fx: Repo) -> None:
+    fx.change({})
+    li = Deriver(checkout_tree(fx.path)).darwin(
+        {"backend": "audio-cpp", "lang": "go", "tag-suffix": "-metal-darwin-arm64-audio-cpp"})
+    assert "backend/cpp/audio-cpp" in li.dirs and not li.unknown
+    assert not any(p.startswith("backend/go/audio-cpp") for p in li.dirs)
 
 
-def select(*files: str):  # type: ignore[no-untyped-def]
-    return select_legs(parse_matrix(MATRIX), files, matrix_path="backends/matrix.yml")
+# --- this project's own scenarios ---------------------------------------------------------------
+
+@pytest.mark.parametrize("s", OURS, ids=[s.name for s in OURS])
+def test_scenario(fx: Repo, s: Scenario) -> None:
+    m, sel = run(fx, s)
+    assert frozenset(e.tag_suffix for e in sel.entries) == s.suffixes, sel.details
+    assert frozenset(d["backend"] for d in sel.darwin) == expand(s.darwin, DARWIN_BACKENDS), sel.details
+    assert_whole_suffixes(m, sel)
+    if s.reason:
+        assert any(s.reason in why for whys in sel.details.values() for why in whys), sel.details
 
 
-# --- backend -> paths --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("backend, dockerfile, expected", [
-    ("vllm", "./backend/Dockerfile.python", ("backend/python/vllm/", "backends/src/vllm/")),
-    ("whisper", "./backend/Dockerfile.golang", ("backend/go/whisper/", "backends/src/whisper/")),
-    ("kokoros", "./backend/Dockerfile.rust", ("backend/rust/kokoros/", "backends/src/kokoros/")),
-    ("llama-cpp", "./backend/Dockerfile.llama-cpp", ("backend/cpp/llama-cpp/", "backends/src/llama-cpp/")),
-    ("ik-llama-cpp", "backend/Dockerfile.ik-llama-cpp", ("backend/cpp/ik-llama-cpp/", "backends/src/ik-llama-cpp/")),
-    ("turboquant", "./backend/Dockerfile.turboquant",
-     ("backend/cpp/turboquant/", "backend/cpp/llama-cpp/", "backends/src/turboquant/")),
-    ("echo", "backends/src/echo/Dockerfile", ("backends/src/echo/",)),
-])
-def test_backend_paths(backend: str, dockerfile: str, expected: tuple[str, ...]) -> None:
-    e = parse_matrix(matrix_text(entry_yaml("-x", backend=backend, dockerfile=dockerfile))).entries[0]
-    assert backend_paths(e) == expected
-    assert entry_inputs(e)[0] == normalize_path(dockerfile)
+def test_additive_proto_edit_says_why_nothing_is_rebuilt(fx: Repo) -> None:
+    add = next(s for s in PEER if s.name == "an added proto field rebuilds nothing")
+    _, sel = run(fx, add)
+    assert sel.entries == () and sel.darwin == ()
+    assert any("backend/backend.proto: additive only (adds cache_prompt)" in n for n in sel.notes)
 
 
-def test_context_other_than_root_is_an_input() -> None:
-    text = matrix_text(entry_yaml("-x", backend="echo")).replace("context: './'", "context: 'backends/src/echo'")
-    e = parse_matrix(text).entries[0]
-    assert backend_paths(e)[-1] == "backends/src/echo/"
-    assert normalize_path("./backend//Dockerfile.python") == "backend/Dockerfile.python"
+def test_reasons_name_the_changed_file_and_the_chain(fx: Repo) -> None:
+    fx.change({"pkg/audio/convert.go": fx.text("pkg/audio/convert.go") + "// y\n"})
+    m = load_matrix(fx.path / MATRIX_PATH)
+    sel = select_from_git(m, fx.base, matrix_file=fx.path / MATRIX_PATH)
+    why = sel.reasons[("-cpu-whisper", "amd64")]
+    line = fx.text("backend/Dockerfile.golang").splitlines().index("COPY backend/go/${BACKEND}/ /LocalAI/backend/go/${BACKEND}/") + 1
+    assert why.startswith("pkg/audio/convert.go changed: pkg/audio <- ")
+    assert "backend/go/whisper/main.go imports github.com/mudler/LocalAI/pkg/audio" in why
+    assert why.endswith(f"backend/Dockerfile.golang line {line}: COPY backend/go/whisper/")
+    assert sel.reasons[("-cpu-whisper", "arm64")] == why
 
 
-def test_every_localai_leg_maps_to_a_language_directory() -> None:
-    for e in load_matrix(M2608):
-        first = backend_paths(e)[0]
-        assert first.startswith(("backend/python/", "backend/go/", "backend/rust/", "backend/cpp/")), (e.backend, first)
-
-
-# --- selection from a changed-file list --------------------------------------------------------
-
-def test_dockerfile_change_selects_its_legs_only() -> None:
-    assert keys(select("backend/Dockerfile.golang")) == [("-cpu-whisper", "amd64"), ("-cpu-whisper", "arm64")]
-    assert keys(select("./backend/Dockerfile.rust")) == [("-cpu-kokoros", "amd64")]
-
-
-def test_backend_dir_change_selects_every_leg_of_that_backend() -> None:
-    sel = select("backend/python/vllm/requirements.txt")
-    assert keys(sel) == [("-cpu-vllm", "amd64"), ("-cpu-vllm", "arm64"), ("-cuda-vllm", "amd64")]
-    assert not sel.everything and "3 of 8 legs" in sel.reason
-    assert keys(select("backends/src/kokoros/main.rs")) == [("-cpu-kokoros", "amd64")]
-
-
-def test_llama_cpp_change_also_rebuilds_its_forks() -> None:
-    assert keys(select("backend/cpp/llama-cpp/grpc-server.cpp")) == [
-        ("-cpu-llama-cpp", "amd64"), ("-cpu-turboquant", "amd64")]
-    assert keys(select("backend/cpp/turboquant/Makefile")) == [("-cpu-turboquant", "amd64")]
-
-
-@pytest.mark.parametrize("path", ["README.md", "docs/CHANGES.md", "backend/python/vllm-omni/x.py",
-                                  "backend/python/vllmx", ".github/workflows/backend_merge.yml", "Makefile.bak"])
-def test_unrelated_file_selects_nothing(path: str) -> None:
-    sel = select(path)
-    assert sel.entries == () and not sel.everything
-
-
-def test_shared_inputs() -> None:
-    assert select("backend/backend.proto").everything
-    assert select("Makefile").everything
-    assert select("ci/build.py").everything
-    assert keys(select("backend/python/common/libbackend.sh")) == [
-        ("-cpu-vllm", "amd64"), ("-cpu-vllm", "arm64"), ("-cuda-vllm", "amd64")]
-    assert keys(select("pkg/grpc/server.go")) == [("-cpu-whisper", "amd64"), ("-cpu-whisper", "arm64")]
-    # every rule is named in the documentation of the mapping
-    doc = (REPO / "docs" / "CHANGES.md").read_text()
-    for rule in SHARED_INPUTS:
-        assert f"`{rule.path}`" in doc or f"`{rule.path.rsplit('/', 1)[-1]}`" in doc, rule.path
-
-
-def test_matrix_change_without_a_base_selects_everything() -> None:
-    sel = select("backends/matrix.yml")
-    assert sel.everything and "cannot be diffed" in sel.reason
-
-
-def test_selection_reason_is_recorded_per_leg() -> None:
-    sel = select("backend/Dockerfile.rust")
-    assert sel.reasons[("-cpu-kokoros", "amd64")] == "backend/Dockerfile.rust changed (Dockerfile)"
-
+# --- the whole-selection cases -------------------------------------------------------------------
 
 @pytest.mark.parametrize("ref, null", [(None, True), ("", True), ("0" * 40, True), ("  ", True),
                                        ("abc123", False), ("origin/main", False)])
@@ -165,161 +129,211 @@ def test_null_base(ref: str | None, null: bool) -> None:
     assert is_null_base(ref) is null
 
 
-# --- against a real git repository ------------------------------------------------------------
-
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=GIT_ENV).stdout.strip()
-
-
-def commit(repo: Path, files: dict[str, str], message: str) -> str:
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> tuple[Path, str]:
-    r = tmp_path / "repo"
-    r.mkdir()
-    git(r, "init", "-q", "-b", "main")
-    base = commit(r, {"backends/matrix.yml": MATRIX, "README.md": "hi\n",
-                      "backend/python/vllm/backend.py": "x = 1\n"}, "base")
-    return r, base
-
-
-def test_git_matrix_field_edit_selects_that_suffix(repo: tuple[Path, str]) -> None:
-    r, base = repo
-    edited = MATRIX.replace("    base-image: 'ubuntu:24.04'\n    skip-drivers: 'false'\n    backend: 'kokoros'",
-                            "    base-image: 'ubuntu:22.04'\n    skip-drivers: 'false'\n    backend: 'kokoros'")
-    assert edited != MATRIX
-    commit(r, {"backends/matrix.yml": edited}, "edit kokoros base image")
-    m = load_matrix(r / "backends/matrix.yml")
-    sel = select_from_git(m, base, matrix_file=r / "backends/matrix.yml")
-    assert keys(sel) == [("-cpu-kokoros", "amd64")]
-    assert sel.reasons[("-cpu-kokoros", "amd64")] == "matrix field(s) changed: base-image"
-
-
-def test_git_one_leg_of_a_pair_edited_selects_both_legs(repo: tuple[Path, str]) -> None:
-    r, base = repo
-    lines = MATRIX.splitlines(keepends=True)
-    # the arm64 leg of -cpu-whisper: its 'ubuntu-version' line
-    idx = [i for i, l in enumerate(lines) if "tag-suffix: '-cpu-whisper'" in l][1]
-    uv = next(i for i in range(idx, len(lines)) if "ubuntu-version" in lines[i])
-    lines[uv] = "    ubuntu-version: '2204'\n"
-    commit(r, {"backends/matrix.yml": "".join(lines)}, "edit")
-    sel = select_from_git(load_matrix(r / "backends/matrix.yml"), base, matrix_file=r / "backends/matrix.yml")
-    assert keys(sel) == [("-cpu-whisper", "amd64"), ("-cpu-whisper", "arm64")]
-    assert sel.reasons[("-cpu-whisper", "amd64")] == "sibling leg of -cpu-whisper changed"
-
-
-def test_git_reordered_matrix_and_new_entry(repo: tuple[Path, str]) -> None:
-    r, base = repo
-    reordered = matrix_text(KOKOROS, *ENTRIES[:-1], entry_yaml("-cpu-new", backend="new"))
-    commit(r, {"backends/matrix.yml": reordered}, "move kokoros first, add -cpu-new")
-    sel = select_from_git(load_matrix(r / "backends/matrix.yml"), base, matrix_file=r / "backends/matrix.yml")
-    assert keys(sel) == [("-cpu-new", "amd64")]
-    assert sel.reasons[("-cpu-new", "amd64")] == "new matrix entry"
-
-
-def test_git_backend_dir_and_unrelated_file(repo: tuple[Path, str]) -> None:
-    r, base = repo
-    commit(r, {"README.md": "changed\n"}, "docs")
-    m = load_matrix(r / "backends/matrix.yml")
-    assert keys(select_from_git(m, base, matrix_file=r / "backends/matrix.yml")) == []
-    commit(r, {"backend/python/vllm/backend.py": "x = 2\n"}, "code")
-    assert [s for s, _ in keys(select_from_git(m, base, matrix_file=r / "backends/matrix.yml"))] == [
-        "-cpu-vllm", "-cpu-vllm", "-cuda-vllm"]
-
-
-def test_git_rename_out_of_a_backend_dir_counts_both_paths(repo: tuple[Path, str]) -> None:
-    r, base = repo
-    git(r, "mv", "backend/python/vllm/backend.py", "moved.py")
-    git(r, "commit", "-q", "-m", "move")
-    sel = select_from_git(load_matrix(r / "backends/matrix.yml"), base, matrix_file=r / "backends/matrix.yml")
-    assert {s for s, _ in keys(sel)} == {"-cpu-vllm", "-cuda-vllm"}
-
-
-def test_git_unparseable_base_matrix_selects_everything(tmp_path: Path) -> None:
-    r = tmp_path / "repo"
-    r.mkdir()
-    git(r, "init", "-q", "-b", "main")
-    base = commit(r, {"backends/matrix.yml": "include: [oops\n"}, "broken")
-    commit(r, {"backends/matrix.yml": MATRIX}, "fixed")
-    sel = select_from_git(load_matrix(r / "backends/matrix.yml"), base, matrix_file=r / "backends/matrix.yml")
-    assert sel.everything and "unparseable at base" in sel.reason
-
-
-def test_git_matrix_missing_at_base_selects_everything(tmp_path: Path) -> None:
-    r = tmp_path / "repo"
-    r.mkdir()
-    git(r, "init", "-q", "-b", "main")
-    base = commit(r, {"README.md": "x\n"}, "first")
-    commit(r, {"backends/matrix.yml": MATRIX}, "add matrix")
-    sel = select_from_git(load_matrix(r / "backends/matrix.yml"), base, matrix_file=r / "backends/matrix.yml")
-    assert sel.everything and "git show" in sel.reason
-
-
-def test_git_first_push_and_unknown_base_select_everything(repo: tuple[Path, str]) -> None:
-    r, _ = repo
-    m = load_matrix(r / "backends/matrix.yml")
-    sel = select_from_git(m, "0" * 40, matrix_file=r / "backends/matrix.yml")
+def test_first_push_and_an_unknown_base_select_everything(fx: Repo) -> None:
+    fx.change({})
+    m = load_matrix(fx.path / MATRIX_PATH)
+    sel = select_from_git(m, "0" * 40, matrix_file=fx.path / MATRIX_PATH)
     assert sel.everything and "no base revision" in sel.reason and len(sel.entries) == len(m)
-    sel = select_from_git(m, "deadbeef" * 5, matrix_file=r / "backends/matrix.yml")
+    assert len(sel.darwin) == len(m.darwin)
+    sel = select_from_git(m, "deadbeef" * 5, matrix_file=fx.path / MATRIX_PATH)
     assert sel.everything and "git diff" in sel.reason
 
 
-def test_git_option_like_base_is_refused(repo: tuple[Path, str]) -> None:
-    r, _ = repo
+def test_option_like_base_is_refused(fx: Repo) -> None:
+    m = load_matrix(fx.path / MATRIX_PATH)
     with pytest.raises(UserError, match="not a git revision"):
-        select_from_git(load_matrix(r / "backends/matrix.yml"), "--output=/tmp/x", matrix_file=r / "backends/matrix.yml")
+        select_from_git(m, "--output=/tmp/x", matrix_file=fx.path / MATRIX_PATH)
 
 
-def test_force_all_and_changed_files_through_the_verb(repo: tuple[Path, str], tmp_path: Path) -> None:
-    r, base = repo
-    mf = r / "backends/matrix.yml"
-    p, _ = plan_from_files(mf, force_all=True, base=base)
-    assert p.selection.everything and p.legs == 8 and "--force-all" in p.selection.reason
+def test_unparseable_base_matrix_selects_everything(fx: Repo) -> None:
+    good = fx.text(MATRIX_PATH)
+    broken = fx.change({MATRIX_PATH: "include: [oops\n"})
+    fx.change({MATRIX_PATH: good}, start=broken)
+    m = load_matrix(fx.path / MATRIX_PATH)
+    sel = select_from_git(m, broken, matrix_file=fx.path / MATRIX_PATH)
+    assert sel.everything and "unparseable at base" in sel.reason
+
+
+def test_changes_on_the_base_branch_after_the_fork_do_not_count(fx: Repo) -> None:
+    """``--base`` of a pull request is the target branch's tip; both the diff and the base revision
+    the matrix is compared with are the merge base's, so the target branch's own later edit of
+    another entry is not charged to the pull request."""
+    vllm = "base-image: 'nvidia/cuda:13.0.0-devel-ubuntu24.04'\n    skip-drivers: 'false'\n    backend: 'vllm'"
+    kokoros = "base-image: 'ubuntu:24.04'\n    skip-drivers: 'false'\n    backend: 'kokoros'"
+    fork = fx.change(lambda r: {MATRIX_PATH: r.text(MATRIX_PATH).replace(vllm, vllm.replace("13.0.0", "13.1.0"))})
+    moved = fx.change(lambda r: {MATRIX_PATH: r.text(MATRIX_PATH).replace(kokoros, kokoros.replace("24.04", "22.04")),
+                                 "backend/go/ced/main.go": r.text("backend/go/ced/main.go") + "// master\n"},
+                      start=fx.base)
+    git(fx.path, "checkout", "-q", fork)
+    m = load_matrix(fx.path / MATRIX_PATH)
+    sel = select_from_git(m, moved, matrix_file=fx.path / MATRIX_PATH)
+    assert {e.backend for e in sel.entries} == {"vllm"}
+
+
+def test_rename_out_of_a_backend_dir_counts_both_paths(fx: Repo) -> None:
+    fx.change({})
+    git(fx.path, "mv", "backend/python/vllm/backend.py", "moved.py")
+    git(fx.path, "commit", "-q", "-m", "move")
+    m = load_matrix(fx.path / MATRIX_PATH)
+    assert {e.backend for e in select_from_git(m, fx.base, matrix_file=fx.path / MATRIX_PATH).entries} == {"vllm"}
+
+
+# --- through the verb and the task --------------------------------------------------------------
+
+def run_task(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "invoke", "-r", str(REPO), "matrix.github", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, env={**GIT_ENV, "HOME": "/tmp"})
+
+
+def outputs_of(path: Path) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for line in path.read_text().splitlines():
+        name, value = line.split("=", 1)
+        out[name] = json.loads(value) if value[:1] in "{[" or value in ("true", "false") else value
+    return out
+
+
+def test_task_writes_the_darwin_matrix_and_per_backend_outputs(fx: Repo, tmp_path: Path) -> None:
+    fx.change({"scripts/build/golang-darwin.sh": fx.text("scripts/build/golang-darwin.sh") + "# x\n",
+               "backend/python/vllm/backend.py": "y = 2\n"})
+    target = tmp_path / "out"
+    proc = run_task("--matrix", str(fx.path / MATRIX_PATH), "--base", fx.base, "--github-output", str(target))
+    assert proc.returncode == 0, proc.stderr
+    out = outputs_of(target)
+    assert out["darwin-matrix"] == {"include": [{"backend": "whisper", "lang": "go",
+                                                 "tag-suffix": "-metal-darwin-arm64-whisper", "build-type": "metal"}]}
+    assert out["has-darwin"] is True and out["run-all"] is False
+    assert out["vllm"] is True and out["whisper"] is True and out["ced"] is False and out["mlx"] is False
+    assert [el["tag-suffix"] for el in out["single-arch-1-matrix"]["include"]  # type: ignore[index]
+            + out["single-arch-2-matrix"]["include"]] == ["-nvidia-cuda-13-vllm", "-gpu-rocm-hipblas-python-vllm"]  # type: ignore[index]
+    assert "1 includeDarwin entries" in proc.stderr
+
+
+def test_task_explain_prints_the_chain_and_the_inputs(fx: Repo) -> None:
+    fx.change({"pkg/audio/convert.go": fx.text("pkg/audio/convert.go") + "// z\n"})
+    proc = run_task("--matrix", str(fx.path / MATRIX_PATH), "--base", fx.base, "--explain=-cpu-whisper,-ced")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "multi-arch-matrix=" not in text  # the explanation alone on stdout
+    assert "-cpu-whisper (amd64) [" in text and "]: selected" in text
+    assert "because pkg/audio/convert.go changed: pkg/audio <- backend/go/whisper/main.go imports " \
+           "github.com/mudler/LocalAI/pkg/audio" in text
+    assert "-ced (amd64) [" in text and "]: not selected" in text
+    assert "    backend/backend.proto (Makefile target protogen-go names backend/backend.proto <- make protogen-go" in text
+    assert "    pkg/grpc (Go package: backend/go/ced/main.go imports github.com/mudler/LocalAI/pkg/grpc" in text
+
+
+def test_task_explain_of_an_unknown_suffix_exits_2_with_a_hint(fx: Repo) -> None:
+    proc = run_task("--matrix", str(fx.path / MATRIX_PATH), "--base", fx.base, "--explain=-cpu-whispr")
+    assert proc.returncode == 2
+    assert "--explain '-cpu-whispr': no leg of" in proc.stderr and "did you mean '-cpu-whisper'?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_backend_name_that_cannot_be_an_output_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "m.yml"
+    bad.write_text("include: []\nincludeDarwin:\n  - backend: 'has space'\n    tag-suffix: '-x'\n")
+    proc = run_task("--matrix", str(bad), "--force-all", "--github-output", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "backend 'has space' cannot be a step output name" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_changed_files_through_the_verb_and_root(fx: Repo, tmp_path: Path) -> None:
+    fx.change({})
     listing = tmp_path / "changed.txt"
-    listing.write_text("backend/Dockerfile.rust\n\nREADME.md\n")
-    p, _ = plan_from_files(mf, changed_files=str(listing), root=r)
-    assert p.legs == 1 and p.shards[0][0].tag_suffix == "-cpu-kokoros"
+    listing.write_text("backend/rust/kokoros/src/main.rs\n\nREADME.md\n")
+    p, _ = plan_from_files(fx.path / MATRIX_PATH, changed_files=str(listing))
+    assert [e.tag_suffix for e in p.selection.entries] == ["-kokoros"]
+    p, _ = plan_from_files(fx.path / MATRIX_PATH, force_all=True)
+    assert p.selection.everything and "--force-all" in p.selection.reason and len(p.darwin) == 5
     with pytest.raises(UserError, match="either --changed-files FILE or --base REF"):
-        plan_from_files(mf, changed_files=str(listing), base=base)
+        plan_from_files(fx.path / MATRIX_PATH, changed_files=str(listing), base=fx.base)
     with pytest.raises(UserError, match="no such file"):
-        plan_from_files(mf, changed_files=str(tmp_path / "missing.txt"))
+        plan_from_files(fx.path / MATRIX_PATH, changed_files=str(tmp_path / "missing.txt"))
+    with pytest.raises(UserError, match="--root .*: no such directory"):
+        plan_from_files(fx.path / MATRIX_PATH, changed_files=str(listing), root=tmp_path / "nope")
 
 
-def test_task_with_base_on_a_real_repo(repo: tuple[Path, str], tmp_path: Path) -> None:
-    r, base = repo
-    commit(r, {"backend/Dockerfile.golang": "FROM scratch\n"}, "go dockerfile")
-    out = task_outputs(r / "backends/matrix.yml", tmp_path, "--base", base)
-    assert [el["tag-suffix"] for el in out["multi-arch-matrix"]["include"]] == ["-cpu-whisper"] * 2  # type: ignore[index]
-    assert out["has-single-arch"] is False and out["legs"] == "2"
-    assert [el["tag-suffix"] for el in out["multi-arch-merge-matrix"]["include"]] == ["-cpu-whisper"]  # type: ignore[index]
-    # an empty --base (tags, schedules) builds everything
-    out = task_outputs(r / "backends/matrix.yml", tmp_path / "x", "--base", "")
-    assert out["legs"] == "8"
+def test_task_with_an_empty_base_builds_everything(fx: Repo, tmp_path: Path) -> None:
+    fx.change({})
+    proc = run_task("--matrix", str(fx.path / MATRIX_PATH), "--base", "", "--github-output", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    out = outputs_of(tmp_path / "o")
+    assert out["run-all"] is True and out["legs"] == str(len(load_matrix(fx.path / MATRIX_PATH)))
 
 
 def test_task_bad_base_outside_git_exits_2(tmp_path: Path) -> None:
     m = tmp_path / "matrix.yml"
-    m.write_text(MATRIX)
+    shutil.copy(REPO / "backends" / "matrix.yml", m)
     proc = run_task("--matrix", str(m), "--base", "HEAD~1", "--github-output", str(tmp_path / "o"))
     assert proc.returncode == 2 and "not in one" in proc.stderr
 
 
-def test_localai_selection_is_fast_and_exact() -> None:
+# --- this project's own example backends ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This project's backends/ (its matrices, Dockerfiles, scripts) as a git repository."""
+    r = tmp_path_factory.mktemp("own") / "repo"
+    shutil.copytree(REPO / "backends", r / "backends")
+    git(r, "init", "-q", "-b", "main")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "base")
+    return r
+
+
+@pytest.mark.parametrize("path, suffixes", [
+    ("backends/src/tiny-cpp/main.c", {"-cpu-tiny-cpp", "-vulkan-tiny-cpp"}),
+    ("backends/.docker/build-target.sh", {"-cpu-tiny-cpp", "-vulkan-tiny-cpp"}),  # run by the bind-mounted compile.sh
+    ("backends/src/hello/run.sh", {"-cpu-hello"}),
+    ("backends/src/localai/README.md", set()),  # not in backends/matrix.yml
+    # -cpu-tiny-cpp sets builder-base-image: BUILDER_TARGET picks builder-prebuilt, which mounts no apt-mirror.sh
+    ("backends/.docker/apt-mirror.sh", {"-cpu-hello", "-cpu-echo", "-cpu-hello-extra", "-vulkan-tiny-cpp"}),
+])
+def test_this_projects_example_backends(own: Path, path: str, suffixes: set[str]) -> None:
+    base = git(own, "rev-parse", "HEAD")
+    git(own, "checkout", "-q", "-B", "t", base)
+    write(own, {path: (own / path).read_text() + "\n"})
+    git(own, "commit", "-q", "-am", "edit")
+    m = load_matrix(own / "backends" / "matrix.yml")
+    sel = select_from_git(m, base, matrix_file=own / "backends" / "matrix.yml")
+    assert {e.tag_suffix for e in sel.entries} == suffixes, sel.details
+
+
+# --- the real LocalAI matrix on a LocalAI-sized tree ------------------------------------------
+
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from localai_scale import build_tree
+
+    return build_tree(tmp_path_factory.mktemp("scale") / "tree", M2608)
+
+
+def test_every_real_leg_derives_from_the_real_dockerfiles(scale: Path) -> None:
     m = load_matrix(M2608)
-    sel = select_legs(m, ["backend/python/vllm/install.sh"] + [f"docs/{i}.md" for i in range(2000)],
-                      matrix_path=".github/backend-matrix.yml")
-    assert {e.backend for e in sel.entries} == {"vllm"}
-    assert {e.tag_suffix for e in sel.entries} == {e.tag_suffix for e in m if e.backend == "vllm"}
+    deriver = Deriver(checkout_tree(scale))
+    for e in m:
+        li = deriver.leg(e)
+        assert not li.unknown, (e.tag_suffix, li.unknown)
+        assert "backend/backend.proto" in li.files or li.match("backend/backend.proto"), leg_key(e)
+    assert all(not deriver.darwin(d).unknown for d in m.darwin)
+
+
+def test_real_matrix_selections(scale: Path) -> None:
+    m = load_matrix(M2608)
+    tree = checkout_tree(scale)
+    deriver = Deriver(tree)
+
+    def pick(*files: str) -> set[str]:
+        sel = select_legs(m, files, matrix_path=".github/backend-matrix.yml", tree=tree, deriver=deriver)
+        return {e.tag_suffix for e in sel.entries}
+
+    python = {e.tag_suffix for e in m if e.dockerfile.endswith("python")}
+    go = {e.tag_suffix for e in m if e.dockerfile.endswith("golang")}
+    assert pick("backend/backend.proto") == {e.tag_suffix for e in m}
+    assert pick("backend/Dockerfile.python") >= python and not pick("backend/Dockerfile.python") & go
+    assert pick("go.mod") == go
+    assert pick("pkg/audio/convert.go") < go and pick("pkg/audio/convert.go")
+    assert pick("backend/python/vllm/backend.py") == {e.tag_suffix for e in m if e.backend == "vllm"}
+    assert pick(*[f"docs/{i}.md" for i in range(2000)]) == set()
+

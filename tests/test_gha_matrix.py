@@ -294,3 +294,19 @@ def test_multi_platform_entries_are_refused_with_the_fix() -> None:
     m = parse_matrix(matrix_text(entry_yaml("-cpu-a"), entry_yaml("-cpu-qemu", "linux/amd64,linux/arm64")), "m.yml")
     with pytest.raises(UserError, match=r"1 multi-platform entries \(-cpu-qemu \(m.yml line \d+\)\).*matrix.split"):
         plan(m, select_all(m, "all"))
+
+
+def test_darwin_matrix_and_per_backend_outputs_of_a_full_selection() -> None:
+    m = load_matrix(M2608)
+    out = outputs(plan(m, select_all(m, "all")))
+    assert len(out["darwin-matrix"]["include"]) == 62 and out["has-darwin"] is True  # type: ignore[index]
+    assert out["darwin-matrix"]["include"][0] == {  # type: ignore[index]
+        "backend": "diffusers", "tag-suffix": "-metal-darwin-arm64-diffusers", "build-type": "mps"}
+    assert out["run-all"] is True and out["vllm"] is True and out["mlx"] is True  # mlx: a Darwin-only backend
+
+
+def test_too_many_darwin_entries_are_refused() -> None:
+    darwin = "".join(f"  - backend: 'b{i}'\n    tag-suffix: '-metal-b{i}'\n" for i in range(GITHUB_MATRIX_LIMIT + 1))
+    m = parse_matrix(matrix_text(entry_yaml("-cpu-a")) + "includeDarwin:\n" + darwin, "m.yml")
+    with pytest.raises(UserError, match="257 includeDarwin entries are selected, over GitHub's limit of 256"):
+        plan(m, select_all(m, "all"))
