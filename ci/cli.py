@@ -62,9 +62,16 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
     sel.add_argument("--family", choices=[f.value for f in Family], default=None,
                      help="image family: backends (default) or server (the LocalAI image); --images and "
                           "--matrix apply to it")
+    sel.add_argument("--suffixes", metavar="LIST",
+                     help="with --all: exactly these tag-suffixes of --family (a JSON list, as matrix.github's "
+                          "<class>-merge-suffixes, or comma-separated); one without digest artifacts is reported "
+                          "skipped, and any skipped or failed suffix is exit 1 after the others are merged")
     sel.add_argument("--digests-dir", metavar="DIR", default="digests",
                      help="directory holding the legs' digest artifacts (digests<suffix>--<platform-tag>/<hex>); "
                           "default: ./digests")
+    sel.add_argument("--report", metavar="FILE",
+                     help="write every suffix's result (merged with its list digest, tags and platforms, skipped or "
+                          "failed with its reason) as JSON, for `nox -s inspect -- --merged FILE`")
     sel.add_argument("--matrix", metavar="PATH",
                      help="the family's matrix, to know each suffix's legs and tag-latest "
                           f"(default {DEFAULT_MATRIX[Family.BACKENDS]}, server {DEFAULT_MATRIX[Family.SERVER]})")
@@ -154,17 +161,23 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         tag_latest=parse_latest(args.tag_latest) if args.tag_latest else None, anchor_run_id=run_id,
         sign=SignOptions(key=args.key, tlog=not args.no_tlog, env=env) if args.sign else None,
         dry_run=args.dry_run, jobs=args.jobs)
+    only = parse_suffixes(args.suffixes, args) if args.suffixes is not None else None
     if args.all:
-        found = {a.key.family for a in read_digests_dir(args.digests_dir)}
-        wanted = [Family(args.family)] if args.family else [Family.BACKENDS, Family.SERVER]
-        setups = {}
-        for fam in wanted:
-            if fam not in found:
-                continue
-            primary = fam is Family(args.family or "backends")
-            setups[fam] = _family_setup(fam, args.images if primary else args.server_images,
-                                        args.matrix if primary else args.server_matrix, env)
-        report = merge_all(args.digests_dir, setups, options, on_result=lambda r: _say(format_result(r), flush=True))
+        if only is not None:  # a class merge job: exactly its suffixes of one family, even with no artifact
+            fam = Family(args.family)
+            setups = {fam: _family_setup(fam, args.images, args.matrix, env)}
+        else:
+            found = {a.key.family for a in read_digests_dir(args.digests_dir)}
+            wanted = [Family(args.family)] if args.family else [Family.BACKENDS, Family.SERVER]
+            setups = {}
+            for fam in wanted:
+                if fam not in found:
+                    continue
+                primary = fam is Family(args.family or "backends")
+                setups[fam] = _family_setup(fam, args.images if primary else args.server_images,
+                                            args.matrix if primary else args.server_matrix, env)
+        report = merge_all(args.digests_dir, setups, options, on_result=lambda r: _say(format_result(r), flush=True),
+                           only=only)
         counts = {o: sum(1 for r in report.results if r.outcome == o) for o in ("merged", "skipped", "failed")}
         unchanged = sum(1 for r in report.results if r.outcome == "merged" and not r.changed)
         _say(f"{len(report.results)} suffix(es): {counts['merged']} merged ({unchanged} already published), "
@@ -181,9 +194,54 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             write_outputs({"digest": result.digest, "tags": ",".join(result.tags)}, env)
     if not args.dry_run:
         write_summary(summary_markdown(report), env)
+    if args.report:
+        write_report(args.report, report)
     for r in report.failed:
         _say(f"error: {r.label}: {r.reason}", err=True)
     return report.exit_code
+
+
+def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
+    """``--suffixes``: a JSON list (matrix.github's ``<class>-merge-suffixes``) or a comma list, validated."""
+    import json
+
+    from ci.naming import CORE, check_suffix
+
+    if not args.all or not args.family:
+        raise UserError("--suffixes names a class's suffixes for `--all --family F`; add --all and --family")
+    raw = text.strip()
+    try:
+        items = json.loads(raw) if raw.startswith("[") else [s.strip() for s in raw.split(",") if s.strip()]
+    except ValueError as exc:
+        raise UserError(f"--suffixes {raw[:80]!r}: not a JSON list ({exc}); pass [\"-a\",\"-b\"] or -a,-b") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise UserError("--suffixes: expected a list of tag-suffixes")
+    family = Family(args.family)
+    out = []
+    for s in items:
+        s = "" if family is Family.SERVER and s == CORE else s
+        try:
+            check_suffix(s, family)
+        except ValueError as exc:
+            raise UserError(f"--suffixes: {exc}") from None
+        out.append(s)
+    return tuple(dict.fromkeys(out))
+
+
+def write_report(path: str, report: object) -> None:
+    """``--report FILE``: the merge's results as JSON (values computed here or parsed and validated)."""
+    import json
+
+    from ci.errors import OperationError
+
+    doc = {"results": [{"family": str(r.family), "suffix": r.suffix, "outcome": r.outcome.value, "reason": r.reason,
+                        "digest": r.digest, "tags": list(r.tags), "platforms": list(r.platforms),
+                        "dry_run": r.dry_run} for r in report.results]}  # type: ignore[attr-defined]
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+    except OSError as exc:
+        raise OperationError(f"writing the merge report {path}: {exc.strerror or exc}") from None
 
 
 # ---- inspect -----------------------------------------------------------------------------------
@@ -220,6 +278,9 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
                         "for a release)")
     a.add_argument("--only", metavar="LIST", help="comma-separated tag-suffixes to audit (default: all)")
     a.add_argument("--jobs", type=int, default=8, metavar="N", help="suffixes audited at the same time (default 8)")
+    p.add_argument("--merged", metavar="FILE",
+                   help="inspect every list a `merge --all --report FILE` merged, by its digest and each of its tags, "
+                        "in every repository of --family, with its suffix's platforms")
     a.add_argument("--references", metavar="FILES",
                    help="comma-separated files naming the images (galleries, docs): every reference to the family's "
                         "repositories must resolve too")
@@ -261,6 +322,28 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return report.exit_code
 
 
+def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci.inspection import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
+    from ci.registry import RegistryClient, credentials_for
+
+    if args.refs or args.tag or args.expect_platforms:
+        raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
+    merged = merged_suffixes(args.merged)
+    config = family_config(Family(args.family), images=args.images, env=env)
+    if not merged:
+        _say(f"nothing to inspect: {args.merged} reports no merged suffix")
+        return 0
+
+    def client_for(img):  # type: ignore[no-untyped-def]
+        return RegistryClient(img, plain_http=config.plain_http(img.registry), credentials=credentials_for(img.registry),
+                              plain_http_policy=config.plain_http)
+
+    report = inspect_merged(merged, config.images, client_for)
+    _say(to_json(report) if args.format == "json" else format_text(report))
+    write_summary(summary_markdown(report), env)
+    return report.exit_code
+
+
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.inspection import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
                                to_json)
@@ -271,6 +354,8 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     if args.audit:
         return _run_audit(args, env)
+    if args.merged:
+        return _run_inspect_merged(args, env)
     if args.matrix or args.only or args.references:
         raise UserError("--matrix, --only and --references belong to --audit")
     if args.verify_signatures and not args.key:
@@ -335,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # options whose values start with '-' (tag-suffixes): argparse would take them for options
-DASH_VALUE_OPTIONS = ("--tag-suffix", "--only")
+DASH_VALUE_OPTIONS = ("--tag-suffix", "--only", "--suffixes")
 
 
 def join_dash_values(argv: Sequence[str]) -> list[str]:

@@ -329,3 +329,40 @@ def summary_markdown(report: InspectReport) -> str:
         return text + "\nAll checks passed.\n"
     return text + "\n**Failed checks:**\n\n" + "".join(f"- `{f.check}` {f.ref}: {f.message}\n" for f in report.failures)
 
+
+
+# ---- a merge's report (``merge --all --report``) ---------------------------------------------
+
+def merged_suffixes(path: str) -> list[tuple[str, str, tuple[str, ...], tuple[Platform, ...]]]:
+    """``(suffix, list digest, tags, platforms)`` of every suffix a ``merge --report`` file says was merged."""
+    from pathlib import Path
+
+    from ci.textfile import read_user_text
+
+    text = read_user_text(path, what="merge report", limit=32 << 20,
+                          missing_hint="pass --merged FILE as written by nox -s merge -- --report FILE", error=UserError)
+    try:
+        doc = json.loads(text)
+        out = []
+        for r in doc["results"]:
+            if r["outcome"] != "merged" or r.get("dry_run"):
+                continue
+            out.append((str(r["suffix"]), parse_digest(str(r["digest"])), tuple(parse_tag(str(t)) for t in r["tags"]),
+                        tuple(parse_platform(str(p)) for p in r["platforms"])))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{Path(path)}: not a merge report ({exc}); write it with nox -s merge -- --report FILE") from None
+    return out
+
+
+def inspect_merged(merged: Sequence[tuple[str, str, tuple[str, ...], tuple[Platform, ...]]],
+                   images: Sequence[ImageName], client_for: Callable[[ImageName], RegistryClient]) -> InspectReport:
+    """Every merged list, by digest and by each of its tags, in every repository: the usual checks with its
+    own platforms, and each tag must serve the digest the merge published."""
+    obs: list[ListObservation] = []
+    fails: list[Failure] = []
+    for _suffix, digest, tags, platforms in merged:
+        targets = [Target(img, ref) for img in images for ref in (digest, *tags)]
+        report = inspect_refs(targets, client_for, expected=platforms)
+        obs += report.observations
+        fails += report.failures
+    return InspectReport(tuple(obs), tuple(fails))

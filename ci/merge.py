@@ -10,14 +10,17 @@ Steps for one (family, suffix), in this order:
    config) is the leg's platform, and platforms are distinct. All problems are collected.
 3. **Compose** the list once (:func:`ci.manifest.compose_index`): bytes and digest are fixed
    before any push. **Tags** come from :mod:`ci.tags` (metadata-action rules).
-4. **Publish**: ``native`` PUTs the same bytes by digest in every registry, then every tag in
-   every registry (tags already pointing at the digest are left alone, so a re-run is a no-op);
+4. **Publish**: ``native`` PUTs the same bytes under every tag in every registry, one registry
+   after the other (tags already pointing at the digest are left alone, so a re-run is a no-op);
    ``imagetools`` runs ``docker buildx imagetools create`` once per registry, as LocalAI does.
-5. **Read back**: after the writes, every tag and the list digest are fetched again from every
-   registry and their bytes compared with the list that was written (native: the composed bytes;
-   imagetools: the list buildx made, which must also be one digest everywhere with the expected
-   children). A registry's answer to the PUT or a HEAD is never taken as proof: a registry that
-   accepts a PUT and stores nothing, or whose HEAD claims the digest, fails the merge, named.
+5. **Read back**: every tag and the list digest are fetched again from every registry and their
+   bytes compared with the list that was written (native: the composed bytes; imagetools: the
+   list buildx made, which must also be one digest everywhere with the expected children). A
+   registry's answer to the PUT or a HEAD is never taken as proof: a registry that accepts a PUT
+   and stores nothing, or whose HEAD claims the digest, fails the merge, named. Native: each tag
+   it PUTs is read back at once by :meth:`ci.registry.RegistryClient.put_manifest`, and not a
+   second time; then the list digest and every tag not written (a HEAD said it was in place)
+   are read.
 6. Optional: **sign** (cosign, by digest, recursive) and delete the suffix's **keepalive** tags.
 
 Partial failure ("one registry down during merge") -- all-or-nothing by preflight:
@@ -29,9 +32,19 @@ registries already tagged; every write is a PUT of the same bytes, so a re-run, 
 registry is back, completes it idempotently. Tags already pointing at the list are not
 written again (a re-run writes nothing).
 
-``--all``: every (family, suffix) in the digests directory, concurrently. A suffix with a leg
-missing (its build failed) is *skipped* with the reason and the others still merge; anything
+``--all``: every (family, suffix) in the digests directory, ``jobs`` at a time. A suffix with a
+leg missing (its build failed) is *skipped* with the reason and the others still merge; anything
 else that goes wrong is *failed*. Exit 1 when any failed.
+
+Requests: one suffix of two legs with T tags costs, in the first registry, 2 manifest GETs and 2
+config GETs (the preflight), 1 HEAD (is the first tag in place?), T PUTs each read back (T GETs)
+and 1 GET of the list digest; in each other registry the same without the config reads and with
+2 HEADs instead of the child GETs: 6 + 2T and 4 + 2T, 22 requests for 3 tags and 2 registries.
+A re-run writes nothing: T HEADs instead of the PUTs, then the digest and the T tags read back
+(5 + 2T and 3 + 2T). The clients come from one :class:`ClientPool` for the whole run, so their
+keep-alive connections (and tokens) serve suffix after suffix: about ``jobs`` connections per
+registry, not one per suffix. What bounds the speed is the registries' own request rate
+(``bench/bench_merge.py`` measures it).
 """
 from __future__ import annotations
 
@@ -152,6 +165,7 @@ class SuffixResult:
     keepalive_problems: tuple[str, ...] = ()
     tagged_images: tuple[str, ...] = field(default=())
     retries: int = 0  # registry requests retried (transient failures survived)
+    requests: int = 0  # HTTP requests sent to the registries for this suffix (keepalive cleanup included)
 
     @property
     def label(self) -> str:
@@ -161,6 +175,7 @@ class SuffixResult:
 @dataclass(frozen=True)
 class MergeReport:
     results: tuple[SuffixResult, ...]
+    strict: bool = False  # the suffixes were named (a class merge job): a skipped one fails too
 
     @property
     def failed(self) -> list[SuffixResult]:
@@ -168,7 +183,8 @@ class MergeReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        skipped = self.strict and any(r.outcome is Outcome.SKIPPED for r in self.results)
+        return 1 if self.failed or skipped else 0
 
 
 class _Skip(Exception):
@@ -348,29 +364,34 @@ def _todo(client: RegistryClient, plan: Plan) -> list[str]:
     return rest
 
 
-def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
-    """PUT the tags in every registry, one registry after the other; returns (changed, images tagged).
+def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]
+                   ) -> tuple[bool, list[str], dict[ImageName, set[str]]]:
+    """PUT the tags in every registry, one registry after the other.
 
-    A (registry, tag) whose HEAD already gives the composed digest is not written (a re-run is a
-    no-op); :meth:`RegistryClient.put_manifest` confirms every child is present before the first
-    PUT and checks the registry's ``Docker-Content-Digest`` answer. Neither is proof that the
-    registry serves the list: :func:`read_back` is.
+    Returns (changed, images tagged, the tags written per image). A (registry, tag) whose HEAD
+    already gives the composed digest is not written (a re-run is a no-op);
+    :meth:`RegistryClient.put_manifest` confirms every child is present before the first PUT,
+    checks the registry's ``Docker-Content-Digest`` answer and reads every tag it wrote back at
+    once (GET, bytes compared): the tags it returns are verified. What was not written is no
+    more than a HEAD's claim: :func:`read_back` reads it.
     """
     c = plan.composed
     images = plan.target.config.images
     todo = {img: _todo(clients[img], plan) for img in images}
     tagged: list[str] = []
+    written: dict[ImageName, set[str]] = {img: set() for img in images}
     for img in images:
         try:
             for t in todo[img]:
                 clients[img].put_manifest(t, c.body, c.media_type)
+                written[img].add(t)
         except RegistryError as exc:
             done = ", ".join(tagged) or "none"
             raise OperationError(f"merge {plan.target.label}: tagging {c.digest} in {img} failed: {exc}; "
                                  f"registries already tagged: {done}; re-run the merge when {img.registry} is "
                                  "back (it is idempotent)") from None
         tagged.append(str(img))
-    return any(todo.values()), tagged
+    return any(todo.values()), tagged, written
 
 
 def publish_imagetools(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
@@ -415,15 +436,21 @@ def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], en
     return digest
 
 
-def read_back(plan: Plan, clients: Mapping[ImageName, RegistryClient], body: bytes) -> None:
+def read_back(plan: Plan, clients: Mapping[ImageName, RegistryClient], body: bytes,
+              verified: Mapping[ImageName, set[str]] | None = None) -> None:
     """Every tag and the list digest, in every registry, serve exactly ``body`` (GET, bytes compared).
 
-    Raises :class:`VerificationError` naming the registry and what it serves instead.
+    ``verified``: tags per image already read back after their write, with the same comparison
+    (:meth:`RegistryClient.put_manifest` does it for every tag it PUTs); they are not read a
+    second time. The list digest is always read, and so is every tag that was not written
+    (a HEAD said it was in place: no proof). Raises :class:`VerificationError` naming the
+    registry and what it serves instead.
     """
     digest = sha256_digest(body)
     for img in plan.target.config.images:
         problems: list[str] = []
-        for ref in (digest, *plan.tags):
+        done = verified.get(img, set()) if verified else set()
+        for ref in (digest, *(t for t in plan.tags if t not in done)):
             shown = img.with_digest(ref) if ref.startswith("sha256:") else img.with_tag(ref)
             try:
                 got = clients[img].get_manifest(ref)
@@ -442,25 +469,27 @@ def read_back(plan: Plan, clients: Mapping[ImageName, RegistryClient], body: byt
                 f"and check {img.registry} if it fails again")
 
 
-def delete_keepalive(target: Target, run_id: str, factory: ClientFactory) -> tuple[list[str], list[str]]:
+def delete_keepalive(target: Target, run_id: str, pool: ClientPool) -> tuple[list[str], list[str], int]:
     """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
 
     Looks each exact tag up in every image of the family and in the cache repository. Returns
-    (deleted, problems); never raises: a failure to delete does not fail the merge.
+    (deleted, problems, requests sent); never raises: a failure to delete does not fail the merge.
     """
     ptags = sorted({a.key.ptag for a in target.artifacts} | {e.ptag for e in target.matrix.legs_of(target.suffix)})
     try:
         wanted = {keepalive_tag(run_id, target.family, target.suffix, p) for p in ptags}
     except ValueError as exc:
-        return [], [f"keepalive tags: {exc}"]
+        return [], [f"keepalive tags: {exc}"], 0
     deleted: list[str] = []
     problems: list[str] = []
+    sent = 0
     for img in dict.fromkeys((*target.config.images, target.config.cache)):
         try:
-            client = factory(img, target.config)
+            client = pool.lease(img, target.config)
         except CiError as exc:
             problems.append(f"{img}: {exc}")
             continue
+        before, ok = client.requests_sent, False
         try:
             # look each exact name up (HEAD) instead of listing a public repository's thousands of tags
             for t in sorted(t for t in wanted if client.head_manifest(t) is not None):
@@ -470,11 +499,13 @@ def delete_keepalive(target: Target, run_id: str, factory: ClientFactory) -> tup
                     problems.append(f"{img.with_tag(t)}: the registry does not allow deleting a tag alone "
                                     "(deleting by digest would remove the child); it stays until the "
                                     "registry's retention removes it")
+            ok = True
         except CiError as exc:
             problems.append(f"{img}: deleting keepalive tags: {exc}")
         finally:
-            client.close()
-    return deleted, problems
+            sent += client.requests_sent - before
+            pool.give_back(img, target.config, client, reuse=ok)
+    return deleted, problems, sent
 
 
 # ---- one suffix ------------------------------------------------------------------------------
@@ -495,14 +526,65 @@ def default_client_factory() -> ClientFactory:
     return make
 
 
-def merge_target(target: Target, options: MergeOptions, factory: ClientFactory) -> SuffixResult:
-    """Merge one suffix; raises _Skip or CiError (the callers turn them into results)."""
+class ClientPool:
+    """Registry clients shared by the suffixes of one merge (``--all``: hundreds of them).
+
+    Per (image, family config), the idle clients, each holding its keep-alive connection (and
+    token): a suffix leases one client per image, uses it in one thread, and gives it back, so
+    a merge opens about ``jobs`` connections per registry instead of one per suffix. A client
+    whose suffix failed is closed instead (the next suffix starts on a fresh one, as it would
+    without the pool). Thread-safe; :meth:`close` closes every idle client.
+    """
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[ImageName, FamilyConfig], list[RegistryClient]] = {}
+        self._closed = False
+        self.made = 0  # clients the factory made
+
+    def lease(self, img: ImageName, config: FamilyConfig) -> RegistryClient:
+        with self._lock:
+            idle = self._idle.get((img, config))
+            if idle:
+                return idle.pop()
+            self.made += 1
+        return self._factory(img, config)
+
+    def give_back(self, img: ImageName, config: FamilyConfig, client: RegistryClient, *, reuse: bool = True) -> None:
+        with self._lock:
+            if reuse and not self._closed:
+                self._idle.setdefault((img, config), []).append(client)
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in clients:
+            c.close()
+
+    def __enter__(self) -> ClientPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def merge_target(target: Target, options: MergeOptions, pool: ClientPool) -> SuffixResult:
+    """Merge one suffix with clients leased from ``pool``; raises _Skip or CiError (the callers
+    turn them into results)."""
     engine = options.engine.resolved()
     images = target.config.images
     clients: dict[ImageName, RegistryClient] = {}
+    start: dict[ImageName, tuple[int, int]] = {}  # (retries, requests) of each client when leased
+    ok = False
     try:
         for img in images:
-            clients[img] = factory(img, target.config)
+            clients[img] = pool.lease(img, target.config)
+            start[img] = (clients[img].retries, clients[img].requests_sent)
         plan = plan_suffix(target, options, clients)
         base = SuffixResult(
             family=target.family, suffix=target.suffix, outcome=Outcome.MERGED, digest=plan.composed.digest,
@@ -511,34 +593,46 @@ def merge_target(target: Target, options: MergeOptions, factory: ClientFactory) 
             children=tuple(c.digest for c in plan.children), list_json=plan.composed.body.decode(),
             commands=tuple(tuple(c) for c in plan.imagetools_commands()) if engine is Engine.IMAGETOOLS else ())
         if options.dry_run:
-            return replace(base, dry_run=True)
+            ok = True
+            return replace(base, dry_run=True, requests=_sent(clients, start))
+        verified: dict[ImageName, set[str]] = {}
         if engine is Engine.IMAGETOOLS:
             changed, tagged = publish_imagetools(plan, clients)
             digest = verify_published(plan, clients, engine)  # one digest everywhere, the expected children
             made = clients[images[0]].get_manifest(digest)
             body = made[0] if made is not None else b""
         else:
-            changed, tagged = publish_native(plan, clients)
+            changed, tagged, verified = publish_native(plan, clients)
             digest, body = plan.composed.digest, plan.composed.body
-        read_back(plan, clients, body)  # every (registry, tag) and the digest serve exactly these bytes
+        read_back(plan, clients, body, verified)  # every (registry, tag) and the digest serve exactly these bytes
         result = replace(base, digest=digest, changed=changed, tagged_images=tuple(tagged))
         if options.sign is not None:
             for img in images:
                 sign_image(img.with_digest(digest), options.sign, plain_http=target.config.plain_http(img.registry))
             result = replace(result, signed=True)
-        result = replace(result, retries=sum(cl.retries for cl in clients.values()))
+        result = replace(result, retries=sum(cl.retries - start[img][0] for img, cl in clients.items()),
+                         requests=_sent(clients, start))
+        ok = True
+    except _Skip:
+        ok = True  # a leg is missing: nothing went wrong with the clients
+        raise
     finally:
-        for cl in clients.values():
-            cl.close()
+        for img, cl in clients.items():
+            pool.give_back(img, target.config, cl, reuse=ok)
     if options.anchor_run_id:
-        deleted, problems = delete_keepalive(target, options.anchor_run_id, factory)
-        result = replace(result, keepalive_deleted=tuple(deleted), keepalive_problems=tuple(problems))
+        deleted, problems, sent = delete_keepalive(target, options.anchor_run_id, pool)
+        result = replace(result, keepalive_deleted=tuple(deleted), keepalive_problems=tuple(problems),
+                         requests=result.requests + sent)
     return result
 
 
-def _run_one(target: Target, options: MergeOptions, factory: ClientFactory) -> SuffixResult:
+def _sent(clients: Mapping[ImageName, RegistryClient], start: Mapping[ImageName, tuple[int, int]]) -> int:
+    return sum(cl.requests_sent - start[img][1] for img, cl in clients.items())
+
+
+def _run_one(target: Target, options: MergeOptions, pool: ClientPool) -> SuffixResult:
     try:
-        return merge_target(target, options, factory)
+        return merge_target(target, options, pool)
     except _Skip as exc:
         return SuffixResult(target.family, target.suffix, Outcome.SKIPPED, reason=str(exc))
     except CiError as exc:
@@ -587,18 +681,23 @@ def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: Fa
                         "download the legs' digests artifacts there first")
     target = Target(family, suffix, setup.config, setup.matrix, tuple(selected))
     try:
-        return merge_target(target, options, factory or default_client_factory())
+        with ClientPool(factory or default_client_factory()) as pool:
+            return merge_target(target, options, pool)
     except _Skip as exc:
         raise OperationError(f"merge {target.label}: {exc}") from None
 
 
-def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetup]) -> list[Target]:
-    """Every (family, suffix) in the digests directory whose family is in ``setups``, in a stable order."""
-    arts = read_digests_dir(digests_dir)
+def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetup],
+                     only: Sequence[str] | None = None) -> list[Target]:
+    """Every (family, suffix) in the digests directory whose family is in ``setups`` (and, with ``only``,
+    whose suffix is listed), in a stable order."""
+    arts = read_digests_dir(digests_dir) if only is None or Path(digests_dir).exists() else []
     keys = sorted({(a.key.family, a.key.suffix) for a in arts})
     out: list[Target] = []
     for fam, suf in keys:
         if fam not in setups:  # a family not asked for (``--all --family X``)
+            continue
+        if only is not None and suf not in only:  # another class's suffix: not this job's
             continue
         s = setups[fam]
         out.append(Target(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
@@ -607,20 +706,37 @@ def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetu
 
 def merge_all(digests_dir: str | Path, setups: Mapping[Family, FamilySetup], options: MergeOptions,
               factory: ClientFactory | None = None,
-              on_result: Callable[[SuffixResult], None] | None = None) -> MergeReport:
-    """Merge every suffix found, ``options.jobs`` at a time; per-suffix outcomes, never raises for one suffix."""
+              on_result: Callable[[SuffixResult], None] | None = None,
+              only: Sequence[str] | None = None) -> MergeReport:
+    """Merge every suffix found, ``options.jobs`` at a time; per-suffix outcomes, never raises for one suffix.
+
+    ``only`` (a class merge job; ``setups`` then holds one family): exactly these suffixes. Others in the
+    directory are left alone; a listed one without any digest artifact (every leg's build failed or was
+    skipped) is reported skipped, and the report fails on a skipped suffix as on a failed one."""
     _check_options(options)
-    targets = discover_targets(digests_dir, setups)
-    if not targets:
-        raise UserError(f"{digests_dir} holds no digest artifacts; nothing to merge")
-    fac = factory or default_client_factory()
+    targets = discover_targets(digests_dir, setups, only)
     results: list[SuffixResult] = []
-    with ThreadPoolExecutor(max_workers=min(options.jobs, len(targets)), thread_name_prefix="merge") as pool:
-        for res in pool.map(lambda t: _run_one(t, options, fac), targets):
+    if only is not None:
+        fam = next(iter(setups))
+        found = {t.suffix for t in targets}
+        for suf in dict.fromkeys(only):
+            if suf not in found:
+                res = SuffixResult(fam, suf, Outcome.SKIPPED, reason="no digest artifact: every leg's build failed "
+                                   "or was skipped (see the build jobs); nothing was merged")
+                results.append(res)
+                if on_result is not None:
+                    on_result(res)
+        if not targets:
+            return MergeReport(tuple(results), strict=True)
+    elif not targets:
+        raise UserError(f"{digests_dir} holds no digest artifacts; nothing to merge")
+    with ClientPool(factory or default_client_factory()) as clients, \
+            ThreadPoolExecutor(max_workers=min(options.jobs, len(targets)), thread_name_prefix="merge") as workers:
+        for res in workers.map(lambda t: _run_one(t, options, clients), targets):
             results.append(res)
             if on_result is not None:
                 on_result(res)
-    return MergeReport(tuple(results))
+    return MergeReport(tuple(results), strict=only is not None)
 
 
 # ---- presentation ----------------------------------------------------------------------------

@@ -12,12 +12,16 @@ from ci.cli import main
 from ci.errors import MatrixError, UserError
 from ci.families import family_config
 from ci.manifest import compose_index
-from ci.matrix import parse_matrix
-from ci.merge import (FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, TagSource, Target, _Skip,
+from ci.matrix import load_matrix, parse_matrix
+from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, TagSource, Target, _Skip,
                       check_legs, config_platform, merge_all, normalize_suffix, summary_markdown, tag_latest_of)
 from ci.naming import Family, LegKey, keepalive_tag
 from ci.platforms import parse_platform
+from ci.reference import ImageName
+from ci.registry import RegistryClient
+from faultproxy import FaultProxy
 from oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix
+from tcprelay import TcpRelay
 
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 BRANCH = ["--ref", "refs/heads/master", "--sha", SHA, "--event", "push"]
@@ -386,3 +390,79 @@ def test_local_merge_tags_from_the_checkout_like_the_pipeline(world: World, caps
     assert code == 0, err
     assert f"tags from this checkout (ref refs/heads/feature/x, sha {sha[:7]})" in err
     assert set(tags_of(world.images[0])) == {"feature-x-cpu-local", f"sha-{sha[:7]}-cpu-local"}
+
+
+# ---- requests and connections ------------------------------------------------------------------
+@pytest.mark.registry
+def test_merge_all_sends_the_counted_requests_over_one_connection_per_worker_and_registry(
+        tmp_path: Path, registries, unique: str) -> None:  # type: ignore[no-untyped-def]
+    """Six suffixes, two at a time, through a request-counting proxy behind a connection-counting
+    relay per registry: each suffix costs exactly the requests of the ci.merge docstring (nothing
+    fetched twice; each PUT read back once), the results report them, and the clients' keep-alive
+    connections serve suffix after suffix (one per worker and registry, not one per suffix)."""
+    suffixes = [f"-cpu-r{i}" for i in range(6)]
+    direct = [f"{r.host}/{unique}/backends" for r in registries]
+    world = World(tmp_path, (registries[0].host, registries[1].host), unique)
+    write_matrix(world.matrix, [(s, p) for s in suffixes for p in ("amd64", "arm64")])
+    for s in suffixes:
+        for p in ("amd64", "arm64"):
+            d = push_image(direct, f"linux/{p}", f"{unique}{s}{p}")
+            write_digest_file(world.digests, Family.BACKENDS, s, p, d.digest)
+    jobs = 2
+    options = MergeOptions(tag_source=TagSource("push", "refs/heads/main", SHA), jobs=jobs)
+    proxies = [FaultProxy(r.host, lifetime=120).start() for r in registries]
+    relays = [TcpRelay(p.host).start() for p in proxies]
+    try:
+        images = ",".join(f"{r.host}/{unique}/backends" for r in relays)
+        setup = FamilySetup(family_config(Family.BACKENDS, images=images), load_matrix(world.matrix))
+        first = merge_all(world.digests, {Family.BACKENDS: setup}, options)
+        assert first.exit_code == 0, [r.reason for r in first.results]
+        tags = first.results[0].tags
+        assert len(tags) == 2  # main-<suffix>, sha-<sha7>-<suffix>
+        # first registry: 2 child GETs + 2 config GETs, HEAD of the first tag, 2 x (PUT + GET), GET of the digest;
+        # second registry: 2 child HEADs, HEAD, 2 x (PUT + GET), GET of the digest
+        assert [r.requests for r in first.results] == [6 + 2 * 2 + 4 + 2 * 2] * len(suffixes)
+        assert sum(p.requests for p in proxies) == sum(r.requests for r in first.results)
+        assert all(1 <= r.accepted <= jobs for r in relays), [r.accepted for r in relays]  # not one per suffix
+        puts = [(m, path) for p in proxies for m, path, _ in p.seen if m == "PUT"]
+        assert len(puts) == len(suffixes) * len(tags) * 2
+        gets = [path for p in proxies for m, path, _ in p.seen if m == "GET" and "/manifests/" in path
+                and "sha256:" not in path.rsplit("/", 1)[-1]]
+        assert len(gets) == len(puts)  # each tag read back once, by its PUT
+
+        again = merge_all(world.digests, {Family.BACKENDS: setup}, options)  # a re-run writes nothing
+        assert all(r.outcome is Outcome.MERGED and not r.changed for r in again.results)
+        assert [r.requests for r in again.results] == [5 + 2 * 2 + 3 + 2 * 2] * len(suffixes)
+        assert all(r.accepted <= 2 * jobs for r in relays), [r.accepted for r in relays]  # a new pool per run
+    finally:
+        for relay in relays:
+            relay.stop()
+        for proxy in proxies:
+            proxy.stop()
+    for img in direct:
+        for s in suffixes:
+            assert world.list_of(img, f"main{s}")["manifests"]
+
+
+def test_client_pool_reuses_idle_clients_and_closes_failed_ones() -> None:
+    """No network: clients are only made, leased, given back and closed."""
+    made: list[RegistryClient] = []
+
+    def factory(img: ImageName, config: object) -> RegistryClient:
+        made.append(RegistryClient(img, plain_http=True))
+        return made[-1]
+
+    cfg = family_config(Family.BACKENDS, images="127.0.0.1:1/x,127.0.0.1:2/x")
+    a, b = cfg.images
+    with ClientPool(factory) as pool:
+        c1, c2 = pool.lease(a, cfg), pool.lease(a, cfg)  # two threads at once: two clients
+        assert c1 is not c2 and pool.made == 2
+        pool.give_back(a, cfg, c1)
+        assert pool.lease(a, cfg) is c1 and pool.made == 2  # an idle client is reused
+        assert pool.lease(b, cfg) is not c1 and pool.made == 3  # one set per registry image
+        pool.give_back(a, cfg, c2, reuse=False)  # its suffix failed: closed, never leased again
+        assert c2._closed
+        pool.give_back(a, cfg, c1)
+        assert pool.lease(a, cfg) is c1
+        pool.give_back(a, cfg, c1)
+    assert c1._closed  # closed with the pool

@@ -352,3 +352,104 @@ def test_failed_upload_restarts_from_a_fresh_stream(reg: str, unique: str) -> No
         assert len(opened) == 2 and c.retries == 1 and c.bytes_uploaded == 2 * len(data)
         posts = [s for s in px.seen if s[0] == "POST"]
         assert len(posts) == 2  # a new upload session per attempt
+
+
+# ---- keep-alive, request counts, one deadline thread ---------------------------------------------
+@pytest.mark.registry
+def test_one_keep_alive_connection_serves_a_clients_requests_and_they_are_counted(reg: str, unique: str) -> None:
+    """Through a request-counting proxy behind a connection-counting relay: the client's counters
+    are what went over the wire, and 20 requests take one TCP connection."""
+    from tcprelay import TcpRelay
+
+    with client(reg, f"{unique}/k") as direct:  # blobs direct (an upload Location names the proxy, not the relay)
+        m = push_image(direct)
+    with FaultProxy(reg) as px, TcpRelay(px.host) as relay:
+        with client(relay.host, f"{unique}/k") as c:
+            c.put_manifest(m.digest, m.body, m.media_type)  # blobs confirmed, PUT, read back
+            for _ in range(8):
+                assert c.head_manifest(m.digest) is not None
+                assert c.get_manifest("absent") is None  # a 404 keeps the connection too
+            assert c.requests_sent == px.requests and c.requests_sent >= 20
+            assert c.connections_opened == relay.accepted == 1
+
+
+@pytest.mark.registry
+def test_request_deadlines_share_one_watchdog_thread(reg: str, unique: str) -> None:
+    """A request in flight has no timer thread of its own: one daemon thread watches every
+    session's deadlines, and nothing stays armed after the requests end."""
+    import threading
+
+    from ci.registry import _DEADLINES
+
+    with FaultProxy(reg, Faults(slow=1.0, slow_seconds=0.6)) as px, client(px.host, f"{unique}/w") as c, \
+            client(reg, f"{unique}/w") as other:
+        assert other.list_tags() == []
+        before = set(threading.enumerate())  # the proxy's own threads (and its lifetime timer) included
+        worker = threading.Thread(target=c.list_tags)
+        worker.start()
+        time.sleep(0.3)  # the request waits in the proxy
+        during = threading.enumerate()
+        worker.join(10)
+        started = [t for t in during if t not in before]
+        assert not any(isinstance(t, threading.Timer) for t in started), started
+        assert [t.name for t in during].count("registry-deadlines") == 1
+    assert _DEADLINES.pending() == 0
+
+
+def test_deadline_alarm_shuts_the_sockets_down_and_a_cancelled_one_does_not() -> None:
+    import socket
+    import weakref
+
+    from ci.registry import _DEADLINES
+
+    class Conn:  # what the alarm looks at: a connection's ``sock``
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+    (a, b), (c, d) = socket.socketpair(), socket.socketpair()
+    try:
+        held = [Conn(a), Conn(c)]
+        fires: weakref.WeakSet[Conn] = weakref.WeakSet([held[0]])
+        stays: weakref.WeakSet[Conn] = weakref.WeakSet([held[1]])
+        kept = _DEADLINES.arm(time.monotonic() + 0.05, stays)
+        kept.cancel()
+        start = time.monotonic()
+        alarm = _DEADLINES.arm(start + 0.2, fires)
+        assert a.recv(1) == b""  # unblocked by the shutdown at the deadline
+        assert 0.15 <= time.monotonic() - start < 5 and alarm.fired
+        alarm.cancel()  # after firing: nothing
+        d.sendall(b"x")
+        assert c.recv(1) == b"x" and not kept.fired  # the cancelled alarm left its socket alone
+        for _ in range(1000):  # cancelled deadlines do not pile up
+            _DEADLINES.arm(time.monotonic() + 300, stays).cancel()
+        assert _DEADLINES.pending() == 0 and len(_DEADLINES._heap) < 200
+    finally:
+        for s in (a, b, c, d):
+            s.close()
+
+
+def test_proxies_from_the_environment_are_requests_own_looked_up_once_per_origin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+
+    from ci.registry import _ScopedSession
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    ours = _ScopedSession("https://quay.io/v2/", lambda host: False, RetryPolicy())
+    theirs = requests.Session()
+    try:
+        for url in ("https://quay.io/v2/x/manifests/t", "http://127.0.0.1:5000/v2/x/manifests/t",
+                    "https://registry-1.docker.io/v2/library/x/blobs/sha256:00"):
+            for proxies in ({}, {"no_proxy": "quay.io"}):
+                want = theirs.merge_environment_settings(url, dict(proxies), None, None, None)
+                assert ours.merge_environment_settings(url, dict(proxies), None, None, None) == want, (url, proxies)
+        monkeypatch.setenv("HTTPS_PROXY", "http://other.invalid:1")  # a run's environment does not change
+        got = ours.merge_environment_settings("https://quay.io/v2/y/manifests/u", {}, None, None, None)
+        assert got["proxies"]["https"] == "http://proxy.invalid:3128"  # looked up once for this origin
+    finally:
+        ours.close()
+        theirs.close()
