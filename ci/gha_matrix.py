@@ -13,6 +13,9 @@ Outputs (``invoke matrix.github``; compact JSON values):
 
 * ``multi-arch-matrix`` / ``multi-arch-merge-matrix`` / ``has-multi-arch``
 * ``single-arch-<i>-matrix`` / ``single-arch-<i>-merge-matrix`` / ``has-single-arch-<i>`` for i = 1..N
+* ``<class>-merge-suffixes`` (a JSON list of the class's tag-suffixes) and ``<class>-merge-pattern``
+  (:func:`ci.naming.class_artifact_pattern`: one download pattern for exactly those suffixes'
+  artifacts): what the class's one merge job (``merge --all --suffixes``) needs
 * ``has-single-arch``, ``has-builds``, ``legs``, ``suffixes``, ``shards``
 * ``darwin-matrix`` / ``has-darwin``: the selected ``includeDarwin:`` entries (their fields as
   written), for a macOS build job (LocalAI's ``matrix-darwin``); ``run-all``: everything selected
@@ -40,7 +43,7 @@ from typing import TextIO
 from ci.changes import Selection, darwin_key, leg_key, read_changed_files, select_all, select_from_git, select_legs
 from ci.errors import MatrixError, UserError
 from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, known_keys, load_matrix
-from ci.naming import Family, artifact_name, artifact_pattern
+from ci.naming import Family, artifact_name, artifact_pattern, class_artifact_pattern
 
 GITHUB_MATRIX_LIMIT = 256
 DEFAULT_SHARDS = 4
@@ -191,9 +194,11 @@ _OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 def reserved_outputs(shards: int) -> set[str]:
     names = {"multi-arch-matrix", "multi-arch-merge-matrix", "has-multi-arch", "has-single-arch", "has-builds",
-             "legs", "suffixes", "shards", "darwin-matrix", "has-darwin", "run-all"}
+             "legs", "suffixes", "shards", "darwin-matrix", "has-darwin", "run-all", "multi-arch-merge-suffixes",
+             "multi-arch-merge-pattern"}
     for i in range(1, shards + 1):
-        names |= {f"single-arch-{i}-matrix", f"single-arch-{i}-merge-matrix", f"has-single-arch-{i}"}
+        names |= {f"single-arch-{i}-matrix", f"single-arch-{i}-merge-matrix", f"has-single-arch-{i}",
+                  f"single-arch-{i}-merge-suffixes", f"single-arch-{i}-merge-pattern"}
     return names
 
 
@@ -222,17 +227,26 @@ def backend_flags(matrix: Matrix, selection: Selection, shards: int) -> tuple[tu
     return tuple((n, n in chosen) for n in names)
 
 
+def class_merge_outputs(name: str, family: Family, merges: Sequence[Mapping[str, str]]) -> dict[str, object]:
+    """``<name>-merge-suffixes`` and ``<name>-merge-pattern`` of one class ('' pattern when it has none)."""
+    suffixes = [m["tag-suffix"] for m in merges]
+    return {f"{name}-merge-suffixes": suffixes,
+            f"{name}-merge-pattern": class_artifact_pattern(family, suffixes) if suffixes else ""}
+
+
 def outputs(p: Plan) -> dict[str, object]:
     """Step outputs of a plan (values: JSON-able objects, booleans, strings)."""
     out: dict[str, object] = {
         "multi-arch-matrix": {"include": [build_element(e) for e in p.multi]},
         "multi-arch-merge-matrix": {"include": list(p.multi_merge)},
         "has-multi-arch": bool(p.multi),
+        **class_merge_outputs("multi-arch", p.family, p.multi_merge),
     }
     for i, (legs, merges) in enumerate(zip(p.shards, p.shard_merges), start=1):
         out[f"single-arch-{i}-matrix"] = {"include": [build_element(e) for e in legs]}
         out[f"single-arch-{i}-merge-matrix"] = {"include": list(merges)}
         out[f"has-single-arch-{i}"] = bool(legs)
+        out.update(class_merge_outputs(f"single-arch-{i}", p.family, merges))
     out["has-single-arch"] = any(p.shards)
     out["has-builds"] = p.legs > 0
     out["legs"] = str(p.legs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -94,6 +95,20 @@ def artifact_pattern(family: Family, suffix: str) -> str:
     """Download pattern for every leg of one suffix; cannot match another suffix (see module doc)."""
     check_suffix(suffix, family)
     return f"digests{_family_stem(family, suffix)}{SEPARATOR}*"
+
+
+def class_artifact_pattern(family: Family, suffixes: Sequence[str]) -> str:
+    """One download pattern for the artifacts of exactly ``suffixes`` (a merge class): the per-suffix
+    patterns as one brace alternation, ``digests{-a,-b}--*`` (``actions/download-artifact`` matches
+    with minimatch, which expands braces). Each alternative is :func:`artifact_pattern`'s, so the
+    whole matches no other suffix's artifacts; a tag-suffix holds no ``{``, ``}`` nor ``,``."""
+    if not suffixes:
+        raise ValueError("a merge class needs at least one tag-suffix")
+    for s in suffixes:
+        check_suffix(s, family)
+    stems = list(dict.fromkeys(_family_stem(family, s) for s in suffixes))
+    inner = stems[0] if len(stems) == 1 else "{" + ",".join(stems) + "}"
+    return f"digests{inner}{SEPARATOR}*"
 
 
 def parse_artifact_name(name: str) -> LegKey:

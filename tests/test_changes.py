@@ -189,7 +189,7 @@ def outputs_of(path: Path) -> dict[str, object]:
     out: dict[str, object] = {}
     for line in path.read_text().splitlines():
         name, value = line.split("=", 1)
-        out[name] = json.loads(value) if value[:1] in "{[" or value in ("true", "false") else value
+        out[name] = json.loads(value) if (value and value[0] in "{[") or value in ("true", "false") else value
     return out
 
 

@@ -182,7 +182,7 @@ def parse_outputs(text: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for line in text.splitlines():
         name, value = line.split("=", 1)
-        out[name] = json.loads(value) if value[:1] in "{[" or value in ("true", "false") else value
+        out[name] = json.loads(value) if (value[:1] and value[:1] in "{[") or value in ("true", "false") else value
     return out
 
 
