@@ -7,16 +7,21 @@ own, both sides of a comparison on the same engine, in the same run.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import statistics
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from ci.localregistry import LocalRegistry, start_registry  # noqa: E402
 
 ENGINES_HELP = ("comma-separated DOCKER_HOST values to run on, one after the other (default: $CI_TEST_ENGINES, "
                 "else $DOCKER_HOST, else the default socket)")
@@ -116,3 +121,28 @@ def leg_env(host: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in engine_env(host).items() if k not in UNSET_FOR_LEGS}
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A temporary directory for one benchmark run, removed afterwards (``keep``: kept and named)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def registry_pair(root: Path) -> Iterator[list[LocalRegistry]]:
+    """Two loopback registries (``quay``, ``hub``) under ``root``, as the family configs name
+    them; stopped afterwards."""
+    regs = [start_registry(root / name) for name in ("quay", "hub")]
+    try:
+        yield regs
+    finally:
+        for r in regs:
+            r.stop()

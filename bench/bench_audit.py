@@ -23,7 +23,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _common import registry_pair, scratch_dir  # noqa: E402
 from ci.artifacts import write_digest_file  # noqa: E402
 from ci.audit import audit, audit_tags  # noqa: E402
 from ci.families import family_config  # noqa: E402
-from ci.localregistry import start_registry  # noqa: E402
 from ci.matrix import load_matrix  # noqa: E402
 from ci.merge import Engine, FamilySetup, MergeOptions, Outcome, TagSource, merge_all  # noqa: E402
 from ci.naming import Family  # noqa: E402
@@ -73,9 +72,7 @@ def main() -> int:
     if shutil.which("docker") is None:
         print("the docker CLI with buildx is needed for the imagetools side", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-audit-"))
-    regs = [start_registry(tmp / name) for name in ("quay", "hub")]
-    try:
+    with scratch_dir("bench-audit-") as tmp, registry_pair(tmp) as regs:
         suffixes = [f"-cpu-audit{i:03d}" for i in range(args.suffixes)]
         matrix_path = write_matrix(tmp / "matrix.yml", [(s, p) for s in suffixes for p in PTAGS])
         repos = [f"{r.host}/bench/audit" for r in regs]
@@ -123,10 +120,6 @@ def main() -> int:
         print(f"imagetools (sequential, {calls} calls{note}): {peer_s:7.2f}s  ({peer_s / n * 1000:.1f} ms/suffix)")
         print(f"ratio: ours is {peer_s / ours_s:.1f}x faster")
         return 0
-    finally:
-        for r in regs:
-            r.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

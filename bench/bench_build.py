@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (ENGINES_HELP, ROOT, EngineInfo, default_engines, engine_info, fresh_clone, leg_env, median,
-                     note, parse_engines, print_table, spread)
+                     note, parse_engines, print_table, scratch_dir, spread)
 
 SUFFIX = "-cpu-tiny-cpp"
 PTAG = "amd64"
@@ -293,17 +293,11 @@ def main() -> None:
         ap.error("--runs must be at least 1")
     if shutil.which("docker") is None:
         sys.exit("the docker CLI with the buildx plugin is needed (both sides build with it)")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-build-"))
     results: list[Result] = []
-    try:
+    with scratch_dir("bench-build-", keep=args.keep_dir) as tmp:
         for host in parse_engines(args.engines):
             results.append(bench_engine(engine_info(host), args, tmp))
             report(results[-1], args.fresh_registries)
-    finally:
-        if args.keep_dir:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     if len(results) > 1:
         print("\nsummary (medians)")
         rows = [(r.info.store, f"{median(r.ours.seconds):.2f} s", f"{median(r.peer.total):.2f} s", f"{r.ratio:.2f}x")

@@ -26,7 +26,6 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _common import registry_pair, scratch_dir  # noqa: E402
 from ci import imagetools  # noqa: E402
 from ci.artifacts import read_digests_dir, write_digest_file  # noqa: E402
 from ci.families import FamilyConfig, family_config  # noqa: E402
-from ci.localregistry import LocalRegistry, start_registry  # noqa: E402
+from ci.localregistry import LocalRegistry  # noqa: E402
 from ci.manifest import DOCKER_LIST, Descriptor, compose_index  # noqa: E402
 from ci.matrix import load_matrix  # noqa: E402
 from ci.merge import (Engine, FamilySetup, MergeOptions, Outcome, TagSource, default_client_factory,  # noqa: E402
@@ -217,9 +217,7 @@ def main() -> int:
     if shutil.which("docker") is None:
         print("docker CLI with buildx is needed for the imagetools side", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-merge-"))
-    regs = [start_registry(tmp / name) for name in ("quay", "hub")]
-    try:
+    with scratch_dir("bench-merge-") as tmp, registry_pair(tmp) as regs:
         suffixes = [f"-cpu-bench{i:02d}" for i in range(args.suffixes)]
         matrix = write_matrix(tmp / "matrix.yml", [(s, p) for s in suffixes for p in PTAGS])
         repos = {eng: [f"{r.host}/bench/{eng}" for r in regs] for eng in ("native", "imagetools")}
@@ -282,10 +280,6 @@ def main() -> int:
         ratio = peer / native if native else float("inf")
         print(f"ratio: native is {ratio:.1f}x faster (target >= {TARGET:g}x): {'OK' if ratio >= TARGET else 'BELOW TARGET'}")
         return 0
-    finally:
-        for r in regs:
-            r.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

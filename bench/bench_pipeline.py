@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _common import (ENGINES_HELP, ROOT, EngineInfo, default_engines, engine_info, fresh_clone, leg_env,
-                     parse_engines, print_table)
+                     parse_engines, print_table, scratch_dir)
 
 RUNS = (("first (fresh clone)", ()), ("second (unchanged)", ()), ("--force", ("--force",)))
 
@@ -57,9 +55,8 @@ def main() -> int:
     ap.add_argument("--engines", default=default_engines(os.environ), help=ENGINES_HELP)
     ap.add_argument("--keep-dir", action="store_true", help="keep the temporary copies (state, registries)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     results: list[tuple[EngineInfo, list[tuple[float, str]]]] = []
-    try:
+    with scratch_dir("bench-pipeline-", keep=args.keep_dir) as tmp:
         for host in parse_engines(args.engines):
             info = engine_info(host)
             times = bench_engine(info, tmp)
@@ -70,11 +67,6 @@ def main() -> int:
                         [(name, f"{sec:.2f}s", summary) for (name, _), (sec, summary) in zip(RUNS, times)],
                         right=(1,))
             print(f"second run took {second / first:.0%} of the first ({first / second:.1f}x faster)")
-    finally:
-        if args.keep_dir:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     if len(results) > 1:
         print("\nsummary")
         print_table(("image store", "first", "second", "--force", "second / first"),

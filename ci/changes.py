@@ -377,22 +377,13 @@ def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: st
     hits = _match_all([li for _, li in derived], effective)
     for e, li in derived:
         key = leg_key(e)
-        if li.unknown:
-            if effective:
-                picks.add(key, f"its inputs cannot be derived ({li.unknown}): selected on any change")
+        if not _pick_by_files(picks, key, li, hits, bool(effective)):
             continue
-        for why in hits.get(id(li.files), ()):
-            picks.add(key, why)
         if li.dockerfile in effective_set:
             diff = compare.dockerfile(li, e)
             if diff:
                 picks.add(key, f"{li.dockerfile} changed ({diff})")
-        for mt in li.make_targets:
-            if mt.makefile in effective_set:
-                diff = compare.makefile(mt.makefile, mt.targets)
-                if diff:
-                    picks.add(key, f"{mt.makefile} changed: what `make {' '.join(mt.targets)}` uses ({diff}) "
-                                   f"<- {mt.via.text()}")
+        _pick_by_make_targets(picks, key, li, effective_set, compare)
         ign = li.ignore.source or posixpath.join(li.context, ".dockerignore").lstrip("/")
         if ign in ignore_changes:
             flips = compare.dockerignore_flips(li.context, ign)
@@ -426,18 +417,8 @@ def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: st
         derived_darwin.append((key, li))
     hits = _match_all([li for _, li in derived_darwin], effective)
     for key, li in derived_darwin:
-        if li.unknown:
-            if effective:
-                picks.add(key, f"its inputs cannot be derived ({li.unknown}): selected on any change")
-            continue
-        for why in hits.get(id(li.files), ()):
-            picks.add(key, why)
-        for mt in li.make_targets:
-            if mt.makefile in effective_set:
-                diff = compare.makefile(mt.makefile, mt.targets)
-                if diff:
-                    picks.add(key, f"{mt.makefile} changed: what `make {' '.join(mt.targets)}` uses ({diff}) "
-                                   f"<- {mt.via.text()}")
+        if _pick_by_files(picks, key, li, hits, bool(effective)):
+            _pick_by_make_targets(picks, key, li, effective_set, compare)
 
     # whole suffixes: a merge needs the digest of every leg of its suffix
     selected_suffixes = {e.tag_suffix for e in matrix if leg_key(e) in picks.legs}
@@ -463,6 +444,28 @@ def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: st
         summary += f"; {len(darwin)} of {len(matrix.darwin)} includeDarwin entries"
     return Selection(entries=chosen, everything=False, reason=summary, reasons=reasons, darwin=darwin,
                      darwin_reasons=dreasons, notes=tuple(notes), details=details, inputs=inputs)
+
+
+def _pick_by_files(picks: _Picks, key: str, li: LegInputs, hits: Mapping[int, Sequence[str]], any_change: bool) -> bool:
+    """Pick ``key`` for every changed file among its inputs; False when its inputs are unknown
+    (then it is picked on any change and nothing else needs a look)."""
+    if li.unknown:
+        if any_change:
+            picks.add(key, f"its inputs cannot be derived ({li.unknown}): selected on any change")
+        return False
+    for why in hits.get(id(li.files), ()):
+        picks.add(key, why)
+    return True
+
+
+def _pick_by_make_targets(picks: _Picks, key: str, li: LegInputs, changed: set[str], compare: _Compare) -> None:
+    """Pick ``key`` when a Makefile changed in what the targets its Dockerfile runs use."""
+    for mt in li.make_targets:
+        if mt.makefile in changed:
+            diff = compare.makefile(mt.makefile, mt.targets)
+            if diff:
+                picks.add(key, f"{mt.makefile} changed: what `make {' '.join(mt.targets)}` uses ({diff}) "
+                               f"<- {mt.via.text()}")
 
 
 def _match_all(legs: Sequence[LegInputs], files: Sequence[str]) -> dict[int, list[str]]:

@@ -27,6 +27,7 @@ import struct
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
@@ -36,6 +37,34 @@ KINDS = ("error", "throttle", "reset", "slow")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
 PIECE = 64 * 1024
+
+
+def body_pieces(rfile: Any, headers: Any) -> Iterator[bytes]:
+    """Yield a request body read from ``rfile`` in pieces (Content-Length or chunked, as
+    ``headers`` say), never all at once. Shared with :mod:`hostile`."""
+    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+        while True:
+            line = rfile.readline(1024)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return
+            while size:
+                data = rfile.read(min(size, PIECE))
+                if not data:
+                    raise ConnectionError("client closed mid-chunk")
+                size -= len(data)
+                yield data
+            rfile.readline(1024)
+    else:
+        left = int(headers.get("Content-Length") or 0)
+        while left:
+            data = rfile.read(min(left, PIECE))
+            if not data:
+                raise ConnectionError("client closed mid-body")
+            left -= len(data)
+            yield data
 
 
 @dataclass(frozen=True)
@@ -90,30 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- request body --------------------------------------------------------------------
     def _body_pieces(self) -> Any:
-        """Yield the request body in pieces (Content-Length or chunked), never all at once."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            while True:
-                line = self.rfile.readline(1024)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return
-                while size:
-                    data = self.rfile.read(min(size, PIECE))
-                    if not data:
-                        raise ConnectionError("client closed mid-chunk")
-                    size -= len(data)
-                    yield data
-                self.rfile.readline(1024)
-        else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left:
-                data = self.rfile.read(min(left, PIECE))
-                if not data:
-                    raise ConnectionError("client closed mid-body")
-                left -= len(data)
-                yield data
+        return body_pieces(self.rfile, self.headers)
 
     def _reset(self) -> None:
         self.close_connection = True

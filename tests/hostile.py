@@ -35,7 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Union
 
-PIECE = 64 * 1024
+from faultproxy import PIECE, body_pieces
+
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
 
@@ -142,28 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         if getattr(self, "_body_done", False):
             return
         self._body_done = True
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            while True:
-                size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return
-                while size:
-                    data = self.rfile.read(min(size, PIECE))
-                    if not data:
-                        raise ConnectionError("client closed mid-chunk")
-                    size -= len(data)
-                    yield data
-                self.rfile.readline(1024)
-        else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left:
-                data = self.rfile.read(min(left, PIECE))
-                if not data:
-                    raise ConnectionError("client closed mid-body")
-                left -= len(data)
-                yield data
+        yield from body_pieces(self.rfile, self.headers)
 
     def _handle(self) -> None:
         srv = self.server
