@@ -498,16 +498,22 @@ def login_registry(req: BuildRequest, registries: Sequence[str]) -> str | None:
 
 
 def prepare(req: BuildRequest, env: Mapping[str, str],
-            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> tuple[LegPlan, dict[str, object]]:
-    """Resolve and plan (reads the matrix, git and the Docker config; writes nothing)."""
+            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+            matrix: Matrix | None = None, source: SourceInfo | None = None) -> tuple[LegPlan, dict[str, object]]:
+    """Resolve and plan (reads the matrix, git and the Docker config; writes nothing).
+
+    ``matrix``: the family's matrix when the caller has read it already (``invoke pipeline``
+    plans every leg of one file: reading it once per leg was quadratic); else ``req.matrix``
+    (or the family's default file under ``req.root``) is read. ``source``: :func:`source_info`
+    of ``req.root`` when the caller has it (it runs git three times)."""
     from ci.families import family_config
     from ci.github import resolve_event
     from ci.matrix import load_matrix
     from ci.registry import credentials_for
 
     root = Path(req.root)
-    mpath = Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family]
-    matrix = load_matrix(mpath, req.family)
+    if matrix is None:
+        matrix = load_matrix(Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family], req.family)
     entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend)
     if req.leg_fields:
         from ci.gha_matrix import check_leg_fields
@@ -537,7 +543,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
     extra = workflow_build_args(apt_mirror=req.apt_mirror, apt_ports_mirror=req.apt_ports_mirror,
                                 deps_refresh=req.deps_refresh, env=env, now=now())
-    plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
+    plan = plan_leg(entry, config, root=root, source=source or source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
                     mount_from=siblings, local_tag=req.local_tag,
                     anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra)

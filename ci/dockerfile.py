@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import heapq
 import posixpath
 import re
@@ -244,8 +245,12 @@ def load_dockerfile(path: str | Path) -> Dockerfile:
     return parse_dockerfile(text, str(path))
 
 
+@functools.lru_cache(maxsize=64)
 def parse_dockerfile(text: str, source: str) -> Dockerfile:
     """Parse Dockerfile text with BuildKit's parser and check the stage structure.
+
+    Pure, and cached (the result is immutable): planning 457 legs of a handful of Dockerfiles
+    parses each once.
 
     Refused (as :class:`UserError` "<source> line N: ...; fix ..."): a syntax error, no FROM,
     an unknown instruction, an instruction other than ARG before the first FROM, a malformed

@@ -176,6 +176,8 @@ class Plan:
     digests_dir: str
     tag_source: TagSource
     state_file: str
+    matrices: Mapping[Family, Matrix] = field(default_factory=dict)  # the matrices read once, by family
+    notes: tuple[str, ...] = ()  # what planning left out (a family without a matrix file)
 
     def describe(self, state: State | None = None) -> str:
         """The whole plan, as ``--dry-run`` prints it."""
@@ -404,13 +406,30 @@ class PipelineReport:
 
 
 # ---- the verb -----------------------------------------------------------------------------------------
-def _matrix_paths(options: PipelineOptions) -> dict[Family, Path]:
+def _matrix_paths(options: PipelineOptions) -> tuple[dict[Family, Path], list[str]]:
+    """The matrix file of each family to run, and notes on those left out.
+
+    A family whose matrix was not given and whose default file is absent (a repository with
+    backends only, like LocalAI's) is left out with a note; a path given on the command line
+    must exist (``load_matrix`` says so), and so must at least one of the two."""
     root = Path(options.root)
-    def resolve(p: str | None, fam: Family) -> Path:
+    given = {Family.BACKENDS: options.matrix, Family.SERVER: options.images_matrix}
+    option = {Family.BACKENDS: "--matrix", Family.SERVER: "--images-matrix"}
+    paths: dict[Family, Path] = {}
+    notes: list[str] = []
+    for fam, p in given.items():
         path = Path(p) if p else Path(DEFAULT_MATRIX[fam])
-        return path if path.is_absolute() else root / path
-    return {Family.BACKENDS: resolve(options.matrix, Family.BACKENDS),
-            Family.SERVER: resolve(options.images_matrix, Family.SERVER)}
+        path = path if path.is_absolute() else root / path
+        if p or path.exists():
+            paths[fam] = path
+        else:
+            notes.append(f"no {DEFAULT_MATRIX[fam]} under {root}: the {fam} family is not run "
+                         f"(pass {option[fam]} PATH to run it)")
+    if not paths:
+        raise UserError(f"no matrix to run: neither {DEFAULT_MATRIX[Family.BACKENDS]} nor "
+                        f"{DEFAULT_MATRIX[Family.SERVER]} exists under {root}; pass --matrix PATH "
+                        "(and/or --images-matrix PATH), or --root the repository's top directory")
+    return paths, notes
 
 
 def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Sequence[str] | None,
@@ -418,16 +437,16 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
-    from ci.build import BuildRequest, prepare
+    from ci.build import BuildRequest, prepare, source_info
     from ci.feasibility import leg_feasibility
     from ci.matrix import load_matrix
-    from ci.state import hash_context
+    from ci.state import context_files, hash_context
     from ci.tags import TagInput, compute_tags
     from ci.merge import tag_latest_of
 
     if options.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {options.jobs}")
-    paths = _matrix_paths(options)
+    paths, notes = _matrix_paths(options)
     matrices = {fam: load_matrix(p, fam) for fam, p in paths.items()}
     entries = select_legs(list(matrices.values()), options.only)
     families = [f for f in (Family.BACKENDS, Family.SERVER) if any(e.family is f for e in entries)]
@@ -443,19 +462,23 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     for fam, imgs in images.items():
         venv[ENV_IMAGES[fam]] = imgs
     source = tag_source(Path(options.root), env)
+    labels = source_info(Path(options.root), venv)  # git, once for every leg
     ctx_cache: dict[tuple[str, str], str] = {}
+    files_cache: dict[str, tuple[tuple[str, bool, str], ...]] = {}
     steps: list[LegStep] = []
     for e in entries:
         req = BuildRequest(family=e.family, tag_suffix=e.tag_suffix, platform_tag=e.ptag,
                            matrix=str(paths[e.family]), images=images[e.family], digests_dir=str(digests_dir),
                            event="push", root=options.root, apt_mirror=options.apt_mirror,
                            apt_ports_mirror=options.apt_ports_mirror)
-        plan, creds = prepare(req, venv)
+        plan, creds = prepare(req, venv, matrix=matrices[e.family], source=labels)
         feas = leg_feasibility(plan, caps, env)
         bases = feas.resolved.external_images if feas.resolved is not None else (plan.base_image,)
         ck = (plan.context, plan.dockerfile)
         if ck not in ctx_cache:
-            ctx_cache[ck] = hash_context(plan.context, plan.dockerfile)
+            if plan.context not in files_cache:  # one walk per context, however many Dockerfiles share it
+                files_cache[plan.context] = context_files(plan.context, skip=options.state_path)
+            ctx_cache[ck] = hash_context(plan.context, plan.dockerfile, files_cache[plan.context])
         inputs = LegInputs(family=str(plan.family), suffix=plan.suffix, ptag=plan.ptag, platform=str(plan.platform),
                            dockerfile=plan.dockerfile, context_hash=ctx_cache[ck], build_args=plan.build_args,
                            base_image=",".join(bases), base_id=base_images_key(bases, env, engine),
@@ -472,7 +495,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
             suffixes.append(SuffixStep(fam, suf, legs, tuple(i.strip() for i in images[fam].split(",")), tags,
                                        tuple(sorted(e.platform for e in m.legs_of(suf)))))
     return Plan(tuple(steps), tuple(suffixes), images, registries, str(digests_dir), source,
-                str((options.state_path / STATE_FILE).resolve()))
+                str((options.state_path / STATE_FILE).resolve()), matrices=matrices, notes=tuple(notes))
 
 
 class _Runner:
@@ -616,6 +639,8 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
             hosts = emb.hosts
     try:
         plan = plan_pipeline(options, environ, hosts=hosts, engine=engine, caps=caps, digests_dir=digests_dir)
+        for note in plan.notes:
+            print(f"note: {note}", file=stderr)
         print(f"builder: {caps.describe()}", file=stderr, flush=True)
         if options.dry_run:
             if emb is None and hosts is not None:
@@ -657,7 +682,6 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
     from ci.blobcache import BlobCache, default_cache_dir
     from ci.families import family_config
     from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource as MergeTagSource, merge_all
-    from ci.matrix import load_matrix
 
     venv = dict(env)
     for fam, imgs in plan.images.items():
@@ -677,9 +701,8 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
         merged: dict[tuple[Family, str], Any] = {}
         if any(o.digest for o in outcomes.values()):
             progress.step("merge", "merging every suffix (merge --all)")
-            paths = _matrix_paths(options)
             setups = {fam: FamilySetup(config=family_config(fam, images=plan.images[fam], env=venv),
-                                       matrix=load_matrix(paths[fam], fam)) for fam in plan.images}
+                                       matrix=plan.matrices[fam]) for fam in plan.images}
             mopts = MergeOptions(tag_source=MergeTagSource(plan.tag_source.event, plan.tag_source.ref,
                                                            plan.tag_source.sha), jobs=options.jobs)
             report = merge_all(digests_dir, setups, mopts,

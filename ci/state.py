@@ -4,9 +4,10 @@ A leg is *up to date* when the key of its inputs equals the key recorded at its 
 successful publish and its digest still exists in every target registry (the caller
 checks that with a HEAD). The key covers exactly what decides the built image:
 
-- the Dockerfile bytes and the content of every file the engine would send as the build
-  context (``.dockerignore`` applied by the Docker SDK's own ``exclude_paths``, so the file
-  set is the engine's), with paths and the executable bit;
+- the Dockerfile bytes and the content of every file BuildKit would send as the build
+  context (``.dockerignore`` applied with BuildKit's semantics, :mod:`ci.dockerignore`, the
+  matcher change detection uses too), with paths and the executable bit; the pipeline's own
+  state directory is left out when it lies inside the context;
 - the build args, the platform, the Dockerfile path inside the context;
 - the base image id (for ``ci-offline/`` bases the deterministic id :mod:`ci.baseimage`
   would load; for real bases the engine's id, ``None`` when absent: never up to date);
@@ -15,7 +16,8 @@ checks that with a HEAD). The key covers exactly what decides the built image:
 OCI labels (revision, created) are metadata, not inputs: an unchanged leg keeps the image
 it was published with, like a make target whose prerequisites did not change.
 
-Layout: :func:`leg_key` and :func:`inputs_digest` are pure; :func:`hash_context`,
+Layout: :func:`leg_key` and :func:`inputs_digest` are pure; :func:`context_files` (one walk
+per context, however many Dockerfiles share it), :func:`hash_context`,
 :func:`load_state` and :func:`save_state` are the filesystem adapter (the save is atomic:
 temporary file + ``os.replace``). A corrupt or foreign state file is treated as empty
 (everything rebuilds) and says so, never crashes the pipeline.
@@ -27,7 +29,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,15 +146,6 @@ def state_from_json(text: str, source: str = "state") -> State:
 
 
 # ---- filesystem adapter -----------------------------------------------------------------------
-def _ignore_patterns(context: Path) -> list[str]:
-    """``.dockerignore`` lines exactly as the Docker SDK reads them for a build."""
-    path = context / ".dockerignore"
-    if not path.exists():
-        return []
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    return [x for x in lines if x and not x.startswith("#")]
-
-
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -161,25 +154,68 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def hash_context(context: str | Path, dockerfile: str) -> str:
-    """Content hash of the files the engine receives as the build context (plus the Dockerfile)."""
-    from docker.utils.build import exclude_paths  # type: ignore[import-untyped]  # the SDK context selection
+def context_files(context: str | Path, skip: Path | None = None) -> tuple[tuple[str, bool, str], ...]:
+    """(path, executable, content) of every entry BuildKit sends from ``context``: the files its
+    ``.dockerignore`` keeps (:class:`ci.dockerignore.Ignore`, moby's semantics), symlinks as
+    their target, directories as themselves. ``skip``: a directory left out (the pipeline's own
+    state directory, when it lies inside the context: it changes on every run).
+
+    One walk per context: ``invoke pipeline`` hashes a context shared by many Dockerfiles once.
+    """
+    from ci.dockerignore import Ignore, parse_dockerignore
 
     root = Path(context)
     try:
-        rels = exclude_paths(str(root), _ignore_patterns(root), dockerfile=dockerfile)
-        triples: list[tuple[str, bool, str]] = []
-        for rel in rels:
-            p = root / rel
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                triples.append((rel, False, "link:" + os.readlink(p)))
-            elif stat.S_ISREG(st.st_mode):
-                triples.append((rel, bool(st.st_mode & 0o111), _file_sha256(p)))
-            elif stat.S_ISDIR(st.st_mode):
-                triples.append((rel + "/", False, "dir"))
-        df = root / dockerfile
-        triples.append(("\0dockerfile", False, _file_sha256(df)))
+        di = root / ".dockerignore"
+        ignore = Ignore(parse_dockerignore(di.read_text()), ".dockerignore") if di.is_file() else Ignore()
+        can_reinclude = any(p.exclusion for p in ignore.patterns)  # '!' lines: never prune a directory
+        skip_at = skip.resolve() if skip is not None else None
+        out: list[tuple[str, bool, str]] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = os.path.relpath(dirpath, root)
+            rel_dir = "" if rel_dir == "." else rel_dir
+            kept_dirs = []
+            for d in sorted(dirnames):
+                rel = f"{rel_dir}/{d}" if rel_dir else d
+                full = Path(dirpath) / d
+                if skip_at is not None and full.resolve() == skip_at:
+                    continue
+                if os.path.islink(full):  # a link to a directory: sent as a link, not followed
+                    if not ignore.excludes(rel):
+                        out.append((rel, False, "link:" + os.readlink(full)))
+                    continue
+                excluded = ignore.excludes(rel)
+                if excluded and not can_reinclude:
+                    continue
+                if not excluded:
+                    out.append((rel + "/", False, "dir"))
+                kept_dirs.append(d)
+            dirnames[:] = kept_dirs
+            for f in filenames:
+                rel = f"{rel_dir}/{f}" if rel_dir else f
+                if ignore.excludes(rel):
+                    continue
+                full = Path(dirpath) / f
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    out.append((rel, False, "link:" + os.readlink(full)))
+                elif stat.S_ISREG(st.st_mode):
+                    out.append((rel, bool(st.st_mode & 0o111), _file_sha256(full)))
+    except OSError as exc:
+        raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
+                             "context and dockerfile paths") from None
+    return tuple(sorted(out))
+
+
+def hash_context(context: str | Path, dockerfile: str,
+                 files: Sequence[tuple[str, bool, str]] | None = None) -> str:
+    """Content hash of what a build receives: the context's files (:func:`context_files`, or
+    ``files`` when the caller has them) plus the Dockerfile (``dockerfile``, relative to the
+    context), which BuildKit reads apart from the context."""
+    root = Path(context)
+    triples = list(context_files(root) if files is None else files)
+    try:
+        triples.append(("\0dockerfile", False, _file_sha256(root / dockerfile)))
     except OSError as exc:
         raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
                              "context and dockerfile paths") from None

@@ -138,6 +138,36 @@ def test_context_hash_follows_content_and_dockerignore(tmp_path: Path) -> None:
     assert hash_context(ctx, "Dockerfile") != h2
 
 
+
+def test_context_hash_follows_buildkit_dockerignore_exceptions_and_skips_the_state_dir(tmp_path: Path) -> None:
+    """BuildKit's .dockerignore semantics (ci.dockerignore): a `!` exception re-includes a file under an
+    excluded directory, `**/` patterns exclude at any depth; the pipeline's own state directory inside
+    the context (LocalAI builds with context '.') never changes the key."""
+    from ci.state import context_files
+
+    ctx = tmp_path / "ctx"
+    (ctx / "docs" / "keep").mkdir(parents=True)
+    (ctx / "a" / "venv").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (ctx / "docs" / "page.md").write_text("x")
+    (ctx / "docs" / "keep" / "licence.txt").write_text("MIT")
+    (ctx / "a" / "venv" / "lib.py").write_text("1")
+    (ctx / "a" / "main.py").write_text("2")
+    (ctx / ".dockerignore").write_text("docs\n!docs/keep/licence.txt\n**/venv\n")
+    state = ctx / ".localai-ci"
+    state.mkdir()
+    (state / "state.json").write_text("{}")
+    paths = [f for f, _, _ in context_files(ctx, skip=state)]
+    assert "docs/keep/licence.txt" in paths and "a/main.py" in paths and "Dockerfile" in paths
+    assert not any(p.startswith(("docs/page", "a/venv", ".localai-ci")) for p in paths), paths
+    key = hash_context(ctx, "Dockerfile", context_files(ctx, skip=state))
+    (state / "state.json").write_text('{"changed": 1}')
+    (ctx / "a" / "venv" / "lib.py").write_text("changed")
+    assert hash_context(ctx, "Dockerfile", context_files(ctx, skip=state)) == key
+    (ctx / "docs" / "keep" / "licence.txt").write_text("Apache-2.0")
+    assert hash_context(ctx, "Dockerfile", context_files(ctx, skip=state)) != key
+
+
 # ---- dry run (no engine, no registry) ---------------------------------------------------------------
 def _copy_repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
@@ -190,6 +220,43 @@ def test_dry_run_reports_a_leg_this_engine_cannot_build(tmp_path: Path) -> None:
     assert "has RUN steps on the offline base ci-offline/ubuntu:24.04, which has no shell for amd64" in text
     assert "skipped: amd64 needs a shell in ci-offline/ubuntu:24.04 (amd64)" in text
     assert "== merge -cpu-echo" in text and "-cpu-hello-extra" not in text
+
+
+
+def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LocalAI-shaped repository has backends/matrix.yml and no server matrix: the pipeline runs the
+    backends with a note, and reads the matrix once however many legs it plans (it was once per leg)."""
+    import ci.matrix
+
+    root = _copy_repo(tmp_path)
+    (root / "backends" / "images.yml").unlink()
+    reads: list[str] = []
+    real = ci.matrix.load_matrix
+
+    def counting(path, family=None):  # type: ignore[no-untyped-def]
+        reads.append(str(path))
+        return real(path, family) if family is not None else real(path)
+
+    monkeypatch.setattr(ci.matrix, "load_matrix", counting)
+    out, err = io.StringIO(), io.StringIO()
+    report = run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path), out=out, err=err)
+    assert report.exit_code == 0
+    assert "no backends/images.yml under" in err.getvalue() and "--images-matrix" in err.getvalue()
+    assert "== leg 1/8: -cpu-hello [amd64]" in out.getvalue() and "localai-core" not in out.getvalue()
+    assert reads == [str(root / "backends" / "matrix.yml")]
+
+
+def test_a_missing_matrix_given_on_the_command_line_stays_an_error(tmp_path: Path) -> None:
+    root = _copy_repo(tmp_path)
+    with pytest.raises(UserError, match="nope.yml"):
+        run_pipeline(PipelineOptions(root=str(root), dry_run=True, images_matrix=str(root / "nope.yml")),
+                     env=_dry_env(tmp_path), out=io.StringIO(), err=io.StringIO())
+    (root / "backends" / "matrix.yml").unlink()
+    (root / "backends" / "images.yml").unlink()
+    with pytest.raises(UserError, match="no matrix to run"):
+        run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path), out=io.StringIO(),
+                     err=io.StringIO())
 
 
 def test_dry_run_bad_jobs_is_a_user_error(tmp_path: Path) -> None:
