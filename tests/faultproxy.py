@@ -101,9 +101,11 @@ def _rst(sock: socket.socket, *, other_thread: bool = False) -> None:
         sock.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no log lines, and a client that went away is not an error (shared
+    with :mod:`hostile`)."""
+
     protocol_version = "HTTP/1.1"
-    server: FaultProxy  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
@@ -111,6 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             super().finish()
+
+
+class _Handler(QuietHandler):
+    server: FaultProxy  # type: ignore[assignment]
 
     def do_GET(self) -> None:
         self._proxy()

@@ -30,12 +30,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Union
 
-from faultproxy import PIECE, body_pieces
+from faultproxy import PIECE, QuietHandler, body_pieces
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
@@ -123,16 +122,8 @@ def pieces(total: int, piece: bytes = b" " * PIECE) -> Callable[[], Iterator[byt
     return gen
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: HostileServer  # type: ignore[assignment]
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-        pass
-
-    def finish(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            super().finish()
 
     def do_GET(self) -> None:
         self._handle()
