@@ -101,6 +101,16 @@ def _rst(sock: socket.socket, *, other_thread: bool = False) -> None:
         sock.close()
 
 
+
+def close_listener(sock: socket.socket | None) -> None:
+    """Shut a listening socket down (unblocking its accept loop) and close it; errors ignored.
+    Shared with :mod:`hostile`."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
 class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive, no log lines, and a client that went away is not an error (shared
     with :mod:`hostile`)."""
@@ -330,11 +340,7 @@ class FaultProxy:
 
     def _close_listener(self) -> None:
         sock, self._listener = self._listener, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
+        close_listener(sock)
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while True:

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Union
 
-from faultproxy import PIECE, QuietHandler, body_pieces
+from faultproxy import PIECE, QuietHandler, body_pieces, close_listener
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
@@ -308,11 +308,7 @@ class HostileServer:
         if self._timer is not None:
             self._timer.cancel()
         sock, self._listener = self._listener, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
+        close_listener(sock)
         with self._lock:
             conns, self._conns = list(self._conns), set()
         for c in conns:
