@@ -26,7 +26,7 @@ from ci.families import FamilyConfig
 from ci.github import md_table
 from ci.inspection import Failure, ListObservation, Target, observe, verify
 from ci.matrix import Matrix
-from ci.naming import CORE, Family
+from ci.naming import Family, suffix_label
 from ci.platforms import Platform
 from ci.reference import ImageName
 from ci.tags import Latest, TagInput, compute_tags, parse_latest
@@ -44,7 +44,7 @@ class SuffixAudit:
 
     @property
     def label(self) -> str:
-        return f"server {self.suffix or CORE}" if self.family is Family.SERVER else self.suffix
+        return suffix_label(self.family, self.suffix)
 
     @property
     def ok(self) -> bool:

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from ci.engine import Engine, ImageInfo, check_platform
+from ci.engine import Engine, check_platform
 from ci.errors import CiError, EngineError, UserError
 from ci.git import git_output
 from ci.families import FamilyConfig
 from ci.github import Event
 from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
-from ci.naming import CORE, Family, artifact_name, cache_tag, check_run_id, keepalive_tag
+from ci import naming
+from ci.naming import Family, LegKey, artifact_name, backend_label, cache_tag, check_run_id, keepalive_tag, normalize_suffix
 from ci.platforms import Platform, RunnerPolicy
 from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, is_loopback, parse_image_name, parse_tag
 
@@ -48,8 +49,8 @@ def resolve_leg(matrix: Matrix, suffix: str | None, ptag: str | None, backend: s
     if suffix is None and not backend:
         raise UserError("give --tag-suffix (and --platform-tag), or --backend NAME; "
                         f"legs in {matrix.path}: {_leg_list(list(matrix))}")
-    if matrix.family is Family.SERVER and suffix == CORE:
-        suffix = ""  # the artifact spelling of the core image is accepted too
+    if suffix is not None:
+        suffix = normalize_suffix(matrix.family, suffix)  # the artifact spelling of the core image is accepted too
     cands = list(matrix)
     if suffix is not None:
         cands = [e for e in cands if e.tag_suffix == suffix]
@@ -162,6 +163,10 @@ class LegPlan:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def key(self) -> LegKey:
+        return LegKey(self.family, self.suffix, self.ptag)
+
+    @property
     def anchored_images(self) -> tuple[ImageName, ...]:
         """The target repositories that get the keepalive anchor."""
         return tuple(i for i in self.images if self.anchor and i.registry in self.anchor_registries)
@@ -198,11 +203,6 @@ class LegPlan:
         return "\n".join(lines)
 
 
-def local_tag_for(family: Family, suffix: str, ptag: str) -> str:
-    stem = "localai" + (suffix or CORE) if family is Family.SERVER else "backend" + suffix
-    return f"localai-ci/{stem}:{ptag}"
-
-
 def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
     """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``).
 
@@ -213,10 +213,9 @@ def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) 
                         "expected GITHUB_REF=refs/pull/<number>/merge")
     if not pr_number and run_id:
         _checked_run_id(run_id, "--run-id / GITHUB_RUN_ID")
-    stem = "-localai" + (suffix or CORE) if family is Family.SERVER else suffix
     ident = pr_number or (f"run{run_id}" if run_id else "local")
     try:
-        return parse_tag(f"pr-{ident}{stem}-{ptag}")
+        return parse_tag(naming.pr_tag(ident, family, suffix, ptag))
     except ValueError as exc:
         raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from None
 
@@ -268,7 +267,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         raise UserError(f"{entry.where}: dockerfile {entry.dockerfile!r} is not inside context {entry.context!r}; "
                         "the engine only reads Dockerfiles from the build context") from None
     labels = {LABEL_SOURCE: source.url, LABEL_REVISION: source.revision, LABEL_CREATED: source.created,
-              LABEL_BACKEND: entry.backend or ("localai" + (suffix or CORE) if family is Family.SERVER else suffix),
+              LABEL_BACKEND: entry.backend or backend_label(family, suffix),
               LABEL_LEG: f"{family}{suffix}-{ptag}"}
     notes: list[str] = []
     tags: tuple[str, ...] = ()
@@ -306,7 +305,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
         backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
         base_image=entry.base_image, build_args=tuple({**entry.build_args(), **dict(extra_args or {})}.items()),
-        labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or local_tag_for(family, suffix, ptag),
+        labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or naming.local_tag(family, suffix, ptag),
         images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
         artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, cache_write=publishes, event=event.name,
         publishes=publishes, tags=tags, anchor=anchor_tag, anchor_registries=anchored, config=config,
@@ -390,14 +389,10 @@ def build_leg(plan: LegPlan, builder: Any, bases: Any, *, on_event: Callable[[An
 
     feas = leg_feasibility(plan, builder.caps(), bases.env)
     if not feas.runs:
-        raise EngineError(f"{leg_label(plan)}: {feas.reason}")
+        raise EngineError(f"{plan.key.phrase}: {feas.reason}")
     built = builder.build(build_spec(plan, bases.contexts(feas.offline_bases)), on_event)
-    check_platform(built.info, plan.platform, leg_label(plan), runners)
+    check_platform(built.info, plan.platform, plan.key.phrase, runners)
     return built
-
-
-def leg_label(plan: LegPlan) -> str:
-    return f"{plan.family} tag-suffix {plan.suffix!r} platform-tag {plan.ptag}"
 
 
 def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, credentials: object, *,
@@ -596,7 +591,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     eng = engine or connect(environ)
     builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
     data = disk_path(builder.caps().engine.root_dir)
-    check_free(data, min_free, leg_label(plan))
+    check_free(data, min_free, plan.key.phrase)
 
     def log(msg: str) -> None:
         print(msg, file=stdout, flush=True)
@@ -604,7 +599,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     def on_retry(msg: str) -> None:
         print(f"retry: {msg}", file=stdout, flush=True)
 
-    title = f"{plan.family}{plan.suffix or ('' if plan.family is Family.BACKENDS else ' core')} [{plan.ptag}]"
+    title = plan.key.label
     print(builder.caps().describe(), file=stdout, flush=True)
     watch = DiskWatch(data)
     with watch, OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:

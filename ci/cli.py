@@ -205,7 +205,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
     """``--suffixes``: a JSON list (matrix.github's ``<class>-merge-suffixes``) or a comma list, validated."""
     import json
 
-    from ci.naming import CORE, check_suffix
+    from ci.naming import check_suffix, normalize_suffix
 
     if not args.all or not args.family:
         raise UserError("--suffixes names a class's suffixes for `--all --family F`; add --all and --family")
@@ -219,7 +219,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
     family = Family(args.family)
     out = []
     for s in items:
-        s = "" if family is Family.SERVER and s == CORE else s
+        s = normalize_suffix(family, s)
         try:
             check_suffix(s, family)
         except ValueError as exc:

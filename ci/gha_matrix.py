@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ci.changes import Selection, darwin_key, leg_key, read_changed_files, select_all, select_from_git, select_legs
-from ci.errors import MatrixError, UserError
-from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, known_keys, load_matrix
+from ci.errors import UserError
+from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, agreed_tag_latest, known_keys, load_matrix
 from ci.naming import Family, artifact_name, artifact_pattern, class_artifact_pattern
 
 GITHUB_MATRIX_LIMIT = 256
@@ -121,15 +121,9 @@ def merge_elements(legs: Sequence[Entry]) -> list[dict[str, str]]:
         by_suffix.setdefault(e.tag_suffix, []).append(e)
     out = []
     for suffix, group in by_suffix.items():
-        values = {e.tag_latest for e in group}
-        if len(values) > 1:
-            detail = ", ".join(f"{e.ptag} (line {e.line}) says {e.tag_latest!r}" for e in group)
-            raise MatrixError(
-                f"{group[0].source}: the legs of tag-suffix {suffix!r} disagree on tag-latest: {detail}; "
-                "set the same tag-latest on every leg of the suffix (the merge publishes one list)")
         out.append({
             "tag-suffix": suffix,
-            "tag-latest": group[0].tag_latest,
+            "tag-latest": agreed_tag_latest(group, f"tag-suffix {suffix!r}"),
             "artifact-pattern": artifact_pattern(group[0].family, suffix),
             "platforms": ",".join(str(p) for e in group for p in e.platforms),
             "legs": str(len(group)),

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from ci.errors import UserError
-from ci.matrix import Entry, Matrix
+from ci.matrix import Entry, Matrix, tag_latest_dissenters
 from ci.naming import (
     artifact_name,
     artifact_pattern,
@@ -273,13 +273,12 @@ def _tag_latest_disagrees(m: Matrix) -> list[Finding]:
     for suffix in m.suffixes():
         legs = m.legs_of(suffix)
         first = legs[0]
-        for e in legs[1:]:
-            if e.tag_latest != first.tag_latest:
-                out.append(_finding(
-                    "tag-latest-disagrees", e,
-                    f"tag-latest {e.tag_latest!r} but the {first.ptag} leg at line {first.line} "
-                    f"says {first.tag_latest!r}: the merged list gets one latest tag",
-                    f"use tag-latest: '{first.tag_latest}' on every leg of the suffix"))
+        for e in tag_latest_dissenters(legs):
+            out.append(_finding(
+                "tag-latest-disagrees", e,
+                f"tag-latest {e.tag_latest!r} but the {first.ptag} leg at line {first.line} "
+                f"says {first.tag_latest!r}: the merged list gets one latest tag",
+                f"use tag-latest: '{first.tag_latest}' on every leg of the suffix"))
     return out
 
 

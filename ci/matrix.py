@@ -8,7 +8,7 @@ the line, the entry's tag-suffix and the field.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,22 @@ class Matrix:
             if e.tag_suffix == suffix and e.ptag == ptag:
                 return e
         return None
+
+
+# ---- rules on one suffix's legs (one home: the merge, matrix.github and the lint use them) ------
+def tag_latest_dissenters(legs: Sequence[Entry]) -> list[Entry]:
+    """The legs of one suffix whose ``tag-latest`` differs from the first leg's (empty: they agree)."""
+    return [e for e in legs[1:] if e.tag_latest != legs[0].tag_latest]
+
+
+def agreed_tag_latest(legs: Sequence[Entry], label: str) -> str:
+    """The one ``tag-latest`` of a suffix's legs (``label`` names the suffix); MatrixError (exit 2)
+    naming every leg's value when they disagree: the merge publishes one list, with one latest policy."""
+    if tag_latest_dissenters(legs):
+        detail = ", ".join(f"{e.ptag} (line {e.line}) says {e.tag_latest!r}" for e in legs)
+        raise MatrixError(f"{legs[0].source}: the legs of {label} disagree on tag-latest: {detail}; set the same "
+                          "tag-latest on every leg of the suffix (the merge publishes one list)")
+    return legs[0].tag_latest
 
 
 # ---------------------------------------------------------------------------------------------

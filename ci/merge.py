@@ -58,13 +58,13 @@ from typing import TypeVar
 
 from ci import imagetools
 from ci.artifacts import DigestArtifact, read_digests_dir, select_artifacts
-from ci.errors import CiError, MatrixError, OperationError, RegistryError, UserError, VerificationError
+from ci.errors import CiError, OperationError, RegistryError, UserError, VerificationError
 from ci.families import FamilyConfig
 from ci.github import md_table
 from ci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
                          config_platform, is_attestation, is_attestation_manifest, parse_manifest)
-from ci.matrix import Entry, Matrix
-from ci.naming import CORE, Family, keepalive_tag
+from ci.matrix import Entry, Matrix, agreed_tag_latest
+from ci.naming import Family, keepalive_tag, normalize_suffix, suffix_label
 from ci.platforms import same_platform
 from ci.reference import ImageName, sha256_digest
 from ci.registry import RegistryClient, credentials_for
@@ -191,18 +191,6 @@ class _Skip(Exception):
     """A suffix that cannot merge because an upstream leg is missing (skipped under --all)."""
 
 
-def suffix_label(family: Family, suffix: str) -> str:
-    """``-cpu-hello``; server: ``server -core`` / ``server -gpu-vulkan``."""
-    if family is Family.SERVER:
-        return f"server {suffix or CORE}"
-    return suffix
-
-
-def normalize_suffix(family: Family, suffix: str) -> str:
-    """``--tag-suffix -core`` with ``--family server`` is the server image's empty suffix."""
-    return "" if family is Family.SERVER and suffix == CORE else suffix
-
-
 # ---- pure checks ---------------------------------------------------------------------------
 
 def check_legs(target: Target) -> list[Entry]:
@@ -228,12 +216,8 @@ def check_legs(target: Target) -> list[Entry]:
 
 
 def tag_latest_of(legs: Sequence[Entry], label: str) -> Latest:
-    values = sorted({e.tag_latest for e in legs})
-    if len(values) != 1:
-        lines = ", ".join(f"{e.ptag}={e.tag_latest!r} ({e.where})" for e in legs)
-        raise MatrixError(f"{label}: the legs disagree on tag-latest ({lines}); one manifest list has one "
-                          "latest policy, make them equal")
-    return parse_latest(values[0])
+    """The suffix's latest policy (:func:`ci.matrix.agreed_tag_latest`: its legs must agree)."""
+    return parse_latest(agreed_tag_latest(legs, label))
 
 
 GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-collect untagged manifests "

@@ -65,36 +65,60 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _family_stem(family: Family, suffix: str) -> str:
-    """``<suffix>`` for backends, ``-localai<suffix or -core>`` for the server image."""
+def family_stem(family: Family, suffix: str) -> str:
+    """``<suffix>`` for backends, ``-localai<suffix or -core>`` for the server image: the part of
+    every per-leg name (artifacts, keepalive and PR tags, local tags) that says which suffix it is."""
     if family is Family.SERVER:
         return SERVER_PREFIX + (suffix or CORE)
     return suffix
 
 
+def normalize_suffix(family: Family, suffix: str) -> str:
+    """The one place ``-core`` is read back: for the server family it names the empty suffix
+    (``--tag-suffix -core``, ``--only -core``, artifact names); a backend suffix is itself."""
+    return "" if family is Family.SERVER and suffix == CORE else suffix
+
+
+def suffix_label(family: Family, suffix: str) -> str:
+    """How a suffix is named to users: ``-cpu-hello``; server: ``server -core`` / ``server -gpu-vulkan``."""
+    if family is Family.SERVER:
+        return f"server {suffix or CORE}"
+    return suffix
+
+
 @dataclass(frozen=True, order=True)
 class LegKey:
-    """What identifies one per-arch leg across the whole pipeline."""
+    """What identifies one per-arch leg from planning to publishing: family, tag-suffix, platform tag."""
 
     family: Family
     suffix: str
     ptag: str
 
+    @property
+    def label(self) -> str:
+        """``-cpu-hello [amd64]``, ``server -core [arm64]``: progress lines, tables, summaries."""
+        return f"{suffix_label(self.family, self.suffix)} [{self.ptag}]"
+
+    @property
+    def phrase(self) -> str:
+        """``backends tag-suffix '-cpu-hello' platform-tag amd64``: the leg named in an error message."""
+        return f"{self.family} tag-suffix {self.suffix!r} platform-tag {self.ptag}"
+
     def __str__(self) -> str:
-        return f"{self.family}{self.suffix or ('' if self.family is Family.BACKENDS else ' (core)')} [{self.ptag}]"
+        return self.label
 
 
 def artifact_name(family: Family, suffix: str, ptag: str) -> str:
     """The digest artifact (and directory) name of one leg."""
     check_suffix(suffix, family)
     check_platform_tag(ptag)
-    return f"digests{_family_stem(family, suffix)}{SEPARATOR}{ptag}"
+    return f"digests{family_stem(family, suffix)}{SEPARATOR}{ptag}"
 
 
 def artifact_pattern(family: Family, suffix: str) -> str:
     """Download pattern for every leg of one suffix; cannot match another suffix (see module doc)."""
     check_suffix(suffix, family)
-    return f"digests{_family_stem(family, suffix)}{SEPARATOR}*"
+    return f"digests{family_stem(family, suffix)}{SEPARATOR}*"
 
 
 def class_artifact_pattern(family: Family, suffixes: Sequence[str]) -> str:
@@ -106,7 +130,7 @@ def class_artifact_pattern(family: Family, suffixes: Sequence[str]) -> str:
         raise ValueError("a merge class needs at least one tag-suffix")
     for s in suffixes:
         check_suffix(s, family)
-    stems = list(dict.fromkeys(_family_stem(family, s) for s in suffixes))
+    stems = list(dict.fromkeys(family_stem(family, s) for s in suffixes))
     inner = stems[0] if len(stems) == 1 else "{" + ",".join(stems) + "}"
     return f"digests{inner}{SEPARATOR}*"
 
@@ -116,11 +140,10 @@ def parse_artifact_name(name: str) -> LegKey:
     if not name.startswith("digests") or SEPARATOR not in name:
         raise ValueError(f"{name!r} is not a digest artifact name (expected digests<suffix>--<platform-tag>)")
     stem, ptag = name[len("digests"):].split(SEPARATOR, 1)
-    stem = "" if stem == "" else stem
     if stem == SERVER_PREFIX or stem.startswith(SERVER_PREFIX + "-"):
         family = Family.SERVER
         rest = stem[len(SERVER_PREFIX):]
-        suffix = "" if rest == CORE else rest
+        suffix = normalize_suffix(family, rest)
         if rest == "":
             raise ValueError(f"{name!r}: server artifact without a suffix (the empty suffix is written {CORE!r})")
     else:
@@ -144,18 +167,37 @@ def cache_tag(family: Family, suffix: str, ptag: str) -> str:
     return f"cache{stem}-{ptag}"
 
 
+def local_tag(family: Family, suffix: str, ptag: str) -> str:
+    """The engine tag a leg is built as: ``localai-ci/backend<suffix>:<ptag>`` (server
+    ``localai-ci/localai<suffix|-core>:<ptag>``)."""
+    stem = family_stem(family, suffix)[1:] if family is Family.SERVER else "backend" + suffix
+    return f"localai-ci/{stem}:{ptag}"
+
+
+def pr_tag(ident: str, family: Family, suffix: str, ptag: str) -> str:
+    """A pull request's tag: ``pr-<ident><suffix>-<ptag>`` (server ``pr-<ident>-localai<suffix|-core>-<ptag>``);
+    ``ident`` is the PR number, ``run<id>`` or ``local``."""
+    return f"pr-{ident}{family_stem(family, suffix)}-{ptag}"
+
+
+def backend_label(family: Family, suffix: str) -> str:
+    """The backend a leg's image is labelled with when its entry names none: the suffix
+    (server ``localai<suffix|-core>``)."""
+    return family_stem(family, suffix)[1:] if family is Family.SERVER else suffix
+
+
 def keepalive_tag(run_id: str, family: Family, suffix: str, ptag: str) -> str:
     """Tag that anchors a pushed-by-digest leg until its merge: ``keepalive-<run-id><suffix>-<ptag>``."""
     check_run_id(run_id)
     check_suffix(suffix, family)
     check_platform_tag(ptag)
-    return f"keepalive-{run_id}{_family_stem(family, suffix)}-{ptag}"
+    return f"keepalive-{run_id}{family_stem(family, suffix)}-{ptag}"
 
 
 def keepalive_prefix(run_id: str, family: Family, suffix: str) -> str:
     """Every keepalive tag of one suffix in one run starts with this and ends with ``-<ptag>``."""
     check_run_id(run_id)
-    return f"keepalive-{run_id}{_family_stem(family, suffix)}-"
+    return f"keepalive-{run_id}{family_stem(family, suffix)}-"
 
 
 # --- LocalAI PR #9730 naming, kept only to lint matrices for glob over-match ----------------

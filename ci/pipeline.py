@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import difflib
-import io
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ from ci.errors import CiError, OperationError, UserError
 from ci.families import ENV_IMAGES
 from ci.git import checkout_ref
 from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
-from ci.naming import CORE, Family
+from ci.naming import Family, normalize_suffix, suffix_label
 from ci.platforms import Arch, Platform
 from ci.progress import Progress, Row, print_table
 from ci.state import STATE_FILE, LegInputs, State, inputs_digest, save_state
@@ -102,10 +101,10 @@ def select_legs(matrices: Sequence[Matrix], only: Sequence[str]) -> list[Entry]:
     legs = [e for m in matrices for e in m]
     if not only:
         return legs
-    def names(e: Entry) -> set[str]:
-        return {e.tag_suffix, CORE} if e.family is Family.SERVER and e.tag_suffix == "" else {e.tag_suffix}
-    known = sorted({n for e in legs for n in names(e)})
-    unknown = [s for s in only if s not in known]
+    def named(e: Entry, s: str) -> bool:
+        return normalize_suffix(e.family, s) == e.tag_suffix
+    known = sorted({suffix_label(e.family, e.tag_suffix).removeprefix("server ") for e in legs})
+    unknown = [s for s in only if not any(named(e, s) for e in legs)]
     if unknown:
         hints = []
         for s in unknown:
@@ -113,15 +112,7 @@ def select_legs(matrices: Sequence[Matrix], only: Sequence[str]) -> list[Entry]:
             hints.append(f"{s!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise UserError(f"--only: no leg with tag-suffix {', '.join(hints)} in "
                         f"{', '.join(str(m.path) for m in matrices)}; known: {', '.join(k or repr(k) for k in known)}")
-    return [e for e in legs if names(e) & set(only)]
-
-
-def suffix_title(family: Family, suffix: str) -> str:
-    return f"server {suffix or CORE}" if family is Family.SERVER else suffix
-
-
-def leg_title(family: Family, suffix: str, ptag: str) -> str:
-    return f"{suffix_title(family, suffix)} [{ptag}]"
+    return [e for e in legs if any(named(e, s) for s in only)]
 
 
 @dataclass(frozen=True)
@@ -135,7 +126,7 @@ class LegStep:
 
     @property
     def title(self) -> str:
-        return leg_title(self.plan.family, self.plan.suffix, self.plan.ptag)
+        return str(self.plan.key.label)
 
 
 @dataclass(frozen=True)
@@ -151,7 +142,7 @@ class SuffixStep:
 
     @property
     def title(self) -> str:
-        return suffix_title(self.family, self.suffix)
+        return suffix_label(self.family, self.suffix)
 
     @property
     def blocked(self) -> str:
@@ -489,7 +480,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
         m = matrices[fam]
         for suf in dict.fromkeys(e.tag_suffix for e in entries if e.family is fam):
             legs = tuple(s for s in steps if s.plan.family is fam and s.plan.suffix == suf)
-            latest = tag_latest_of(m.legs_of(suf), suffix_title(fam, suf))
+            latest = tag_latest_of(m.legs_of(suf), suffix_label(fam, suf))
             tags = compute_tags(TagInput(event=source.event, ref=source.ref, sha=source.sha, suffix=suf,
                                          latest=latest, family=fam))
             suffixes.append(SuffixStep(fam, suf, legs, tuple(i.strip() for i in images[fam].split(",")), tags,

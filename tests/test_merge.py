@@ -14,7 +14,7 @@ from ci.families import family_config
 from ci.manifest import compose_index
 from ci.matrix import load_matrix, parse_matrix
 from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, TagSource, Target, _Skip,
-                      check_legs, config_platform, merge_all, normalize_suffix, summary_markdown, tag_latest_of)
+                      check_legs, config_platform, merge_all, summary_markdown, tag_latest_of)
 from ci.naming import Family, LegKey, keepalive_tag
 from ci.platforms import parse_platform
 from ci.reference import ImageName
@@ -47,17 +47,25 @@ def test_check_legs_ok_missing_and_foreign() -> None:
         check_legs(_target([("-b", "amd64")], ["amd64"]))
 
 
-def test_tag_latest_must_agree() -> None:
+def test_tag_latest_must_agree_one_rule_for_merge_matrix_github_and_lint() -> None:
+    from ci.gha_matrix import merge_elements
+    from ci.lint import lint_matrix
+
     m = parse_matrix(matrix_text([("-a", "amd64"), ("-a", "arm64")], latest={("-a", "arm64"): "false"}), "m.yml")
-    with pytest.raises(MatrixError, match="disagree on tag-latest"):
-        tag_latest_of(m.legs_of("-a"), "-a")
+    with pytest.raises(MatrixError, match="disagree on tag-latest") as merged:
+        tag_latest_of(m.legs_of("-a"), "tag-suffix '-a'")
+    with pytest.raises(MatrixError) as planned:
+        merge_elements(m.legs_of("-a"))
+    assert str(merged.value) == str(planned.value)  # the same rule, the same words
+    assert "amd64 (line" in str(merged.value) and "arm64 (line" in str(merged.value) and "'false'" in str(merged.value)
+    found = [f for f in lint_matrix(m).findings if f.rule == "tag-latest-disagrees"]
+    assert [(f.line, f.ptag) for f in found] == [(m.find("-a", "arm64").line, "arm64")]
 
 
 def test_config_platform_and_core_suffix() -> None:
     assert config_platform(b'{"os":"linux","architecture":"arm64"}') == parse_platform("linux/arm64")
     assert config_platform(b'{"os":"unknown","architecture":"unknown"}') is None
     assert config_platform(b"not json") is None
-    assert normalize_suffix(Family.SERVER, "-core") == "" and normalize_suffix(Family.BACKENDS, "-core") == "-core"
 
 
 def test_summary_lists_merged_per_registry_and_skipped_with_reason() -> None:

@@ -10,6 +10,11 @@ from ci.matrix import load_matrix
 from ci.naming import (
     Family,
     LegKey,
+    backend_label,
+    local_tag,
+    normalize_suffix,
+    pr_tag,
+    suffix_label,
     artifact_name,
     artifact_pattern,
     cache_tag,
@@ -130,3 +135,20 @@ def test_project_naming_separator_argument_over_generated_suffixes() -> None:
             continue
         for p in PTAGS:
             assert not glob_overmatches(artifact_pattern(fam, s), artifact_name(fam, t, p)), (fam, s, t, p)
+
+
+def test_one_core_normalizer_and_one_label_per_leg() -> None:
+    assert normalize_suffix(Family.SERVER, "-core") == "" and normalize_suffix(Family.BACKENDS, "-core") == "-core"
+    assert normalize_suffix(Family.SERVER, "-gpu-vulkan") == "-gpu-vulkan"
+    assert suffix_label(Family.SERVER, "") == "server -core" and suffix_label(Family.BACKENDS, "-cpu") == "-cpu"
+    server, backend = LegKey(Family.SERVER, "", "arm64"), LegKey(Family.BACKENDS, "-cpu-x", "amd64")
+    assert (server.label, str(server)) == ("server -core [arm64]", "server -core [arm64]")
+    assert backend.label == "-cpu-x [amd64]"
+    assert backend.phrase == "backends tag-suffix '-cpu-x' platform-tag amd64"
+    # every per-leg name spells the core image the same way its artifact does
+    assert artifact_name(Family.SERVER, "", "arm64") == "digests-localai-core--arm64"
+    assert local_tag(Family.SERVER, "", "arm64") == "localai-ci/localai-core:arm64"
+    assert local_tag(Family.BACKENDS, "-cpu-x", "amd64") == "localai-ci/backend-cpu-x:amd64"
+    assert pr_tag("12", Family.SERVER, "", "arm64") == "pr-12-localai-core-arm64"
+    assert pr_tag("12", Family.BACKENDS, "-cpu-x", "amd64") == "pr-12-cpu-x-amd64"
+    assert (backend_label(Family.SERVER, "-gpu"), backend_label(Family.BACKENDS, "-cpu-x")) == ("localai-gpu", "-cpu-x")
