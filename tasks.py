@@ -260,7 +260,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
                   shards="4", github_output=None, explain=None, root=None, strict_proto=False, debug=False):
     """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, Darwin, has-* flags."""
     no_extra_args(c)
-    from ci.gha_matrix import write_github_matrices
+    from ci.github_jobs import write_github_matrices
 
     suffixes = tuple(dict.fromkeys(s.strip() for s in explain.split(","))) if explain is not None else ()
     run_verb(write_github_matrices, matrix=matrix, family=family, changed_files=changed_files, base=base,

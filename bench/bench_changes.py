@@ -174,7 +174,7 @@ def timing(args: argparse.Namespace) -> int:
                     bucket.append(time.perf_counter() - t)
                     if proc.returncode != 0:
                         raise SystemExit(proc.stderr)
-                from ci.changes import git_base
+                from ci.github_jobs import git_base
                 from ci.git import Git
                 from ci.matrix import load_matrix
                 from ci.worktree import checkout_tree
@@ -216,7 +216,7 @@ def timing(args: argparse.Namespace) -> int:
 
 def scenarios(args: argparse.Namespace) -> int:
     from change_scenarios import OURS, PEER as PEER_SCENARIOS
-    from ci.changes import select_from_git
+    from ci.github_jobs import select_from_git
     from ci.matrix import load_matrix
     from ci.worktree import checkout_tree
     from localai_tree import MATRIX_PATH, Repo

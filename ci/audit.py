@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ci.errors import CiError
 from ci.families import FamilyConfig
-from ci.github import md_table
+from ci.markdown import md_table
 from ci.inspection import Failure, ListObservation, Target, observe, verify
 from ci.matrix import Matrix
 from ci.naming import Family, suffix_label

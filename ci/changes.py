@@ -24,9 +24,9 @@ be derived (its Dockerfile is missing or does not parse) is selected by any chan
 selected per tag-suffix: one selected leg selects every leg of its suffix (the merge
 publishes one list from all their digests).
 
-:func:`select_legs` is pure (the tree and the base revision's reader are passed in);
-:func:`select_from_git` is the git-backed verb behind ``invoke matrix.github --base`` (it alone
-imports the git and checkout adapters, :mod:`ci.git` and :mod:`ci.worktree`).
+:func:`select_legs` is pure (the tree and the base revision's reader are passed in); the
+git-backed selection behind ``invoke matrix.github --base`` (``select_from_git``, with the git
+and checkout adapters) and the ``--changed-files`` reader are in the verb, :mod:`ci.github_jobs`.
 """
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from pathlib import PurePosixPath
 
 from ci.dockerfile import Dockerfile, Resolved, parse_dockerfile, resolve
 from ci.dockerignore import Ignore, parse_dockerignore
@@ -47,9 +46,6 @@ from ci.naming import Family
 from ci.proto import compare_proto
 from ci.tree import Tree, parent_dirs
 from ci.workflowcalls import build_calls, compare_calls
-
-if TYPE_CHECKING:  # the git adapter is imported by the verb below only, never by the pure selection
-    from ci.git import Git, Runner
 
 #: This project's own build code: the tool that builds every leg.
 PROJECT_CODE: tuple[str, ...] = ("ci/", "tasks.py", "noxfile.py", "pyproject.toml")
@@ -501,50 +497,3 @@ def _match_all(legs: Sequence[LegInputs], files: Sequence[str]) -> dict[int, lis
 def _reason(changed: str, container: str, via: str) -> str:
     inner = "" if container == changed else f"{container if container != '.' else 'the build context'} <- "
     return f"{changed} changed: {inner}{via}"
-
-
-def read_changed_files(path: str | Path) -> list[str]:
-    """A newline-separated list of repository-relative paths (blank lines ignored)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"--changed-files {path}: no such file; write one path per line "
-                        "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--changed-files {path}: cannot read it: {exc}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-# --- git-backed verb ----------------------------------------------------------------------------
-
-def git_base(git: Git, base: str) -> Base:
-    """The base revision ``BASE...HEAD`` diffs from: the merge base of BASE and HEAD."""
-    rev = git.merge_base(base) or base
-
-    def read(path: str) -> str | None:
-        data = git.show(rev, path)
-        if isinstance(data, str):
-            return None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return Base(name=rev[:12], reader=read, problem=f"cannot read the base revision {rev[:12]}")
-
-
-def select_from_git(matrix: Matrix, base: str | None, *, matrix_file: Path, strict_proto: bool = False,
-                    run: Runner | None = None) -> Selection:
-    """Select legs from ``git diff BASE...HEAD``; everything for a missing base or a failed diff."""
-    from ci.git import Git
-    from ci.worktree import checkout_tree
-
-    if is_null_base(base):
-        return select_all(matrix, "no base revision (first push, tag, schedule or manual run): building everything")
-    assert base is not None
-    git = Git.discover(matrix_file.resolve(), run) if run is not None else Git.discover(matrix_file.resolve())
-    rel = git.relpath(matrix_file)
-    files = git.changed_files(base)
-    if isinstance(files, str):
-        return select_all(matrix, f"git diff {base}...HEAD failed ({files}): building everything")
-    return select_legs(matrix, files, matrix_path=rel, tree=checkout_tree(git.root, git), base=git_base(git, base),
-                       strict_proto=strict_proto)

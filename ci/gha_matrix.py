@@ -1,4 +1,5 @@
-"""GitHub Actions job matrices from the build matrix (pure, except :func:`plan_from_files`).
+"""GitHub Actions job matrices from the build matrix (pure; the verb that reads the files and git and
+writes the outputs is :mod:`ci.github_jobs`).
 
 Classes: a leg is **multi-arch** when its tag-suffix has more than one leg (every leg has a
 platform tag: ``platform-tag`` or the one derived from ``platforms``), **single-arch**
@@ -33,17 +34,17 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO
 
-from ci.changes import Selection, darwin_key, leg_key, read_changed_files, select_all, select_from_git, select_legs
+from ci.changes import Selection, darwin_key, leg_key
 from ci.errors import UserError
-from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, agreed_tag_latest, known_keys, load_matrix
+from ci.inputs import Deriver
+from ci.markdown import md_table
+from ci.matrix import Entry, Matrix, agreed_tag_latest, known_keys
 from ci.naming import Family, artifact_name, artifact_pattern, class_artifact_pattern
+from ci.tree import Tree
 
 GITHUB_MATRIX_LIMIT = 256
 DEFAULT_SHARDS = 4
@@ -260,8 +261,6 @@ def outputs(p: Plan) -> dict[str, object]:
 
 def summary(p: Plan, seconds: float) -> str:
     """A Markdown block for ``$GITHUB_STEP_SUMMARY``."""
-    from ci.github import md_table
-
     rows = [["multi-arch", "-", str(len(p.multi)), str(len(p.multi_merge))]]
     rows += [["single-arch", str(i), str(len(s)), str(len(m))]
              for i, (s, m) in enumerate(zip(p.shards, p.shard_merges), start=1)]
@@ -282,60 +281,12 @@ def describe(p: Plan, seconds: float) -> str:
             f"({len(p.multi_merge)} multi-arch){darwin}; {seconds:.2f} s")
 
 
-def _repo_root(matrix_path: str | Path, root: str | Path | None) -> Path:
-    """``--root``, else the git checkout holding the matrix, else the current directory."""
-    if root is not None:
-        return Path(root)
-    from ci.git import Git
-
-    git = Git.find(Path(matrix_path).resolve())
-    return git.root if git is not None else Path(".")
-
-
-def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS,
-                    changed_files: str | None = None, base: str | None = None, force_all: bool = False,
-                    shards: int = DEFAULT_SHARDS, root: str | Path | None = None,
-                    strict_proto: bool = False) -> tuple[Plan, float]:
-    """The verb behind ``invoke matrix.github``: load, select, plan. Returns the plan and seconds taken.
-
-    ``changed_files`` names a file with one repository-relative path per line (relative to
-    ``root``: the repository the matrix's dockerfile and context paths are relative to; by
-    default the git checkout holding the matrix); ``base`` runs ``git diff --name-only
-    BASE...HEAD``; neither builds everything.
-    """
-    from ci.worktree import checkout_tree
-
-    started = time.perf_counter()
-    if changed_files is not None and base is not None:
-        raise UserError("pass either --changed-files FILE or --base REF, not both")
-    matrix = load_matrix(matrix_path, family)
-    if force_all:
-        sel = select_all(matrix, "--force-all: building everything")
-    elif changed_files is not None:
-        repo = _repo_root(matrix_path, root)
-        if not repo.is_dir():
-            raise UserError(f"--root {repo}: no such directory; pass the repository the matrix's paths are relative to")
-        mpath = Path(matrix_path)
-        try:
-            rel = mpath.resolve().relative_to(repo.resolve()).as_posix()
-        except ValueError:
-            rel = mpath.as_posix()
-        sel = select_legs(matrix, read_changed_files(changed_files), matrix_path=rel, tree=checkout_tree(repo),
-                          strict_proto=strict_proto)
-    elif base is not None:
-        sel = select_from_git(matrix, base, matrix_file=Path(matrix_path), strict_proto=strict_proto)
-    else:
-        sel = select_all(matrix, "no --changed-files or --base: building everything")
-    result = plan(matrix, sel, shards)
-    return result, time.perf_counter() - started
-
-
-def explain(p: Plan, matrix: Matrix, suffixes: Sequence[str], root: str | Path | None = None) -> str:
+def explain(p: Plan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callable[[], Tree]) -> str:
     """For every leg (and includeDarwin entry) of ``suffixes``: selected or not, each reason (the
-    changed file and the chain through which it reaches the leg), and the leg's inputs."""
-    from ci.inputs import Deriver
-    from ci.worktree import checkout_tree
+    changed file and the chain through which it reaches the leg), and the leg's inputs.
 
+    ``tree`` gives the repository's files, called only when a leg's inputs are not in the
+    selection already (everything was selected without deriving them)."""
     known = set(matrix.suffixes()) | {d.get("tag-suffix", "") for d in matrix.darwin}
     for s in suffixes:
         if s not in known:
@@ -367,7 +318,7 @@ def explain(p: Plan, matrix: Matrix, suffixes: Sequence[str], root: str | Path |
         li = sel.inputs.get(key)
         if li is None:
             if deriver is None:
-                deriver = Deriver(checkout_tree(_repo_root(matrix.path, root)))
+                deriver = Deriver(tree())
             li = deriver.leg(entry) if entry is not None else deriver.darwin(darwin or {})
         if li.unknown:
             lines.append(f"  its inputs cannot be derived: {li.unknown}")
@@ -378,40 +329,3 @@ def explain(p: Plan, matrix: Matrix, suffixes: Sequence[str], root: str | Path |
     for note in sel.notes:
         lines.append(f"note: {note}")
     return "\n".join(line for line in lines if line) + "\n"
-
-
-def write_github_matrices(*, matrix: str | None, family: str, changed_files: str | None, base: str | None,
-                          force_all: bool, shards: int, github_output: str | None, env: Mapping[str, str],
-                          out: TextIO, err: TextIO, explain_suffixes: Sequence[str] = (), root: str | None = None,
-                          strict_proto: bool = False) -> Plan:
-    """``invoke matrix.github``: plan, then write the step outputs (``--github-output``,
-    ``$GITHUB_OUTPUT``, else ``out``), the job summary, and a one-line description on ``err``.
-
-    With ``explain_suffixes`` the explanation goes to ``out`` and the outputs only to a file
-    (``--github-output`` or ``$GITHUB_OUTPUT``), never mixed into it.
-    """
-    from ci.github import write_outputs, write_summary
-
-    try:
-        fam = Family(family)
-    except ValueError:
-        raise UserError(f"--family {family!r}: use backends or server") from None
-    path = matrix or DEFAULT_MATRIX[fam]
-    result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
-                                      force_all=force_all, shards=shards, root=root, strict_proto=strict_proto)
-    text_of_explain = ""
-    if explain_suffixes:
-        text_of_explain = explain(result, load_matrix(path, fam), explain_suffixes, root)
-    if explain_suffixes and not (github_output or env.get("GITHUB_OUTPUT")):
-        out.write(text_of_explain)
-    else:
-        text = write_outputs(outputs(result), env, github_output)
-        if text is not None:
-            out.write(text)
-        if text_of_explain:
-            out.write(text_of_explain)
-    write_summary(summary(result, seconds), env)
-    for note in result.selection.notes:
-        print(f"note: {note}", file=err)
-    print(describe(result, seconds), file=err)
-    return result

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ci.errors import CiError, UserError
-from ci.github import md_table
+from ci.markdown import md_table
 from ci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_attestation, is_attestation_manifest,
                          parse_manifest)
 from ci.platforms import Platform, normalize, parse_platform, same_platform

@@ -1,4 +1,4 @@
-"""Bounded reads of the text files users hand the tool (matrices, Dockerfiles): filesystem adapter.
+"""Bounded reads of the text files users hand the tool (matrices, Dockerfiles): pure core, local files only.
 
 One place for the checks every such read needs, each failure an error of the caller's type
 naming the path and what to do: missing, not a regular file, too large, not UTF-8, unreadable.

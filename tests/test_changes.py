@@ -17,9 +17,10 @@ import pytest
 from change_scenarios import (
     DARWIN_BACKENDS, OURS, PEER, PEER_FUNCTION_TESTS, Scenario, expand, peer_view_backends, view_of, view_universe,
 )
-from ci.changes import is_null_base, leg_key, select_from_git, select_legs
+from ci.changes import is_null_base, leg_key, select_legs
 from ci.errors import UserError
-from ci.gha_matrix import backend_flags, plan_from_files
+from ci.gha_matrix import backend_flags
+from ci.github_jobs import plan_from_files, select_from_git
 from ci.inputs import Deriver
 from ci.matrix import load_matrix
 from ci.worktree import checkout_tree
