@@ -35,7 +35,8 @@ from ci.artifacts import write_digest_file  # noqa: E402
 from ci.audit import audit, audit_tags  # noqa: E402
 from ci.families import family_config  # noqa: E402
 from ci.matrix import load_matrix  # noqa: E402
-from ci.merge import Engine, FamilySetup, MergeOptions, Outcome, TagSource, merge_all  # noqa: E402
+from ci.merge import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
+from ci.tags import TagSource  # noqa: E402
 from ci.naming import Family  # noqa: E402
 from ci.registry import RegistryClient  # noqa: E402
 from oci_images import push_image, write_matrix  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> int:
         config = family_config(Family.BACKENDS, images=",".join(repos))
         matrix = load_matrix(matrix_path)
         report = merge_all(digests, {Family.BACKENDS: FamilySetup(config, matrix)},
-                           MergeOptions(engine=Engine.NATIVE, tag_source=TagSource("push", REF, SHA), jobs=8))
+                           MergeOptions(method=Method.NATIVE, tag_source=TagSource("push", REF, SHA), jobs=8))
         if any(r.outcome is not Outcome.MERGED for r in report.results):
             print("setup: a merge failed", file=sys.stderr)
             return 1

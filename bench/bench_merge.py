@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,17 +41,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _common import registry_pair, scratch_dir  # noqa: E402
 from ci import imagetools  # noqa: E402
 from ci.artifacts import read_digests_dir, write_digest_file  # noqa: E402
-from ci.families import FamilyConfig, family_config  # noqa: E402
+from ci.clients import RegistryClients  # noqa: E402
+from ci.families import family_config  # noqa: E402
 from ci.localregistry import LocalRegistry  # noqa: E402
 from ci.manifest import DOCKER_LIST, Descriptor, compose_index  # noqa: E402
 from ci.matrix import load_matrix  # noqa: E402
-from ci.merge import (Engine, FamilySetup, MergeOptions, Outcome, TagSource, default_client_factory,  # noqa: E402
+from ci.merge import (FamilySetup, MergeOptions, Method, Outcome,  # noqa: E402
                       merge_all)
 from ci.naming import Family  # noqa: E402
 from ci.platforms import parse_platform  # noqa: E402
 from ci.reference import ImageName, parse_image_name, sha256_digest  # noqa: E402
 from ci.registry import RegistryClient  # noqa: E402
-from ci.tags import Latest, TagInput, compute_tags  # noqa: E402
+from ci.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
 from oci_images import tiny_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -196,12 +198,12 @@ class Recording:
     """The default client factory, remembering the clients it made (requests and connections)."""
 
     def __init__(self) -> None:
-        self._make = default_client_factory()
+        self._make = RegistryClients()
         self.made: list[RegistryClient] = []
         self._lock = threading.Lock()
 
-    def __call__(self, img: ImageName, config: FamilyConfig) -> RegistryClient:
-        c = self._make(img, config)
+    def __call__(self, img: ImageName, plain_http: Callable[[str], bool]) -> RegistryClient:
+        c = self._make(img, plain_http)
         with self._lock:
             self.made.append(c)
         return c
@@ -229,7 +231,7 @@ def main() -> int:
 
         # native
         setup = FamilySetup(family_config(Family.BACKENDS, images=",".join(repos["native"])), load_matrix(matrix))
-        opts = MergeOptions(engine=Engine.NATIVE, tag_source=TagSource("push", REF, SHA), jobs=args.jobs)
+        opts = MergeOptions(method=Method.NATIVE, tag_source=TagSource("push", REF, SHA), jobs=args.jobs)
         factory = Recording()
         cpu = CpuShare(regs)
         t0 = time.monotonic()

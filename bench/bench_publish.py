@@ -59,7 +59,8 @@ def child(image: str, targets: list[str], cache_dir: str) -> None:
     """Publish ``image`` to ``targets`` (in this process, engine from DOCKER_HOST) and print a JSON report."""
     from ci.blobcache import BlobCache
     from ci.engine import connect
-    from ci.publish import Target, push_image, registry_client_factory
+    from ci.clients import RegistryClients
+    from ci.publish import Target, push_image
     from ci.reference import parse_image_name
 
     t0 = time.monotonic()
@@ -71,7 +72,7 @@ def child(image: str, targets: list[str], cache_dir: str) -> None:
     with BlobCache(cache_dir) as cache:
         engine = connect()
         rep = push_image(engine, image, [Target(parse_image_name(t), plain_http=True) for t in targets],
-                         cache=cache, client_factory=registry_client_factory(), log=log,
+                         cache=cache, client_factory=RegistryClients(), log=log,
                          content_dirs=engine.content_store(os.environ))  # as invoke build-backend does
     seconds = time.monotonic() - t0
     hwm = 0

@@ -469,8 +469,8 @@ class OfflineBases:
     def context(self, name: str) -> str:
         """``docker-image://<host>/<repo>:<tag>@<index digest>`` for base ``name`` (pushed on first use)."""
         from ci.errors import CiError
+        from ci.clients import Keychain, RegistryClients
         from ci.reference import parse_image_name
-        from ci.registry import RegistryClient
 
         with self._lock:
             if name in self._served:
@@ -480,7 +480,7 @@ class OfflineBases:
             repo, tag = split_name(name)
             target = parse_image_name(f"{host}/{repo}")
             try:
-                with RegistryClient(target, plain_http=True) as client:
+                with RegistryClients(Keychain.anonymous())(target, plain_http=lambda host: True) as client:
                     push_offline_image(img, client, tag)
             except CiError as exc:
                 raise EngineError(f"serving offline base image {name} from {host}: {exc}") from None

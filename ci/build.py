@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from ci.engine import Engine, check_platform
@@ -28,7 +28,10 @@ from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
 from ci import naming
 from ci.naming import Family, LegKey, artifact_name, backend_label, cache_tag, check_run_id, keepalive_tag, normalize_suffix
 from ci.platforms import Platform, RunnerPolicy
-from ci.reference import DOCKER_HUB, DOCKER_HUB_API, ImageName, is_loopback, parse_image_name, parse_tag
+from ci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
+
+if TYPE_CHECKING:
+    from ci.clients import ClientFactory, Keychain
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -395,21 +398,21 @@ def build_leg(plan: LegPlan, builder: Any, bases: Any, *, on_event: Callable[[An
     return built
 
 
-def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, credentials: object, *,
-                  on_retry: Callable[[str], None], log: Callable[[str], None]) -> str | None:
+def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, clients: ClientFactory, *,
+                  log: Callable[[str], None]) -> str | None:
     """Inline-cache builders (docker driver, classic store): push ``image_id`` (the leg's inline-cache image,
     ``ci.builder.BuiltImage.cache_image``: the leg's layers, a config carrying the cache record) as
     ``cache<suffix>-<ptag>`` in the cache repository, so the next build imports its inline cache from
     there (blobs mounted from the targets on the same registry, uploaded otherwise: publish's own
     pipeline). Builders that export registry cache write that tag themselves. Returns a warning
     instead of raising: a stale cache slows the next build, it never fails this leg."""
-    from ci.publish import Target, push_image, registry_client_factory
+    from ci.publish import Target, push_image
 
     repo = plan.config.cache
-    target = Target(repo, plain_http=plan.config.plain_http(repo.registry), credentials=credentials,
+    target = Target(repo, plain_http=plan.config.plain_http(repo.registry),
                     tags=(cache_tag(plan.family, plan.suffix, plan.ptag),), plain_http_policy=plan.config.plain_http)
     try:
-        push_image(engine, image_id, [target], cache=cache, client_factory=registry_client_factory(on_retry),
+        push_image(engine, image_id, [target], cache=cache, client_factory=clients,
                    mount_from=plan.images, log=log)
     except CiError as exc:
         return f"registry cache {plan.cache_ref} not updated: {exc}; the leg is published, its next build runs without it"
@@ -466,35 +469,9 @@ class LegResult:
     refs: tuple[str, ...] = ()
 
 
-def login_registry(req: BuildRequest, registries: Sequence[str]) -> str | None:
-    """The registry the explicit ``--username``/``--password-stdin`` apply to (None: none given).
-
-    Explicit credentials go to one registry only: a Quay robot password sent to Docker Hub's
-    token service would leak it. With one registry it is implied; with several it must be named.
-    """
-    explicit = req.username is not None or req.password is not None
-    where = ", ".join(registries)
-    if req.login_registry is not None:
-        host = req.login_registry.strip()
-        host = DOCKER_HUB if host in (DOCKER_HUB_API, "index.docker.io") else host
-        if host not in registries:
-            raise UserError(f"--login-registry {req.login_registry!r}: this leg publishes to {where} only; "
-                            "name one of those")
-        if not explicit:
-            raise UserError("--login-registry names the registry --username/--password-stdin log in to; give them "
-                            "too, or drop it to use the Docker config / credential helpers everywhere")
-        return host
-    if not explicit or len(registries) == 1:
-        return registries[0] if explicit else None
-    raise UserError(f"--username/--password-stdin: this leg publishes to {len(registries)} registries ({where}) "
-                    "and one password must not be sent to the others; add --login-registry HOST to say which "
-                    "registry it is for (the others use the Docker config / credential helpers: "
-                    "docker login HOST)")
-
-
 def prepare(req: BuildRequest, env: Mapping[str, str],
             now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-            matrix: Matrix | None = None, source: SourceInfo | None = None) -> tuple[LegPlan, dict[str, object]]:
+            matrix: Matrix | None = None, source: SourceInfo | None = None) -> tuple[LegPlan, Keychain]:
     """Resolve and plan (reads the matrix, git and the Docker config; writes nothing).
 
     ``matrix``: the family's matrix when the caller has read it already (``invoke pipeline``
@@ -504,7 +481,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     from ci.families import family_config
     from ci.github import resolve_event
     from ci.matrix import load_matrix
-    from ci.registry import credentials_for
+    from ci.clients import login_keychain
 
     root = Path(req.root)
     if matrix is None:
@@ -522,47 +499,37 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     elif event.run_id:
         _checked_run_id(event.run_id, "GITHUB_RUN_ID")
     run_id = req.run_id or event.run_id
-    creds: dict[str, object] = {}
     registries = [config.pr_image.registry] if not event.publishes else list(config.registries)
-    login = login_registry(req, registries)
-    for reg in registries:
-        explicit = reg == login  # every other registry: Docker config / credential helpers only
-        creds[reg] = credentials_for(reg, username=req.username if explicit else None,
-                                     password=req.password if explicit else None)
-    cache_reg = config.cache.registry
-    if cache_reg not in creds:  # the registry cache is best effort: so is its login
-        try:
-            creds[cache_reg] = credentials_for(cache_reg)
-        except CiError:
-            creds[cache_reg] = None
-    pr_push = not event.publishes and creds.get(config.pr_image.registry) is not None
+    cache_reg = config.cache.registry  # the registry cache is best effort: so is its login
+    keychain = login_keychain(registries, username=req.username, password=req.password, named=req.login_registry,
+                              best_effort=() if cache_reg in registries else (cache_reg,)).resolve([cache_reg])
+    pr_push = not event.publishes and keychain.has(config.pr_image.registry)
     extra = workflow_build_args(apt_mirror=req.apt_mirror, apt_ports_mirror=req.apt_ports_mirror,
                                 deps_refresh=req.deps_refresh, env=env, now=now())
     plan = plan_leg(entry, config, root=root, source=source or source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
                     mount_from=siblings, local_tag=req.local_tag,
                     anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra)
-    return plan, creds
+    return plan, keychain
 
 
-def publish_targets(plan: LegPlan, creds: Mapping[str, object]) -> list[Any]:
-    """Where a planned leg is published: one Target per image, with its transport and credentials
-    (the family's configuration is the one planning resolved, ``plan.config``)."""
+def publish_targets(plan: LegPlan) -> list[Any]:
+    """Where a planned leg is published: one Target per image, with its transport (the family's
+    configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
     from ci.publish import Target
 
-    return [Target(img, plain_http=plan.config.plain_http(img.registry), credentials=creds.get(img.registry),  # type: ignore[arg-type]
-                   tags=plan.target_tags(img), plain_http_policy=plan.config.plain_http) for img in plan.images]
+    return [Target(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
+                   plain_http_policy=plan.config.plain_http) for img in plan.images]
 
 
-def publish_built(plan: LegPlan, image_id: str, engine: Engine, targets: Sequence[Any], cache: Any, *,
-                  on_retry: Callable[[str], None], log: Callable[[str], None],
-                  content_dirs: Sequence[str] = ()) -> Any:
-    """Publish a built leg by digest (shared by ``invoke build-*`` and ``invoke pipeline``);
+def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: Any, clients: ClientFactory, *,
+                  log: Callable[[str], None], content_dirs: Sequence[str] = ()) -> Any:
+    """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``);
     ``content_dirs``: :meth:`ci.engine.Engine.content_store`."""
-    from ci.publish import publish_leg, registry_client_factory
+    from ci.publish import publish_leg
 
     return publish_leg(engine, image_id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag,
-                       targets=list(targets), cache=cache, client_factory=registry_client_factory(on_retry),
+                       targets=publish_targets(plan), cache=cache, client_factory=clients,
                        digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log, content_dirs=content_dirs)
 
 
@@ -582,7 +549,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
 
     environ = env_dict(env)
     stdout = out or sys.stdout
-    plan, creds = prepare(req, environ)
+    plan, keychain = prepare(req, environ)
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
         print(plan.describe(), file=stdout)
@@ -621,7 +588,10 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     if not plan.images:
         return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0,
                          disk=disk)
-    targets = publish_targets(plan, creds)
+    from ci.clients import RegistryClients
+
+    targets = publish_targets(plan)
+    clients = RegistryClients(keychain, on_retry=on_retry)
     cache_repo = (plan.config.cache,) if plan.publishes else ()
     for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
                               *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
@@ -629,11 +599,9 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
     warning = built.cache_warning or None
     with cache:
-        res = publish_built(plan, info.id, eng, targets, cache, on_retry=on_retry, log=log,
-                            content_dirs=eng.content_store(environ))
+        res = publish_built(plan, info.id, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))
         if plan.publishes and built.cache_image:
-            warning = publish_cache(plan, built.cache_image, eng, cache, creds.get(plan.config.cache.registry),
-                                    on_retry=on_retry, log=log) or warning
+            warning = publish_cache(plan, built.cache_image, eng, cache, clients, log=log) or warning
     seconds = time.monotonic() - t0
     rep = res.report
     for t in rep.targets:

@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from ci.errors import CiError, UserError
 from ci.families import family_config
@@ -131,22 +132,15 @@ def _family_setup(family: Family, images: str | None, matrix: str | None, env: M
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.artifacts import read_digests_dir
-    from ci.merge import (Engine, MergeOptions, MergeReport, TagSource, format_result, merge_all,
-                          merge_suffix, summary_markdown)
+    from ci.github import tag_source
+    from ci.merge import MergeOptions, MergeReport, Method, format_result, merge_all, merge_suffix, summary_markdown
     from ci.sign import SignOptions
     from ci.tags import parse_latest
 
     event = resolve_event(args.event, env)
-    ref = args.ref if args.ref is not None else event.ref
-    sha = args.sha if args.sha is not None else event.sha
-    if not ref and not sha:  # a local run: tag as CI would for this checkout (invoke pipeline does the same)
-        from ci.git import checkout_ref
-
-        ref, sha = checkout_ref(".")
-        if ref or sha:
-            _say(f"note: no GITHUB_REF/GITHUB_SHA or --ref/--sha: tags from this checkout "
-                 f"(ref {ref or '(detached)'}, sha {sha[:7] or '(none)'})", err=True)
-    source = TagSource(event=event.name, ref=ref, sha=sha)
+    source, note = tag_source(env, event=args.event, ref=args.ref, sha=args.sha)
+    if note:  # a local run: tagged as CI would tag this checkout (invoke pipeline does the same)
+        _say(f"note: {note}", err=True)
     run_id = None
     if args.anchor:
         run_id = args.run_id or event.run_id
@@ -157,7 +151,7 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.key and not args.sign:
         raise UserError("--key is only used with --sign")
     options = MergeOptions(
-        engine=Engine(args.engine), tag_source=source,
+        method=Method(args.engine), tag_source=source,
         tag_latest=parse_latest(args.tag_latest) if args.tag_latest else None, anchor_run_id=run_id,
         sign=SignOptions(key=args.key, tlog=not args.no_tlog, env=env) if args.sign else None,
         dry_run=args.dry_run, jobs=args.jobs)
@@ -290,7 +284,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.audit import audit, format_text, summary_markdown, to_json
     from ci.matrix import load_matrix
     from ci.references import read_references
-    from ci.registry import RegistryClient, credentials_for
+    from ci.clients import RegistryClients
     from ci.tags import check_ref
 
     if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
@@ -311,9 +305,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     refs = [r for f in (args.references or "").split(",") if f.strip() for r in read_references(f.strip())
             if r.image in config.images]
 
-    def client_for(img):  # type: ignore[no-untyped-def]
-        return RegistryClient(img, plain_http=config.plain_http(img.registry),
-                              credentials=credentials_for(img.registry), plain_http_policy=config.plain_http)
+    client_for = partial(RegistryClients(), plain_http=config.plain_http)
 
     report = audit({family: matrix}, {family: config}, client_for, ref=check_ref(args.ref), only=only,
                    jobs=args.jobs, references=refs)
@@ -324,7 +316,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci.inspection import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
-    from ci.registry import RegistryClient, credentials_for
+    from ci.clients import RegistryClients
 
     if args.refs or args.tag or args.expect_platforms:
         raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
@@ -334,9 +326,7 @@ def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int
         _say(f"nothing to inspect: {args.merged} reports no merged suffix")
         return 0
 
-    def client_for(img):  # type: ignore[no-untyped-def]
-        return RegistryClient(img, plain_http=config.plain_http(img.registry), credentials=credentials_for(img.registry),
-                              plain_http_policy=config.plain_http)
+    client_for = partial(RegistryClients(), plain_http=config.plain_http)
 
     report = inspect_merged(merged, config.images, client_for)
     _say(to_json(report) if args.format == "json" else format_text(report))
@@ -349,7 +339,7 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                to_json)
     from ci.families import ENV_INSECURE, ENV_TLS
     from ci.reference import registry_set, uses_plain_http
-    from ci.registry import RegistryClient, credentials_for
+    from ci.clients import RegistryClients
     from ci.sign import VerifyOptions
 
     if args.audit:
@@ -375,9 +365,7 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for reg in sorted({t.image.registry for t in targets if plain(t.image.registry)}):
         note_plain_http(reg)
 
-    def client_for(img):  # type: ignore[no-untyped-def]
-        return RegistryClient(img, plain_http=plain(img.registry), credentials=credentials_for(img.registry),
-                              plain_http_policy=plain)
+    client_for = partial(RegistryClients(), plain_http=plain)
 
     report = inspect_refs(
         targets, client_for,

@@ -8,8 +8,10 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ci.errors import OperationError, UserError
+from ci.tags import TagSource
 
 EVENTS_THAT_PUBLISH = ("push", "workflow_dispatch", "schedule", "release", "merge_group")
 PR_EVENTS = ("pull_request", "pull_request_target")
@@ -43,6 +45,29 @@ def resolve_event(flag: str | None, env: Mapping[str, str]) -> Event:
                             "expected refs/pull/<number>/merge")
     return Event(name=name, ref=ref, sha=env.get("GITHUB_SHA", ""), run_id=env.get("GITHUB_RUN_ID", ""),
                  pr_number=pr)
+
+
+def tag_source(env: Mapping[str, str], *, event: str | None = None, ref: str | None = None, sha: str | None = None,
+               root: str | Path = ".", local_ref: str = "") -> tuple[TagSource, str]:
+    """What a run's tags are computed from, and a note when it is not what CI would pass: ``--event``/
+    ``--ref``/``--sha``, else ``GITHUB_EVENT_NAME``/``GITHUB_REF``/``GITHUB_SHA``, else the checkout's
+    branch and HEAD (as CI would see this checkout), else ``local_ref`` (a directory that is no git
+    checkout). One resolution for ``nox -s merge`` and ``invoke pipeline``."""
+    from ci.git import checkout_ref
+
+    ev = resolve_event(event, env)
+    r = ref if ref is not None else ev.ref
+    s = sha if sha is not None else ev.sha
+    note = ""
+    if not r and not s:
+        r, s = checkout_ref(root)
+        if r or s:
+            note = (f"no GITHUB_REF/GITHUB_SHA or --ref/--sha: tags from this checkout "
+                    f"(ref {r or '(detached)'}, sha {s[:7] or '(none)'})")
+        elif local_ref:
+            r = local_ref
+            note = f"no GITHUB_REF/GITHUB_SHA and {root} is not a git checkout: tags from ref {local_ref}"
+    return TagSource(ev.name, r, s), note
 
 
 def in_actions(env: Mapping[str, str]) -> bool:
@@ -87,11 +112,3 @@ def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
         return False
     _append(target, markdown if markdown.endswith("\n") else markdown + "\n", "job summary")
     return True
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def cell(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
-    out = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(out) + "\n"

@@ -27,7 +27,9 @@ INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 ALL_MANIFEST_TYPES = IMAGE_MANIFEST_TYPES + INDEX_TYPES
 ACCEPT_MANIFESTS = ", ".join(ALL_MANIFEST_TYPES)
 
-MAX_CONFIG_BYTES = 1024 * 1024  # an image config is a few KiB; refuse to read more
+# An image config is a few KiB (a long history: a few hundred). One limit for every reader -- the export
+# publish stages, the merge's platform check, inspect -- so that a leg publish accepts is one merge can read.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry refuses bigger manifests; so does this project
 MAX_MEDIA_TYPE_CHARS = 255  # RFC 6838: 127 characters, "/", 127 characters
 INTOTO_LAYER = "application/vnd.in-toto+json"  # the layer type of provenance/SBOM attestation manifests

@@ -60,31 +60,33 @@ from ci import imagetools
 from ci.artifacts import DigestArtifact, read_digests_dir, select_artifacts
 from ci.errors import CiError, OperationError, RegistryError, UserError, VerificationError
 from ci.families import FamilyConfig
-from ci.github import md_table
+from ci.markdown import md_table
 from ci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
                          config_platform, is_attestation, is_attestation_manifest, parse_manifest)
 from ci.matrix import Entry, Matrix, agreed_tag_latest
 from ci.naming import Family, keepalive_tag, normalize_suffix, suffix_label
 from ci.platforms import same_platform
 from ci.reference import ImageName, sha256_digest
-from ci.registry import RegistryClient, credentials_for
+from ci.clients import ClientFactory, RegistryClients
+from ci.registry import RegistryClient
 from ci.sign import SignOptions, sign_image
-from ci.tags import Latest, TagInput, check_ref, check_sha, compute_tags, parse_latest
+from ci.tags import Latest, TagSource, check_ref, check_sha, parse_latest
 
 
-ClientFactory = Callable[[ImageName, FamilyConfig], RegistryClient]
 T = TypeVar("T")
 
 
-class Engine(StrEnum):
-    """How the list is published. ``auto`` is ``native`` (proven equivalent by the tests)."""
+class Method(StrEnum):
+    """How the list is published (``--engine``): this project's registry client, or ``docker buildx
+    imagetools create`` (LocalAI's merge step). ``auto`` is ``native`` (proven equivalent by the tests).
+    Not to be confused with :class:`ci.engine.Engine`, the Docker engine adapter."""
 
     AUTO = "auto"
     NATIVE = "native"
     IMAGETOOLS = "imagetools"
 
-    def resolved(self) -> Engine:
-        return Engine.NATIVE if self is Engine.AUTO else self
+    def resolved(self) -> Method:
+        return Method.NATIVE if self is Method.AUTO else self
 
 
 class Outcome(StrEnum):
@@ -94,19 +96,12 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class TagSource:
-    """What metadata-action reads (``--event/--ref/--sha`` or ``GITHUB_*``)."""
-
-    event: str = "push"
-    ref: str = ""
-    sha: str = ""
-
-
-@dataclass(frozen=True)
 class MergeOptions:
-    engine: Engine = Engine.AUTO
+    method: Method = Method.AUTO
     tag_source: TagSource = TagSource()
     tag_latest: Latest | None = None  # None: from the matrix legs
+    # tags the caller already decided per (family, suffix) (invoke pipeline plans them); others from tag_source
+    planned_tags: Mapping[tuple[Family, str], tuple[str, ...]] = field(default_factory=dict)
     anchor_run_id: str | None = None  # delete keepalive tags of this run after the merge
     sign: SignOptions | None = None
     dry_run: bool = False
@@ -310,10 +305,8 @@ def _read(fn: Callable[[], T], img: ImageName, what: str) -> T:
 def plan_suffix(target: Target, options: MergeOptions,
                 clients: Mapping[ImageName, RegistryClient]) -> Plan:
     legs = check_legs(target)
-    latest = options.tag_latest or tag_latest_of(legs, target.label)
-    src = options.tag_source
-    tags = compute_tags(TagInput(event=src.event, ref=src.ref, sha=src.sha, suffix=target.suffix,
-                                 latest=latest, family=target.family))
+    tags = options.planned_tags.get((target.family, target.suffix)) or options.tag_source.tags(
+        target.suffix, options.tag_latest or tag_latest_of(legs, target.label), target.family)
     children = preflight(target, legs, clients)
     try:
         composed = compose_index(children)
@@ -393,7 +386,7 @@ def publish_imagetools(plan: Plan, clients: Mapping[ImageName, RegistryClient]) 
     return before != after, tagged
 
 
-def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], engine: Engine) -> str:
+def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], method: Method) -> str:
     """Every tag in every registry resolves to one digest (the composed one for native); returns it."""
     seen: dict[str, list[str]] = {}
     for img in plan.target.config.images:
@@ -405,10 +398,10 @@ def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], en
         raise OperationError(f"merge {plan.target.label}: after publishing, the tags do not resolve to one list "
                              f"digest: {detail}; re-run the merge")
     digest = next(iter(seen))
-    if engine is Engine.NATIVE and digest != plan.composed.digest:
+    if method is Method.NATIVE and digest != plan.composed.digest:
         raise OperationError(f"merge {plan.target.label}: the registries serve {digest}, but the composed list is "
                              f"{plan.composed.digest}; another writer raced this merge, re-run it")
-    if engine is Engine.IMAGETOOLS:
+    if method is Method.IMAGETOOLS:
         img = plan.target.config.images[0]
         got = clients[img].get_manifest(digest)
         kids = parse_manifest(got[0], got[1]).children if got else ()
@@ -494,22 +487,6 @@ def delete_keepalive(target: Target, run_id: str, pool: ClientPool) -> tuple[lis
 
 # ---- one suffix ------------------------------------------------------------------------------
 
-def default_client_factory() -> ClientFactory:
-    """Clients with Docker-config credentials (looked up once per registry) and the family's HTTP policy."""
-    lock = threading.Lock()
-    creds: dict[str, object] = {}
-
-    def make(img: ImageName, config: FamilyConfig) -> RegistryClient:
-        with lock:
-            if img.registry not in creds:
-                creds[img.registry] = credentials_for(img.registry)
-        return RegistryClient(img, plain_http=config.plain_http(img.registry),
-                              credentials=creds[img.registry],  # type: ignore[arg-type]
-                              plain_http_policy=config.plain_http)
-
-    return make
-
-
 class ClientPool:
     """Registry clients shared by the suffixes of one merge (``--all``: hundreds of them).
 
@@ -533,7 +510,7 @@ class ClientPool:
             if idle:
                 return idle.pop()
             self.made += 1
-        return self._factory(img, config)
+        return self._factory(img, config.plain_http)
 
     def give_back(self, img: ImageName, config: FamilyConfig, client: RegistryClient, *, reuse: bool = True) -> None:
         with self._lock:
@@ -560,7 +537,7 @@ class ClientPool:
 def merge_target(target: Target, options: MergeOptions, pool: ClientPool) -> SuffixResult:
     """Merge one suffix with clients leased from ``pool``; raises _Skip or CiError (the callers
     turn them into results)."""
-    engine = options.engine.resolved()
+    method = options.method.resolved()
     images = target.config.images
     clients: dict[ImageName, RegistryClient] = {}
     start: dict[ImageName, tuple[int, int]] = {}  # (retries, requests) of each client when leased
@@ -575,14 +552,14 @@ def merge_target(target: Target, options: MergeOptions, pool: ClientPool) -> Suf
             tags=plan.tags, images=tuple(str(i) for i in images),
             platforms=tuple(str(c.platform) for c in plan.children),
             children=tuple(c.digest for c in plan.children), list_json=plan.composed.body.decode(),
-            commands=tuple(tuple(c) for c in plan.imagetools_commands()) if engine is Engine.IMAGETOOLS else ())
+            commands=tuple(tuple(c) for c in plan.imagetools_commands()) if method is Method.IMAGETOOLS else ())
         if options.dry_run:
             ok = True
             return replace(base, dry_run=True, requests=_sent(clients, start))
         verified: dict[ImageName, set[str]] = {}
-        if engine is Engine.IMAGETOOLS:
+        if method is Method.IMAGETOOLS:
             changed, tagged = publish_imagetools(plan, clients)
-            digest = verify_published(plan, clients, engine)  # one digest everywhere, the expected children
+            digest = verify_published(plan, clients, method)  # one digest everywhere, the expected children
             made = clients[images[0]].get_manifest(digest)
             body = made[0] if made is not None else b""
         else:
@@ -665,7 +642,7 @@ def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: Fa
                         "download the legs' digests artifacts there first")
     target = Target(family, suffix, setup.config, setup.matrix, tuple(selected))
     try:
-        with ClientPool(factory or default_client_factory()) as pool:
+        with ClientPool(factory or RegistryClients()) as pool:
             return merge_target(target, options, pool)
     except _Skip as exc:
         raise OperationError(f"merge {target.label}: {exc}") from None
@@ -714,7 +691,7 @@ def merge_all(digests_dir: str | Path, setups: Mapping[Family, FamilySetup], opt
             return MergeReport(tuple(results), strict=True)
     elif not targets:
         raise UserError(f"{digests_dir} holds no digest artifacts; nothing to merge")
-    with ClientPool(factory or default_client_factory()) as clients, \
+    with ClientPool(factory or RegistryClients()) as clients, \
             ThreadPoolExecutor(max_workers=min(options.jobs, len(targets)), thread_name_prefix="merge") as workers:
         for res in workers.map(lambda t: _run_one(t, options, clients), targets):
             results.append(res)

@@ -29,20 +29,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from ci.errors import CiError, OperationError, UserError
 from ci.families import ENV_IMAGES
-from ci.git import checkout_ref
+from ci.github import tag_source
 from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
 from ci.naming import Family, normalize_suffix, suffix_label
 from ci.platforms import Arch, Platform
 from ci.progress import Progress, Row, print_table
 from ci.state import STATE_FILE, LegInputs, State, inputs_digest, save_state
+from ci.tags import TagSource
 
 STATE_DIR = ".localai-ci"
+LOCAL_REF = "refs/heads/local"  # what tags come from in a directory that is no git checkout
 REGISTRY_NAMES = ("quay", "hub")
 # repositories in the two embedded registries, mirroring LocalAI's quay.io / Docker Hub pairs
 EMBEDDED_REPOS = {Family.BACKENDS: ("localai/local-ai-backends", "localai/localai-backends"),
@@ -120,7 +123,6 @@ class LegStep:
     """One leg of the plan: its build plan (from ci.build), feasibility and input key."""
 
     plan: Any  # ci.build.LegPlan
-    creds: Mapping[str, object] = field(repr=False)
     feasibility: Any  # ci.feasibility.Feasibility
     inputs: LegInputs
 
@@ -152,13 +154,6 @@ class SuffixStep:
 
 
 @dataclass(frozen=True)
-class TagSource:
-    event: str
-    ref: str
-    sha: str
-
-
-@dataclass(frozen=True)
 class Plan:
     legs: tuple[LegStep, ...]
     suffixes: tuple[SuffixStep, ...]
@@ -169,6 +164,8 @@ class Plan:
     state_file: str
     matrices: Mapping[Family, Matrix] = field(default_factory=dict)  # the matrices read once, by family
     notes: tuple[str, ...] = ()  # what planning left out (a family without a matrix file)
+    configs: Mapping[Family, Any] = field(default_factory=dict)  # ci.families.FamilyConfig of each family run
+    keychain: Any = field(default=None, repr=False)  # ci.clients.Keychain: every registry's credentials, once
 
     def describe(self, state: State | None = None) -> str:
         """The whole plan, as ``--dry-run`` prints it."""
@@ -230,17 +227,6 @@ def registered_binfmt(directory: str = BINFMT_DIR) -> frozenset[str]:
         return frozenset(n for n in os.listdir(directory) if n.startswith("qemu-"))
     except OSError:
         return frozenset()
-
-
-def tag_source(root: Path, env: Mapping[str, str]) -> TagSource:
-    """Tags as CI would compute them: GITHUB_REF/GITHUB_SHA, else the checkout's branch and HEAD,
-    else ``refs/heads/local`` (a directory that is not a git checkout)."""
-    git_ref, git_sha = checkout_ref(root)
-    ref = env.get("GITHUB_REF") or git_ref
-    sha = env.get("GITHUB_SHA") or git_sha
-    if not ref and not sha:
-        ref = "refs/heads/local"
-    return TagSource("push", ref, sha)
 
 
 def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Any | None) -> str | None:
@@ -428,11 +414,15 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
-    from ci.build import BuildRequest, prepare, source_info
+    from datetime import datetime, timezone
+
+    from ci.build import plan_leg, source_info, workflow_build_args
+    from ci.clients import Keychain
+    from ci.families import family_config
     from ci.feasibility import leg_feasibility
+    from ci.github import resolve_event
     from ci.matrix import load_matrix
     from ci.state import context_files, hash_context
-    from ci.tags import TagInput, compute_tags
     from ci.merge import tag_latest_of
 
     if options.jobs < 1:
@@ -449,20 +439,24 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
         registries = "embedded: " + ", ".join(hosts)
     else:
         images, registries = configured, "configured"
-    venv = dict(env)
-    for fam, imgs in images.items():
-        venv[ENV_IMAGES[fam]] = imgs
-    source = tag_source(Path(options.root), env)
-    labels = source_info(Path(options.root), venv)  # git, once for every leg
+    # every family's configuration, the labels, the event, the workflow's build args and the
+    # credentials are decided once for the run; each leg is planned from its matrix Entry
+    configs = {f: family_config(f, images=images[f], env=env) for f in families}
+    siblings = {f: (*(configs[o] if o in configs else family_config(o, env=env)).images, configs[f].cache)
+                for f in families for o in (Family.SERVER if f is Family.BACKENDS else Family.BACKENDS,)}
+    publishing = {r for c in configs.values() for r in c.registries}
+    keychain = Keychain(best_effort={c.cache.registry for c in configs.values()} - publishing).resolve(sorted(publishing))
+    source, _ = tag_source(env, event="push", root=options.root, local_ref=LOCAL_REF)  # the plan prints it
+    labels = source_info(Path(options.root), env)  # git, once for every leg
+    event = resolve_event("push", env)
+    extra = workflow_build_args(apt_mirror=options.apt_mirror, apt_ports_mirror=options.apt_ports_mirror,
+                                deps_refresh=None, env=env, now=datetime.now(timezone.utc))
     ctx_cache: dict[tuple[str, str], str] = {}
     files_cache: dict[str, tuple[tuple[str, bool, str], ...]] = {}
     steps: list[LegStep] = []
     for e in entries:
-        req = BuildRequest(family=e.family, tag_suffix=e.tag_suffix, platform_tag=e.ptag,
-                           matrix=str(paths[e.family]), images=images[e.family], digests_dir=str(digests_dir),
-                           event="push", root=options.root, apt_mirror=options.apt_mirror,
-                           apt_ports_mirror=options.apt_ports_mirror)
-        plan, creds = prepare(req, venv, matrix=matrices[e.family], source=labels)
+        plan = plan_leg(e, configs[e.family], root=options.root, source=labels, event=event, digests_dir=digests_dir,
+                        mount_from=siblings[e.family], extra_args=extra)
         feas = leg_feasibility(plan, caps, env)
         bases = feas.resolved.external_images if feas.resolved is not None else (plan.base_image,)
         ck = (plan.context, plan.dockerfile)
@@ -474,19 +468,19 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
                            dockerfile=plan.dockerfile, context_hash=ctx_cache[ck], build_args=plan.build_args,
                            base_image=",".join(bases), base_id=base_images_key(bases, env, engine),
                            images=tuple(str(i) for i in plan.images))
-        steps.append(LegStep(plan=plan, creds=creds, feasibility=feas, inputs=inputs))
+        steps.append(LegStep(plan=plan, feasibility=feas, inputs=inputs))
     suffixes: list[SuffixStep] = []
     for fam in families:
         m = matrices[fam]
         for suf in dict.fromkeys(e.tag_suffix for e in entries if e.family is fam):
             legs = tuple(s for s in steps if s.plan.family is fam and s.plan.suffix == suf)
             latest = tag_latest_of(m.legs_of(suf), suffix_label(fam, suf))
-            tags = compute_tags(TagInput(event=source.event, ref=source.ref, sha=source.sha, suffix=suf,
-                                         latest=latest, family=fam))
-            suffixes.append(SuffixStep(fam, suf, legs, tuple(i.strip() for i in images[fam].split(",")), tags,
+            tags = source.tags(suf, latest, fam)
+            suffixes.append(SuffixStep(fam, suf, legs, tuple(str(i) for i in configs[fam].images), tags,
                                        tuple(sorted(e.platform for e in m.legs_of(suf)))))
     return Plan(tuple(steps), tuple(suffixes), images, registries, str(digests_dir), source,
-                str((options.state_path / STATE_FILE).resolve()), matrices=matrices, notes=tuple(notes))
+                str((options.state_path / STATE_FILE).resolve()), matrices=matrices, notes=tuple(notes), configs=configs,
+                keychain=keychain)
 
 
 class _Runner:
@@ -501,12 +495,10 @@ class _Runner:
         self._state_lock = threading.Lock()
 
     def _clients(self, step: LegStep) -> list[Any]:
-        from ci.families import family_config
-        from ci.registry import RegistryClient
+        from ci.clients import RegistryClients
 
-        config = family_config(step.plan.family, images=self.plan.images[step.plan.family], env=self.env)
-        return [RegistryClient(img, plain_http=config.plain_http(img.registry), plain_http_policy=config.plain_http,
-                               credentials=step.creds.get(img.registry)) for img in step.plan.images]  # type: ignore[arg-type]
+        make = RegistryClients(self.plan.keychain)
+        return [make(img, step.plan.config.plain_http) for img in step.plan.images]
 
     def up_to_date(self, step: LegStep) -> str | None:
         """The recorded digest when the leg is up to date (key matches, digest in every registry)."""
@@ -528,7 +520,8 @@ class _Runner:
 
     def run(self, step: LegStep, cache: Any) -> LegOutcome:
         from ci.artifacts import write_digest_file
-        from ci.build import build_leg, publish_built, publish_targets
+        from ci.build import build_leg, publish_built
+        from ci.clients import RegistryClients
 
         p = step.plan
         t0 = time.monotonic()
@@ -549,9 +542,8 @@ class _Runner:
             self.progress.step(step.title, f"building ({step.feasibility.how})")
             built = build_leg(p, self.builder, self.bases, on_event=self.progress.build_event(step.title))
             self.progress.step(step.title, "publishing by digest")
-            targets = publish_targets(p, step.creds)
-            res = publish_built(p, built.info.id, self.engine, targets, cache, content_dirs=self.content_dirs,
-                                on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"),
+            clients = RegistryClients(self.plan.keychain, on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"))
+            res = publish_built(p, built.info.id, self.engine, cache, clients, content_dirs=self.content_dirs,
                                 log=lambda msg: self.progress.step(step.title, msg))
             with self._state_lock:
                 self.state.remember(step.inputs, res.digest)
@@ -575,21 +567,13 @@ def _short(text: str, limit: int = 160) -> str:
     return first if len(first) <= limit else first[:limit] + "..."
 
 
-def _inspect(s: SuffixStep, tags: Sequence[str], env: Mapping[str, str]) -> list[str]:
+def _inspect(s: SuffixStep, tags: Sequence[str], config: Any, clients: Any, env: Mapping[str, str]) -> list[str]:
     """Inspect every tag of a merged suffix in every registry; the failed checks (empty: verified)."""
-    from ci.families import family_config
     from ci.inspection import Target, inspect_refs
-    from ci.reference import parse_image_name
-    from ci.registry import RegistryClient, credentials_for
 
-    config = family_config(s.family, images=",".join(s.images), env=env)
-    targets = [Target(parse_image_name(img), t) for img in s.images for t in tags]
-
-    def client_for(img: Any) -> Any:
-        return RegistryClient(img, plain_http=config.plain_http(img.registry), credentials=credentials_for(img.registry),
-                              plain_http_policy=config.plain_http)
-
-    report = inspect_refs(targets, client_for, expected=s.platforms, plain_http=config.plain_http, env=env)
+    targets = [Target(img, t) for img in config.images for t in tags]
+    report = inspect_refs(targets, partial(clients, plain_http=config.plain_http), expected=s.platforms,
+                          plain_http=config.plain_http, env=env)
     return [str(f) for f in report.failures]
 
 
@@ -671,12 +655,9 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
 
     from ci.baseimage import OfflineBases
     from ci.blobcache import BlobCache, default_cache_dir
-    from ci.families import family_config
-    from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource as MergeTagSource, merge_all
+    from ci.clients import RegistryClients
+    from ci.merge import FamilySetup, MergeOptions, Outcome, merge_all
 
-    venv = dict(env)
-    for fam, imgs in plan.images.items():
-        venv[ENV_IMAGES[fam]] = imgs
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
     digests_dir.mkdir(parents=True, exist_ok=True)
     outcomes: dict[tuple[Family, str, str], LegOutcome] = {}
@@ -684,19 +665,19 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
     bases = OfflineBases(env, host=emb.hosts[0] if emb is not None else None,
                          root=options.state_path.resolve() / "registries" / "bases")
     with Progress(len(plan.legs), stderr, tty) as progress, bases:
-        runner = _Runner(plan, options, venv, engine, builder, bases, progress, state, state_file)
+        runner = _Runner(plan, options, env, engine, builder, bases, progress, state, state_file)
         with BlobCache(default_cache_dir(env)) as cache:
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
                 for o in pool.map(lambda s: runner.run(s, cache), plan.legs):
                     outcomes[(o.family, o.suffix, o.ptag)] = o
         merged: dict[tuple[Family, str], Any] = {}
+        clients = RegistryClients(plan.keychain)
         if any(o.digest for o in outcomes.values()):
             progress.step("merge", "merging every suffix (merge --all)")
-            setups = {fam: FamilySetup(config=family_config(fam, images=plan.images[fam], env=venv),
-                                       matrix=plan.matrices[fam]) for fam in plan.images}
-            mopts = MergeOptions(tag_source=MergeTagSource(plan.tag_source.event, plan.tag_source.ref,
-                                                           plan.tag_source.sha), jobs=options.jobs)
-            report = merge_all(digests_dir, setups, mopts,
+            setups = {fam: FamilySetup(config=plan.configs[fam], matrix=plan.matrices[fam]) for fam in plan.configs}
+            mopts = MergeOptions(tag_source=plan.tag_source, jobs=options.jobs,
+                                 planned_tags={(s.family, s.suffix): s.tags for s in plan.suffixes})
+            report = merge_all(digests_dir, setups, mopts, factory=clients,
                                on_result=lambda r: progress.log(f"merge {r.label}: {_merge_word(r)}"
                                                                 + (f" {r.digest[:19]}" if r.digest else "")))
             merged = {(r.family, r.suffix): r for r in report.results}
@@ -706,7 +687,7 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
             if r is not None and r.outcome is Outcome.MERGED:
                 progress.step("inspect", s.title)
                 try:
-                    verified[(s.family, s.suffix)] = _inspect(s, r.tags, venv)
+                    verified[(s.family, s.suffix)] = _inspect(s, r.tags, plan.configs[s.family], clients, env)
                 except CiError as exc:
                     verified[(s.family, s.suffix)] = [str(exc)]
     rows, failures = _rows(plan, outcomes, merged, verified)

@@ -44,19 +44,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from ci.artifacts import write_digest_file
 from ci.blobcache import Blob, BlobCache
 from ci.engine import Engine, ImageInfo
 from ci.errors import EngineError, OperationError, RegistryError, VerificationError
 from ci.manifest import (ATTESTATION_REF_TYPE, ATTESTATION_VALUE, DOCKER_CONFIG, DOCKER_LAYER_GZIP,
-                         IMAGE_MANIFEST_TYPES, OCI_LAYER_GZIP, Composed, Descriptor, compose_image_manifest,
+                         IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, OCI_LAYER_GZIP, Composed, Descriptor,
+                         compose_image_manifest,
                          is_attestation_manifest, parse_manifest)
 from ci.naming import Family, artifact_name
-from ci.reference import ImageName, parse_digest, sha256_digest
+from ci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
-MAX_CONFIG_BYTES = 16 << 20
+if TYPE_CHECKING:
+    from ci.clients import ClientFactory
+
 MAX_MOUNT_TRIES = 4
 
 
@@ -76,28 +79,21 @@ class Client(Protocol):
 
 @dataclass(frozen=True)
 class Target:
-    """One repository to publish to, with how to reach it. The credentials are never shown."""
+    """One repository to publish to, with how to reach it (credentials: the client factory's keychain)."""
 
     image: ImageName
     plain_http: bool = False
-    credentials: Any = field(default=None, repr=False)  # ci.registry.Credentials | None
     tags: tuple[str, ...] = ()  # added in this repository only (e.g. a keepalive anchor)
     # which other hosts (redirects, upload Locations) may be reached over plain HTTP: the family's
     # policy (ci.families.FamilyConfig.plain_http); None: loopback only
     plain_http_policy: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
 
-
-ClientFactory = Callable[[Target], Client]
-
-
-def registry_client_factory(on_retry: Callable[[str], None] | None = None) -> ClientFactory:
-    """Factory making a real :class:`ci.registry.RegistryClient` per target."""
-    from ci.registry import RegistryClient
-
-    def make(t: Target) -> Client:
-        return RegistryClient(t.image, plain_http=t.plain_http, credentials=t.credentials, on_retry=on_retry,
-                              plain_http_policy=t.plain_http_policy)
-    return make
+    def transport(self, host: str) -> bool:
+        """Whether ``host`` is reached over plain HTTP: the registry as ``plain_http`` says, any other
+        host (a redirect, an upload ``Location``) as the policy says."""
+        if host == self.image.registry:
+            return self.plain_http
+        return (self.plain_http_policy or uses_plain_http)(host)
 
 
 @dataclass(frozen=True)
@@ -743,7 +739,7 @@ def push_image(engine: Engine, image: str, targets: Sequence[Target], *, cache: 
     try:
         for t in targets:
             siblings = [m.repository for m in [*[x.image for x in targets], *mounts] if m.registry == t.image.registry]
-            uploaders.append(_Uploader(t, client_factory(t), siblings, cache))
+            uploaders.append(_Uploader(t, client_factory(t.image, t.transport), siblings, cache))
 
         def ready(blob: Blob) -> None:
             with lock:

@@ -118,6 +118,22 @@ class TagInput:
     family: Family = Family.BACKENDS
 
 
+@dataclass(frozen=True)
+class TagSource:
+    """What metadata-action reads of a run: the event name, ref and SHA (one per run; every suffix's
+    tags come from it, see :meth:`tags`). ``ci.github.tag_source`` resolves it from the flags, the
+    Actions environment or the checkout."""
+
+    event: str = "push"
+    ref: str = ""
+    sha: str = ""
+
+    def tags(self, suffix: str, latest: Latest = Latest.AUTO, family: Family = Family.BACKENDS) -> tuple[str, ...]:
+        """:func:`compute_tags` for one suffix of this run."""
+        return compute_tags(TagInput(event=self.event, ref=self.ref, sha=self.sha, suffix=suffix, latest=latest,
+                                     family=family))
+
+
 def compute_tags(inp: TagInput) -> tuple[str, ...]:
     """The ordered final tags (main tag first, ``latest`` last). Raises UserError on bad input.
 

@@ -41,12 +41,13 @@ def main(spec: dict[str, object]) -> dict[str, object]:
             code = report.exit_code
         elif verb == "merge":
             from ci.matrix import load_matrix
-            from ci.merge import FamilySetup, MergeOptions, TagSource, merge_suffix
+            from ci.merge import FamilySetup, MergeOptions, merge_suffix
+            from ci.tags import TagSource
 
             setup = FamilySetup(config=family_config(Family.BACKENDS, images=str(spec["images"])),
                                 matrix=load_matrix(str(spec["matrix"]), Family.BACKENDS))
 
-            def factory(img: ImageName, config: object) -> RegistryClient:
+            def factory(img: ImageName, plain_http: object) -> RegistryClient:
                 return RegistryClient(img, plain_http=True, retry=POLICY)
 
             result = merge_suffix(str(spec["digests"]), Family.BACKENDS, str(spec["suffix"]), setup,

@@ -199,7 +199,7 @@ def test_task_exit_codes() -> None:
 # ---- explicit credentials go to one registry only ------------------------------------------------
 def _prepare_creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: str, **kw: object):  # type: ignore[no-untyped-def]
     """prepare() with the credential lookups recorded (no Docker config is read)."""
-    import ci.registry
+    import ci.clients
     from ci.build import prepare
 
     asked: dict[str, tuple[object, object]] = {}
@@ -207,7 +207,7 @@ def _prepare_creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: str,
     def fake(registry: str, *, username: str | None = None, password: str | None = None, **_: object) -> object:
         asked[registry] = (username, password)
         return (username, "***") if username else None
-    monkeypatch.setattr(ci.registry, "credentials_for", fake)
+    monkeypatch.setattr(ci.clients, "credentials_for", fake)
     req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="amd64", images=images,
                        root=str(ROOT), dry_run=True, **kw)  # type: ignore[arg-type]
     prepare(req, {"HOME": str(tmp_path)})
@@ -281,9 +281,10 @@ def test_publish_targets_use_the_planned_family_config(backends) -> None:  # typ
                       env={"CI_INSECURE_REGISTRIES": "reg.example:5000"})
     plan = plan_leg(resolve_leg(backends, "-cpu-echo", "amd64"), c, root=ROOT, source=SRC, event=PUSH)
     assert plan.config is c
-    targets = publish_targets(plan, {"quay.io": "creds"})  # nothing resolved a second time
-    assert [(str(t.image), t.plain_http, t.credentials) for t in targets] == [
-        ("reg.example:5000/a/img", True, None), ("quay.io/b/img", False, "creds")]
+    targets = publish_targets(plan)  # nothing resolved a second time
+    assert [(str(t.image), t.plain_http) for t in targets] == [("reg.example:5000/a/img", True), ("quay.io/b/img", False)]
+    # a redirect target is judged by the family's policy, the registry itself by its target
+    assert targets[1].transport("reg.example:5000") and not targets[1].transport("quay.io")
 
 
 def test_anchor_skips_docker_hub_by_default(backends, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

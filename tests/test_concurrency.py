@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 
 from ci.blobcache import BlobCache
+from ci.clients import RegistryClients
 from ci.engine import Engine
 from ci.families import family_config
 from ci.matrix import load_matrix
-from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource, merge_all
+from ci.merge import FamilySetup, MergeOptions, Outcome, merge_all
 from ci.naming import Family
-from ci.publish import Target, publish_leg, registry_client_factory
+from ci.publish import Target, publish_leg
 from ci.reference import ImageName
+from ci.tags import TagSource
 from oci_images import client, write_matrix
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
@@ -60,7 +62,7 @@ def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: An
             with BlobCache(tmp_path / f"cache{suffix}-{arch}") as cache:
                 res = publish_leg(eng, built[key], family=Family.BACKENDS, suffix=suffix, ptag=arch,
                                   targets=[Target(i, plain_http=True) for i in images], cache=cache,
-                                  client_factory=registry_client_factory(), digests_dir=digests)
+                                  client_factory=RegistryClients(), digests_dir=digests)
             return res.digest
 
         with ThreadPoolExecutor(max_workers=len(built)) as pool:

@@ -28,14 +28,15 @@ from ci.blobcache import BlobCache
 from ci.cli import main
 from ci.engine import Engine
 from ci.errors import CiError, EngineError, OperationError
-from ci.families import FamilyConfig, family_config
+from ci.families import family_config
 from ci.localregistry import LocalRegistry
 from ci.matrix import load_matrix
-from ci.merge import FamilySetup, MergeOptions, Outcome, TagSource, format_result, merge_all, merge_suffix
+from ci.merge import FamilySetup, MergeOptions, Outcome, format_result, merge_all, merge_suffix
 from ci.naming import Family, keepalive_tag
 from ci.publish import Target, push_image
 from ci.reference import ImageName
 from ci.registry import RegistryClient, RetryPolicy
+from ci.tags import TagSource
 from faultproxy import FaultProxy, Faults
 from oci_images import client, push_image as push_tiny, tags_of, write_matrix
 
@@ -61,17 +62,14 @@ class Counted:
         self.made: list[RegistryClient] = []
         self.messages: list[str] = []
 
-    def publish(self, t: Target) -> RegistryClient:
-        c = self.cls(t.image, plain_http=t.plain_http, credentials=t.credentials, retry=self.policy,
-                     on_retry=self.messages.append)
+    def __call__(self, img: ImageName, plain_http: Callable[[str], bool]) -> RegistryClient:
+        """A ``ci.clients.ClientFactory``: publish and merge take the same one."""
+        c = self.cls(img, plain_http=plain_http(img.registry), retry=self.policy, on_retry=self.messages.append,
+                     plain_http_policy=plain_http)
         self.made.append(c)
         return c
 
-    def merge(self, img: ImageName, config: FamilyConfig) -> RegistryClient:
-        c = self.cls(img, plain_http=config.plain_http(img.registry), retry=self.policy,
-                     on_retry=self.messages.append)
-        self.made.append(c)
-        return c
+    publish = merge = __call__
 
     @property
     def retries(self) -> int:

@@ -29,11 +29,12 @@ from ci.families import family_config
 from ci.inspection import expand_targets, inspect_refs
 from ci.manifest import Composed, Descriptor, compose_index
 from ci.matrix import load_matrix
-from ci.merge import FamilySetup, MergeOptions, TagSource, merge_suffix
+from ci.merge import FamilySetup, MergeOptions, merge_suffix
 from ci.naming import Family
 from ci.platforms import parse_platform
 from ci.reference import ImageName, sha256_digest
 from ci.registry import Credentials, RegistryClient, RetryPolicy
+from ci.tags import TagSource
 from authregistry import KNOWN_PASSWORD, start_auth_registry, stop
 from hostile import Forward, HostileServer, Reply, Request, TlsFiles, make_tls, pieces
 from oci_images import tiny_image, write_matrix

@@ -13,12 +13,13 @@ from ci.errors import MatrixError, UserError
 from ci.families import family_config
 from ci.manifest import compose_index
 from ci.matrix import load_matrix, parse_matrix
-from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, TagSource, Target, _Skip,
+from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, Target, _Skip,
                       check_legs, config_platform, merge_all, summary_markdown, tag_latest_of)
 from ci.naming import Family, LegKey, keepalive_tag
 from ci.platforms import parse_platform
 from ci.reference import ImageName
 from ci.registry import RegistryClient
+from ci.tags import TagSource
 from faultproxy import FaultProxy
 from oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix
 from tcprelay import TcpRelay

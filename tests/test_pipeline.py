@@ -11,12 +11,13 @@ import pytest
 from ci.errors import UserError
 from ci.naming import Family
 from ci.feasibility import Feasibility
-from ci.pipeline import (LegOutcome, PipelineOptions, Plan, SuffixStep, TagSource, _rows, configured_images,
+from ci.pipeline import (LegOutcome, PipelineOptions, Plan, SuffixStep, _rows, configured_images,
                          embedded_images, parse_only, previous_host, run_pipeline, select_legs)
 from ci.platforms import Arch, parse_platform
 from ci.progress import Progress, Row, format_table
 from ci.state import (LegInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
                       state_to_json)
+from ci.tags import TagSource
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "0123456789abcdef0123456789abcdef01234567"

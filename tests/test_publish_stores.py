@@ -31,12 +31,13 @@ import pytest
 
 from ci.baseimage import ensure_base_image, write_base_archive
 from ci.blobcache import BlobCache
+from ci.clients import RegistryClients
 from ci.engine import Engine, ImageInfo
 from ci.errors import EngineError, OperationError
 from ci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
                          OCI_MANIFEST, Descriptor, compose_image_manifest)
 from ci.platforms import parse_platform
-from ci.publish import PushReport, StagedImage, Target, push_image, registry_client_factory, stage_image
+from ci.publish import PushReport, StagedImage, Target, push_image, stage_image
 from ci.reference import ImageName, sha256_digest
 from ci.registry import RegistryClient
 
@@ -122,7 +123,7 @@ def publish(engine: Any, image: str, registries: Any, repo: str, cache_dir: Path
             eng: Engine | None = None) -> PushReport:
     with BlobCache(cache_dir) as cache:
         return push_image(eng or Engine(engine), image, targets(registries, repo), cache=cache,
-                          client_factory=registry_client_factory())
+                          client_factory=RegistryClients())
 
 
 def read_back(registries: Any, repo: str, digest: str, imagetools: Any) -> tuple[bytes, dict[str, Any]]:
@@ -198,7 +199,7 @@ def test_containerd_store_publishes_from_its_content_store_without_export(
     logs: list[str] = []
     with BlobCache(tmp_path / "cache-a") as cache:
         direct = push_image(NoExport(engine), tag, targets(registries, f"{unique}/cs"), cache=cache,
-                            client_factory=registry_client_factory(), content_dirs=dirs, log=logs.append)
+                            client_factory=RegistryClients(), content_dirs=dirs, log=logs.append)
     assert not direct.exported and direct.digest == info.id  # the engine's manifest, by its own digest
     assert any("containerd content store" in line for line in logs), logs
     body, config = read_back(registries, f"{unique}/cs", direct.digest, imagetools)

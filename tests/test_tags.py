@@ -108,3 +108,32 @@ def test_semver_helpers() -> None:
     assert is_semver("v1.2.3") and is_semver("1.2.3-rc.1+b") and not is_semver("1.2") and not is_semver("v1.2.3.4")
     assert is_prerelease("v1.2.3-rc1") and not is_prerelease("v1.2.3+build")
     assert check_ref("refs/tags/v1.2.3") == "refs/tags/v1.2.3" and check_ref("") == ""
+
+
+def test_one_tag_source_for_merge_and_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Flags beat the Actions environment, which beats the checkout, which beats the local fallback;
+    a source that is not what CI would pass says so in a note."""
+    import subprocess
+
+    from ci.github import tag_source
+    from ci.tags import TagSource
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    env = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_SHA": sha}
+    assert tag_source(env) == (TagSource("push", "refs/tags/v1.2.3", sha), "")
+    assert tag_source(env, ref="refs/heads/main")[0] == TagSource("push", "refs/heads/main", sha)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert tag_source({}, root=plain) == (TagSource("push", "", ""), "")
+    source, note = tag_source({}, root=plain, local_ref="refs/heads/local")
+    assert source.ref == "refs/heads/local" and "not a git checkout" in note
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "init", "-q", "-b", "feature"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    source, note = tag_source({}, root=repo, local_ref="refs/heads/local")
+    assert source.ref == "refs/heads/feature" and len(source.sha) == 40 and "tags from this checkout" in note
+    # every suffix's tags come from the one source
+    assert TagSource("push", "refs/tags/v1.2.3", sha).tags("-cpu", Latest.AUTO) == compute_tags(
+        TagInput(event="push", ref="refs/tags/v1.2.3", sha=sha, suffix="-cpu"))
