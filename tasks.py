@@ -11,22 +11,20 @@ from typing import TypeVar
 
 from invoke import Collection, Exit, Task, task
 
+from ci.cli import failure
 from ci.errors import CiError
 
 T = TypeVar("T")
 
 
 def run_verb(fn: Callable[..., T], *args: object, debug: bool = False, **kwargs: object) -> T:
-    """Call a verb; turn the project's errors into invoke's Exit with the error's exit status."""
+    """Call a verb; turn the project's errors into invoke's Exit (``ci.cli.failure``: the same
+    message, redaction and exit status as ``python -m ci`` and the nox sessions)."""
     try:
         return fn(*args, **kwargs)
-    except CiError as exc:
-        if debug or os.environ.get("CI_DEBUG"):
-            import traceback
-            traceback.print_exc()
-        raise Exit(f"error: {exc}", code=exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise Exit("interrupted", code=130) from None
+    except (CiError, KeyboardInterrupt) as exc:
+        message, code = failure(exc, debug=debug or bool(os.environ.get("CI_DEBUG")))
+        raise Exit(message, code=code) from None
 
 
 def exit_with(code: int) -> None:

@@ -37,7 +37,7 @@ from ci.families import family_config  # noqa: E402
 from ci.matrix import load_matrix  # noqa: E402
 from ci.merge import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
 from ci.tags import TagSource  # noqa: E402
-from ci.naming import Family  # noqa: E402
+from ci.naming import Family, LegKey  # noqa: E402
 from ci.registry import RegistryClient  # noqa: E402
 from oci_images import push_image, write_matrix  # noqa: E402
 
@@ -82,7 +82,7 @@ def main() -> int:
         for s in suffixes:
             for p in PTAGS:
                 d = push_image(repos, f"linux/{p}", f"{s}-{p}")
-                write_digest_file(digests, Family.BACKENDS, s, p, d.digest)
+                write_digest_file(digests, LegKey(Family.BACKENDS, s, p), d.digest)
         config = family_config(Family.BACKENDS, images=",".join(repos))
         matrix = load_matrix(matrix_path)
         report = merge_all(digests, {Family.BACKENDS: FamilySetup(config, matrix)},

@@ -48,7 +48,7 @@ from ci.manifest import DOCKER_LIST, Descriptor, compose_index  # noqa: E402
 from ci.matrix import load_matrix  # noqa: E402
 from ci.merge import (FamilySetup, MergeOptions, Method, Outcome,  # noqa: E402
                       merge_all)
-from ci.naming import Family  # noqa: E402
+from ci.naming import Family, LegKey  # noqa: E402
 from ci.platforms import parse_platform  # noqa: E402
 from ci.reference import ImageName, parse_image_name, sha256_digest  # noqa: E402
 from ci.registry import RegistryClient  # noqa: E402
@@ -84,7 +84,7 @@ def push_children(regs: list[LocalRegistry], repos: list[str], suffixes: list[st
                 for blob in (config, layer):
                     c.push_blob(sha256_digest(blob), len(blob), partial(io.BytesIO, blob))
                 c.put_manifest(manifest.digest, manifest.body, manifest.media_type)
-            write_digest_file(digests, Family.BACKENDS, suffix, p, manifest.digest)
+            write_digest_file(digests, LegKey(Family.BACKENDS, suffix, p), manifest.digest)
             out.append(Descriptor(manifest.media_type, manifest.digest, manifest.size, parse_platform(f"linux/{p}")))
         return out
 

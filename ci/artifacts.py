@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.errors import ArtifactError, OperationError
-from ci.naming import Family, LegKey, artifact_name, parse_artifact_name
+from ci.naming import Family, LegKey, parse_artifact_name
 from ci.reference import is_hex64, parse_digest
 
 
@@ -24,11 +24,11 @@ class DigestArtifact:
     path: Path
 
 
-def write_digest_file(digests_dir: str | Path, family: Family, suffix: str, ptag: str, digest: str) -> Path:
+def write_digest_file(digests_dir: str | Path, leg: LegKey, digest: str) -> Path:
     """Write ``<dir>/<artifact name>/<hex>`` atomically; replaces a previous digest of the same leg."""
     parse_digest(digest)
     root = Path(digests_dir)
-    leg_dir = root / artifact_name(family, suffix, ptag)
+    leg_dir = root / leg.artifact
     try:
         root.mkdir(parents=True, exist_ok=True)
         if leg_dir.is_symlink():

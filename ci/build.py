@@ -1,6 +1,6 @@
 """Build one matrix leg and publish it by digest (verb).
 
-``resolve_leg`` picks the leg, ``plan_leg`` (pure) turns it into a frozen :class:`LegPlan`
+``ci.matrix.resolve_leg`` picks the leg, ``plan_leg`` (pure) turns it into a frozen :class:`LegPlan`
 -- what ``--dry-run`` prints and what ``invoke pipeline`` reuses -- ``build_leg`` checks the
 leg is buildable here (:mod:`ci.feasibility`), builds it through the builder seam
 (:mod:`ci.builder`, BuildKit) and checks the architecture, and ``run_leg`` does build +
@@ -8,7 +8,6 @@ publish + outputs.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 import time
@@ -17,16 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
+from ci import naming
+from ci.buildargs import workflow_build_args
 from ci.engine import Engine, check_platform
 from ci.errors import CiError, EngineError, UserError
-from ci.git import git_output
 from ci.families import FamilyConfig
+from ci.git import SourceInfo, source_info
 from ci.github import Event
-from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
-from ci import naming
-from ci.naming import Family, LegKey, artifact_name, backend_label, cache_tag, check_run_id, keepalive_tag, normalize_suffix
+from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, resolve_leg
+from ci.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
 from ci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
 
@@ -39,97 +38,6 @@ LABEL_CREATED = "org.opencontainers.image.created"
 LABEL_BACKEND = "org.localai.ci.backend"
 LABEL_LEG = "org.localai.ci.leg"
 ENV_ANCHOR_REGISTRIES = "CI_ANCHOR_REGISTRIES"  # registries that get keepalive anchors (default: all but Docker Hub)
-
-
-# ---- resolution ----------------------------------------------------------------------------
-def _leg_list(entries: list[Entry]) -> str:
-    return ", ".join(f"{e.tag_suffix or repr('')} {e.ptag}" + (f" ({e.backend})" if e.backend else "")
-                     for e in entries)
-
-
-def resolve_leg(matrix: Matrix, suffix: str | None, ptag: str | None, backend: str | None = None) -> Entry:
-    """The one leg named by ``--tag-suffix``/``--platform-tag``/``--backend``; UserError listing candidates."""
-    if suffix is None and not backend:
-        raise UserError("give --tag-suffix (and --platform-tag), or --backend NAME; "
-                        f"legs in {matrix.path}: {_leg_list(list(matrix))}")
-    if suffix is not None:
-        suffix = normalize_suffix(matrix.family, suffix)  # the artifact spelling of the core image is accepted too
-    cands = list(matrix)
-    if suffix is not None:
-        cands = [e for e in cands if e.tag_suffix == suffix]
-        if not cands:
-            close = difflib.get_close_matches(suffix, matrix.suffixes(), n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise UserError(f"no leg with tag-suffix {suffix!r} in {matrix.path}{hint} "
-                            f"(tag-suffixes: {', '.join(repr(s) for s in matrix.suffixes())})")
-    if backend:
-        named = [e for e in cands if e.backend == backend]
-        if not named:
-            known = sorted({e.backend for e in matrix if e.backend})
-            close = difflib.get_close_matches(backend, known, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"no leg{'' if suffix is None else f' of tag-suffix {suffix!r}'} builds backend "
-                            f"{backend!r} in {matrix.path}{hint} (backends: {', '.join(known) or 'none'})")
-        cands = named
-    if ptag is not None:
-        found = [e for e in cands if e.ptag == ptag]
-        if not found:
-            ptags = [e.ptag for e in cands]
-            close = difflib.get_close_matches(ptag, ptags, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"no leg with platform-tag {ptag!r} among {_leg_list(cands)} in {matrix.path}{hint}")
-        cands = found
-    if len(cands) > 1:
-        raise UserError(f"{len(cands)} legs match ({_leg_list(cands)}) in {matrix.path}; add --platform-tag "
-                        f"{' or --platform-tag '.join(dict.fromkeys(e.ptag for e in cands))}"
-                        + ("" if suffix is not None else " and/or --tag-suffix"))
-    return cands[0]
-
-
-# ---- source metadata (labels) ----------------------------------------------------------------
-@dataclass(frozen=True)
-class SourceInfo:
-    """Where the build comes from, for the OCI labels."""
-
-    url: str = ""
-    revision: str = ""
-    created: str = ""  # RFC 3339, UTC
-
-
-def _git(root: Path, *args: str) -> str:
-    return git_output(root, *args)
-
-
-def _strip_userinfo(url: str) -> str:
-    """Never leak a token embedded in a remote URL (https://user:token@host/...)."""
-    try:
-        p = urlsplit(url)
-    except ValueError:
-        return ""
-    if p.scheme in ("http", "https", "ssh") and "@" in p.netloc:
-        return urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[1], p.path, p.query, p.fragment))
-    return url if p.scheme else ""
-
-
-def _rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def source_info(root: Path, env: Mapping[str, str], now: Callable[[], float] = time.time) -> SourceInfo:
-    """Labels' source: GitHub env, else git. ``created`` from SOURCE_DATE_EPOCH, else the HEAD commit
-    time (so rebuilding an unchanged commit gives the same config), else now."""
-    url = ""
-    if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
-        url = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
-    else:
-        url = _strip_userinfo(_git(root, "remote", "get-url", "origin"))
-    revision = env.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD")
-    epoch_text = env.get("SOURCE_DATE_EPOCH") or _git(root, "log", "-1", "--format=%ct")
-    try:
-        created = _rfc3339(int(epoch_text))
-    except ValueError:
-        created = _rfc3339(int(now()))
-    return SourceInfo(url=url, revision=revision, created=created)
 
 
 # ---- planning (pure) -------------------------------------------------------------------------
@@ -300,7 +208,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
             images = ()
             notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")
     try:  # the matrix validated these; a hand-made Entry is still refused as bad input, not a traceback
-        artifact = artifact_name(family, suffix, ptag)
+        artifact = entry.key.artifact
         cache_ref = config.cache.with_tag(cache_tag(family, suffix, ptag))
     except ValueError as exc:
         raise UserError(f"{entry.where}: {exc}") from None
@@ -313,56 +221,6 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, cache_write=publishes, event=event.name,
         publishes=publishes, tags=tags, anchor=anchor_tag, anchor_registries=anchored, config=config,
         notes=tuple(notes))
-
-
-# ---- workflow build args (pure) -------------------------------------------------------------------
-ENV_APT_MIRROR = "APT_MIRROR"
-ENV_APT_PORTS_MIRROR = "APT_PORTS_MIRROR"
-ENV_DEPS_REFRESH = "DEPS_REFRESH"
-
-
-def deps_refresh_key(now: datetime) -> str:
-    """The ISO week (``2026-W49``) LocalAI's workflow passes as DEPS_REFRESH: a weekly cache buster for the
-    unpinned-dependency install layer. ISO year, so the week of 1 January keeps one key (LocalAI's
-    ``date +%Y-W%V`` gives that week two)."""
-    year, week, _ = now.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def _mirror(value: str, what: str) -> str:
-    """An APT mirror URL (http/https, no credentials: build args end up in the image history)."""
-    value = value.strip()
-    if not value:
-        return ""
-    try:
-        p = urlsplit(value)
-    except ValueError:
-        p = None
-    if p is None or p.scheme not in ("http", "https") or not p.netloc:
-        raise UserError(f"{what} {value!r}: expected an http(s) URL such as http://azure.archive.ubuntu.com")
-    if "@" in p.netloc:
-        raise UserError(f"{what}: the URL carries credentials, which would be stored in the image history "
-                        "(build args are recorded there); use a mirror without them")
-    return value
-
-
-def workflow_build_args(*, apt_mirror: str | None, apt_ports_mirror: str | None, deps_refresh: str | None,
-                        env: Mapping[str, str], now: datetime) -> dict[str, str]:
-    """The build args LocalAI's ``backend_build.yml`` adds to the matrix's: APT_MIRROR/APT_PORTS_MIRROR (option,
-    else environment, else empty: the Dockerfile's ``apt-mirror.sh`` then leaves the sources alone) and
-    DEPS_REFRESH (option, else environment, else the ISO week). BUILDER_TARGET comes from the matrix entry."""
-    refresh = (deps_refresh if deps_refresh is not None else env.get(ENV_DEPS_REFRESH, "")).strip() \
-        or deps_refresh_key(now)
-    if not all(c.isalnum() or c in "-_." for c in refresh):
-        raise UserError(f"--deps-refresh / {ENV_DEPS_REFRESH} {refresh!r}: use letters, digits, '-', '_', '.' "
-                        "(it is a cache key such as 2026-W49)")
-    return {
-        "APT_MIRROR": _mirror(apt_mirror if apt_mirror is not None else env.get(ENV_APT_MIRROR, ""),
-                              f"--apt-mirror / {ENV_APT_MIRROR}"),
-        "APT_PORTS_MIRROR": _mirror(apt_ports_mirror if apt_ports_mirror is not None
-                                    else env.get(ENV_APT_PORTS_MIRROR, ""), f"--apt-ports-mirror / {ENV_APT_PORTS_MIRROR}"),
-        "DEPS_REFRESH": refresh,
-    }
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -528,7 +386,7 @@ def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: Any, clie
     ``content_dirs``: :meth:`ci.engine.Engine.content_store`."""
     from ci.publish import publish_leg
 
-    return publish_leg(engine, image_id, family=plan.family, suffix=plan.suffix, ptag=plan.ptag,
+    return publish_leg(engine, image_id, leg=plan.key,
                        targets=publish_targets(plan), cache=cache, client_factory=clients,
                        digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log, content_dirs=content_dirs)
 

@@ -34,6 +34,21 @@ def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
     print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
 
 
+def failure(exc: CiError | KeyboardInterrupt, *, debug: bool = False) -> tuple[str, int]:
+    """The one mapping from an error a verb raised to what the user reads and the exit status, for
+    both front ends (``python -m ci`` / nox here, invoke in ``tasks.py``): ``error: ...`` with the
+    error's exit code (2 bad input, 1 a failed operation), 130 for an interrupt, redacted, the
+    traceback only with ``--debug`` / ``CI_DEBUG``."""
+    from ci.registry import redact
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    text = f"error: {exc}"
+    if debug:
+        text = "".join(traceback.format_exception(exc)).rstrip() + "\n" + text
+    return redact(text), exc.exit_code
+
+
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
     """:func:`ci.github.write_summary`, redacted."""
     from ci.registry import redact
@@ -438,11 +453,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command].run(args, environ)
-    except CiError as exc:
-        if debug:
-            _say(traceback.format_exc().rstrip(), err=True)
-        _say(f"error: {exc}", err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        _say("interrupted", err=True)
-        return 130
+    except (CiError, KeyboardInterrupt) as exc:
+        message, code = failure(exc, debug=debug)
+        print(message, file=sys.stderr)
+        return code

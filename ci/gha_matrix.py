@@ -43,7 +43,7 @@ from ci.errors import UserError
 from ci.inputs import Deriver
 from ci.markdown import md_table
 from ci.matrix import Entry, Matrix, agreed_tag_latest, known_keys
-from ci.naming import Family, artifact_name, artifact_pattern, class_artifact_pattern
+from ci.naming import Family, artifact_pattern, class_artifact_pattern
 from ci.tree import Tree
 
 GITHUB_MATRIX_LIMIT = 256
@@ -62,7 +62,7 @@ def build_element(entry: Entry) -> dict[str, str]:
     """One build-matrix element: everything the build job passes to the build task."""
     el = {k: entry.get(k) for k in known_keys(entry.family)}
     el["platform-tag"] = entry.ptag
-    el["artifact-name"] = artifact_name(entry.family, entry.tag_suffix, entry.ptag)
+    el["artifact-name"] = entry.key.artifact
     return el
 
 

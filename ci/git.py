@@ -1,10 +1,14 @@
-"""Git adapter: read-only queries of a checkout, argument lists only (never a shell)."""
+"""Git adapter: read-only queries of a checkout, argument lists only (never a shell): the
+checkout's ref (tags), where a build comes from (labels), change detection's diffs and reads."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ci.errors import UserError
 
@@ -23,6 +27,48 @@ def checkout_ref(root: str | Path) -> tuple[str, str]:
     """(ref, sha) of a checkout as CI would see them: ``refs/heads/<branch>`` and HEAD's sha;
     empty strings when ``root`` is not a git checkout (or HEAD is detached: no ref)."""
     return git_output(root, "symbolic-ref", "-q", "HEAD"), git_output(root, "rev-parse", "HEAD")
+
+
+# --- where a build comes from (its OCI labels) ------------------------------------------------
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where the build comes from, for the OCI labels."""
+
+    url: str = ""
+    revision: str = ""
+    created: str = ""  # RFC 3339, UTC
+
+
+def _strip_userinfo(url: str) -> str:
+    """Never leak a token embedded in a remote URL (https://user:token@host/...)."""
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return ""
+    if p.scheme in ("http", "https", "ssh") and "@" in p.netloc:
+        return urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[1], p.path, p.query, p.fragment))
+    return url if p.scheme else ""
+
+
+def _rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_info(root: Path, env: Mapping[str, str], now: Callable[[], float] = time.time) -> SourceInfo:
+    """Labels' source: GitHub env, else git. ``created`` from SOURCE_DATE_EPOCH, else the HEAD commit
+    time (so rebuilding an unchanged commit gives the same config), else now."""
+    url = ""
+    if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
+        url = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
+    else:
+        url = _strip_userinfo(git_output(root, "remote", "get-url", "origin"))
+    revision = env.get("GITHUB_SHA") or git_output(root, "rev-parse", "HEAD")
+    epoch_text = env.get("SOURCE_DATE_EPOCH") or git_output(root, "log", "-1", "--format=%ct")
+    try:
+        created = _rfc3339(int(epoch_text))
+    except ValueError:
+        created = _rfc3339(int(now()))
+    return SourceInfo(url=url, revision=revision, created=created)
 
 
 # --- change detection's queries ---------------------------------------------------------------

@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -437,6 +438,118 @@ def stop_registry_at(root: Path) -> str:
             reg._container = docker.from_env().containers.get(state["container"])
     reg.stop()
     return host
+
+
+# ---- a set of named registries under one directory, kept across runs (invoke pipeline's) ------------
+def previous_host(root: Path) -> str | None:
+    """The host the registry stored in ``root`` had last time (its state file), if any."""
+    try:
+        host = str(json.loads((root / STATE_FILE).read_text()).get("host", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return host if host.startswith("127.0.0.1:") and host.rpartition(":")[2].isdigit() else None
+
+
+def _previous_port(root: Path) -> int:
+    host = previous_host(root)
+    return int(host.rpartition(":")[2]) if host else 0
+
+
+def _kept_and_alive(root: Path) -> str | None:
+    """Host of a registry left running (``--keep``) in ``root``: its pid alive and answering."""
+    try:
+        state = json.loads((root / STATE_FILE).read_text())
+        host, pid = str(state.get("host", "")), state.get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not pid or not host:
+        return None
+    try:
+        if not _pid_alive(int(pid)):
+            return None
+    except ValueError:
+        return None
+    return host if probe(host, timeout=1.0)[0] == 200 else None
+
+
+@dataclass
+class RegistrySet:
+    """Registries stored under ``<parent>/<name>``, one per name, for one run."""
+
+    roots: tuple[Path, ...]
+    hosts: tuple[str, ...]
+    owned: list[LocalRegistry]  # started in-process (stopped by stop())
+    detached: list[Path]  # roots of registries running detached (kept now, or by an earlier run)
+
+    def stop(self) -> None:
+        """Stop what this run started for itself; kept registries stay up (their owner stops them)."""
+        for reg in self.owned:
+            reg.stop()
+
+    def how_to_reach(self, example_repository: str) -> str:
+        lines = ["registries kept running:"]
+        lines += [f"  {h}  (storage {r})" for h, r in zip(self.hosts, self.roots)]
+        lines.append(f"  e.g. docker buildx imagetools inspect {self.hosts[0]}/{example_repository}:TAG")
+        lines.append("stop them with:")
+        lines += [f"  {sys.executable} -m ci.localregistry stop --root {r}" for r in self.roots]
+        return "\n".join(lines)
+
+
+def planned_hosts(parent: Path, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Where :func:`start_registry_set` would put each registry (a dry run starts nothing): the
+    previous port, else a free one."""
+    return tuple(previous_host(parent / n) or f"127.0.0.1:{free_port()}" for n in names)
+
+
+def _serve_detached(root: Path, port: int) -> str:
+    """Start a registry that outlives this process (``python -m ci.localregistry serve``); its host."""
+    done = subprocess.run([sys.executable, "-m", "ci.localregistry", "serve", "--root", str(root), "--port", str(port)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    if done.returncode != 0 or not done.stdout.split():
+        raise OperationError(f"starting a kept registry in {root}: {done.stderr.strip() or 'no output'}")
+    return done.stdout.split()[0]
+
+
+def start_registry_set(parent: Path, names: tuple[str, ...], *, keep: bool,
+                       log: Callable[[str], None]) -> RegistrySet:
+    """Start (or reuse one kept by an earlier ``keep`` run) a registry per name under ``parent``, each on
+    its previous port where free, so a second run finds what the first published. ``keep``: they
+    outlive this process (stopped with ``python -m ci.localregistry stop``)."""
+    regs = RegistrySet(roots=(), hosts=(), owned=[], detached=[])
+    roots, hosts = [], []
+    try:
+        for name in names:
+            root = (parent / name).resolve()
+            roots.append(root)
+            kept = _kept_and_alive(root)
+            if kept:
+                log(f"registry {name}: reusing {kept} (kept by an earlier --keep run)")
+                hosts.append(kept)
+                regs.detached.append(root)
+                continue
+            port = _previous_port(root)
+            for attempt in ((port, 0) if port else (0,)):
+                try:
+                    if keep:
+                        host = _serve_detached(root, attempt)
+                        regs.detached.append(root)
+                    else:
+                        reg = start_registry(root, attempt)
+                        regs.owned.append(reg)
+                        host = reg.host
+                    break
+                except OperationError as exc:
+                    if attempt == 0:
+                        raise
+                    log(f"registry {name}: port {attempt} unavailable ({exc}); taking a free port "
+                        "(legs published on the old port are rebuilt once)")
+            hosts.append(host)
+            log(f"registry {name}: {host} (storage {root})")
+    except BaseException:
+        regs.stop()
+        raise
+    regs.roots, regs.hosts = tuple(roots), tuple(hosts)
+    return regs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from ci.errors import MatrixError
-from ci.naming import Family, LegKey, check_platform_tag, check_suffix
+from ci.errors import MatrixError, UserError
+from ci.naming import Family, LegKey, check_platform_tag, check_suffix, normalize_suffix
 from ci.platforms import Platform, parse_platform, platform_tag
 
 MAX_MATRIX_BYTES = 4 * 1024 * 1024
@@ -165,6 +165,51 @@ class Matrix:
             if e.tag_suffix == suffix and e.ptag == ptag:
                 return e
         return None
+
+
+# ---- the one leg a command names --------------------------------------------------------------
+def _leg_list(entries: list[Entry]) -> str:
+    return ", ".join(f"{e.tag_suffix or repr('')} {e.ptag}" + (f" ({e.backend})" if e.backend else "")
+                     for e in entries)
+
+
+def resolve_leg(matrix: Matrix, suffix: str | None, ptag: str | None, backend: str | None = None) -> Entry:
+    """The one leg named by ``--tag-suffix``/``--platform-tag``/``--backend``; UserError listing candidates."""
+    if suffix is None and not backend:
+        raise UserError("give --tag-suffix (and --platform-tag), or --backend NAME; "
+                        f"legs in {matrix.path}: {_leg_list(list(matrix))}")
+    if suffix is not None:
+        suffix = normalize_suffix(matrix.family, suffix)  # the artifact spelling of the core image is accepted too
+    cands = list(matrix)
+    if suffix is not None:
+        cands = [e for e in cands if e.tag_suffix == suffix]
+        if not cands:
+            close = difflib.get_close_matches(suffix, matrix.suffixes(), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UserError(f"no leg with tag-suffix {suffix!r} in {matrix.path}{hint} "
+                            f"(tag-suffixes: {', '.join(repr(s) for s in matrix.suffixes())})")
+    if backend:
+        named = [e for e in cands if e.backend == backend]
+        if not named:
+            known = sorted({e.backend for e in matrix if e.backend})
+            close = difflib.get_close_matches(backend, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"no leg{'' if suffix is None else f' of tag-suffix {suffix!r}'} builds backend "
+                            f"{backend!r} in {matrix.path}{hint} (backends: {', '.join(known) or 'none'})")
+        cands = named
+    if ptag is not None:
+        found = [e for e in cands if e.ptag == ptag]
+        if not found:
+            ptags = [e.ptag for e in cands]
+            close = difflib.get_close_matches(ptag, ptags, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"no leg with platform-tag {ptag!r} among {_leg_list(cands)} in {matrix.path}{hint}")
+        cands = found
+    if len(cands) > 1:
+        raise UserError(f"{len(cands)} legs match ({_leg_list(cands)}) in {matrix.path}; add --platform-tag "
+                        f"{' or --platform-tag '.join(dict.fromkeys(e.ptag for e in cands))}"
+                        + ("" if suffix is not None else " and/or --tag-suffix"))
+    return cands[0]
 
 
 # ---- rules on one suffix's legs (one home: the merge, matrix.github and the lint use them) ------

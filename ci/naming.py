@@ -104,6 +104,11 @@ class LegKey:
         """``backends tag-suffix '-cpu-hello' platform-tag amd64``: the leg named in an error message."""
         return f"{self.family} tag-suffix {self.suffix!r} platform-tag {self.ptag}"
 
+    @property
+    def artifact(self) -> str:
+        """The leg's digest artifact name (:func:`artifact_name`)."""
+        return artifact_name(self.family, self.suffix, self.ptag)
+
     def __str__(self) -> str:
         return self.label
 
@@ -192,12 +197,6 @@ def keepalive_tag(run_id: str, family: Family, suffix: str, ptag: str) -> str:
     check_suffix(suffix, family)
     check_platform_tag(ptag)
     return f"keepalive-{run_id}{family_stem(family, suffix)}-{ptag}"
-
-
-def keepalive_prefix(run_id: str, family: Family, suffix: str) -> str:
-    """Every keepalive tag of one suffix in one run starts with this and ends with ``-<ptag>``."""
-    check_run_id(run_id)
-    return f"keepalive-{run_id}{family_stem(family, suffix)}-"
 
 
 # --- LocalAI PR #9730 naming, kept only to lint matrices for glob over-match ----------------

@@ -21,24 +21,23 @@
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 from ci.errors import CiError, OperationError, UserError
 from ci.families import ENV_IMAGES
 from ci.github import tag_source
+from ci.localregistry import RegistrySet, planned_hosts, start_registry_set
 from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
-from ci.naming import Family, normalize_suffix, suffix_label
+from ci.naming import Family, LegKey, normalize_suffix, suffix_label
 from ci.platforms import Arch, Platform
 from ci.progress import Progress, Row, print_table
 from ci.state import STATE_FILE, LegInputs, State, inputs_digest, save_state
@@ -250,123 +249,18 @@ def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Any | 
     return sha256_digest("\n".join(ids).encode())
 
 
-# ---- embedded registries ------------------------------------------------------------------------------
-def previous_host(root: Path) -> str | None:
-    """The host an embedded registry had last time (``localregistry.json``), if any."""
-    try:
-        host = str(json.loads((root / "localregistry.json").read_text()).get("host", ""))
-    except (OSError, ValueError, AttributeError):
-        return None
-    return host if host.startswith("127.0.0.1:") and host.rpartition(":")[2].isdigit() else None
-
-
-def _previous_port(root: Path) -> int:
-    host = previous_host(root)
-    return int(host.rpartition(":")[2]) if host else 0
-
-
-def _kept_and_alive(root: Path) -> str | None:
-    """Host of a registry left running by ``--keep`` in ``root`` (its pid alive and answering)."""
-    from ci.localregistry import probe
-
-    try:
-        state = json.loads((root / "localregistry.json").read_text())
-        host, pid = str(state.get("host", "")), state.get("pid")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not pid or not host:
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return None
-    return host if probe(host, timeout=1.0)[0] == 200 else None
-
-
-@dataclass
-class Embedded:
-    """The two embedded registries of one run."""
-
-    roots: tuple[Path, ...]
-    hosts: tuple[str, ...]
-    owned: list[Any]  # LocalRegistry instances started in-process (stopped by stop())
-    detached: list[Path]  # roots of registries running detached (kept now, or by an earlier --keep run)
-
-    def stop(self) -> None:
-        """Stop what this run started for itself; kept registries stay up (their owner stops them)."""
-        for reg in self.owned:
-            reg.stop()
-
-    def how_to_reach(self) -> str:
-        lines = ["registries kept running:"]
-        lines += [f"  {h}  (storage {r})" for h, r in zip(self.hosts, self.roots)]
-        lines.append("  e.g. docker buildx imagetools inspect " + f"{self.hosts[0]}/{EMBEDDED_REPOS[Family.BACKENDS][0]}:TAG")
-        lines.append("stop them with:")
-        lines += [f"  {sys.executable} -m ci.localregistry stop --root {r}" for r in self.roots]
-        return "\n".join(lines)
-
-
-def _serve_detached(root: Path, port: int) -> str:
-    """Start a registry that outlives this process (``python -m ci.localregistry serve``); its host."""
-    done = subprocess.run([sys.executable, "-m", "ci.localregistry", "serve", "--root", str(root), "--port", str(port)],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
-    if done.returncode != 0 or not done.stdout.split():
-        raise OperationError(f"starting a kept registry in {root}: {done.stderr.strip() or 'no output'}")
-    return done.stdout.split()[0]
-
-
-def start_embedded(state_dir: Path, keep: bool, log: Callable[[str], None]) -> Embedded:
-    """Start (or reuse a kept) pair of loopback registries, on their previous ports where free."""
-    from ci.localregistry import start_registry
-
-    emb = Embedded(roots=(), hosts=(), owned=[], detached=[])
-    roots, hosts = [], []
-    try:
-        for name in REGISTRY_NAMES:
-            root = (state_dir / "registries" / name).resolve()
-            roots.append(root)
-            kept = _kept_and_alive(root)
-            if kept:
-                log(f"registry {name}: reusing {kept} (kept by an earlier --keep run)")
-                hosts.append(kept)
-                emb.detached.append(root)
-                continue
-            port = _previous_port(root)
-            for attempt in ((port, 0) if port else (0,)):
-                try:
-                    if keep:
-                        host = _serve_detached(root, attempt)
-                        emb.detached.append(root)
-                    else:
-                        reg = start_registry(root, attempt)
-                        emb.owned.append(reg)
-                        host = reg.host
-                    break
-                except OperationError as exc:
-                    if attempt == 0:
-                        raise
-                    log(f"registry {name}: port {attempt} unavailable ({exc}); taking a free port "
-                        "(legs published on the old port are rebuilt once)")
-            hosts.append(host)
-            log(f"registry {name}: {host} (storage {root})")
-    except BaseException:
-        emb.stop()
-        raise
-    emb.roots, emb.hosts = tuple(roots), tuple(hosts)
-    return emb
-
-
 # ---- results -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LegOutcome:
-    title: str
-    family: Family
-    suffix: str
-    ptag: str
+    leg: LegKey
     result: str  # built / up to date / skipped / failed
     digest: str = ""
     reason: str = ""
     seconds: float = 0.0
+
+    @property
+    def title(self) -> str:
+        return self.leg.label
 
 
 @dataclass(frozen=True)
@@ -416,7 +310,9 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
     from datetime import datetime, timezone
 
-    from ci.build import plan_leg, source_info, workflow_build_args
+    from ci.build import plan_leg
+    from ci.buildargs import workflow_build_args
+    from ci.git import source_info
     from ci.clients import Keychain
     from ci.families import family_config
     from ci.feasibility import leg_feasibility
@@ -527,7 +423,7 @@ class _Runner:
         t0 = time.monotonic()
 
         def outcome(result: str, digest: str = "", reason: str = "") -> LegOutcome:
-            return LegOutcome(step.title, p.family, p.suffix, p.ptag, result, digest, reason, time.monotonic() - t0)
+            return LegOutcome(p.key, result, digest, reason, time.monotonic() - t0)
 
         if not step.feasibility.runs:
             self.progress.leg_done(step.title, f"skipped: {step.feasibility.how}")
@@ -536,7 +432,7 @@ class _Runner:
             self.progress.step(step.title, "checking the record")
             digest = self.up_to_date(step)
             if digest is not None:
-                write_digest_file(p.digests_dir, p.family, p.suffix, p.ptag, digest)
+                write_digest_file(p.digests_dir, p.key, digest)
                 self.progress.leg_done(step.title, f"up to date ({digest[:19]})")
                 return outcome("up to date", digest)
             self.progress.step(step.title, f"building ({step.feasibility.how})")
@@ -580,7 +476,6 @@ def _inspect(s: SuffixStep, tags: Sequence[str], config: Any, clients: Any, env:
 def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None, out: TextIO | None = None,
                  err: TextIO | None = None, tty: bool | None = None) -> PipelineReport:
     """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring)."""
-    from ci.localregistry import free_port
     from ci.platforms import host_arch
     from ci.state import load_state
 
@@ -603,14 +498,14 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
         print(f"note: {note}", file=stderr)
 
     configured = bool(options.images or options.server_images or any(environ.get(v) for v in ENV_IMAGES.values()))
-    emb: Embedded | None = None
+    emb: RegistrySet | None = None
     hosts: tuple[str, ...] | None = None
     if not configured:
         if options.dry_run:
-            roots = [state_dir / "registries" / n for n in REGISTRY_NAMES]
-            hosts = tuple(previous_host(r) or f"127.0.0.1:{free_port()}" for r in roots)
+            hosts = planned_hosts(state_dir / "registries", REGISTRY_NAMES)
         else:
-            emb = start_embedded(state_dir, options.keep, lambda s: print(s, file=stderr, flush=True))
+            emb = start_registry_set(state_dir / "registries", REGISTRY_NAMES, keep=options.keep,
+                                     log=lambda s: print(s, file=stderr, flush=True))
             hosts = emb.hosts
     try:
         plan = plan_pipeline(options, environ, hosts=hosts, engine=engine, caps=caps, digests_dir=digests_dir)
@@ -650,7 +545,7 @@ def _connect(env: Mapping[str, str], required: bool) -> Any | None:
 
 def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: Any, builder: Any, state: State,
              state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
-             t0: float, emb: Embedded | None) -> PipelineReport:
+             t0: float, emb: RegistrySet | None) -> PipelineReport:
     import shutil
 
     from ci.baseimage import OfflineBases
@@ -660,7 +555,7 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
 
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
     digests_dir.mkdir(parents=True, exist_ok=True)
-    outcomes: dict[tuple[Family, str, str], LegOutcome] = {}
+    outcomes: dict[LegKey, LegOutcome] = {}
     # offline bases are served from the embedded "quay" registry, else from a private one
     bases = OfflineBases(env, host=emb.hosts[0] if emb is not None else None,
                          root=options.state_path.resolve() / "registries" / "bases")
@@ -669,7 +564,7 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
         with BlobCache(default_cache_dir(env)) as cache:
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
                 for o in pool.map(lambda s: runner.run(s, cache), plan.legs):
-                    outcomes[(o.family, o.suffix, o.ptag)] = o
+                    outcomes[o.leg] = o
         merged: dict[tuple[Family, str], Any] = {}
         clients = RegistryClients(plan.keychain)
         if any(o.digest for o in outcomes.values()):
@@ -698,7 +593,7 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
           + f"; {seconds:.1f}s", file=stdout)
     print("published to: " + "; ".join(f"{fam}: {imgs}" for fam, imgs in plan.images.items()), file=stdout)
     if emb is not None and emb.detached:
-        print(emb.how_to_reach(), file=stdout)
+        print(emb.how_to_reach(EMBEDDED_REPOS[Family.BACKENDS][0]), file=stdout)
     elif emb is not None:
         print("the embedded registries stop now; run with --keep to look at the images afterwards", file=stdout)
     if failures:  # listed last: the first line of each, then its details (e.g. the build log tail)
@@ -711,20 +606,20 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
     return PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds)
 
 
-def _rows(plan: Plan, outcomes: Mapping[tuple[Family, str, str], LegOutcome], merged: Mapping[tuple[Family, str], Any],
+def _rows(plan: Plan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], Any],
           verified: Mapping[tuple[Family, str], list[str]]) -> tuple[list[Row], list[str]]:
     from ci.merge import Outcome
 
     rows: list[Row] = []
     failures: list[str] = []
     for s in plan.suffixes:
-        legs = [outcomes[(s.family, s.suffix, leg.plan.ptag)] for leg in s.legs]
-        leg_text = " ".join(f"{o.ptag}({o.result})" for o in legs)
+        legs = [outcomes[LegKey(s.family, s.suffix, leg.plan.ptag)] for leg in s.legs]
+        leg_text = " ".join(f"{o.leg.ptag}({o.result})" for o in legs)
         failed_legs = [o for o in legs if o.result == "failed"]
         r = merged.get((s.family, s.suffix))
         digest, tags, bad = "-", "-", False
         if failed_legs:
-            result, bad = "failed: leg " + ", ".join(o.ptag for o in failed_legs), True
+            result, bad = "failed: leg " + ", ".join(o.leg.ptag for o in failed_legs), True
             failures += [f"{o.title}: {o.reason}" for o in failed_legs]
         elif s.blocked:
             result = f"skipped: {s.blocked}"

@@ -54,7 +54,7 @@ from ci.manifest import (ATTESTATION_REF_TYPE, ATTESTATION_VALUE, DOCKER_CONFIG,
                          IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, OCI_LAYER_GZIP, Composed, Descriptor,
                          compose_image_manifest,
                          is_attestation_manifest, parse_manifest)
-from ci.naming import Family, artifact_name
+from ci.naming import LegKey
 from ci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
 if TYPE_CHECKING:
@@ -797,7 +797,7 @@ class PublishResult:
     refs: tuple[str, ...]  # every pushed reference, e.g. quay.io/x@sha256:..., quay.io/x:pr-12-amd64
 
 
-def publish_leg(engine: Engine, image: str, *, family: Family, suffix: str, ptag: str,
+def publish_leg(engine: Engine, image: str, *, leg: LegKey,
                 targets: Sequence[Target], cache: BlobCache, client_factory: ClientFactory,
                 digests_dir: str | Path | None, tags: Sequence[str] = (), mount_from: Iterable[ImageName] = (),
                 log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PublishResult:
@@ -810,10 +810,10 @@ def publish_leg(engine: Engine, image: str, *, family: Family, suffix: str, ptag
     registry that will hold the merged list needs its own (and Docker Hub, which cannot delete
     tags through the API, gets none by default: see ``ci.build.plan_leg``).
     """
-    name = artifact_name(family, suffix, ptag)
+    name = leg.artifact
     report = push_image(engine, image, targets, cache=cache, client_factory=client_factory, tags=tags,
                         mount_from=mount_from, log=log, content_dirs=content_dirs)
-    path = write_digest_file(digests_dir, family, suffix, ptag, report.digest) if digests_dir is not None else None
+    path = write_digest_file(digests_dir, leg, report.digest) if digests_dir is not None else None
     refs = tuple(t.image.with_digest(report.digest) for t in targets) + tuple(
         t.image.with_tag(tag) for tag in report.tags for t in targets if tag in tags or tag in t.tags)
     return PublishResult(report.digest, name, path, report, refs)

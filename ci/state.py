@@ -117,9 +117,6 @@ class State:
         at = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.legs[inputs.leg] = Record(key=key, digest=parse_digest(digest), images=inputs.images, at=at)
 
-    def forget(self, inputs: LegInputs) -> None:
-        self.legs.pop(inputs.leg, None)
-
 
 def state_to_json(state: State) -> str:
     return json.dumps({"version": STATE_VERSION, "legs": {

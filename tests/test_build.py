@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ci.build import (LABEL_CREATED, LABEL_SOURCE, BuildRequest, SourceInfo, _strip_userinfo, plan_leg, pr_tag,
-                      resolve_leg, run_leg, source_info)
+from ci.build import LABEL_CREATED, LABEL_SOURCE, BuildRequest, plan_leg, pr_tag, run_leg
 from ci.errors import UserError
 from ci.families import family_config
+from ci.git import SourceInfo, _strip_userinfo, source_info
 from ci.github import Event
-from ci.matrix import load_matrix, parse_matrix
+from ci.matrix import load_matrix, parse_matrix, resolve_leg
 from ci.naming import Family
 from ci.reference import parse_image_name
 
@@ -333,14 +333,14 @@ def test_server_image_gets_no_builder_target(images) -> None:  # type: ignore[no
 def test_deps_refresh_is_the_iso_week(day: str, key: str) -> None:
     from datetime import datetime, timezone
 
-    from ci.build import deps_refresh_key
+    from ci.buildargs import deps_refresh_key
     assert deps_refresh_key(datetime.fromisoformat(day).replace(tzinfo=timezone.utc)) == key
 
 
 def test_workflow_build_args_option_then_environment_then_default() -> None:
     from datetime import datetime, timezone
 
-    from ci.build import workflow_build_args
+    from ci.buildargs import workflow_build_args
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     assert workflow_build_args(apt_mirror=None, apt_ports_mirror=None, deps_refresh=None, env={}, now=now) == \
         {"APT_MIRROR": "", "APT_PORTS_MIRROR": "", "DEPS_REFRESH": "2026-W49"}
@@ -361,7 +361,7 @@ def test_workflow_build_args_option_then_environment_then_default() -> None:
 def test_workflow_build_args_refuse_bad_values(kw: dict[str, str], message: str) -> None:
     from datetime import datetime, timezone
 
-    from ci.build import workflow_build_args
+    from ci.buildargs import workflow_build_args
     args = {"apt_mirror": None, "apt_ports_mirror": None, "deps_refresh": None, **kw}
     with pytest.raises(UserError) as err:
         workflow_build_args(**args, env={}, now=datetime(2026, 12, 1, tzinfo=timezone.utc))  # type: ignore[arg-type]

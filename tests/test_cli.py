@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ci.cli import COMMANDS, build_parser, join_dash_values, main
-from ci.naming import Family
+from ci.naming import Family, LegKey
 from ci.artifacts import write_digest_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_ci_error_prints_error_line_and_exit_code_traceback_only_with_debug(tmp_
 
 def _digests(tmp_path: Path) -> Path:
     d = tmp_path / "digests"
-    write_digest_file(d, Family.BACKENDS, "-cpu-x", "amd64", "sha256:" + "1" * 64)
+    write_digest_file(d, LegKey(Family.BACKENDS, "-cpu-x", "amd64"), "sha256:" + "1" * 64)
     return d
 
 
@@ -98,3 +98,33 @@ def test_nox_sessions_are_listed_documented_and_keep_exit_status(tmp_path: Path)
                           timeout=120, cwd=ROOT)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "error: " in done.stderr
+
+
+def test_one_error_mapper_for_both_front_ends() -> None:
+    """nox/python -m ci and invoke print the same words, redacted, with the same exit status."""
+    import pytest
+    from invoke import Exit
+
+    import tasks
+    from ci.cli import failure
+    from ci.errors import RegistryError, UserError
+    from ci.registry import register_secret
+
+    register_secret("Leaky-token-4242")
+    bad = RegistryError("quay.io answered 'Leaky-token-4242 is not valid'", registry="quay.io")
+    assert failure(bad) == ("error: quay.io answered '*** is not valid'", 1)
+    assert failure(UserError("--jobs must be at least 1")) == ("error: --jobs must be at least 1", 2)
+    assert failure(KeyboardInterrupt()) == ("interrupted", 130)
+
+    def verb() -> None:
+        raise bad
+
+    try:
+        verb()
+    except RegistryError as raised:
+        text, _ = failure(raised, debug=True)
+    assert "Traceback" in text and "in verb" in text and "Leaky-token-4242" not in text
+
+    with pytest.raises(Exit) as exited:
+        tasks.run_verb(verb)
+    assert (exited.value.message, exited.value.code) == failure(bad)

@@ -22,7 +22,7 @@ from ci.engine import Engine
 from ci.families import family_config
 from ci.matrix import load_matrix
 from ci.merge import FamilySetup, MergeOptions, Outcome, merge_all
-from ci.naming import Family
+from ci.naming import Family, LegKey
 from ci.publish import Target, publish_leg
 from ci.reference import ImageName
 from ci.tags import TagSource
@@ -60,7 +60,7 @@ def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: An
         def publish(key: tuple[str, str]) -> str:
             suffix, arch = key
             with BlobCache(tmp_path / f"cache{suffix}-{arch}") as cache:
-                res = publish_leg(eng, built[key], family=Family.BACKENDS, suffix=suffix, ptag=arch,
+                res = publish_leg(eng, built[key], leg=LegKey(Family.BACKENDS, suffix, arch),
                                   targets=[Target(i, plain_http=True) for i in images], cache=cache,
                                   client_factory=RegistryClients(), digests_dir=digests)
             return res.digest

@@ -32,7 +32,7 @@ from ci.families import family_config
 from ci.localregistry import LocalRegistry
 from ci.matrix import load_matrix
 from ci.merge import FamilySetup, MergeOptions, Outcome, format_result, merge_all, merge_suffix
-from ci.naming import Family, keepalive_tag
+from ci.naming import Family, LegKey, keepalive_tag
 from ci.publish import Target, push_image
 from ci.reference import ImageName
 from ci.registry import RegistryClient, RetryPolicy
@@ -111,7 +111,7 @@ def two_legs(tmp: Path, hosts: list[str], repo: str, suffix: str = "-cpu-f") -> 
     children = []
     for ptag in ("amd64", "arm64"):
         d = push_tiny(images, f"linux/{ptag}", f"{repo}{suffix}{ptag}")
-        write_digest_file(digests, Family.BACKENDS, suffix, ptag, d.digest)
+        write_digest_file(digests, LegKey(Family.BACKENDS, suffix, ptag), d.digest)
         children.append(d.digest)
     return digests, write_matrix(tmp / "matrix.yml", [(suffix, "amd64"), (suffix, "arm64")]), children
 

@@ -30,7 +30,7 @@ from ci.inspection import expand_targets, inspect_refs
 from ci.manifest import Composed, Descriptor, compose_index
 from ci.matrix import load_matrix
 from ci.merge import FamilySetup, MergeOptions, merge_suffix
-from ci.naming import Family
+from ci.naming import Family, LegKey
 from ci.platforms import parse_platform
 from ci.reference import ImageName, sha256_digest
 from ci.registry import Credentials, RegistryClient, RetryPolicy
@@ -122,7 +122,7 @@ def one_leg(tmp: Path, clients: list[RegistryClient], seed: str, suffix: str = "
     for c in clients:
         d = push_child(c, "linux/amd64", seed)
     assert d is not None
-    write_digest_file(tmp / "digests", Family.BACKENDS, suffix, "amd64", d.digest)
+    write_digest_file(tmp / "digests", LegKey(Family.BACKENDS, suffix, "amd64"), d.digest)
     write_matrix(tmp / "matrix.yml", [(suffix, "amd64")])
     return d
 

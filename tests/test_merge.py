@@ -99,7 +99,7 @@ class World:
             config_platform: str | None = None) -> str:
         d = push_image(images or self.images, f"linux/{ptag}", seed or f"{suffix}{ptag}{self.images[0]}",
                        config_platform=config_platform)
-        write_digest_file(self.digests, self.family, suffix, ptag, d.digest)
+        write_digest_file(self.digests, LegKey(self.family, suffix, ptag), d.digest)
         return d.digest
 
     def args(self, *extra: str) -> list[str]:
@@ -310,7 +310,7 @@ def test_preflight_refuses_a_list_child_and_a_platform_mismatch(world: World, ca
     for img in world.images:
         with client(img) as c:
             c.put_manifest(lst.digest, lst.body, lst.media_type)
-    write_digest_file(world.digests, Family.BACKENDS, "-cpu-hello", "arm64", lst.digest)
+    write_digest_file(world.digests, LegKey(Family.BACKENDS, "-cpu-hello", "arm64"), lst.digest)
     code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello"))
     assert code == 1 and "is a manifest list" in err
     assert tags_of(world.images[0]) == []
@@ -416,7 +416,7 @@ def test_merge_all_sends_the_counted_requests_over_one_connection_per_worker_and
     for s in suffixes:
         for p in ("amd64", "arm64"):
             d = push_image(direct, f"linux/{p}", f"{unique}{s}{p}")
-            write_digest_file(world.digests, Family.BACKENDS, s, p, d.digest)
+            write_digest_file(world.digests, LegKey(Family.BACKENDS, s, p), d.digest)
     jobs = 2
     options = MergeOptions(tag_source=TagSource("push", "refs/heads/main", SHA), jobs=jobs)
     proxies = [FaultProxy(r.host, lifetime=120).start() for r in registries]

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from ci.errors import UserError
-from ci.naming import Family
+from ci.naming import Family, LegKey
 from ci.feasibility import Feasibility
+from ci.localregistry import previous_host
 from ci.pipeline import (LegOutcome, PipelineOptions, Plan, SuffixStep, _rows, configured_images,
-                         embedded_images, parse_only, previous_host, run_pipeline, select_legs)
+                         embedded_images, parse_only, run_pipeline, select_legs)
 from ci.platforms import Arch, parse_platform
 from ci.progress import Progress, Row, format_table
 from ci.state import (LegInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
@@ -282,12 +283,12 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
     bad = SuffixStep(Family.BACKENDS, "-b", (_Leg("amd64"), _Leg("arm64")), ("r/x",), ("t-b",), (AMD64, ARM64))  # type: ignore[arg-type]
     blocked = SuffixStep(Family.SERVER, "", (_Leg("amd64"), _Leg("arm64", runs=False)), ("r/y",), ("t",), (AMD64, ARM64))  # type: ignore[arg-type]
     outcomes = {
-        (Family.BACKENDS, "-a", "amd64"): LegOutcome("-a [amd64]", Family.BACKENDS, "-a", "amd64", "up to date", "sha256:1"),
-        (Family.BACKENDS, "-b", "amd64"): LegOutcome("-b [amd64]", Family.BACKENDS, "-b", "amd64", "built", "sha256:2"),
-        (Family.BACKENDS, "-b", "arm64"): LegOutcome("-b [arm64]", Family.BACKENDS, "-b", "arm64", "failed",
+        LegKey(Family.BACKENDS, "-a", "amd64"): LegOutcome(LegKey(Family.BACKENDS, "-a", "amd64"), "up to date", "sha256:1"),
+        LegKey(Family.BACKENDS, "-b", "amd64"): LegOutcome(LegKey(Family.BACKENDS, "-b", "amd64"), "built", "sha256:2"),
+        LegKey(Family.BACKENDS, "-b", "arm64"): LegOutcome(LegKey(Family.BACKENDS, "-b", "arm64"), "failed",
                                                      reason="build failed: boom"),
-        (Family.SERVER, "", "amd64"): LegOutcome("server -core [amd64]", Family.SERVER, "", "amd64", "built", "sha256:3"),
-        (Family.SERVER, "", "arm64"): LegOutcome("server -core [arm64]", Family.SERVER, "", "arm64", "skipped"),
+        LegKey(Family.SERVER, "", "amd64"): LegOutcome(LegKey(Family.SERVER, "", "amd64"), "built", "sha256:3"),
+        LegKey(Family.SERVER, "", "arm64"): LegOutcome(LegKey(Family.SERVER, "", "arm64"), "skipped"),
     }
     from ci.merge import Outcome, SuffixResult
 
@@ -303,7 +304,7 @@ def test_rows_inspect_failure_fails_the_suffix() -> None:
     from ci.merge import Outcome, SuffixResult
 
     s = SuffixStep(Family.BACKENDS, "-a", (_Leg("amd64"),), ("r/x",), ("t-a",), (AMD64,))  # type: ignore[arg-type]
-    outcomes = {(Family.BACKENDS, "-a", "amd64"): LegOutcome("-a [amd64]", Family.BACKENDS, "-a", "amd64", "built", "d")}
+    outcomes = {LegKey(Family.BACKENDS, "-a", "amd64"): LegOutcome(LegKey(Family.BACKENDS, "-a", "amd64"), "built", "d")}
     merged = {(Family.BACKENDS, "-a"): SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:L",
                                                     tags=("t-a",), changed=True)}
     rows, failures = _rows(_plan_with((s,)), outcomes, merged, {(Family.BACKENDS, "-a"): ["platforms: missing"]})

@@ -25,7 +25,7 @@ from ci.artifacts import read_digests_dir, write_digest_file
 from ci.errors import ArtifactError, MatrixError, RegistryError
 from ci.families import family_config
 from ci.matrix import parse_matrix
-from ci.naming import Family, artifact_name, parse_artifact_name
+from ci.naming import Family, LegKey, artifact_name, parse_artifact_name
 from ci.reference import ImageName, uses_plain_http
 from ci.registry import RegistryClient, RetryPolicy
 from authregistry import KNOWN_PASSWORD, auth_registries
@@ -114,26 +114,26 @@ def test_artifact_names_only_from_validated_fragments(evil: str, tmp_path: Path)
         parse_artifact_name(f"digests{evil}--amd64")
     digests = tmp_path / "d" / "digests"
     with pytest.raises(Exception):  # ValueError or ArtifactError: never a write
-        write_digest_file(digests, Family.BACKENDS, evil, "amd64", "sha256:" + "a" * 64)
+        write_digest_file(digests, LegKey(Family.BACKENDS, evil, "amd64"), "sha256:" + "a" * 64)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def test_digest_files_never_escape_the_digests_dir(tmp_path: Path) -> None:
     digests, outside = tmp_path / "digests", tmp_path / "outside"
     outside.mkdir()
-    path = write_digest_file(digests, Family.BACKENDS, "-cpu-x", "amd64", "sha256:" + "a" * 64)
+    path = write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-x", "amd64"), "sha256:" + "a" * 64)
     assert path.resolve().parent.parent == digests.resolve()
     for a in read_digests_dir(digests):
         assert a.path.resolve().is_relative_to(digests.resolve())
     # a leg directory replaced by a symlink to elsewhere: neither written through nor read
     (digests / "digests-cpu-y--amd64").symlink_to(outside, target_is_directory=True)
     with pytest.raises(ArtifactError, match="symlink"):
-        write_digest_file(digests, Family.BACKENDS, "-cpu-y", "amd64", "sha256:" + "b" * 64)
+        write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-y", "amd64"), "sha256:" + "b" * 64)
     with pytest.raises(ArtifactError, match="symlink"):
         read_digests_dir(digests)
     assert list(outside.iterdir()) == []
     with pytest.raises(ValueError):
-        write_digest_file(digests, Family.BACKENDS, "-cpu-x", "amd64", "sha256:../../" + "a" * 58)
+        write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-x", "amd64"), "sha256:../../" + "a" * 58)
 
 
 # ---- TLS -----------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_merge_says_when_it_uses_plain_http(registries: Any, unique: str, tmp_pa
 
     images = [f"{r.host}/{unique}/backends" for r in registries]
     d = push_image(images, "linux/amd64", unique)
-    write_digest_file(tmp_path / "digests", Family.BACKENDS, "-cpu-h", "amd64", d.digest)
+    write_digest_file(tmp_path / "digests", LegKey(Family.BACKENDS, "-cpu-h", "amd64"), d.digest)
     write_matrix(tmp_path / "m.yml", [("-cpu-h", "amd64")])
     code = main(["merge", "--tag-suffix=-cpu-h", "--digests-dir", str(tmp_path / "digests"), "--matrix",
                  str(tmp_path / "m.yml"), "--images", ",".join(images), "--ref", "refs/heads/master", "--sha", SHA,

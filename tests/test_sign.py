@@ -9,7 +9,7 @@ import pytest
 
 from ci.cli import main
 from ci.errors import UserError
-from ci.naming import Family
+from ci.naming import Family, LegKey
 from ci.sign import SignOptions, VerifyOptions, sign_command, sign_image, verify_command
 from oci_images import push_image, resolve, write_matrix
 from ci.artifacts import write_digest_file
@@ -60,7 +60,7 @@ def test_sign_round_trip_through_merge_and_inspect(tmp_path: Path, registries, u
     matrix = write_matrix(tmp_path / "m.yml", [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
     for p in ("amd64", "arm64"):
         d = push_image(images, f"linux/{p}", f"sign{p}")
-        write_digest_file(tmp_path / "digests", Family.BACKENDS, "-cpu-hello", p, d.digest)
+        write_digest_file(tmp_path / "digests", LegKey(Family.BACKENDS, "-cpu-hello", p), d.digest)
     code = main(["merge", "--tag-suffix", "-cpu-hello", "--digests-dir", str(tmp_path / "digests"), "--matrix",
                  str(matrix), "--images", ",".join(images), "--ref", "refs/heads/main", "--sha", SHA,
                  "--sign", "--key", str(key), "--no-tlog"], env=env)
