@@ -60,7 +60,7 @@ def child(image: str, targets: list[str], cache_dir: str) -> None:
     from ci.blobcache import BlobCache
     from ci.engine import connect
     from ci.clients import RegistryClients
-    from ci.publish import Target, push_image
+    from ci.publish import PushTarget, push_image
     from ci.reference import parse_image_name
 
     t0 = time.monotonic()
@@ -71,7 +71,7 @@ def child(image: str, targets: list[str], cache_dir: str) -> None:
             staged_at.append(time.monotonic() - t0)
     with BlobCache(cache_dir) as cache:
         engine = connect()
-        rep = push_image(engine, image, [Target(parse_image_name(t), plain_http=True) for t in targets],
+        rep = push_image(engine, image, [PushTarget(parse_image_name(t), plain_http=True) for t in targets],
                          cache=cache, client_factory=RegistryClients(), log=log,
                          content_dirs=engine.content_store(os.environ))  # as invoke build-backend does
     seconds = time.monotonic() - t0

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ci.errors import CiError
 from ci.families import FamilyConfig
 from ci.markdown import md_table
-from ci.inspection import Failure, ListObservation, Target, observe, verify
+from ci.inspection import Failure, ListObservation, InspectRef, observe, verify
 from ci.matrix import Matrix
 from ci.naming import Family, suffix_label
 from ci.platforms import Platform
@@ -140,7 +140,7 @@ def _observe_tags(img: ImageName, tags: Sequence[str], client: object) -> list[L
     seen: dict[str, ListObservation] = {}
     out = []
     for t in tags:
-        target = Target(img, t)
+        target = InspectRef(img, t)
         first = next(iter(seen.values()), None)
         if first is not None:
             try:

@@ -264,10 +264,10 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, clie
     there (blobs mounted from the targets on the same registry, uploaded otherwise: publish's own
     pipeline). Builders that export registry cache write that tag themselves. Returns a warning
     instead of raising: a stale cache slows the next build, it never fails this leg."""
-    from ci.publish import Target, push_image
+    from ci.publish import PushTarget, push_image
 
     repo = plan.config.cache
-    target = Target(repo, plain_http=plan.config.plain_http(repo.registry),
+    target = PushTarget(repo, plain_http=plan.config.plain_http(repo.registry),
                     tags=(cache_tag(plan.family, plan.suffix, plan.ptag),), plain_http_policy=plan.config.plain_http)
     try:
         push_image(engine, image_id, [target], cache=cache, client_factory=clients,
@@ -372,11 +372,11 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
 
 
 def publish_targets(plan: LegPlan) -> list[Any]:
-    """Where a planned leg is published: one Target per image, with its transport (the family's
+    """Where a planned leg is published: one PushTarget per image, with its transport (the family's
     configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
-    from ci.publish import Target
+    from ci.publish import PushTarget
 
-    return [Target(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
+    return [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
                    plain_http_policy=plan.config.plain_http) for img in plan.images]
 
 

@@ -133,7 +133,7 @@ def merge_elements(legs: Sequence[Entry]) -> list[dict[str, str]]:
 
 
 @dataclass(frozen=True)
-class Plan:
+class JobPlan:
     """The job matrices of one run."""
 
     family: Family
@@ -154,7 +154,7 @@ class Plan:
         return len(self.multi_merge) + sum(len(m) for m in self.shard_merges)
 
 
-def plan(matrix: Matrix, selection: Selection, shards: int = DEFAULT_SHARDS) -> Plan:
+def plan(matrix: Matrix, selection: Selection, shards: int = DEFAULT_SHARDS) -> JobPlan:
     """Split, shard and build the merge matrices of the selected legs (pure)."""
     multi_platform = [e for e in matrix.entries if e.multi_platform]
     if multi_platform:
@@ -175,7 +175,7 @@ def plan(matrix: Matrix, selection: Selection, shards: int = DEFAULT_SHARDS) -> 
         raise UserError(
             f"{len(selection.darwin)} includeDarwin entries are selected, over GitHub's limit of {GITHUB_MATRIX_LIMIT} "
             "jobs per matrix (a larger matrix never starts; the run hangs); build fewer per run (--changed-files/--base)")
-    return Plan(
+    return JobPlan(
         family=matrix.family, selection=selection, multi=tuple(multi),
         shards=tuple(tuple(p) for p in parts),
         multi_merge=tuple(merge_elements(multi)),
@@ -229,7 +229,7 @@ def class_merge_outputs(name: str, family: Family, merges: Sequence[Mapping[str,
             f"{name}-merge-pattern": class_artifact_pattern(family, suffixes) if suffixes else ""}
 
 
-def outputs(p: Plan) -> dict[str, object]:
+def outputs(p: JobPlan) -> dict[str, object]:
     """Step outputs of a plan (values: JSON-able objects, booleans, strings)."""
     out: dict[str, object] = {
         "multi-arch-matrix": {"include": [build_element(e) for e in p.multi]},
@@ -259,7 +259,7 @@ def outputs(p: Plan) -> dict[str, object]:
     return out
 
 
-def summary(p: Plan, seconds: float) -> str:
+def summary(p: JobPlan, seconds: float) -> str:
     """A Markdown block for ``$GITHUB_STEP_SUMMARY``."""
     rows = [["multi-arch", "-", str(len(p.multi)), str(len(p.multi_merge))]]
     rows += [["single-arch", str(i), str(len(s)), str(len(m))]
@@ -272,7 +272,7 @@ def summary(p: Plan, seconds: float) -> str:
     return head + md_table(["class", "shard", "legs", "merges"], rows) + (f"\nNotes:{notes}\n" if notes else "")
 
 
-def describe(p: Plan, seconds: float) -> str:
+def describe(p: JobPlan, seconds: float) -> str:
     """One line for the terminal."""
     sizes = ",".join(str(len(s)) for s in p.shards)
     darwin = f", {len(p.darwin)} includeDarwin entries" if p.darwin else ""
@@ -281,7 +281,7 @@ def describe(p: Plan, seconds: float) -> str:
             f"({len(p.multi_merge)} multi-arch){darwin}; {seconds:.2f} s")
 
 
-def explain(p: Plan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callable[[], Tree]) -> str:
+def explain(p: JobPlan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callable[[], Tree]) -> str:
     """For every leg (and includeDarwin entry) of ``suffixes``: selected or not, each reason (the
     changed file and the chain through which it reaches the leg), and the leg's inputs.
 

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from ci.changes import Base, Selection, is_null_base, select_all, select_legs
 from ci.errors import UserError
-from ci.gha_matrix import DEFAULT_SHARDS, Plan, describe, explain, outputs, plan, summary
+from ci.gha_matrix import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
 from ci.git import Git, Runner
 from ci.github import write_outputs, write_summary
 from ci.matrix import DEFAULT_MATRIX, Matrix, load_matrix
@@ -79,7 +79,7 @@ def repo_root(matrix_path: str | Path, root: str | Path | None) -> Path:
 def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS,
                     changed_files: str | None = None, base: str | None = None, force_all: bool = False,
                     shards: int = DEFAULT_SHARDS, root: str | Path | None = None,
-                    strict_proto: bool = False) -> tuple[Plan, float]:
+                    strict_proto: bool = False) -> tuple[JobPlan, float]:
     """Load, select, plan. Returns the plan and seconds taken.
 
     ``changed_files`` names a file with one repository-relative path per line (relative to
@@ -115,7 +115,7 @@ def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS
 def write_github_matrices(*, matrix: str | None, family: str, changed_files: str | None, base: str | None,
                           force_all: bool, shards: int, github_output: str | None, env: Mapping[str, str],
                           out: TextIO, err: TextIO, explain_suffixes: Sequence[str] = (), root: str | None = None,
-                          strict_proto: bool = False) -> Plan:
+                          strict_proto: bool = False) -> JobPlan:
     """``invoke matrix.github``: plan, then write the step outputs (``--github-output``,
     ``$GITHUB_OUTPUT``, else ``out``), the job summary, and a one-line description on ``err``.
 

@@ -37,7 +37,7 @@ CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "
 
 
 @dataclass(frozen=True)
-class Target:
+class InspectRef:
     """One reference to inspect: a repository and a tag or digest."""
 
     image: ImageName
@@ -47,7 +47,7 @@ class Target:
         return self.image.with_digest(self.reference) if self.reference.startswith("sha256:") else self.image.with_tag(self.reference)
 
 
-def parse_reference(text: str) -> Target:
+def parse_reference(text: str) -> InspectRef:
     """``[registry/]repo:tag`` or ``[registry/]repo@sha256:...``; UserError otherwise."""
     raw = text.strip()
     try:
@@ -56,12 +56,12 @@ def parse_reference(text: str) -> Target:
                              "`docker login` instead")
         if "@" in raw:
             name, digest = raw.rsplit("@", 1)
-            return Target(parse_image_name(name), parse_digest(digest))
+            return InspectRef(parse_image_name(name), parse_digest(digest))
         slash = raw.rfind("/")
         colon = raw.rfind(":")
         if colon <= slash:
             raise ValueError(f"{text!r} has no tag or digest (expected REPO:TAG or REPO@sha256:...)")
-        return Target(parse_image_name(raw[:colon]), parse_tag(raw[colon + 1:]))
+        return InspectRef(parse_image_name(raw[:colon]), parse_tag(raw[colon + 1:]))
     except ValueError as exc:
         raise UserError(f"reference {mask_userinfo(text)!r}: {exc}") from None
 
@@ -87,7 +87,7 @@ class ChildObservation:
 
 @dataclass(frozen=True)
 class ListObservation:
-    target: Target
+    target: InspectRef
     digest: str = ""  # '' when it does not resolve
     media_type: str = ""
     is_index: bool = False
@@ -128,7 +128,7 @@ class InspectReport:
 
 # ---- pure rules ------------------------------------------------------------------------------
 
-def _group_key(t: Target) -> str:
+def _group_key(t: InspectRef) -> str:
     return t.reference
 
 
@@ -198,7 +198,7 @@ def verify(observations: Sequence[ListObservation], expected: Sequence[Platform]
 
 # ---- reading ---------------------------------------------------------------------------------
 
-def observe(target: Target, client: RegistryClient) -> ListObservation:
+def observe(target: InspectRef, client: RegistryClient) -> ListObservation:
     """Read one list and its children from a registry; registry errors become observations."""
     try:
         got = client.get_manifest(target.reference)
@@ -238,7 +238,7 @@ def _observe_child(d: Descriptor, client: RegistryClient) -> ChildObservation:
         return ChildObservation(d, found=False, error=str(exc))
 
 
-def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Sequence[str]) -> list[Target]:
+def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Sequence[str]) -> list[InspectRef]:
     """Positional references plus the cross product of ``--images`` and ``--tag``."""
     out = [parse_reference(r) for r in refs]
     tags = [t.strip() for group in tags for t in group.split(",") if t.strip()]  # "a,b" as the merge writes them
@@ -247,7 +247,7 @@ def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Seque
             ref = parse_digest(t) if t.startswith("sha256:") else parse_tag(t)
         except ValueError as exc:
             raise UserError(f"--tag: {exc}") from None
-        out += [Target(img, ref) for img in images]
+        out += [InspectRef(img, ref) for img in images]
     if tags and not images:
         raise UserError("--tag needs --images (or a family's configured images)")
     if not out:
@@ -255,7 +255,7 @@ def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Seque
     return list(dict.fromkeys(out))
 
 
-def inspect_refs(targets: Sequence[Target], client_for: Callable[[ImageName], RegistryClient], *,
+def inspect_refs(targets: Sequence[InspectRef], client_for: Callable[[ImageName], RegistryClient], *,
                  expected: Sequence[Platform] | None = None, verify_signatures: VerifyOptions | None = None,
                  plain_http: Callable[[str], bool] = lambda reg: False,
                  env: Mapping[str, str] | None = None) -> InspectReport:
@@ -361,7 +361,7 @@ def inspect_merged(merged: Sequence[tuple[str, str, tuple[str, ...], tuple[Platf
     obs: list[ListObservation] = []
     fails: list[Failure] = []
     for _suffix, digest, tags, platforms in merged:
-        targets = [Target(img, ref) for img in images for ref in (digest, *tags)]
+        targets = [InspectRef(img, ref) for img in images for ref in (digest, *tags)]
         report = inspect_refs(targets, client_for, expected=platforms)
         obs += report.observations
         fails += report.failures

@@ -109,7 +109,7 @@ class MergeOptions:
 
 
 @dataclass(frozen=True)
-class Target:
+class MergeTarget:
     """One suffix to merge: its family, registries, matrix and selected artifacts."""
 
     family: Family
@@ -124,10 +124,10 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Plan:
+class MergePlan:
     """The pure result of preflight + composition: what will be written where."""
 
-    target: Target
+    target: MergeTarget
     children: tuple[Descriptor, ...]
     composed: Composed
     tags: tuple[str, ...]
@@ -188,7 +188,7 @@ class _Skip(Exception):
 
 # ---- pure checks ---------------------------------------------------------------------------
 
-def check_legs(target: Target) -> list[Entry]:
+def check_legs(target: MergeTarget) -> list[Entry]:
     """The matrix legs of the suffix, checked against the artifacts (raises _Skip / UserError)."""
     legs = target.matrix.legs_of(target.suffix)
     where = target.matrix.path
@@ -223,7 +223,7 @@ GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-c
 
 # ---- preflight (reads) ---------------------------------------------------------------------
 
-def preflight(target: Target, legs: Sequence[Entry], clients: Mapping[ImageName, RegistryClient]) -> tuple[Descriptor, ...]:
+def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[ImageName, RegistryClient]) -> tuple[Descriptor, ...]:
     """Child descriptors read from the registries; OperationError listing every problem found."""
     images = target.config.images
     first = images[0]
@@ -302,8 +302,8 @@ def _read(fn: Callable[[], T], img: ImageName, what: str) -> T:
 
 # ---- planning --------------------------------------------------------------------------------
 
-def plan_suffix(target: Target, options: MergeOptions,
-                clients: Mapping[ImageName, RegistryClient]) -> Plan:
+def plan_suffix(target: MergeTarget, options: MergeOptions,
+                clients: Mapping[ImageName, RegistryClient]) -> MergePlan:
     legs = check_legs(target)
     tags = options.planned_tags.get((target.family, target.suffix)) or options.tag_source.tags(
         target.suffix, options.tag_latest or tag_latest_of(legs, target.label), target.family)
@@ -312,12 +312,12 @@ def plan_suffix(target: Target, options: MergeOptions,
         composed = compose_index(children)
     except ValueError as exc:
         raise OperationError(f"merge {target.label}: composing the list: {exc}") from None
-    return Plan(target=target, children=children, composed=composed, tags=tags)
+    return MergePlan(target=target, children=children, composed=composed, tags=tags)
 
 
 # ---- publishing --------------------------------------------------------------------------------
 
-def _current(clients: Mapping[ImageName, RegistryClient], plan: Plan) -> dict[tuple[ImageName, str], str | None]:
+def _current(clients: Mapping[ImageName, RegistryClient], plan: MergePlan) -> dict[tuple[ImageName, str], str | None]:
     out: dict[tuple[ImageName, str], str | None] = {}
     for img in plan.target.config.images:
         for t in plan.tags:
@@ -326,7 +326,7 @@ def _current(clients: Mapping[ImageName, RegistryClient], plan: Plan) -> dict[tu
     return out
 
 
-def _todo(client: RegistryClient, plan: Plan) -> list[str]:
+def _todo(client: RegistryClient, plan: MergePlan) -> list[str]:
     """Tags of ``plan`` not yet pointing at the composed list in one registry.
 
     The first tag is looked up; only when it is already in place (a re-run) are the others
@@ -341,7 +341,7 @@ def _todo(client: RegistryClient, plan: Plan) -> list[str]:
     return rest
 
 
-def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]
+def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
                    ) -> tuple[bool, list[str], dict[ImageName, set[str]]]:
     """PUT the tags in every registry, one registry after the other.
 
@@ -371,7 +371,7 @@ def publish_native(plan: Plan, clients: Mapping[ImageName, RegistryClient]
     return any(todo.values()), tagged, written
 
 
-def publish_imagetools(plan: Plan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
+def publish_imagetools(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
     """One ``docker buildx imagetools create`` per registry, all tags as ``-t`` (LocalAI's way)."""
     before = _current(clients, plan)
     tagged: list[str] = []
@@ -386,7 +386,7 @@ def publish_imagetools(plan: Plan, clients: Mapping[ImageName, RegistryClient]) 
     return before != after, tagged
 
 
-def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], method: Method) -> str:
+def verify_published(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], method: Method) -> str:
     """Every tag in every registry resolves to one digest (the composed one for native); returns it."""
     seen: dict[str, list[str]] = {}
     for img in plan.target.config.images:
@@ -413,7 +413,7 @@ def verify_published(plan: Plan, clients: Mapping[ImageName, RegistryClient], me
     return digest
 
 
-def read_back(plan: Plan, clients: Mapping[ImageName, RegistryClient], body: bytes,
+def read_back(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], body: bytes,
               verified: Mapping[ImageName, set[str]] | None = None) -> None:
     """Every tag and the list digest, in every registry, serve exactly ``body`` (GET, bytes compared).
 
@@ -446,7 +446,7 @@ def read_back(plan: Plan, clients: Mapping[ImageName, RegistryClient], body: byt
                 f"and check {img.registry} if it fails again")
 
 
-def delete_keepalive(target: Target, run_id: str, pool: ClientPool) -> tuple[list[str], list[str], int]:
+def delete_keepalive(target: MergeTarget, run_id: str, pool: ClientPool) -> tuple[list[str], list[str], int]:
     """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
 
     Looks each exact tag up in every image of the family and in the cache repository. Returns
@@ -534,7 +534,7 @@ class ClientPool:
         self.close()
 
 
-def merge_target(target: Target, options: MergeOptions, pool: ClientPool) -> SuffixResult:
+def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -> SuffixResult:
     """Merge one suffix with clients leased from ``pool``; raises _Skip or CiError (the callers
     turn them into results)."""
     method = options.method.resolved()
@@ -591,7 +591,7 @@ def _sent(clients: Mapping[ImageName, RegistryClient], start: Mapping[ImageName,
     return sum(cl.requests_sent - start[img][1] for img, cl in clients.items())
 
 
-def _run_one(target: Target, options: MergeOptions, pool: ClientPool) -> SuffixResult:
+def _run_one(target: MergeTarget, options: MergeOptions, pool: ClientPool) -> SuffixResult:
     try:
         return merge_target(target, options, pool)
     except _Skip as exc:
@@ -640,7 +640,7 @@ def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: Fa
             hint = f"; there are {other} artifacts for it: pass --family {other}"
         raise UserError(f"no digest artifact for {suffix_label(family, suffix)} ({family}) in {digests_dir}{hint}; "
                         "download the legs' digests artifacts there first")
-    target = Target(family, suffix, setup.config, setup.matrix, tuple(selected))
+    target = MergeTarget(family, suffix, setup.config, setup.matrix, tuple(selected))
     try:
         with ClientPool(factory or RegistryClients()) as pool:
             return merge_target(target, options, pool)
@@ -649,19 +649,19 @@ def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: Fa
 
 
 def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetup],
-                     only: Sequence[str] | None = None) -> list[Target]:
+                     only: Sequence[str] | None = None) -> list[MergeTarget]:
     """Every (family, suffix) in the digests directory whose family is in ``setups`` (and, with ``only``,
     whose suffix is listed), in a stable order."""
     arts = read_digests_dir(digests_dir) if only is None or Path(digests_dir).exists() else []
     keys = sorted({(a.key.family, a.key.suffix) for a in arts})
-    out: list[Target] = []
+    out: list[MergeTarget] = []
     for fam, suf in keys:
         if fam not in setups:  # a family not asked for (``--all --family X``)
             continue
         if only is not None and suf not in only:  # another class's suffix: not this job's
             continue
         s = setups[fam]
-        out.append(Target(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
+        out.append(MergeTarget(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
     return out
 
 

@@ -4,7 +4,7 @@
    ``CI_BACKEND_IMAGES``/``CI_SERVER_IMAGES``), else the *embedded default*: two throwaway
    loopback registries (:mod:`ci.localregistry`) storing under ``<state>/registries/{quay,hub}``
    on the ports they had last time when free, so a second run finds what the first published.
-2. **Plan** (pure, :func:`plan_pipeline`): every selected leg of both matrices through
+2. **PipelinePlan** (pure, :func:`plan_pipeline`): every selected leg of both matrices through
    :func:`ci.build.prepare` (the ``invoke build-backend`` planning), whether and how this
    builder can build it (:func:`ci.feasibility.leg_feasibility`: native, cross-build, QEMU, or
    skipped with the reason), its input key (:mod:`ci.state`: context, Dockerfile, build args,
@@ -153,7 +153,7 @@ class SuffixStep:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PipelinePlan:
     legs: tuple[LegStep, ...]
     suffixes: tuple[SuffixStep, ...]
     images: Mapping[Family, str]
@@ -304,7 +304,7 @@ def _matrix_paths(options: PipelineOptions) -> tuple[dict[Family, Path], list[st
 
 
 def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Sequence[str] | None,
-                  engine: Any | None, caps: Any, digests_dir: Path) -> Plan:
+                  engine: Any | None, caps: Any, digests_dir: Path) -> PipelinePlan:
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
@@ -374,7 +374,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
             tags = source.tags(suf, latest, fam)
             suffixes.append(SuffixStep(fam, suf, legs, tuple(str(i) for i in configs[fam].images), tags,
                                        tuple(sorted(e.platform for e in m.legs_of(suf)))))
-    return Plan(tuple(steps), tuple(suffixes), images, registries, str(digests_dir), source,
+    return PipelinePlan(tuple(steps), tuple(suffixes), images, registries, str(digests_dir), source,
                 str((options.state_path / STATE_FILE).resolve()), matrices=matrices, notes=tuple(notes), configs=configs,
                 keychain=keychain)
 
@@ -382,7 +382,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
 class _Runner:
     """Runs the legs of a plan; shared state guarded by locks."""
 
-    def __init__(self, plan: Plan, options: PipelineOptions, env: Mapping[str, str], engine: Any, builder: Any,
+    def __init__(self, plan: PipelinePlan, options: PipelineOptions, env: Mapping[str, str], engine: Any, builder: Any,
                  bases: Any, progress: Progress, state: State, state_file: Path) -> None:
         self.plan, self.options, self.env, self.engine = plan, options, env, engine
         self.builder, self.bases = builder, bases
@@ -465,9 +465,9 @@ def _short(text: str, limit: int = 160) -> str:
 
 def _inspect(s: SuffixStep, tags: Sequence[str], config: Any, clients: Any, env: Mapping[str, str]) -> list[str]:
     """Inspect every tag of a merged suffix in every registry; the failed checks (empty: verified)."""
-    from ci.inspection import Target, inspect_refs
+    from ci.inspection import InspectRef, inspect_refs
 
-    targets = [Target(img, t) for img in config.images for t in tags]
+    targets = [InspectRef(img, t) for img in config.images for t in tags]
     report = inspect_refs(targets, partial(clients, plain_http=config.plain_http), expected=s.platforms,
                           plain_http=config.plain_http, env=env)
     return [str(f) for f in report.failures]
@@ -543,7 +543,7 @@ def _connect(env: Mapping[str, str], required: bool) -> Any | None:
         return None
 
 
-def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: Any, builder: Any, state: State,
+def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], engine: Any, builder: Any, state: State,
              state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
              t0: float, emb: RegistrySet | None) -> PipelineReport:
     import shutil
@@ -606,7 +606,7 @@ def _execute(plan: Plan, options: PipelineOptions, env: dict[str, str], engine: 
     return PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds)
 
 
-def _rows(plan: Plan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], Any],
+def _rows(plan: PipelinePlan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], Any],
           verified: Mapping[tuple[Family, str], list[str]]) -> tuple[list[Row], list[str]]:
     from ci.merge import Outcome
 

@@ -78,7 +78,7 @@ class Client(Protocol):
 
 
 @dataclass(frozen=True)
-class Target:
+class PushTarget:
     """One repository to publish to, with how to reach it (credentials: the client factory's keychain)."""
 
     image: ImageName
@@ -666,7 +666,7 @@ class PushReport:
 class _Uploader:
     """One target: one client, one thread (clients are not shared between threads)."""
 
-    def __init__(self, target: Target, client: Client, siblings: Sequence[str], cache: BlobCache) -> None:
+    def __init__(self, target: PushTarget, client: Client, siblings: Sequence[str], cache: BlobCache) -> None:
         self.target = target
         self.client = client
         self.siblings = [s for s in siblings if s != target.image.repository]
@@ -721,11 +721,11 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, (OperationError, RegistryError)) else f"{type(exc).__name__}: {exc}"
 
 
-def push_image(engine: Engine, image: str, targets: Sequence[Target], *, cache: BlobCache,
+def push_image(engine: Engine, image: str, targets: Sequence[PushTarget], *, cache: BlobCache,
                client_factory: ClientFactory, tags: Iterable[str] = (), mount_from: Iterable[ImageName] = (),
                log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PushReport:
     """Publish ``image`` by digest to every target; add ``tags`` (same manifest) in every target and
-    each target's own ``Target.tags`` in that target.
+    each target's own ``PushTarget.tags`` in that target.
 
     Raises OperationError naming each failed target; no manifest is pushed anywhere
     unless every target confirmed every blob.
@@ -798,12 +798,12 @@ class PublishResult:
 
 
 def publish_leg(engine: Engine, image: str, *, leg: LegKey,
-                targets: Sequence[Target], cache: BlobCache, client_factory: ClientFactory,
+                targets: Sequence[PushTarget], cache: BlobCache, client_factory: ClientFactory,
                 digests_dir: str | Path | None, tags: Sequence[str] = (), mount_from: Iterable[ImageName] = (),
                 log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PublishResult:
     """Publish one leg; write its digest file (when ``digests_dir``) only after every registry agrees.
 
-    ``tags`` go into every target repository, ``Target.tags`` into that target only. Keepalive
+    ``tags`` go into every target repository, ``PushTarget.tags`` into that target only. Keepalive
     anchors (``--anchor``) are per-target tags: registries like Quay garbage-collect untagged
     manifests *per repository*, so an anchor tag in another repository (say, a shared cache
     repository) would not protect the untagged child in this one; every repository of such a

@@ -23,7 +23,7 @@ from ci.families import family_config
 from ci.matrix import load_matrix
 from ci.merge import FamilySetup, MergeOptions, Outcome, merge_all
 from ci.naming import Family, LegKey
-from ci.publish import Target, publish_leg
+from ci.publish import PushTarget, publish_leg
 from ci.reference import ImageName
 from ci.tags import TagSource
 from oci_images import client, write_matrix
@@ -61,7 +61,7 @@ def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: An
             suffix, arch = key
             with BlobCache(tmp_path / f"cache{suffix}-{arch}") as cache:
                 res = publish_leg(eng, built[key], leg=LegKey(Family.BACKENDS, suffix, arch),
-                                  targets=[Target(i, plain_http=True) for i in images], cache=cache,
+                                  targets=[PushTarget(i, plain_http=True) for i in images], cache=cache,
                                   client_factory=RegistryClients(), digests_dir=digests)
             return res.digest
 

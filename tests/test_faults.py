@@ -33,7 +33,7 @@ from ci.localregistry import LocalRegistry
 from ci.matrix import load_matrix
 from ci.merge import FamilySetup, MergeOptions, Outcome, format_result, merge_all, merge_suffix
 from ci.naming import Family, LegKey, keepalive_tag
-from ci.publish import Target, push_image
+from ci.publish import PushTarget, push_image
 from ci.reference import ImageName
 from ci.registry import RegistryClient, RetryPolicy
 from ci.tags import TagSource
@@ -130,7 +130,7 @@ def test_publish_survives_25_percent_faults(kind: str, engine: Any, registries: 
                                             unique: str, tmp_path: Path) -> None:
     image = leg_image(base_image, unique, "amd64")
     with proxies(*(r.host for r in registries), faults=fault(kind)) as ps:
-        targets = [Target(ImageName(p.host, f"{unique}/backends"), plain_http=True) for p in ps]
+        targets = [PushTarget(ImageName(p.host, f"{unique}/backends"), plain_http=True) for p in ps]
         made = Counted(SLOW_POLICY if kind == "slow" else POLICY)
         with BlobCache(tmp_path / "cache") as cache:
             report = push_image(Engine(engine), image, targets, cache=cache, client_factory=made.publish)
@@ -177,8 +177,8 @@ def test_publish_total_failure_is_bounded_and_named(kind: str, status: str, engi
             bad.set_down(True)
         else:
             bad.fail_all(kind)
-        targets = [Target(ImageName(bad.host, f"{unique}/backends"), plain_http=True),
-                   Target(ImageName(registries[1].host, f"{unique}/backends"), plain_http=True)]
+        targets = [PushTarget(ImageName(bad.host, f"{unique}/backends"), plain_http=True),
+                   PushTarget(ImageName(registries[1].host, f"{unique}/backends"), plain_http=True)]
         t0 = time.monotonic()
         with BlobCache(tmp_path / "cache") as cache, pytest.raises(OperationError) as err:
             push_image(Engine(engine), image, targets, cache=cache, client_factory=Counted(FAIL_FAST).publish)
@@ -269,8 +269,8 @@ def test_registry_killed_mid_publish_then_rerun_uploads_only_what_is_missing(
     victim: LocalRegistry = registry_factory()
     image = leg_image(base_image, unique, "amd64", payload=8 << 20)  # one 8 MiB layer + the config
     repo = f"{unique}/backends"
-    targets = [Target(ImageName(victim.host, repo), plain_http=True),
-               Target(ImageName(registries[0].host, repo), plain_http=True)]
+    targets = [PushTarget(ImageName(victim.host, repo), plain_http=True),
+               PushTarget(ImageName(registries[0].host, repo), plain_http=True)]
     killed: list[float] = []
 
     def kill() -> None:

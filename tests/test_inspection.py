@@ -8,7 +8,7 @@ import pytest
 
 from ci.cli import main
 from ci.errors import UserError
-from ci.inspection import (ChildObservation, ListObservation, Target, expand_targets, parse_reference, verify)
+from ci.inspection import (ChildObservation, ListObservation, InspectRef, expand_targets, parse_reference, verify)
 from ci.manifest import DOCKER_LIST, DOCKER_MANIFEST, Descriptor, compose_index
 from ci.platforms import parse_platform
 from ci.reference import ImageName
@@ -26,7 +26,7 @@ def child(d: str, plat=AMD, cfg=None, found=True, size=10) -> ChildObservation: 
 
 def ob(img: ImageName = R1, digest: str = D["a"], kids=None, tag: str = "v1", **kw) -> ListObservation:  # type: ignore[no-untyped-def]
     kids = (child(D["b"], AMD), child(D["c"], ARM)) if kids is None else kids
-    return ListObservation(Target(img, tag), digest=digest, media_type=DOCKER_LIST, is_index=True, children=tuple(kids), **kw)
+    return ListObservation(InspectRef(img, tag), digest=digest, media_type=DOCKER_LIST, is_index=True, children=tuple(kids), **kw)
 
 
 def checks(obs, expected=(AMD, ARM)) -> list[str]:  # type: ignore[no-untyped-def]
@@ -38,11 +38,11 @@ def test_good_lists_pass() -> None:
 
 
 def test_resolves() -> None:
-    assert checks([ListObservation(Target(R1, "v1"), error="not found in 127.0.0.1:1/x/app")]) == ["resolves"]
+    assert checks([ListObservation(InspectRef(R1, "v1"), error="not found in 127.0.0.1:1/x/app")]) == ["resolves"]
 
 
 def test_is_list() -> None:
-    assert checks([ListObservation(Target(R1, "v1"), digest=D["a"], media_type=DOCKER_MANIFEST)]) == ["is-list"]
+    assert checks([ListObservation(InspectRef(R1, "v1"), digest=D["a"], media_type=DOCKER_MANIFEST)]) == ["is-list"]
 
 
 def test_missing_and_unexpected_platform() -> None:
@@ -88,7 +88,7 @@ def test_signature_errors_are_failures() -> None:
 
 def test_reference_parsing() -> None:
     t = parse_reference("127.0.0.1:5000/a/b:v1")
-    assert t == Target(ImageName("127.0.0.1:5000", "a/b"), "v1")
+    assert t == InspectRef(ImageName("127.0.0.1:5000", "a/b"), "v1")
     assert parse_reference(f"quay.io/a/b@{D['a']}").reference == D["a"]
     for bad in ("127.0.0.1:5000/a/b", "quay.io/A/b:t", "quay.io/a/b@sha256:12"):
         with pytest.raises(UserError):

@@ -13,7 +13,7 @@ from ci.errors import MatrixError, UserError
 from ci.families import family_config
 from ci.manifest import compose_index
 from ci.matrix import load_matrix, parse_matrix
-from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, Target, _Skip,
+from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, MergeTarget, _Skip,
                       check_legs, config_platform, merge_all, summary_markdown, tag_latest_of)
 from ci.naming import Family, LegKey, keepalive_tag
 from ci.platforms import parse_platform
@@ -30,12 +30,12 @@ BRANCH = ["--ref", "refs/heads/master", "--sha", SHA, "--event", "push"]
 
 # ---- pure ------------------------------------------------------------------------------------
 
-def _target(legs: list[tuple[str, str]], arts: list[str], suffix: str = "-a", family: Family = Family.BACKENDS) -> Target:
+def _target(legs: list[tuple[str, str]], arts: list[str], suffix: str = "-a", family: Family = Family.BACKENDS) -> MergeTarget:
     m = parse_matrix(matrix_text(legs, family), "m.yml", family)
     cfg = family_config(family, images="127.0.0.1:1/x")
     art = tuple(DigestArtifact(LegKey(family, suffix, p), "sha256:" + "0" * 64, Path(f"/d/digests{suffix}--{p}/x"))
                 for p in arts)
-    return Target(family, suffix, cfg, m, art)
+    return MergeTarget(family, suffix, cfg, m, art)
 
 
 def test_check_legs_ok_missing_and_foreign() -> None:

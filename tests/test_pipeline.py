@@ -12,7 +12,7 @@ from ci.errors import UserError
 from ci.naming import Family, LegKey
 from ci.feasibility import Feasibility
 from ci.localregistry import previous_host
-from ci.pipeline import (LegOutcome, PipelineOptions, Plan, SuffixStep, _rows, configured_images,
+from ci.pipeline import (LegOutcome, PipelineOptions, PipelinePlan, SuffixStep, _rows, configured_images,
                          embedded_images, parse_only, run_pipeline, select_legs)
 from ci.platforms import Arch, parse_platform
 from ci.progress import Progress, Row, format_table
@@ -268,8 +268,8 @@ def test_dry_run_bad_jobs_is_a_user_error(tmp_path: Path) -> None:
 
 
 # ---- table and progress -----------------------------------------------------------------------------
-def _plan_with(suffixes: tuple[SuffixStep, ...]) -> Plan:
-    return Plan((), suffixes, {}, "configured", "d", TagSource("push", "", SHA), "s")
+def _plan_with(suffixes: tuple[SuffixStep, ...]) -> PipelinePlan:
+    return PipelinePlan((), suffixes, {}, "configured", "d", TagSource("push", "", SHA), "s")
 
 
 class _Leg:

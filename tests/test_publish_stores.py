@@ -37,7 +37,7 @@ from ci.errors import EngineError, OperationError
 from ci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
                          OCI_MANIFEST, Descriptor, compose_image_manifest)
 from ci.platforms import parse_platform
-from ci.publish import PushReport, StagedImage, Target, push_image, stage_image
+from ci.publish import PushReport, StagedImage, PushTarget, push_image, stage_image
 from ci.reference import ImageName, sha256_digest
 from ci.registry import RegistryClient
 
@@ -115,8 +115,8 @@ def loaded(engine: Any, unique: str) -> Iterator[Callable[..., str]]:
             pass
 
 
-def targets(registries: Any, repo: str) -> list[Target]:
-    return [Target(ImageName(r.host, repo), plain_http=True) for r in registries]
+def targets(registries: Any, repo: str) -> list[PushTarget]:
+    return [PushTarget(ImageName(r.host, repo), plain_http=True) for r in registries]
 
 
 def publish(engine: Any, image: str, registries: Any, repo: str, cache_dir: Path,
