@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ci.dockerfile import AUTOMATIC_ARGS, Dockerfile, Resolved, parse_dockerfile, resolve
@@ -145,6 +146,43 @@ class LegInputs:
         if parent in self.packages:
             return parent, self.packages[parent]
         return None
+
+    def reads(self, path: str) -> bool:
+        """Whether the leg's build reads the repository file or directory ``path``: one of its inputs
+        (:meth:`match`, the ``.dockerignore`` left to the caller), a directory that is one, or the
+        Makefile of a ``make`` run (whole: a recipe is read from it). Everything, when the inputs
+        could not be derived. ``invoke pipeline``'s up-to-date key hashes exactly these files."""
+        if self.unknown:
+            return True
+        return (path in self.dirs or any(m.makefile == path for m in self.make_targets)
+                or self.match(path, ignoring=False) is not None)
+
+    def read_paths(self, paths: Sequence[str]) -> list[str]:
+        """The paths among ``paths`` (sorted) that :meth:`reads` keeps, in order: found by prefix
+        (``bisect``) from the inputs, not by testing every path (a LocalAI checkout has thousands)."""
+        if self.unknown:
+            return list(paths)
+        index = set(paths)
+        keep: set[str] = set()
+
+        def below(d: str) -> Sequence[str]:  # the paths under directory d ('' is the root)
+            if not d:
+                return paths
+            return paths[bisect_left(paths, d + "/"):bisect_left(paths, d + "0")]  # '0' follows '/'
+        for d in self.dirs:
+            if d in index:
+                keep.add(d)
+            keep.update(p for p in below(d) if not is_test_file(p))
+        for pkg in self.packages:
+            keep.update(p for p in below(pkg) if "/" not in p[len(pkg) + 1 if pkg else 0:] and not is_test_file(p))
+        keep.update(f for f in self.files if f in index and not is_test_file(f))
+        keep.update(m.makefile for m in self.make_targets if m.makefile in index)
+        return sorted(keep)
+
+    def identity(self) -> tuple[object, ...]:
+        """What decides :meth:`reads` (legs that share a derivation share it): a cache key."""
+        return (self.context, self.unknown, frozenset(self.files), frozenset(self.dirs), frozenset(self.packages),
+                frozenset(m.makefile for m in self.make_targets))
 
     def summary(self) -> list[str]:
         """One line per input, for ``--explain``."""

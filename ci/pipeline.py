@@ -2,14 +2,18 @@
 
 1. **Registries**: the families' configured images (``--images``/``--server-images`` or
    ``CI_BACKEND_IMAGES``/``CI_SERVER_IMAGES``), else the *embedded default*: two throwaway
-   loopback registries (:mod:`ci.localregistry`) storing under ``<state>/registries/{quay,hub}``
-   on the ports they had last time when free, so a second run finds what the first published.
-2. **PipelinePlan** (pure, :func:`plan_pipeline`): every selected leg of both matrices through
-   :func:`ci.build.prepare` (the ``invoke build-backend`` planning), whether and how this
-   builder can build it (:func:`ci.feasibility.leg_feasibility`: native, cross-build, QEMU, or
-   skipped with the reason), its input key (:mod:`ci.state`: context, Dockerfile, build args,
-   the ids of every base image), and every suffix's merge: artifacts, tags
-   (:func:`ci.tags.compute_tags`), images.
+   loopback registries (:func:`ci.localregistry.start_registry_set`) storing under
+   ``<state>/registries/{quay,hub}`` on the ports they had last time when free, so a second run
+   finds what the first published.
+2. **Plan** (:func:`plan_pipeline`, read-only): the matrices are read once; the families'
+   configurations, the event, the labels, the workflow's build args, the tag source and the
+   credentials (one :class:`ci.clients.Keychain`) once per run; every selected leg is planned
+   from its matrix ``Entry`` by :func:`ci.build.plan_leg` (the ``invoke build-backend``
+   planning), with whether and how this builder can build it
+   (:func:`ci.feasibility.leg_feasibility`: native, cross-build, QEMU, or skipped with the
+   reason) and its input key (:mod:`ci.state`: the build-context files the leg reads, as
+   change detection derives them with :mod:`ci.inputs`, the Dockerfile, build args, the ids
+   of every base image); every suffix's merge: artifacts, tags (computed here, once), images.
 3. **Legs** (``--jobs`` at a time): up to date (recorded key matches and the digest still
    exists in every registry: digest file re-written from the record), else
    :func:`ci.build.build_leg` (BuildKit, through :mod:`ci.builder`; ``ci-offline/`` bases served
@@ -40,7 +44,7 @@ from ci.matrix import DEFAULT_MATRIX, Entry, Matrix
 from ci.naming import Family, LegKey, normalize_suffix, suffix_label
 from ci.platforms import Arch, Platform
 from ci.progress import Progress, Row, print_table
-from ci.state import STATE_FILE, LegInputs, State, inputs_digest, save_state
+from ci.state import STATE_FILE, BuildInputs, State, inputs_digest, save_state
 from ci.tags import TagSource
 
 STATE_DIR = ".localai-ci"
@@ -123,7 +127,7 @@ class LegStep:
 
     plan: Any  # ci.build.LegPlan
     feasibility: Any  # ci.feasibility.Feasibility
-    inputs: LegInputs
+    inputs: BuildInputs
 
     @property
     def title(self) -> str:
@@ -318,7 +322,10 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     from ci.feasibility import leg_feasibility
     from ci.github import resolve_event
     from ci.matrix import load_matrix
+    from ci.inputs import Deriver
     from ci.state import context_files, hash_context
+    from ci.tree import clean_path, join
+    from ci.worktree import working_tree
     from ci.merge import tag_latest_of
 
     if options.jobs < 1:
@@ -347,20 +354,26 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     event = resolve_event("push", env)
     extra = workflow_build_args(apt_mirror=options.apt_mirror, apt_ports_mirror=options.apt_ports_mirror,
                                 deps_refresh=None, env=env, now=datetime.now(timezone.utc))
-    ctx_cache: dict[tuple[str, str], str] = {}
-    files_cache: dict[str, tuple[tuple[str, bool, str], ...]] = {}
+    # what each leg reads: the derivation change detection uses (ci.inputs), over the files as they are
+    deriver = Deriver(working_tree(options.root, skip=options.state_path))
+    ctx_cache: dict[tuple[object, ...], str] = {}
+    files_cache: dict[str, tuple[dict[str, tuple[str, bool, str]], list[str]]] = {}  # by repository path
     steps: list[LegStep] = []
     for e in entries:
         plan = plan_leg(e, configs[e.family], root=options.root, source=labels, event=event, digests_dir=digests_dir,
                         mount_from=siblings[e.family], extra_args=extra)
         feas = leg_feasibility(plan, caps, env)
         bases = feas.resolved.external_images if feas.resolved is not None else (plan.base_image,)
-        ck = (plan.context, plan.dockerfile)
+        reads = deriver.leg(e, extra)
+        ck = (plan.context, plan.dockerfile, reads.identity())
         if ck not in ctx_cache:
             if plan.context not in files_cache:  # one walk per context, however many Dockerfiles share it
-                files_cache[plan.context] = context_files(plan.context, skip=options.state_path)
-            ctx_cache[ck] = hash_context(plan.context, plan.dockerfile, files_cache[plan.context])
-        inputs = LegInputs(family=str(plan.family), suffix=plan.suffix, ptag=plan.ptag, platform=str(plan.platform),
+                ctx = clean_path(e.context)
+                files = {join(ctx, f[0]): f for f in context_files(plan.context, skip=options.state_path)}
+                files_cache[plan.context] = (files, sorted(files))
+            files, ordered = files_cache[plan.context]
+            ctx_cache[ck] = hash_context(plan.context, plan.dockerfile, [files[p] for p in reads.read_paths(ordered)])
+        inputs = BuildInputs(family=str(plan.family), suffix=plan.suffix, ptag=plan.ptag, platform=str(plan.platform),
                            dockerfile=plan.dockerfile, context_hash=ctx_cache[ck], build_args=plan.build_args,
                            base_image=",".join(bases), base_id=base_images_key(bases, env, engine),
                            images=tuple(str(i) for i in plan.images))

@@ -4,10 +4,15 @@ A leg is *up to date* when the key of its inputs equals the key recorded at its 
 successful publish and its digest still exists in every target registry (the caller
 checks that with a HEAD). The key covers exactly what decides the built image:
 
-- the Dockerfile bytes and the content of every file BuildKit would send as the build
-  context (``.dockerignore`` applied with BuildKit's semantics, :mod:`ci.dockerignore`, the
-  matcher change detection uses too), with paths and the executable bit; the pipeline's own
-  state directory is left out when it lies inside the context;
+- the Dockerfile bytes and the content of every build-context file the leg *reads*, with
+  paths and the executable bit: the context as BuildKit sends it (``.dockerignore`` applied
+  with BuildKit's semantics, :mod:`ci.dockerignore`), narrowed to the leg's inputs as change
+  detection derives them (:meth:`ci.inputs.LegInputs.read_paths`: the reached stages' COPY/ADD
+  and bind-mount sources, what their RUN steps' scripts and ``make`` runs use, Go packages;
+  the whole context when they cannot be derived). One answer to "what are this leg's inputs?"
+  for ``matrix.github`` and the pipeline: a file no leg reads (the matrix file in the context,
+  another backend's sources) rebuilds nothing. The pipeline's own state directory is left out
+  when it lies inside the context;
 - the build args, the platform, the Dockerfile path inside the context;
 - the base image id (for ``ci-offline/`` bases the deterministic id :mod:`ci.baseimage`
   would load; for real bases the engine's id, ``None`` when absent: never up to date);
@@ -16,9 +21,9 @@ checks that with a HEAD). The key covers exactly what decides the built image:
 OCI labels (revision, created) are metadata, not inputs: an unchanged leg keeps the image
 it was published with, like a make target whose prerequisites did not change.
 
-Layout: :func:`leg_key` and :func:`inputs_digest` are pure; :func:`context_files` (one walk
+Layout: :func:`inputs_digest` and :func:`context_digest` are pure; :func:`context_files` (one walk
 per context, however many Dockerfiles share it), :func:`hash_context`,
-:func:`load_state` and :func:`save_state` are the filesystem adapter (the save is atomic:
+:func:`load_state` and :func:`save_state` read and write local files (the save is atomic:
 temporary file + ``os.replace``). A corrupt or foreign state file is treated as empty
 (everything rebuilds) and says so, never crashes the pipeline.
 """
@@ -43,7 +48,7 @@ STATE_FILE = "state.json"
 
 # ---- pure ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class LegInputs:
+class BuildInputs:
     """Everything that decides one leg's image and where it is published."""
 
     family: str
@@ -67,7 +72,7 @@ def leg_name(family: str, suffix: str, ptag: str) -> str:
     return f"{family} {suffix or repr('')} {ptag}"
 
 
-def inputs_digest(inputs: LegInputs) -> str | None:
+def inputs_digest(inputs: BuildInputs) -> str | None:
     """sha256 hex of the canonical JSON of ``inputs``; None when the base image id is unknown."""
     if inputs.base_id is None:
         return None
@@ -103,13 +108,13 @@ class State:
     legs: dict[str, Record] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "state file was corrupt: starting fresh"
 
-    def lookup(self, inputs: LegInputs) -> Record | None:
+    def lookup(self, inputs: BuildInputs) -> Record | None:
         """The record when its key equals the key of ``inputs`` (and the key is known)."""
         key = inputs_digest(inputs)
         rec = self.legs.get(inputs.leg)
         return rec if key is not None and rec is not None and rec.key == key else None
 
-    def remember(self, inputs: LegInputs, digest: str, now: datetime | None = None) -> None:
+    def remember(self, inputs: BuildInputs, digest: str, now: datetime | None = None) -> None:
         key = inputs_digest(inputs)
         if key is None:
             self.legs.pop(inputs.leg, None)

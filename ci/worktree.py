@@ -1,8 +1,9 @@
-"""The repository as change detection sees it: a :class:`ci.tree.Tree` of a checkout (adapter).
+"""The repository as change detection and the pipeline see it: a :class:`ci.tree.Tree` (adapter).
 
 In a git checkout the files are the ones git tracks (``git ls-files``: what HEAD has, no
 build outputs or virtualenvs), read from the working tree; elsewhere a directory walk
-(``.git`` skipped). Reads are bounded (:data:`ci.tree.MAX_TEXT_BYTES`) and never follow a
+(``.git`` skipped); :func:`working_tree` is the directory as it is on disk, untracked files
+included (what a local build sends). Reads are bounded (:data:`ci.tree.MAX_TEXT_BYTES`) and never follow a
 symbolic link out of the root. :func:`revision_tree` is the tree of any commit, read from
 git's object store (``git ls-tree`` and one ``git cat-file --batch`` process).
 """
@@ -32,10 +33,12 @@ def _reader(root: Path):  # type: ignore[no-untyped-def]
     return read
 
 
-def walk_files(root: Path) -> list[str]:
+def walk_files(root: Path, skip: Path | None = None) -> list[str]:
+    """Every file below ``root`` (``.git`` and ``skip`` left out), repository-relative."""
     out: list[str] = []
+    skip_at = skip.resolve() if skip is not None else None
     for current, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
+        dirs[:] = [d for d in dirs if d != ".git" and (skip_at is None or (Path(current) / d).resolve() != skip_at)]
         rel = os.path.relpath(current, root)
         for f in files:
             out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
@@ -53,6 +56,13 @@ def checkout_tree(root: str | Path, git: Git | None = None) -> Tree:
     if paths is None:
         paths = walk_files(r)
     return Tree(paths, _reader(r))
+
+
+def working_tree(root: str | Path, skip: Path | None = None) -> Tree:
+    """The files of the directory as they are now, untracked ones included (BuildKit sends them
+    too): what ``invoke pipeline`` builds from. ``skip``: a directory left out (its state)."""
+    r = Path(root)
+    return Tree(walk_files(r, skip), _reader(r))
 
 
 class _CatFile:

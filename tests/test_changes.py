@@ -320,6 +320,26 @@ def test_every_real_leg_derives_from_the_real_dockerfiles(scale: Path) -> None:
     assert all(not deriver.darwin(d).unknown for d in m.darwin)
 
 
+def test_the_pipeline_key_reads_exactly_the_derived_inputs(scale: Path) -> None:
+    """``invoke pipeline`` hashes ``read_paths`` (found by prefix); it must keep exactly the paths
+    ``reads`` says a leg reads (tested one by one), for LocalAI's real legs: dirs, Go packages,
+    Makefiles of make runs, files; tests never."""
+    m = load_matrix(M2608)
+    tree = checkout_tree(scale)
+    deriver = Deriver(tree)
+    paths = sorted(tree.under("") + ["backend", "backend/go"])  # directories appear in a build context too
+    seen: set[tuple[object, ...]] = set()
+    for e in m:
+        li = deriver.leg(e)
+        if li.identity() in seen:
+            continue
+        seen.add(li.identity())
+        fast = li.read_paths(paths)
+        assert fast == [p for p in paths if li.reads(p)], e.label()
+        assert fast and all(not p.endswith("_test.go") for p in fast)
+    assert len(seen) > 20  # many distinct derivations were compared
+
+
 def test_real_matrix_selections(scale: Path) -> None:
     m = load_matrix(M2608)
     tree = checkout_tree(scale)

@@ -16,7 +16,7 @@ from ci.pipeline import (LegOutcome, PipelineOptions, PipelinePlan, SuffixStep, 
                          embedded_images, parse_only, run_pipeline, select_legs)
 from ci.platforms import Arch, parse_platform
 from ci.progress import Progress, Row, format_table
-from ci.state import (LegInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
+from ci.state import (BuildInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
                       state_to_json)
 from ci.tags import TagSource
 
@@ -74,12 +74,12 @@ def test_previous_host_reads_the_registry_state(tmp_path: Path) -> None:
 
 
 # ---- incrementality record ------------------------------------------------------------------------
-def _inputs(**kw: object) -> LegInputs:
+def _inputs(**kw: object) -> BuildInputs:
     base = dict(family="backends", suffix="-cpu-x", ptag="amd64", platform="linux/amd64", dockerfile="Dockerfile",
                 context_hash="c" * 64, build_args=(("BACKEND", "x"),), base_image="ci-offline/u:1",
                 base_id="sha256:" + "b" * 64, images=("127.0.0.1:1/a", "127.0.0.1:2/b"))
     base.update(kw)
-    return LegInputs(**base)  # type: ignore[arg-type]
+    return BuildInputs(**base)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("change", [
@@ -341,3 +341,40 @@ def test_integer_options_are_exit_2_not_a_traceback(argv: list[str], message: st
                           cwd=root, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def _dry_keys(root: Path, tmp_path: Path) -> dict[str, str]:
+    """Each leg's up-to-date key, as the dry run prints it (title -> key)."""
+    out = io.StringIO()
+    run_pipeline(PipelineOptions(root=str(root), dry_run=True, images="127.0.0.1:5001/b/x",  # fixed: part of the key
+                                 server_images="127.0.0.1:5001/s/x"),
+                 env=_dry_env(tmp_path), out=out, err=io.StringIO())
+    keys, title = {}, ""
+    for line in out.getvalue().splitlines():
+        if line.startswith("== leg "):
+            title = line.split(": ", 2)[1]
+        elif line.startswith("incremental: key "):
+            keys[title] = line.split()[2].rstrip(";")
+    return keys
+
+
+def test_up_to_date_key_covers_what_the_leg_reads_as_change_detection_derives_it(tmp_path: Path) -> None:
+    """One answer to "what are this leg's inputs?" (ci.inputs, matrix.github's): a file in the build
+    context that no leg reads (a matrix comment, another backend's sources) rebuilds nothing; a file
+    a leg reads rebuilds that leg only; the Dockerfile and its bind-mounted scripts count."""
+    root = _copy_repo(tmp_path)
+    before = _dry_keys(root, tmp_path)
+    assert len(before) == 11 and len(set(before.values())) == 11
+    with (root / "backends" / "matrix.yml").open("a") as f:
+        f.write("# a comment: no leg reads the matrix file\n")
+    (root / "backends" / "NOTES.md").write_text("not read by any Dockerfile\n")
+    assert _dry_keys(root, tmp_path) == before
+    (root / "backends" / "src" / "echo" / "run.sh").write_text("#!/bin/sh\necho changed\n")
+    after = _dry_keys(root, tmp_path)
+    changed = sorted(t for t in before if before[t] != after[t])
+    assert changed == sorted(t for t in before if t.startswith("-cpu-echo ")) and changed
+    with (root / "backends" / ".docker" / "apt-mirror.sh").open("a") as f:  # bind-mounted in most stages
+        f.write("# changed\n")
+    last = _dry_keys(root, tmp_path)
+    # every leg but those whose BUILDER_TARGET (builder-prebuilt) skips the stage that mounts it
+    assert sorted(t for t in after if last[t] == after[t]) == ["-cpu-tiny-cpp [amd64]", "-cpu-tiny-cpp [arm64]"]
