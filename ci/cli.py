@@ -21,7 +21,6 @@ from functools import partial
 
 from ci.errors import CiError, UserError
 from ci.families import family_config
-from ci.github import resolve_event
 from ci.github import write_summary as _write_summary
 from ci.matrix import DEFAULT_MATRIX
 from ci.naming import Family
@@ -133,70 +132,26 @@ def note_plain_http(registry: str) -> None:
     _say(f"note: using plain HTTP for {registry} (loopback or listed in CI_INSECURE_REGISTRIES)", err=True)
 
 
-def _family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
-    from ci.matrix import load_matrix
-    from ci.merge import FamilySetup
-
-    config = family_config(family, images=images, env=env)
-    setup = FamilySetup(config=config, matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
-    for reg in config.registries:
-        if config.plain_http(reg):
-            note_plain_http(reg)
-    return setup
-
-
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ci.artifacts import read_digests_dir
-    from ci.github import tag_source
-    from ci.merge import MergeOptions, MergeReport, Method, format_result, merge_all, merge_suffix, summary_markdown
-    from ci.sign import SignOptions
-    from ci.tags import parse_latest
+    from ci.merge import MergeRequest, format_result, run_merge, summary_markdown
 
-    event = resolve_event(args.event, env)
-    source, note = tag_source(env, event=args.event, ref=args.ref, sha=args.sha)
-    if note:  # a local run: tagged as CI would tag this checkout (invoke pipeline does the same)
-        _say(f"note: {note}", err=True)
-    run_id = None
-    if args.anchor:
-        run_id = args.run_id or event.run_id
-        if not run_id:
-            raise UserError("--anchor needs the build's run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
-    elif args.run_id:
-        raise UserError("--run-id is only used with --anchor")
-    if args.key and not args.sign:
-        raise UserError("--key is only used with --sign")
-    options = MergeOptions(
-        method=Method(args.engine), tag_source=source,
-        tag_latest=parse_latest(args.tag_latest) if args.tag_latest else None, anchor_run_id=run_id,
-        sign=SignOptions(key=args.key, tlog=not args.no_tlog, env=env) if args.sign else None,
+    req = MergeRequest(
+        digests_dir=args.digests_dir, family=Family(args.family) if args.family else None,
+        tag_suffix=args.tag_suffix or "", all=args.all,
+        suffixes=parse_suffixes(args.suffixes, args) if args.suffixes is not None else None,
+        images=args.images, server_images=args.server_images, matrix=args.matrix, server_matrix=args.server_matrix,
+        event=args.event, ref=args.ref, sha=args.sha, tag_latest=args.tag_latest, anchor=args.anchor,
+        run_id=args.run_id, sign=args.sign, key=args.key, tlog=not args.no_tlog, method=args.engine,
         dry_run=args.dry_run, jobs=args.jobs)
-    only = parse_suffixes(args.suffixes, args) if args.suffixes is not None else None
+    report = run_merge(req, env, note=lambda text: _say(f"note: {text}", err=True),
+                       on_result=lambda r: _say(format_result(r), flush=True))
     if args.all:
-        if only is not None:  # a class merge job: exactly its suffixes of one family, even with no artifact
-            fam = Family(args.family)
-            setups = {fam: _family_setup(fam, args.images, args.matrix, env)}
-        else:
-            found = {a.key.family for a in read_digests_dir(args.digests_dir)}
-            wanted = [Family(args.family)] if args.family else [Family.BACKENDS, Family.SERVER]
-            setups = {}
-            for fam in wanted:
-                if fam not in found:
-                    continue
-                primary = fam is Family(args.family or "backends")
-                setups[fam] = _family_setup(fam, args.images if primary else args.server_images,
-                                            args.matrix if primary else args.server_matrix, env)
-        report = merge_all(args.digests_dir, setups, options, on_result=lambda r: _say(format_result(r), flush=True),
-                           only=only)
         counts = {o: sum(1 for r in report.results if r.outcome == o) for o in ("merged", "skipped", "failed")}
         unchanged = sum(1 for r in report.results if r.outcome == "merged" and not r.changed)
         _say(f"{len(report.results)} suffix(es): {counts['merged']} merged ({unchanged} already published), "
-              f"{counts['skipped']} skipped, {counts['failed']} failed")
+             f"{counts['skipped']} skipped, {counts['failed']} failed")
     else:
-        fam = Family(args.family or "backends")
-        setup = _family_setup(fam, args.images, args.matrix, env)
-        result = merge_suffix(args.digests_dir, fam, args.tag_suffix, setup, options)
-        _say(format_result(result))
-        report = MergeReport((result,))
+        result = report.results[0]
         if result.digest and not args.dry_run and env.get("GITHUB_OUTPUT"):
             # the merge workflows hand the list digest and tags to the inspect step
             from ci.github import write_outputs  # (composed here, never a registry's string: not redacted)

@@ -58,16 +58,16 @@ from typing import TypeVar
 
 from ci import imagetools
 from ci.artifacts import DigestArtifact, read_digests_dir, select_artifacts
+from ci.clients import ClientFactory, RegistryClients
 from ci.errors import CiError, OperationError, RegistryError, UserError, VerificationError
 from ci.families import FamilyConfig
-from ci.markdown import md_table
 from ci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
                          config_platform, is_attestation, is_attestation_manifest, parse_manifest)
+from ci.markdown import md_table
 from ci.matrix import Entry, Matrix, agreed_tag_latest
 from ci.naming import Family, keepalive_tag, normalize_suffix, suffix_label
 from ci.platforms import same_platform
 from ci.reference import ImageName, sha256_digest
-from ci.clients import ClientFactory, RegistryClients
 from ci.registry import RegistryClient
 from ci.sign import SignOptions, sign_image
 from ci.tags import Latest, TagSource, check_ref, check_sha, parse_latest
@@ -698,6 +698,104 @@ def merge_all(digests_dir: str | Path, setups: Mapping[Family, FamilySetup], opt
             if on_result is not None:
                 on_result(res)
     return MergeReport(tuple(results), strict=only is not None)
+
+
+# ---- the verb behind nox -s merge: options in, a report out ---------------------------------
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """The options of ``nox -s merge`` (one ``tag_suffix``, or ``all``); None: the default."""
+
+    digests_dir: str = "digests"
+    family: Family | None = None  # None: backends for one suffix; both families with --all
+    tag_suffix: str = ""
+    all: bool = False
+    suffixes: tuple[str, ...] | None = None  # --all --family F --suffixes: a class merge job's
+    images: str | None = None
+    server_images: str | None = None
+    matrix: str | None = None
+    server_matrix: str | None = None
+    event: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    tag_latest: str | None = None
+    anchor: bool = False
+    run_id: str | None = None
+    sign: bool = False
+    key: str | None = None
+    tlog: bool = True
+    method: str = "auto"
+    dry_run: bool = False
+    jobs: int = 8
+
+
+def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> MergeOptions:
+    """The merge policy of a request: tags from ``ci.github.tag_source`` (the flags, GITHUB_*, else the
+    checkout, with a note), keepalive cleanup only with ``--anchor`` and a run id, a key only to sign."""
+    from ci.github import resolve_event, tag_source
+
+    event = resolve_event(req.event, env)
+    source, told = tag_source(env, event=req.event, ref=req.ref, sha=req.sha)
+    if told:  # a local run: tagged as CI would tag this checkout (invoke pipeline does the same)
+        note(told)
+    run_id = None
+    if req.anchor:
+        run_id = req.run_id or event.run_id
+        if not run_id:
+            raise UserError("--anchor needs the build's run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
+    elif req.run_id:
+        raise UserError("--run-id is only used with --anchor")
+    if req.key and not req.sign:
+        raise UserError("--key is only used with --sign")
+    return MergeOptions(method=Method(req.method), tag_source=source,
+                        tag_latest=parse_latest(req.tag_latest) if req.tag_latest else None, anchor_run_id=run_id,
+                        sign=SignOptions(key=req.key, tlog=req.tlog, env=env) if req.sign else None,
+                        dry_run=req.dry_run, jobs=req.jobs)
+
+
+def family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str],
+                 note: Callable[[str], None]) -> FamilySetup:
+    """A family's registries (notes for those reached over plain HTTP) and its matrix."""
+    from ci.families import family_config
+    from ci.matrix import DEFAULT_MATRIX, load_matrix
+
+    config = family_config(family, images=images, env=env)
+    for reg in config.registries:
+        if config.plain_http(reg):
+            note(f"using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)")
+    return FamilySetup(config=config, matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
+
+
+def merge_setups(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> dict[Family, FamilySetup]:
+    """The families ``--all`` merges: the named one (a class job: even with no artifact), else each
+    family with artifacts in the digests directory, each with its own images and matrix options."""
+    if req.suffixes is not None:
+        fam = req.family or Family.BACKENDS
+        return {fam: family_setup(fam, req.images, req.matrix, env, note)}
+    found = {a.key.family for a in read_digests_dir(req.digests_dir)}
+    primary = req.family or Family.BACKENDS
+    setups = {}
+    for fam in ([req.family] if req.family else [Family.BACKENDS, Family.SERVER]):
+        if fam in found:
+            mine = fam is primary
+            setups[fam] = family_setup(fam, req.images if mine else req.server_images,
+                                       req.matrix if mine else req.server_matrix, env, note)
+    return setups
+
+
+def run_merge(req: MergeRequest, env: Mapping[str, str], *, note: Callable[[str], None] = lambda s: None,
+              on_result: Callable[[SuffixResult], None] | None = None) -> MergeReport:
+    """``nox -s merge``: one suffix (its failure raises), or ``--all`` (per-suffix outcomes)."""
+    options = merge_options(req, env, note)
+    if req.all:
+        return merge_all(req.digests_dir, merge_setups(req, env, note), options, on_result=on_result,
+                         only=req.suffixes)
+    fam = req.family or Family.BACKENDS
+    result = merge_suffix(req.digests_dir, fam, req.tag_suffix, family_setup(fam, req.images, req.matrix, env, note),
+                          options)
+    if on_result is not None:
+        on_result(result)
+    return MergeReport((result,))
 
 
 # ---- presentation ----------------------------------------------------------------------------
