@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 
 from ci.errors import CiError
 from ci.families import FamilyConfig
+from ci.inspection import Failure, InspectRef, ListObservation, observe, verify
 from ci.markdown import md_table
-from ci.inspection import Failure, ListObservation, InspectRef, observe, verify
 from ci.matrix import Matrix
 from ci.naming import Family, suffix_label
 from ci.platforms import Platform
 from ci.reference import ImageName
+from ci.references import Reference
+from ci.registry import RegistryClient
 from ci.tags import Latest, TagInput, compute_tags, parse_latest
 
-ClientFor = Callable[[ImageName], object]  # -> ci.registry.RegistryClient
+ClientFor = Callable[[ImageName], RegistryClient]  # a ci.clients.ClientFactory with the family's transport
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def audit_tags(matrix: Matrix, suffix: str, *, ref: str, sha: str = "") -> tuple
 
 def audit(matrices: Mapping[Family, Matrix], configs: Mapping[Family, FamilyConfig], client_for: ClientFor, *,
           ref: str = "refs/heads/master", sha: str = "", only: Sequence[str] = (), jobs: int = 8,
-          references: Sequence[object] = ()) -> AuditReport:
+          references: Sequence[Reference] = ()) -> AuditReport:
     """Audit every suffix of every family (``only``: those suffixes), then the references."""
     plan = [(fam, s) for fam, m in matrices.items() for s in m.suffixes() if not only or s in only]
 
@@ -124,7 +126,7 @@ def audit(matrices: Mapping[Family, Matrix], configs: Mapping[Family, FamilyConf
             try:
                 obs += _observe_tags(img, tags, client)
             finally:
-                client.close()  # type: ignore[attr-defined]
+                client.close()
         return SuffixAudit(fam, suffix, tags, platforms, tuple(verify(obs, platforms)))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="audit") as pool:
@@ -134,7 +136,7 @@ def audit(matrices: Mapping[Family, Matrix], configs: Mapping[Family, FamilyConf
     return AuditReport(tuple(results), refs, regs)
 
 
-def _observe_tags(img: ImageName, tags: Sequence[str], client: object) -> list[ListObservation]:
+def _observe_tags(img: ImageName, tags: Sequence[str], client: RegistryClient) -> list[ListObservation]:
     """Every tag of one repository; a tag serving the list already observed there reuses its children's
     observation (the list bytes are content-addressed: the same digest is the same list)."""
     seen: dict[str, ListObservation] = {}
@@ -144,7 +146,7 @@ def _observe_tags(img: ImageName, tags: Sequence[str], client: object) -> list[L
         first = next(iter(seen.values()), None)
         if first is not None:
             try:
-                head = client.head_manifest(t)  # type: ignore[attr-defined]
+                head = client.head_manifest(t)
             except CiError as exc:
                 out.append(ListObservation(target, error=str(exc)))
                 continue
@@ -152,34 +154,34 @@ def _observe_tags(img: ImageName, tags: Sequence[str], client: object) -> list[L
                 prev = seen[head[0]]
                 out.append(ListObservation(target, prev.digest, prev.media_type, prev.is_index, prev.children))
                 continue
-        ob = observe(target, client)  # type: ignore[arg-type]
+        ob = observe(target, client)
         if ob.digest:
             seen.setdefault(ob.digest, ob)
         out.append(ob)
     return out
 
 
-def _audit_references(references: Sequence[object], client_for: ClientFor, jobs: int) -> tuple[ReferenceAudit, ...]:
-    """Resolve each distinct reference (``ci.references.Reference``) in its registry."""
-    unique: dict[tuple[ImageName, str], list[object]] = {}
+def _audit_references(references: Sequence[Reference], client_for: ClientFor, jobs: int) -> tuple[ReferenceAudit, ...]:
+    """Resolve each distinct reference in its registry."""
+    unique: dict[tuple[ImageName, str], list[Reference]] = {}
     for r in references:
-        key = (r.image, r.tag or r.text.rsplit("@", 1)[-1])  # type: ignore[attr-defined]
+        key = (r.image, r.tag or r.text.rsplit("@", 1)[-1])
         unique.setdefault(key, []).append(r)
 
     def one(key: tuple[ImageName, str]) -> str:
         img, reference = key
         client = client_for(img)
         try:
-            head = client.head_manifest(reference)  # type: ignore[attr-defined]
+            head = client.head_manifest(reference)
             return "" if head is not None else f"{reference} is not in {img}"
         except CiError as exc:
             return str(exc)
         finally:
-            client.close()  # type: ignore[attr-defined]
+            client.close()
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="audit-ref") as pool:
         errors = dict(zip(unique, pool.map(one, list(unique))))
-    return tuple(ReferenceAudit(r.source, r.line, r.text, errors[key])  # type: ignore[attr-defined]
+    return tuple(ReferenceAudit(r.source, r.line, r.text, errors[key])
                  for key, rs in unique.items() for r in rs)
 
 

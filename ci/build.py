@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ci import naming
 from ci.buildargs import workflow_build_args
@@ -30,7 +30,12 @@ from ci.platforms import Platform, RunnerPolicy
 from ci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
 
 if TYPE_CHECKING:
+    from ci.baseimage import OfflineBases
+    from ci.blobcache import BlobCache
+    from ci.builder import Builder, BuildEvent, BuildSpec, BuiltImage
     from ci.clients import ClientFactory, Keychain
+    from ci.disk import DiskUse
+    from ci.publish import PublishResult, PushTarget
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -224,7 +229,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
 
 
 # ---- building ----------------------------------------------------------------------------------
-def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> Any:
+def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> BuildSpec:
     """The builder's input for a planned leg (``ci.builder.BuildSpec``)."""
     from ci.builder import BuildSpec, CacheSpec
 
@@ -236,8 +241,8 @@ def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> Any:
                      contexts=tuple(contexts))
 
 
-def build_leg(plan: LegPlan, builder: Any, bases: Any, *, on_event: Callable[[Any], None],
-              runners: RunnerPolicy | None = None) -> Any:
+def build_leg(plan: LegPlan, builder: Builder, bases: OfflineBases, *, on_event: Callable[[BuildEvent], None],
+              runners: RunnerPolicy | None = None) -> BuiltImage:
     """Build the leg with ``builder`` (``ci.builder.Builder``), then check the image is the leg's platform.
 
     Before anything runs, the Dockerfile is read and resolved with the leg's build args
@@ -256,7 +261,7 @@ def build_leg(plan: LegPlan, builder: Any, bases: Any, *, on_event: Callable[[An
     return built
 
 
-def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: Any, clients: ClientFactory, *,
+def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
                   log: Callable[[str], None]) -> str | None:
     """Inline-cache builders (docker driver, classic store): push ``image_id`` (the leg's inline-cache image,
     ``ci.builder.BuiltImage.cache_image``: the leg's layers, a config carrying the cache record) as
@@ -319,7 +324,7 @@ class LegResult:
     cache: str = ""  # how the registry cache was used (ci.builder.BuiltImage.cache)
     cache_warning: str = ""  # the registry cache was not updated (the leg itself is fine)
     steps_run: tuple[str, ...] = ()  # build steps that executed (not cached)
-    disk: Any = None  # ci.disk.DiskUse: free space before the leg, peak use during it
+    disk: DiskUse | None = None  # free space before the leg, peak use during it
     digest: str = ""
     digest_file: str = ""
     bytes_uploaded: int = 0
@@ -371,7 +376,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     return plan, keychain
 
 
-def publish_targets(plan: LegPlan) -> list[Any]:
+def publish_targets(plan: LegPlan) -> list[PushTarget]:
     """Where a planned leg is published: one PushTarget per image, with its transport (the family's
     configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
     from ci.publish import PushTarget
@@ -380,8 +385,8 @@ def publish_targets(plan: LegPlan) -> list[Any]:
                    plain_http_policy=plan.config.plain_http) for img in plan.images]
 
 
-def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: Any, clients: ClientFactory, *,
-                  log: Callable[[str], None], content_dirs: Sequence[str] = ()) -> Any:
+def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
+                  log: Callable[[str], None], content_dirs: Sequence[str] = ()) -> PublishResult:
     """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``);
     ``content_dirs``: :meth:`ci.engine.Engine.content_store`."""
     from ci.publish import publish_leg

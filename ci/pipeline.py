@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ci.errors import CiError, OperationError, UserError
 from ci.families import ENV_IMAGES
@@ -46,6 +46,18 @@ from ci.platforms import Arch, Platform
 from ci.progress import Progress, Row, print_table
 from ci.state import STATE_FILE, BuildInputs, State, inputs_digest, save_state
 from ci.tags import TagSource
+
+if TYPE_CHECKING:
+    from ci.baseimage import OfflineBases
+    from ci.blobcache import BlobCache
+    from ci.build import LegPlan
+    from ci.builder import Builder, BuilderCaps
+    from ci.clients import ClientFactory, Keychain
+    from ci.engine import Engine
+    from ci.families import FamilyConfig
+    from ci.feasibility import Feasibility
+    from ci.merge import SuffixResult
+    from ci.registry import RegistryClient
 
 STATE_DIR = ".localai-ci"
 LOCAL_REF = "refs/heads/local"  # what tags come from in a directory that is no git checkout
@@ -89,7 +101,7 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 
 # ---- pure planning ----------------------------------------------------------------------------------
-def builder_caps_without_engine(host: Arch, binfmt: frozenset[str]) -> Any:
+def builder_caps_without_engine(host: Arch, binfmt: frozenset[str]) -> BuilderCaps:
     """What a dry run without a reachable engine assumes: the docker driver on this machine's arch,
     emulating what binfmt_misc has a QEMU handler for (``ci.builder.BuilderCaps``)."""
     from ci.builder import BuilderCaps
@@ -125,8 +137,8 @@ def select_legs(matrices: Sequence[Matrix], only: Sequence[str]) -> list[Entry]:
 class LegStep:
     """One leg of the plan: its build plan (from ci.build), feasibility and input key."""
 
-    plan: Any  # ci.build.LegPlan
-    feasibility: Any  # ci.feasibility.Feasibility
+    plan: LegPlan
+    feasibility: Feasibility
     inputs: BuildInputs
 
     @property
@@ -167,8 +179,8 @@ class PipelinePlan:
     state_file: str
     matrices: Mapping[Family, Matrix] = field(default_factory=dict)  # the matrices read once, by family
     notes: tuple[str, ...] = ()  # what planning left out (a family without a matrix file)
-    configs: Mapping[Family, Any] = field(default_factory=dict)  # ci.families.FamilyConfig of each family run
-    keychain: Any = field(default=None, repr=False)  # ci.clients.Keychain: every registry's credentials, once
+    configs: Mapping[Family, FamilyConfig] = field(default_factory=dict)  # the configuration of each family run
+    keychain: Keychain | None = field(default=None, repr=False)  # every registry's credentials, looked up once
 
     def describe(self, state: State | None = None) -> str:
         """The whole plan, as ``--dry-run`` prints it."""
@@ -232,7 +244,7 @@ def registered_binfmt(directory: str = BINFMT_DIR) -> frozenset[str]:
         return frozenset()
 
 
-def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Any | None) -> str | None:
+def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Engine | None) -> str | None:
     """One key over the ids of every image a leg's build starts from: the deterministic index digest
     :mod:`ci.baseimage` serves for ``ci-offline/`` names, else the engine's image id. None when one
     is absent from the engine (it would be pulled: the leg is never up to date)."""
@@ -308,7 +320,7 @@ def _matrix_paths(options: PipelineOptions) -> tuple[dict[Family, Path], list[st
 
 
 def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Sequence[str] | None,
-                  engine: Any | None, caps: Any, digests_dir: Path) -> PipelinePlan:
+                  engine: Engine | None, caps: BuilderCaps, digests_dir: Path) -> PipelinePlan:
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
@@ -395,15 +407,16 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
 class _Runner:
     """Runs the legs of a plan; shared state guarded by locks."""
 
-    def __init__(self, plan: PipelinePlan, options: PipelineOptions, env: Mapping[str, str], engine: Any, builder: Any,
-                 bases: Any, progress: Progress, state: State, state_file: Path) -> None:
+    def __init__(self, plan: PipelinePlan, options: PipelineOptions, env: Mapping[str, str], engine: Engine,
+                 builder: Builder, bases: OfflineBases, progress: Progress, state: State, state_file: Path) -> None:
         self.plan, self.options, self.env, self.engine = plan, options, env, engine
         self.builder, self.bases = builder, bases
+        self.digests_dir = Path(plan.digests_dir)  # every leg's digest file (the run's push event)
         self.content_dirs = engine.content_store(env)  # the containerd store's blobs, when on this machine
         self.progress, self.state, self.state_file = progress, state, state_file
         self._state_lock = threading.Lock()
 
-    def _clients(self, step: LegStep) -> list[Any]:
+    def _clients(self, step: LegStep) -> list[RegistryClient]:
         from ci.clients import RegistryClients
 
         make = RegistryClients(self.plan.keychain)
@@ -427,7 +440,7 @@ class _Runner:
                 cl.close()
         return rec.digest
 
-    def run(self, step: LegStep, cache: Any) -> LegOutcome:
+    def run(self, step: LegStep, cache: BlobCache) -> LegOutcome:
         from ci.artifacts import write_digest_file
         from ci.build import build_leg, publish_built
         from ci.clients import RegistryClients
@@ -445,7 +458,7 @@ class _Runner:
             self.progress.step(step.title, "checking the record")
             digest = self.up_to_date(step)
             if digest is not None:
-                write_digest_file(p.digests_dir, p.key, digest)
+                write_digest_file(self.digests_dir, p.key, digest)
                 self.progress.leg_done(step.title, f"up to date ({digest[:19]})")
                 return outcome("up to date", digest)
             self.progress.step(step.title, f"building ({step.feasibility.how})")
@@ -465,7 +478,7 @@ class _Runner:
             return outcome("failed", reason=str(exc))
 
 
-def _merge_word(r: Any) -> str:
+def _merge_word(r: SuffixResult) -> str:
     if r.outcome.value == "merged" and not r.changed:
         return "unchanged (already published)"
     return str(r.outcome.value)
@@ -476,7 +489,8 @@ def _short(text: str, limit: int = 160) -> str:
     return first if len(first) <= limit else first[:limit] + "..."
 
 
-def _inspect(s: SuffixStep, tags: Sequence[str], config: Any, clients: Any, env: Mapping[str, str]) -> list[str]:
+def _inspect(s: SuffixStep, tags: Sequence[str], config: FamilyConfig, clients: ClientFactory,
+             env: Mapping[str, str]) -> list[str]:
     """Inspect every tag of a merged suffix in every registry; the failed checks (empty: verified)."""
     from ci.inspection import InspectRef, inspect_refs
 
@@ -502,8 +516,9 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
     if engine is not None:
         from ci.builder import builder_for, check_builder_name
 
-        builder: Any = builder_for(engine, environ, check_builder_name(options.builder or ""))
-        caps = builder.caps()
+        made = builder_for(engine, environ, check_builder_name(options.builder or ""))
+        builder: Builder | None = made
+        caps = made.caps()
     else:
         builder, caps = None, builder_caps_without_engine(host_arch(os.uname().machine), registered_binfmt())
     state = load_state(state_file)
@@ -531,6 +546,8 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
                       f"(storage under {state_dir / 'registries'}); nothing was started", file=stdout)
             print(plan.describe(state), file=stdout)
             return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
+        if engine is None or builder is None:  # _connect raised for a run that is not dry
+            raise OperationError("internal: no engine for a pipeline run")
         return _execute(plan, options, environ, engine, builder, state, state_file, digests_dir, stdout, stderr,
                         tty, t0, emb)
     finally:
@@ -540,7 +557,7 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
             engine.client.close()
 
 
-def _connect(env: Mapping[str, str], required: bool) -> Any | None:
+def _connect(env: Mapping[str, str], required: bool) -> Engine | None:
     """The engine; for a dry run None when it is unreachable (the plan then uses the machine's arch)."""
     from ci.engine import connect
     from ci.localregistry import unix_socket_present
@@ -556,7 +573,7 @@ def _connect(env: Mapping[str, str], required: bool) -> Any | None:
         return None
 
 
-def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], engine: Any, builder: Any, state: State,
+def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], engine: Engine, builder: Builder, state: State,
              state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
              t0: float, emb: RegistrySet | None) -> PipelineReport:
     import shutil
@@ -578,7 +595,7 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
                 for o in pool.map(lambda s: runner.run(s, cache), plan.legs):
                     outcomes[o.leg] = o
-        merged: dict[tuple[Family, str], Any] = {}
+        merged: dict[tuple[Family, str], SuffixResult] = {}
         clients = RegistryClients(plan.keychain)
         if any(o.digest for o in outcomes.values()):
             progress.step("merge", "merging every suffix (merge --all)")
@@ -619,7 +636,7 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
     return PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds)
 
 
-def _rows(plan: PipelinePlan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], Any],
+def _rows(plan: PipelinePlan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], SuffixResult],
           verified: Mapping[tuple[Family, str], list[str]]) -> tuple[list[Row], list[str]]:
     from ci.merge import Outcome
 
