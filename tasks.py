@@ -11,14 +11,13 @@ from typing import TypeVar
 
 from invoke import Collection, Exit, Task, task
 
-from ci.cli import failure
-from ci.errors import CiError
+from ci.errors import CiError, failure
 
 T = TypeVar("T")
 
 
 def run_verb(fn: Callable[..., T], *args: object, debug: bool = False, **kwargs: object) -> T:
-    """Call a verb; turn the project's errors into invoke's Exit (``ci.cli.failure``: the same
+    """Call a verb; turn the project's errors into invoke's Exit (``ci.errors.failure``: the same
     message, redaction and exit status as ``python -m ci`` and the nox sessions)."""
     try:
         return fn(*args, **kwargs)

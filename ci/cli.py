@@ -5,7 +5,7 @@ stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug``
 ``CI_DEBUG=1``) adds the traceback. New subcommands register in :data:`COMMANDS`.
 
 Everything written here -- stdout, stderr, ``--format json``, the job summary, tracebacks --
-passes through :func:`ci.registry.redact` first: strings a registry sent (media
+passes through :func:`ci.redaction.redact` first: strings a registry sent (media
 types, digests, error texts) are shown to users, and a registry may echo a credential in them.
 """
 from __future__ import annotations
@@ -14,12 +14,11 @@ import argparse
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from ci.errors import CiError, UserError
+from ci.errors import CiError, UserError, failure
 from ci.families import family_config
 from ci.github import write_summary as _write_summary
 from ci.matrix import DEFAULT_MATRIX
@@ -28,29 +27,14 @@ from ci.naming import Family
 
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
     """Print for the user, redacted (see the module docstring)."""
-    from ci.registry import redact
+    from ci.redaction import redact
 
     print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
 
 
-def failure(exc: CiError | KeyboardInterrupt, *, debug: bool = False) -> tuple[str, int]:
-    """The one mapping from an error a verb raised to what the user reads and the exit status, for
-    both front ends (``python -m ci`` / nox here, invoke in ``tasks.py``): ``error: ...`` with the
-    error's exit code (2 bad input, 1 a failed operation), 130 for an interrupt, redacted, the
-    traceback only with ``--debug`` / ``CI_DEBUG``."""
-    from ci.registry import redact
-
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", 130
-    text = f"error: {exc}"
-    if debug:
-        text = "".join(traceback.format_exception(exc)).rstrip() + "\n" + text
-    return redact(text), exc.exit_code
-
-
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
     """:func:`ci.github.write_summary`, redacted."""
-    from ci.registry import redact
+    from ci.redaction import redact
 
     return _write_summary(redact(markdown), env)
 

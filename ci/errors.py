@@ -1,9 +1,13 @@
 """One error hierarchy; each class carries the process exit status it maps to.
 
-Wrappers (tasks.py, noxfile.py, ci.cli) catch :class:`CiError` once and print
-its message; tracebacks are shown only with ``--debug``.
+Wrappers (tasks.py, noxfile.py, ci.cli) catch :class:`CiError` once and print what
+:func:`failure` makes of it; tracebacks are shown only with ``--debug``.
 """
 from __future__ import annotations
+
+import traceback
+
+from ci.redaction import redact
 
 
 class CiError(Exception):
@@ -59,3 +63,16 @@ class EngineError(OperationError):
 
 class VerificationError(OperationError):
     """A published result does not match what was expected."""
+
+
+def failure(exc: CiError | KeyboardInterrupt, *, debug: bool = False) -> tuple[str, int]:
+    """The one mapping from an error a verb raised to what the user reads and the exit status, for
+    both front ends (``python -m ci`` / nox in ``ci.cli``, invoke in ``tasks.py``): ``error: ...``
+    with the error's exit code (2 bad input, 1 a failed operation), 130 for an interrupt,
+    redacted, the traceback only with ``--debug`` / ``CI_DEBUG``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    text = f"error: {exc}"
+    if debug:
+        text = "".join(traceback.format_exception(exc)).rstrip() + "\n" + text
+    return redact(text), exc.exit_code

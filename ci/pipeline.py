@@ -143,7 +143,7 @@ class LegStep:
 
     @property
     def title(self) -> str:
-        return str(self.plan.key.label)
+        return self.plan.key.label
 
 
 @dataclass(frozen=True)

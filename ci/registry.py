@@ -56,8 +56,9 @@ non-transient :class:`ci.errors.RegistryError` naming the registry; a body whose
 not match is a hard error too, never retried.
 
 Everything else -- retries with backoff, Retry-After, error parsing, digest checks,
-"blobs before manifest", secret redaction (:func:`redact`, which also covers every string a
-registry sent that the wrappers print), Docker credentials -- is this module.
+"blobs before manifest", Docker credentials -- is this module; every string a registry sent
+that the wrappers print passes through :func:`ci.redaction.redact` (the process-wide secret
+list that :class:`Credentials` registers its password in).
 
 Threads: one :class:`RegistryClient` per thread at a time. Its session pools connections
 (requests' default pool of 10 per host) and dxf keeps the auth token on the
@@ -74,7 +75,6 @@ a registry that demands them there is reported with a clear error.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import email.utils
 import heapq
@@ -101,6 +101,7 @@ import www_authenticate  # type: ignore[import-untyped]  # dxf's own challenge p
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ci.errors import RegistryError
+from ci.redaction import redact, register_secret, secret_forms
 from ci.manifest import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, parse_manifest
 from ci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
@@ -160,45 +161,6 @@ class Credentials:
 
     def __str__(self) -> str:
         return f"Credentials(username={self.username!r}, password=***)"
-
-
-# ---- redaction: one process-wide list of secrets, applied to everything shown to a user ----------
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-
-
-def secret_forms(username: str, password: str) -> list[str]:
-    """The forms in which a password can travel (and be echoed back): as is, ``user:password``,
-    and base64 of both (standard and URL-safe alphabets, with and without padding)."""
-    if not password:
-        return []
-    out = [password, f"{username}:{password}"]
-    for raw in (f"{username}:{password}".encode(), password.encode()):
-        for enc in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
-            out += [enc, enc.rstrip("=")]
-    return out
-
-
-def register_secret(*values: str) -> None:
-    """Remember secrets (passwords, tokens) so :func:`redact` removes them from any text."""
-    with _SECRETS_LOCK:
-        _SECRETS.update(v for v in values if isinstance(v, str) and v)
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by ``***``.
-
-    The one redaction of this project: registry errors, retry notes, and every string a
-    registry sent (media types, digests, error texts) pass through it before they are
-    printed, written as JSON, to a job summary or to step outputs (``ci.cli`` applies it
-    to all it writes).
-    """
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for s in secrets:
-        if s in text:
-            text = text.replace(s, "***")
-    return text
 
 
 def credentials_for(registry: str, *, username: str | None = None, password: str | None = None,

@@ -106,9 +106,8 @@ def test_one_error_mapper_for_both_front_ends() -> None:
     from invoke import Exit
 
     import tasks
-    from ci.cli import failure
-    from ci.errors import RegistryError, UserError
-    from ci.registry import register_secret
+    from ci.errors import RegistryError, UserError, failure
+    from ci.redaction import register_secret
 
     register_secret("Leaky-token-4242")
     bad = RegistryError("quay.io answered 'Leaky-token-4242 is not valid'", registry="quay.io")
