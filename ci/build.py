@@ -24,7 +24,7 @@ from ci.errors import CiError, EngineError, UserError
 from ci.families import FamilyConfig
 from ci.git import SourceInfo, source_info
 from ci.github import Event
-from ci.matrix import DEFAULT_MATRIX, Entry, Matrix, resolve_leg
+from ci.matrix import DEFAULT_MATRIX, Entry, resolve_leg
 from ci.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
 from ci.platforms import Platform, RunnerPolicy
 from ci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
@@ -333,22 +333,17 @@ class LegResult:
 
 
 def prepare(req: BuildRequest, env: Mapping[str, str],
-            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-            matrix: Matrix | None = None, source: SourceInfo | None = None) -> tuple[LegPlan, Keychain]:
-    """Resolve and plan (reads the matrix, git and the Docker config; writes nothing).
-
-    ``matrix``: the family's matrix when the caller has read it already (``invoke pipeline``
-    plans every leg of one file: reading it once per leg was quadratic); else ``req.matrix``
-    (or the family's default file under ``req.root``) is read. ``source``: :func:`source_info`
-    of ``req.root`` when the caller has it (it runs git three times)."""
+            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> tuple[LegPlan, Keychain]:
+    """Resolve the leg the command line names and plan it (reads the matrix, git and the Docker
+    config; writes nothing); the keychain holds the credentials of its registries, looked up now.
+    ``invoke pipeline`` plans from the matrix entries it read with :func:`plan_leg` directly."""
     from ci.families import family_config
     from ci.github import resolve_event
-    from ci.matrix import load_matrix
     from ci.clients import login_keychain
+    from ci.matrix import load_matrix
 
     root = Path(req.root)
-    if matrix is None:
-        matrix = load_matrix(Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family], req.family)
+    matrix = load_matrix(Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family], req.family)
     entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend)
     if req.leg_fields:
         from ci.gha_matrix import check_leg_fields
@@ -369,7 +364,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     pr_push = not event.publishes and keychain.has(config.pr_image.registry)
     extra = workflow_build_args(apt_mirror=req.apt_mirror, apt_ports_mirror=req.apt_ports_mirror,
                                 deps_refresh=req.deps_refresh, env=env, now=now())
-    plan = plan_leg(entry, config, root=root, source=source or source_info(root, env), event=event,
+    plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
                     mount_from=siblings, local_tag=req.local_tag,
                     anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra)
