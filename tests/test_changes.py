@@ -340,6 +340,22 @@ def test_the_pipeline_key_reads_exactly_the_derived_inputs(scale: Path) -> None:
     assert len(seen) > 20  # many distinct derivations were compared
 
 
+def test_read_paths_keeps_what_each_kind_of_input_covers() -> None:
+    """Each kind of input by itself: a directory (all below it, itself too), a Go package (only the
+    files directly in it), a file, a make run's Makefile; never a _test.go; all when unknown."""
+    from ci.inputs import LegInputs, MakeInput, Via
+
+    why = Via("test")
+    li = LegInputs(label="leg", files={"a/f.txt": why, "a/f_test.go": why}, dirs={"d": why},
+                   packages={"pkg/p": why}, make_targets=[MakeInput("m/Makefile", ("build",), why)])
+    paths = sorted(["a/f.txt", "a/f_test.go", "a/g.txt", "d", "d/x", "d/sub/y", "d/z_test.go", "d-other/x",
+                    "pkg/p/p.go", "pkg/p/p_test.go", "pkg/p/sub/q.go", "pkg/pp/r.go", "m/Makefile", "m/other.mk"])
+    kept = ["a/f.txt", "d", "d/sub/y", "d/x", "m/Makefile", "pkg/p/p.go"]
+    assert li.read_paths(paths) == kept == [p for p in paths if li.reads(p)]
+    li.unknown = "the Dockerfile does not parse"
+    assert li.read_paths(paths) == paths
+
+
 def test_real_matrix_selections(scale: Path) -> None:
     m = load_matrix(M2608)
     tree = checkout_tree(scale)
