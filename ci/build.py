@@ -349,8 +349,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
         from ci.gha_matrix import check_leg_fields
         check_leg_fields(entry, dict(req.leg_fields))
     config = family_config(req.family, images=req.images, env=env)
-    other = Family.SERVER if req.family is Family.BACKENDS else Family.BACKENDS
-    siblings = (*family_config(other, env=env).images, config.cache)
+    siblings = (*family_config(req.family.sibling, env=env).images, config.cache)  # blob-mount sources
     event = resolve_event(req.event, env)
     if req.run_id:  # validated whenever given, not only with --anchor
         _checked_run_id(req.run_id, "--run-id")

@@ -634,7 +634,7 @@ def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: Fa
     arts = read_digests_dir(digests_dir)
     selected = select_artifacts(arts, family, suffix)
     if not selected:
-        other = Family.SERVER if family is Family.BACKENDS else Family.BACKENDS
+        other = family.sibling
         hint = ""
         if select_artifacts(arts, other, normalize_suffix(other, suffix)):
             hint = f"; there are {other} artifacts for it: pass --family {other}"

@@ -35,6 +35,11 @@ class Family(StrEnum):
     BACKENDS = "backends"
     SERVER = "server"
 
+    @property
+    def sibling(self) -> Family:
+        """The other family (its images are blob-mount sources for this one's legs)."""
+        return Family.SERVER if self is Family.BACKENDS else Family.BACKENDS
+
 
 def check_suffix(suffix: str, family: Family = Family.BACKENDS) -> str:
     """Validate a tag-suffix as a safe tag fragment; raise ValueError saying what is allowed."""

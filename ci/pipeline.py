@@ -357,8 +357,8 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     # every family's configuration, the labels, the event, the workflow's build args and the
     # credentials are decided once for the run; each leg is planned from its matrix Entry
     configs = {f: family_config(f, images=images[f], env=env) for f in families}
-    siblings = {f: (*(configs[o] if o in configs else family_config(o, env=env)).images, configs[f].cache)
-                for f in families for o in (Family.SERVER if f is Family.BACKENDS else Family.BACKENDS,)}
+    sibling_images = {f: (configs.get(f.sibling) or family_config(f.sibling, env=env)).images for f in families}
+    siblings = {f: (*sibling_images[f], configs[f].cache) for f in families}  # blob-mount sources
     publishing = {r for c in configs.values() for r in c.registries}
     keychain = Keychain(best_effort={c.cache.registry for c in configs.values()} - publishing).resolve(sorted(publishing))
     source, _ = tag_source(env, event="push", root=options.root, local_ref=LOCAL_REF)  # the plan prints it
