@@ -2,13 +2,13 @@
 
 Three runs, each printing a table:
 
-* default: the real 2026-08 matrix (457 legs, 62 includeDarwin entries) on a generated
-  LocalAI-sized tree (``tests/localai_scale.py``: LocalAI's real backend Dockerfiles, every
+* default: the real 2026-08 matrix (457 legs, 62 includeDarwin entries; ``tests/resources/localai/``) on a
+  generated LocalAI-sized tree (``tests/localai_scale.py``: LocalAI's backend Dockerfiles, every
   backend directory, a Go module of ``--packages`` packages, ~``--docs`` pages, a git
   repository). For each change: ``invoke matrix.github`` end to end (a fresh process, as the
   workflow runs it: ``--base`` against a real commit, and ``--changed-files``), the selection
-  alone in-process, and LocalAI's ``filterMatrix`` (``../shared/localai/peer/backend-filter.mjs``,
-  run by node: the process end to end, and one call alone), with what each selects;
+  alone in-process, and LocalAI's ``filterMatrix`` (``scripts/lib/backend-filter.mjs`` of the LocalAI
+  tree named by ``--localai``, run by node: the process end to end, and one call alone), with what each selects;
 * ``--scenarios``: every scenario of ``tests/change_scenarios.py`` (LocalAI's 41-test suite in
   this project's terms plus this project's own) through both, on the fixture repository,
   with the legs on which they differ;
@@ -16,18 +16,21 @@ Three runs, each printing a table:
   example ``/work/.mirror/mudler+LocalAI/repo``), each diffed against its parent, both
   selectors on the commit's own tree and matrix.
 
-The peer needs no dependencies beyond node (its entry point ``changed-backends.js`` also needs
+LocalAI's filter and its real Dockerfiles come from a LocalAI tree the user names (``--localai PATH``,
+default ``$CI_TEST_LOCALAI_TREE``): a LocalAI checkout, or the reference layout with the filter under
+``peer/``. Nothing outside this repository is read otherwise. The peer needs no dependencies beyond node (its entry point ``changed-backends.js`` also needs
 bun, js-yaml and the GitHub API, so the matrix is handed to it already parsed, as JSON: its
 YAML parse is not in its times).
 
-    python bench/bench_changes.py [--repeat 5] [--packages 300] [--docs 1500]
-    python bench/bench_changes.py --scenarios
-    python bench/bench_changes.py --replay /work/.mirror/mudler+LocalAI/repo --commits 100
+    python bench/bench_changes.py --localai ~/src/LocalAI [--repeat 5] [--packages 300] [--docs 1500]
+    python bench/bench_changes.py --localai ~/src/LocalAI --scenarios
+    python bench/bench_changes.py --localai ~/src/LocalAI --replay ~/src/LocalAI --commits 100
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -47,10 +50,10 @@ from _common import median, print_table  # noqa: E402
 from ci.changes import Base, Selection, select_legs  # noqa: E402
 from ci.errors import MatrixError  # noqa: E402
 from ci.matrix import Matrix, parse_matrix  # noqa: E402
+from localai_ref import ENV_TREE, M2608, LocalAITree  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "localai"
-M2608 = SHARED / "backend-matrix.2026-08.yml"
-PEER = SHARED / "peer" / "backend-filter.mjs"
+PEER_FILE = "scripts/lib/backend-filter.mjs"  # LocalAI's filterMatrix
+PEER = Path()  # set by main() from --localai
 MATRIX_FILE = ".github/backend-matrix.yml"
 PROTO_FILE = "backend/backend.proto"
 
@@ -141,7 +144,7 @@ def timing(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-changes-"))
     try:
         started = time.perf_counter()
-        tree_dir = build_tree(tmp / "tree", M2608, packages=args.packages, docs=args.docs)
+        tree_dir = build_tree(tmp / "tree", M2608, localai=args.tree, packages=args.packages, docs=args.docs)
         copy_matrix(tree_dir, M2608)
         for a in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
             git(tree_dir, *a)
@@ -358,9 +361,21 @@ def main() -> int:
     ap.add_argument("--commits", type=int, default=100, help="with --replay: commits to compare (default %(default)s)")
     ap.add_argument("--rev", default="HEAD", help="with --replay: the commit to start from (default %(default)s)")
     ap.add_argument("--show", type=int, default=40, help="with --replay: differing commits to list (default %(default)s)")
+    ap.add_argument("--localai", metavar="PATH", default=os.environ.get(ENV_TREE, ""),
+                    help=f"a LocalAI tree: its filter ({PEER_FILE}) and real Dockerfiles (default ${ENV_TREE})")
     args = ap.parse_args()
     if shutil.which("node") is None:
         print("node is needed to run LocalAI's filter", file=sys.stderr)
+        return 2
+    if not args.localai:
+        print(f"name a LocalAI tree with --localai PATH (or {ENV_TREE}): the peer is its {PEER_FILE}", file=sys.stderr)
+        return 2
+    global PEER
+    args.tree = LocalAITree(Path(args.localai).resolve())
+    try:
+        PEER = args.tree.path(PEER_FILE)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
         return 2
     if args.scenarios:
         return scenarios(args)

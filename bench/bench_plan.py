@@ -31,7 +31,7 @@ from pathlib import Path
 from _common import ROOT, median, note, print_table, scratch_dir, spread
 
 sys.path.insert(0, str(ROOT / "tests"))
-M2608 = ROOT.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
+from localai_ref import M2608  # noqa: E402  (LocalAI's matrix, tests/resources/localai/)
 
 
 def bake_file(tree: Path, matrix: Path) -> Path:

@@ -1,5 +1,5 @@
-// Runs LocalAI's own change filter (scripts/lib/backend-filter.mjs, MIT, read from
-// ../shared/localai/peer/ or --peer) on cases given as JSON on stdin, for bench/bench_changes.py.
+// Runs LocalAI's own change filter (scripts/lib/backend-filter.mjs, MIT, read from the LocalAI tree
+// that bench_changes.py --localai names)
 //
 // stdin:  {"peer": "/path/backend-filter.mjs", "repeat": N, "cases": [{includes, includesDarwin,
 //          changedFiles, previousMatrix, protoRevisions}]}

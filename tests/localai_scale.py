@@ -1,9 +1,10 @@
 """A LocalAI-sized repository tree, generated (not a test module; used by tests and bench/bench_changes.py).
 
-For a real matrix (``../shared/localai/backend-matrix.2026-08.yml``: 457 legs, 62 Darwin
-entries) it writes what change detection reads: LocalAI's real backend Dockerfiles, its
-``.dockerignore`` and ``.docker/llama-cpp-compile.sh`` (copied from ``../shared/localai/
-dockerfiles`` at run time, never committed here), every backend directory the matrix names
+For a real matrix (``tests/resources/localai/backend-matrix.2026-08.yml``: 457 legs, 62 Darwin
+entries) it writes what change detection reads: backend Dockerfiles, a ``.dockerignore`` and
+``.docker/llama-cpp-compile.sh`` -- LocalAI-shaped ones written by the tests (``localai_tree.py``),
+or, given a named LocalAI tree (``CI_TEST_LOCALAI_TREE``), LocalAI's real ones copied from it at run
+time (never committed here) --, every backend directory the matrix names
 with a Makefile, packaging script and sources shaped like LocalAI's, a root Go module of
 ``packages`` packages (``pkg/...``, ``core/...``) whose import graph the Go backends reach
 through ``pkg/grpc``, ``pkg/utils``, ``pkg/audio``..., the root Makefile with
@@ -17,10 +18,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from localai_tree import GIT_ENV, PROTO, _go_main, _pkg
+from localai_ref import LocalAITree
+from localai_tree import _AUDIO_DF, _COMPILE, _LLAMA_DF, GIT_ENV, PROTO, _go_main, _pkg
+from localai_tree import files as shaped_files
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "localai"
-DOCKERFILES = SHARED / "dockerfiles"
+KINDS = ("python", "golang", "llama-cpp", "turboquant", "bonsai", "ik-llama-cpp", "ds4", "privacy-filter",
+         "audio-cpp", "rust")
 #: module packages the real Go backends import (``go list -deps ./backend/go/...``)
 REAL_PKGS = {
     "pkg/grpc": ("pkg/grpc/proto", "pkg/grpc/base", "pkg/grpc/grpcerrors"),
@@ -42,8 +45,30 @@ def _write(root: Path, files: dict[str, str]) -> None:
         p.write_text(text)
 
 
-def build_tree(dest: Path, matrix_path: Path, *, packages: int = 300, docs: int = 1500, commit: bool = False) -> Path:
-    """Write the tree under ``dest`` (created); with ``commit``, make it a git repository."""
+def shaped_localai_files() -> dict[str, str]:
+    """LocalAI-shaped backend Dockerfiles (every kind LocalAI's matrix names), ``.dockerignore`` and
+    ``.docker/llama-cpp-compile.sh``, written by the tests."""
+    base = shaped_files()
+    out = {f"backend/Dockerfile.{k}": base[f"backend/Dockerfile.{k}"] for k in ("python", "golang", "rust", "audio-cpp")}
+    for kind in ("llama-cpp", "turboquant", "bonsai", "ik-llama-cpp"):
+        out[f"backend/Dockerfile.{kind}"] = _LLAMA_DF.replace("{kind}", kind)
+    for kind in ("ds4", "privacy-filter"):  # single-builder C++ backends, like audio-cpp
+        out[f"backend/Dockerfile.{kind}"] = _AUDIO_DF.replace("audio-cpp", kind)
+    out[".dockerignore"] = base[".dockerignore"]
+    out[".docker/llama-cpp-compile.sh"] = _COMPILE.format(kind="llama-cpp")
+    return out
+
+
+def real_localai_files(tree: LocalAITree) -> dict[str, str]:
+    """The same files, LocalAI's real ones, from a named LocalAI tree."""
+    names = [f"backend/Dockerfile.{k}" for k in KINDS] + [".dockerignore", ".docker/llama-cpp-compile.sh"]
+    return {name: tree.text(name) for name in names}
+
+
+def build_tree(dest: Path, matrix_path: Path, *, localai: LocalAITree | None = None, packages: int = 300,
+               docs: int = 1500, commit: bool = False) -> Path:
+    """Write the tree under ``dest`` (created); with ``commit``, make it a git repository. The
+    Dockerfiles are LocalAI's real ones when ``localai`` names its tree, else LocalAI-shaped ones."""
     from ci.matrix import load_matrix
 
     rng = random.Random(11)
@@ -70,12 +95,7 @@ def build_tree(dest: Path, matrix_path: Path, *, packages: int = 300, docs: int 
                                                "--python_out=. backend.proto; }\n",
         "README.md": "# LocalAI\n",
     }
-    for name in ("Dockerfile.python", "Dockerfile.golang", "Dockerfile.llama-cpp", "Dockerfile.turboquant",
-                 "Dockerfile.bonsai", "Dockerfile.ik-llama-cpp", "Dockerfile.ds4", "Dockerfile.privacy-filter",
-                 "Dockerfile.audio-cpp", "Dockerfile.rust"):
-        files[f"backend/{name}"] = (DOCKERFILES / f"backend_{name}").read_text()
-    files[".dockerignore"] = (DOCKERFILES / ".dockerignore").read_text()
-    files[".docker/llama-cpp-compile.sh"] = (DOCKERFILES / ".docker_llama-cpp-compile.sh").read_text()
+    files.update(real_localai_files(localai) if localai is not None else shaped_localai_files())
     for kind in ("llama-cpp", "turboquant", "bonsai", "ik-llama-cpp"):
         files.setdefault(f".docker/{kind}-compile.sh",
                          f"#!/bin/bash\ncd /LocalAI/backend/cpp/{kind}\n"

@@ -25,9 +25,9 @@ from ci.inputs import Deriver
 from ci.matrix import load_matrix
 from ci.worktree import checkout_tree
 from localai_tree import GIT_ENV, MATRIX_PATH, Repo, git, write
+from localai_ref import M2608
 
 REPO = Path(__file__).resolve().parents[1]
-M2608 = REPO.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
 
 
 @pytest.fixture(scope="module")
@@ -302,15 +302,18 @@ def test_this_projects_example_backends(own: Path, path: str, suffixes: set[str]
 
 
 # --- the real LocalAI matrix on a LocalAI-sized tree ------------------------------------------
+# Twice: with LocalAI-shaped Dockerfiles written by the tests, and with LocalAI's real ones when a
+# LocalAI tree is named (CI_TEST_LOCALAI_TREE; skipped otherwise).
 
-@pytest.fixture(scope="module")
-def scale(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["shaped", "real"])
+def scale(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from localai_scale import build_tree
 
-    return build_tree(tmp_path_factory.mktemp("scale") / "tree", M2608)
+    tree = request.getfixturevalue("localai_tree") if request.param == "real" else None
+    return build_tree(tmp_path_factory.mktemp("scale") / "tree", M2608, localai=tree)
 
 
-def test_every_real_leg_derives_from_the_real_dockerfiles(scale: Path) -> None:
+def test_every_real_leg_derives_from_the_dockerfiles(scale: Path) -> None:
     m = load_matrix(M2608)
     deriver = Deriver(checkout_tree(scale))
     for e in m:

@@ -1,5 +1,6 @@
-"""ci.dockerfile: LocalAI's real Dockerfiles parse and resolve to the stages, paths and images
-BuildKit would use; ARG scoping, expansion, platforms and engine checks follow BuildKit."""
+"""ci.dockerfile: LocalAI-shaped Dockerfiles (written by the tests, ``localai_tree.py``) and, when a
+LocalAI tree is named (``CI_TEST_LOCALAI_TREE``), LocalAI's real ones parse and resolve to the stages,
+paths and images BuildKit would use; ARG scoping, expansion, platforms and engine checks follow BuildKit."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,17 +21,28 @@ from ci.dockerfile import (
 )
 from ci.errors import UserError
 from ci.platforms import Arch, Platform, parse_platform
+from localai_ref import LocalAITree
+from localai_tree import files as shaped_files
 
-DOCKERFILES = Path(__file__).resolve().parents[2] / "shared/localai/dockerfiles"
-LOCALAI_FILES = sorted(p.name for p in DOCKERFILES.glob("*Dockerfile*"))
+# LocalAI's Dockerfiles at commit 82c191af (2026-08-22), by their path in LocalAI's repository
+LOCALAI_FILES = ["Dockerfile"] + [f"backend/Dockerfile.{k}" for k in (
+    "audio-cpp", "base-grpc-builder", "bonsai", "ds4", "golang", "ik-llama-cpp", "llama-cpp", "privacy-filter",
+    "python", "rust", "turboquant")]
 AMD64 = parse_platform("linux/amd64")
 ARM64 = parse_platform("linux/arm64")
 ARM7 = parse_platform("linux/arm/v7")
 PREBUILT_BASE = "quay.io/go-skynet/ci-cache:base-grpc-amd64"
+SHAPED = {k: v for k, v in shaped_files().items() if "Dockerfile" in k}
 
 
-def localai(name: str) -> Dockerfile:
-    return load_dockerfile(DOCKERFILES / name)
+def localai(tree: LocalAITree, name: str) -> Dockerfile:
+    """One of LocalAI's real Dockerfiles, from the tree a user named."""
+    return load_dockerfile(tree.path(name))
+
+
+def shaped(name: str) -> Dockerfile:
+    """A LocalAI-shaped Dockerfile written by the tests (``localai_tree.files()``)."""
+    return parse_dockerfile(SHAPED[name], name)
 
 
 def args(**extra: str) -> dict[str, str]:
@@ -54,19 +66,98 @@ def paths(sources: tuple[Source, ...]) -> list[str]:
     return [s.path for s in sources]
 
 
+# --------------------------------------------------------------------------- LocalAI-shaped files
+# Written by the tests (``localai_tree.py``), with the features of LocalAI's own: heredoc RUN, RUN
+# --mount=type=bind, ARG TARGETARCH, FROM ${BUILDER_TARGET} AS builder, a FROM scratch final stage.
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+def test_shaped_dockerfile_parses_and_resolves(name: str) -> None:
+    r = res(shaped(name), args(BUILD_TYPE="cublas"), platform=ARM64)
+    assert r.stages[-1].label == r.target and r.stages[-1].base == "scratch"
+    assert {rs.platform for rs in r.stages} == {ARM64}
+    assert r.external_images == ("ubuntu:24.04",)
+    seen: set[str] = set()
+    for rs in r.stages:
+        assert set(rs.depends_on) <= seen, rs.label
+        seen.add(rs.label)
+    assert r.emulated_stages(Arch.ARM64) == ()
+    assert r.emulated_stages(Arch.AMD64) == tuple(rs for rs in r.stages if rs.runs) != ()
+    assert check_engine(shaped(name), "23.0.0") is None
+
+
+def test_shaped_python_backend_resolves_narrow_copies() -> None:
+    r = res(shaped("backend/Dockerfile.python"), args(BACKEND="vllm", BUILD_TYPE="cublas"))
+    assert r.labels == ("builder", "stage-1")
+    builder, final = r.stages
+    assert (final.base, final.runs, final.copies, final.depends_on) == ("scratch", False, (), ("builder",))
+    assert [(s.kind, s.path, s.line) for s in builder.copies] == [
+        ("bind", ".docker/apt-mirror.sh", 9),
+        ("copy", "backend/python/vllm", 11),
+        ("copy", "backend/backend.proto", 12),
+        ("copy", "backend/python/common/", 13),
+        ("copy", "scripts/build/package-gpu-libs.sh", 14),
+    ]
+    # ARG BACKEND=rerankers is the default when no build arg is given
+    assert "backend/python/rerankers" in paths(res(shaped("backend/Dockerfile.python")).sources)
+
+
+@pytest.mark.parametrize("builder", ["builder-fromsource", "builder-prebuilt"])
+def test_shaped_llama_cpp_reaches_exactly_one_builder(builder: str) -> None:
+    r = res(shaped("backend/Dockerfile.llama-cpp"),
+            args(BACKEND="llama-cpp", BUILDER_TARGET=builder, BUILDER_BASE_IMAGE=PREBUILT_BASE))
+    other = ({"builder-fromsource", "builder-prebuilt"} - {builder}).pop()
+    assert r.labels == (builder, "builder", "stage-3") and r.stage(other) is None
+    alias = r.stage("builder")
+    assert alias is not None and (alias.base, alias.base_is_stage, alias.runs) == (builder, True, False)
+    chosen = r.stage(builder)
+    assert chosen is not None and chosen.runs
+    assert [s.path for s in chosen.copies if s.kind == "copy"] == ["."]
+    binds = [(s.path, s.line) for s in chosen.copies if s.kind == "bind"]
+    if builder == "builder-fromsource":
+        assert r.external_images == ("ubuntu:24.04",)
+        assert binds == [(".docker/install-base-deps.sh", 10), (".docker/apt-mirror.sh", 10),
+                         (".docker/llama-cpp-compile.sh", 14)]
+    else:
+        assert r.external_images == (PREBUILT_BASE,) and chosen.base == PREBUILT_BASE
+        assert binds == [(".docker/llama-cpp-compile.sh", 24)]
+    # no build args: the from-source builder; prebuilt without a builder base falls back to BASE_IMAGE
+    assert res(shaped("backend/Dockerfile.llama-cpp")).labels == ("builder-fromsource", "builder", "stage-3")
+    fallback = res(shaped("backend/Dockerfile.llama-cpp"), {"BUILDER_TARGET": "builder-prebuilt",
+                                                            "BASE_IMAGE": "ubuntu:22.04"}).stage("builder-prebuilt")
+    assert fallback is not None and fallback.base == "ubuntu:22.04"
+
+
+def test_shaped_golang_backend_copies_whole_repository_and_uses_heredocs() -> None:
+    r = res(shaped("backend/Dockerfile.golang"), args(BACKEND="whisper"))
+    builder = r.stage("builder")
+    assert builder is not None
+    assert [(s.kind, s.path, s.line) for s in builder.copies] == [
+        ("bind", ".docker/apt-mirror.sh", 10), ("copy", "backend/go/whisper/", 17), ("copy", ".", 19)]
+    assert [f.line for f in features(shaped("backend/Dockerfile.golang")) if f.name == "heredoc"] == [12]
+    assert {"BUILDER_TARGET"} <= set(res(shaped("backend/Dockerfile.golang"),
+                                         args(BUILDER_TARGET="builder-prebuilt")).unused_build_args)
+
+
+def test_engine_20_10_is_too_old_for_a_shaped_python_backend() -> None:
+    df = shaped("backend/Dockerfile.python")
+    msg = check_engine(df, "20.10.24+dfsg1")
+    assert msg is not None and msg.startswith(f"{df.source} line 9 uses RUN --mount (")
+    assert "which needs Docker Engine 23.0 or newer with BuildKit; this engine is 20.10.24: upgrade the engine" in msg
+
+
 # --------------------------------------------------------------------------- LocalAI's files
+# Compared with LocalAI's real tree: run when one is named (CI_TEST_LOCALAI_TREE), skipped otherwise.
 
 
-def test_every_localai_dockerfile_is_present() -> None:
-    assert "Dockerfile" in LOCALAI_FILES
-    assert {"backend_Dockerfile.python", "backend_Dockerfile.llama-cpp", "backend_Dockerfile.golang"} <= set(LOCALAI_FILES)
-    assert len(LOCALAI_FILES) >= 12
+def test_every_localai_dockerfile_is_present(localai_tree: LocalAITree) -> None:
+    assert set(LOCALAI_FILES) <= set(localai_tree.dockerfiles())
 
 
 @pytest.mark.parametrize("name", LOCALAI_FILES)
-def test_localai_dockerfile_parses_and_resolves(name: str) -> None:
-    df = localai(name)
-    assert df.source.endswith(name)
+def test_localai_dockerfile_parses_and_resolves(name: str, localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, name)
+    assert df.source.endswith(name.replace("/", "_")) or df.source.endswith(name)
     assert df.stages and df.stages[0].index == 0
     r = res(df, args(BUILD_TYPE="cublas"), platform=ARM64)
     assert r.stages[-1].label == r.target
@@ -84,8 +175,8 @@ def test_localai_dockerfile_parses_and_resolves(name: str) -> None:
     assert r.emulated_stages(Arch.AMD64)
 
 
-def test_python_backend_model() -> None:
-    df = localai("backend_Dockerfile.python")
+def test_python_backend_model(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "backend/Dockerfile.python")
     assert df.directives == ()
     assert df.global_args == (("BASE_IMAGE", "ubuntu:24.04"), ("APT_MIRROR", '""'), ("APT_PORTS_MIRROR", '""'))
     builder, final = df.stages
@@ -102,8 +193,8 @@ def test_python_backend_model() -> None:
     assert (copy_from.keyword, copy_from.flag("from"), copy_from.args) == ("COPY", "builder", ("/${BACKEND}/", "/"))
 
 
-def test_python_backend_resolves_narrow_copies() -> None:
-    r = res(localai("backend_Dockerfile.python"), args(BACKEND="vllm", BUILD_TYPE="cublas"))
+def test_python_backend_resolves_narrow_copies(localai_tree: LocalAITree) -> None:
+    r = res(localai(localai_tree, "backend/Dockerfile.python"), args(BACKEND="vllm", BUILD_TYPE="cublas"))
     assert r.labels == ("builder", "stage-1")
     builder, final = r.stages
     assert (final.base, final.base_is_stage, final.runs, final.copies) == ("scratch", False, False, ())
@@ -121,8 +212,8 @@ def test_python_backend_resolves_narrow_copies() -> None:
     assert r.unused_build_args == ()
 
 
-def test_python_backend_default_backend_and_base_image_override() -> None:
-    df = localai("backend_Dockerfile.python")
+def test_python_backend_default_backend_and_base_image_override(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "backend/Dockerfile.python")
     r = res(df, {"BASE_IMAGE": "nvidia/cuda:12.8.0-devel-ubuntu24.04"})
     assert r.external_images == ("nvidia/cuda:12.8.0-devel-ubuntu24.04",)
     # ARG BACKEND=rerankers in the builder stage is the default when no build arg is given
@@ -130,8 +221,8 @@ def test_python_backend_default_backend_and_base_image_override() -> None:
 
 
 @pytest.mark.parametrize("builder", ["builder-fromsource", "builder-prebuilt"])
-def test_llama_cpp_reaches_exactly_one_builder(builder: str) -> None:
-    df = localai("backend_Dockerfile.llama-cpp")
+def test_llama_cpp_reaches_exactly_one_builder(builder: str, localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "backend/Dockerfile.llama-cpp")
     r = res(df, args(BACKEND="llama-cpp", BUILDER_TARGET=builder, BUILDER_BASE_IMAGE=PREBUILT_BASE))
     other = ({"builder-fromsource", "builder-prebuilt"} - {builder}).pop()
     assert r.labels == (builder, "builder", "stage-3")
@@ -154,8 +245,8 @@ def test_llama_cpp_reaches_exactly_one_builder(builder: str) -> None:
         assert [(s.path, s.line) for s in chosen.copies if s.kind == "bind"] == [(".docker/llama-cpp-compile.sh", 137)]
 
 
-def test_llama_cpp_defaults() -> None:
-    df = localai("backend_Dockerfile.llama-cpp")
+def test_llama_cpp_defaults(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "backend/Dockerfile.llama-cpp")
     assert df.global_args[:3] == (
         ("BASE_IMAGE", "ubuntu:24.04"), ("BUILDER_BASE_IMAGE", "${BASE_IMAGE}"),
         ("BUILDER_TARGET", "builder-fromsource"))
@@ -167,8 +258,8 @@ def test_llama_cpp_defaults() -> None:
     assert prebuilt is not None and prebuilt.base == "ubuntu:22.04"
 
 
-def test_golang_backend_copies_whole_repository() -> None:
-    r = res(localai("backend_Dockerfile.golang"), args(BACKEND="whisper"))
+def test_golang_backend_copies_whole_repository(localai_tree: LocalAITree) -> None:
+    r = res(localai(localai_tree, "backend/Dockerfile.golang"), args(BACKEND="whisper"))
     builder = r.stage("builder")
     assert builder is not None
     assert [(s.kind, s.path, s.line) for s in builder.copies] == [
@@ -178,8 +269,8 @@ def test_golang_backend_copies_whole_repository() -> None:
     ]
 
 
-def test_server_dockerfile_stage_graph() -> None:
-    df = localai("Dockerfile")
+def test_server_dockerfile_stage_graph(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "Dockerfile")
     r = res(df, {"BASE_IMAGE": "ubuntu:24.04", "BUILD_TYPE": "vulkan"})
     assert r.target == "stage-9"
     assert r.labels == ("requirements", "requirements-drivers", "build-requirements", "builder-base",
@@ -197,8 +288,8 @@ def test_server_dockerfile_stage_graph() -> None:
     assert build_req is not None and paths(build_req.copies) == ["custom-ca-certs/*"]
 
 
-def test_server_dockerfile_other_targets() -> None:
-    df = localai("Dockerfile")
+def test_server_dockerfile_other_targets(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "Dockerfile")
     dev = res(df, target="devcontainer")
     assert dev.labels == ("requirements", "requirements-drivers", "build-requirements", "builder-base", "devcontainer")
     assert dev.external_images == ("ubuntu:24.04",)
@@ -209,27 +300,27 @@ def test_server_dockerfile_other_targets() -> None:
     assert res(df, {"BASE_IMAGE": "ubuntu:22.04"}, target="intel").external_images == ("ubuntu:22.04",)
 
 
-def test_audio_cpp_ignores_builder_args() -> None:
+def test_audio_cpp_ignores_builder_args(localai_tree: LocalAITree) -> None:
     # the matrix comment: BUILDER_BASE_IMAGE / BUILDER_TARGET / SKIP_DRIVERS are never consumed
-    r = res(localai("backend_Dockerfile.audio-cpp"),
+    r = res(localai(localai_tree, "backend/Dockerfile.audio-cpp"),
             args(BUILDER_BASE_IMAGE=PREBUILT_BASE, BUILDER_TARGET="builder-prebuilt"))
     assert {"BUILDER_BASE_IMAGE", "BUILDER_TARGET", "SKIP_DRIVERS", "BACKEND"} <= set(r.unused_build_args)
     assert "BUILD_TYPE" not in r.unused_build_args
     assert r.external_images == ("ubuntu:24.04",)
 
 
-def test_localai_heredoc_lines() -> None:
-    py = [f.line for f in features(localai("backend_Dockerfile.python")) if f.name == "heredoc"]
+def test_localai_heredoc_lines(localai_tree: LocalAITree) -> None:
+    py = [f.line for f in features(localai(localai_tree, "backend/Dockerfile.python")) if f.name == "heredoc"]
     assert py == [43, 59, 114, 151, 198]
-    go = [f.line for f in features(localai("backend_Dockerfile.golang")) if f.name == "heredoc"]
+    go = [f.line for f in features(localai(localai_tree, "backend/Dockerfile.golang")) if f.name == "heredoc"]
     assert go == [58, 113, 149, 196, 240, 326]
-    server = features(localai("Dockerfile"))
+    server = features(localai(localai_tree, "Dockerfile"))
     assert [(f.name, f.line) for f in server if f.name == "COPY --chmod"] == [("COPY --chmod", 243)]
     assert [f.line for f in server if f.name == "RUN --mount"] == [18, 272, 416]
 
 
-def test_base_grpc_builder_syntax_directive() -> None:
-    df = localai("backend_Dockerfile.base-grpc-builder")
+def test_base_grpc_builder_syntax_directive(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "backend/Dockerfile.base-grpc-builder")
     assert df.directives == (("syntax", "docker/dockerfile:1.7"),)
     assert df.directive("SYNTAX") == "docker/dockerfile:1.7"
     first = features(df)[0]
@@ -239,12 +330,12 @@ def test_base_grpc_builder_syntax_directive() -> None:
 
 @pytest.mark.parametrize("name", LOCALAI_FILES)
 @pytest.mark.parametrize("engine", ["23.0.0", "26.1.5+dfsg1", "28.2.2"])
-def test_localai_builds_on_current_engines(name: str, engine: str) -> None:
-    assert check_engine(localai(name), engine) is None
+def test_localai_builds_on_current_engines(name: str, engine: str, localai_tree: LocalAITree) -> None:
+    assert check_engine(localai(localai_tree, name), engine) is None
 
 
-def test_engine_20_10_is_too_old_for_python_backend() -> None:
-    df = localai("backend_Dockerfile.python")
+def test_engine_20_10_is_too_old_for_python_backend(localai_tree: LocalAITree) -> None:
+    df = localai(localai_tree, "backend/Dockerfile.python")
     msg = check_engine(df, "20.10.24+dfsg1")
     assert msg is not None
     first = features(df)[0]
@@ -443,7 +534,7 @@ def test_circular_dependency_is_refused() -> None:
 
 def test_unknown_target_suggests_a_name() -> None:
     with pytest.raises(UserError, match=r"no stage named 'buildr'.*did you mean 'builder'\?"):
-        res(localai("backend_Dockerfile.python"), target="buildr")
+        res(shaped("backend/Dockerfile.python"), target="buildr")
 
 
 def test_empty_base_name_fails_even_in_an_unreached_stage() -> None:

@@ -1,8 +1,8 @@
 """ci.feasibility: can this builder build a leg, and how (pure verdicts on resolved Dockerfiles)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,19 +86,15 @@ def test_engine_problem_comes_first() -> None:
     assert not v.runs and v.reason.startswith("Dockerfile line 2 uses a heredoc")
 
 
-def test_every_example_leg_builds_here_without_emulation() -> None:
+def test_every_example_leg_builds_here_without_emulation(busybox: dict[str, str]) -> None:
     """The README's first command: every leg of backends/ builds on an amd64 machine with no QEMU."""
-    from ci.baseimage import busybox_dir, find_busybox
     from ci.build import BuildRequest, prepare
     from ci.feasibility import leg_feasibility
     from ci.matrix import load_matrix
     from ci.naming import Family
     from ci.pipeline import builder_caps_without_engine
 
-    env = {"HOME": str(ROOT), "CI_BUSYBOX_DIR": str(busybox_dir(os.environ)), "GITHUB_SHA": "0" * 40}
-    if find_busybox("amd64", env) is None:
-        from conftest import unavailable
-        unavailable("no amd64 busybox for the offline bases (CI_BUSYBOX_DIR; .ci/install-system.sh downloads it)")
+    env = {"HOME": str(ROOT), "GITHUB_SHA": "0" * 40, **busybox}
     caps = builder_caps_without_engine(Arch.AMD64, frozenset())  # no binfmt at all
     seen = []
     for family, path in ((Family.BACKENDS, "backends/matrix.yml"), (Family.SERVER, "backends/images.yml")):
@@ -112,16 +108,29 @@ def test_every_example_leg_builds_here_without_emulation() -> None:
     assert sum(1 for p, _ in seen if p == "arm64") == 4
 
 
-@pytest.mark.parametrize("name", ["backend_Dockerfile.python", "backend_Dockerfile.golang",
-                                  "backend_Dockerfile.llama-cpp", "Dockerfile"])
-def test_localai_dockerfiles_on_an_amd64_builder(name: str) -> None:
-    """LocalAI's own Dockerfiles: native on amd64; their arm64 legs need emulation here (their builder
-    stages run on the target platform, meant for native arm64 runners)."""
-    from ci.dockerfile import load_dockerfile
-
-    df = load_dockerfile(ROOT.parent / "shared" / "localai" / "dockerfiles" / name)
+def _amd64_builder_verdicts(df: Any, name: str) -> None:
+    """Native on amd64; the arm64 legs need emulation on an amd64 builder (the builder stages run on
+    the target platform, meant for native arm64 runners) and run natively on arm64."""
     args = {"BASE_IMAGE": "ubuntu:24.04", "BACKEND": "rerankers", "BUILD_TYPE": "", "BUILDER_TARGET": "builder-fromsource"}
     for target, host, runs in ((AMD64, Arch.AMD64, True), (ARM64, Arch.AMD64, False), (ARM64, Arch.ARM64, True)):
         resolved = resolve(df, args, target_platform=target, build_platform=Platform("linux", host))
         v = assess(resolved, host=host, can_run=lambda p, h=host: p.arch is h)
         assert v.runs is runs, (name, target, host, v.reason)
+
+
+@pytest.mark.parametrize("name", ["backend/Dockerfile.python", "backend/Dockerfile.golang",
+                                  "backend/Dockerfile.llama-cpp"])
+def test_localai_shaped_dockerfiles_on_an_amd64_builder(name: str) -> None:
+    from ci.dockerfile import parse_dockerfile
+    from localai_tree import files
+
+    _amd64_builder_verdicts(parse_dockerfile(files()[name], name), name)
+
+
+@pytest.mark.parametrize("name", ["backend/Dockerfile.python", "backend/Dockerfile.golang",
+                                  "backend/Dockerfile.llama-cpp", "Dockerfile"])
+def test_localai_dockerfiles_on_an_amd64_builder(name: str, localai_tree: Any) -> None:
+    """LocalAI's own Dockerfiles (a named LocalAI tree)."""
+    from ci.dockerfile import load_dockerfile
+
+    _amd64_builder_verdicts(load_dockerfile(localai_tree.path(name)), name)

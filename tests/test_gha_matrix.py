@@ -18,11 +18,9 @@ from ci.gha_matrix import (
 from ci.matrix import Entry, Matrix, load_matrix, parse_matrix
 from ci.naming import Family, artifact_name, artifact_pattern
 from ci.platforms import parse_platform
+from localai_ref import M2608, M9730
 
 REPO = Path(__file__).resolve().parents[1]
-LOCALAI = REPO.parent / "shared" / "localai"
-M2608 = LOCALAI / "backend-matrix.2026-08.yml"
-M9730 = LOCALAI / "backend-matrix.pr9730.yml"
 
 
 def entry_yaml(suffix: str, platform: str = "linux/amd64", ptag: str | None = None, tag_latest: str = "auto",

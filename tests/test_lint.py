@@ -11,12 +11,10 @@ from ci.errors import UserError
 from ci.lint import RULES, collision_pairs, lint_matrix, runner_policy
 from ci.matrix import load_matrix, parse_matrix
 from ci.platforms import Arch
+from localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"
-LOCALAI = Path(__file__).resolve().parents[2] / "shared" / "localai"
-M2608 = LOCALAI / "backend-matrix.2026-08.yml"
-M9730 = LOCALAI / "backend-matrix.pr9730.yml"
 
 
 def entry(suffix: str, plat: str = "linux/amd64", runner: str = "ubuntu-latest", *, ptag: str | None = None,

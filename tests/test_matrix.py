@@ -10,12 +10,10 @@ from ci.errors import MatrixError
 from ci.matrix import MAX_MATRIX_BYTES, load_matrix, parse_matrix, read_matrix_text
 from ci.naming import Family, LegKey
 from ci.platforms import Arch
+from localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"
-LOCALAI = Path(__file__).resolve().parents[2] / "shared" / "localai"
-M2608 = LOCALAI / "backend-matrix.2026-08.yml"
-M9730 = LOCALAI / "backend-matrix.pr9730.yml"
 
 FIELDS = {
     "build-type": "''", "cuda-major-version": "''", "cuda-minor-version": "''", "platforms": "'linux/amd64'",
@@ -197,7 +195,9 @@ def test_deep_nesting_is_refused_with_or_without_libyaml(libyaml: bool, monkeypa
     import yaml
 
     if libyaml and not getattr(yaml, "__with_libyaml__", False):
-        pytest.skip("this PyYAML has no libyaml")  # pragma: no cover
+        from conftest import unavailable
+
+        unavailable("this PyYAML has no libyaml: pip install --force-reinstall PyYAML (its wheels carry it)")
     monkeypatch.setattr(yaml, "__with_libyaml__", libyaml)
     with pytest.raises(MatrixError, match=r"deep\.yml line 1: nested deeper than 16 levels"):
         parse_matrix("include: " + "[" * 20_000 + "]" * 20_000 + "\n", "deep.yml")

@@ -26,9 +26,8 @@ from ci.naming import (
     pr9730_artifact_name,
     pr9730_download_glob,
 )
+from localai_ref import MATRICES
 
-LOCALAI = Path(__file__).resolve().parents[2] / "shared" / "localai"
-MATRICES = [LOCALAI / "backend-matrix.2026-08.yml", LOCALAI / "backend-matrix.pr9730.yml"]
 PTAGS = ("amd64", "arm64", "single", "armv7", "amd64-arm64")
 
 

@@ -11,12 +11,10 @@ from ci.errors import MatrixError, UserError
 from ci.lint import lint_matrix, runner_policy
 from ci.matrix import Matrix, load_matrix, parse_matrix, read_matrix_text
 from ci.split import split_file, split_text
+from localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"
-LOCALAI = Path(__file__).resolve().parents[2] / "shared" / "localai"
-M2608 = LOCALAI / "backend-matrix.2026-08.yml"
-M9730 = LOCALAI / "backend-matrix.pr9730.yml"
 
 
 # ---- fixture ------------------------------------------------------------------------------------

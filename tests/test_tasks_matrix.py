@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from localai_ref import M2608
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "tests" / "resources" / "matrices"
-LOCALAI = Path(__file__).resolve().parents[2] / "shared" / "localai"
-M2608 = LOCALAI / "backend-matrix.2026-08.yml"
 
 
 def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

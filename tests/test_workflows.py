@@ -18,10 +18,10 @@ from ci.gha_matrix import DEFAULT_SHARDS, element_fields, outputs, plan
 from ci.changes import select_all
 from ci.matrix import load_matrix
 from ci.naming import Family, artifact_name
+from localai_ref import M2608
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
-M2608 = REPO.parent / "shared" / "localai" / "backend-matrix.2026-08.yml"
 EXPECTED = ["audit.yml", "backend.yml", "backend_build.yml", "backend_merge.yml", "backend_pr.yml",
             "image.yml", "image_build.yml", "image_merge.yml"]
 CLASSES = ["multi-arch"] + [f"single-arch-{i}" for i in range(1, DEFAULT_SHARDS + 1)]
@@ -323,7 +323,7 @@ def test_zizmor_finds_nothing_of_medium_or_high_severity() -> None:
 
 def test_every_action_is_pinned_to_a_commit_of_its_current_release() -> None:
     pins = {}
-    for line in (REPO.parent / "shared" / "ACTIONS.md").read_text().splitlines():
+    for line in (REPO / "tests" / "resources" / "actions.md").read_text().splitlines():
         m = re.match(r"^\| ([\w-]+/[\w-]+) \| (v[\d.]+) \| ([0-9a-f]{40}) \|$", line)
         if m:
             pins[m.group(1)] = (m.group(3), m.group(2))
