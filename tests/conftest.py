@@ -4,9 +4,16 @@ Real components only: a Docker engine and CNCF distribution registries on loopba
 ``.ci/run`` starts both and exports ``DOCKER_HOST`` and ``CI_TEST_REGISTRIES``; without it,
 the fixtures use ``docker.from_env()`` and start registries themselves.
 
-Availability rule (``engine``, ``registries``, ``registry_factory``): when the engine or the
-registry binary is missing, the test is *skipped* on a developer machine but *fails* when
-``CI=true``, so CI never silently skips.
+Prerequisites, one rule (:func:`unavailable`, used by every fixture below and nowhere else): when
+something a test needs is missing -- the engine, the registry binary, buildx, QEMU binfmt for arm64
+``RUN`` steps, a static busybox for the offline bases, cosign, the second image store -- the test is
+*skipped* on a developer machine, with what to install, and *fails* when ``CI=true``, so CI never
+silently skips. The one other skip is a comparison with LocalAI's real tree (``localai_tree``),
+which runs only when a tree is named (``CI_TEST_LOCALAI_TREE``).
+
+Nothing outside the repository is read (:func:`_guard_reads`): an ``open``/``listdir``/``scandir``/
+``glob`` of a path beside the repository (a sibling directory or checkout) fails the test that made
+it, unless a user named that path (``CI_TEST_LOCALAI_TREE``).
 
 Fixtures
 --------
@@ -29,6 +36,16 @@ Fixtures
     gets the ``ci-offline/`` prefix when it lacks it. Tags it made are removed at teardown
     unless ``keep=True`` (use unique names; a shared name such as ``ci-offline/ubuntu:24.04``
     can be retagged to another arch by a parallel run).
+
+``busybox`` (session)
+    ``{"CI_BUSYBOX_DIR": DIR}``: a directory holding a static busybox for amd64 and arm64 (the
+    offline bases' shell); merge it into a test's environment.
+``qemu`` (session)
+    Checks that the builder runs ``linux/arm64`` ``RUN`` steps (QEMU in binfmt_misc).
+``cosign`` (session)
+    The path of ``cosign``.
+``localai_tree`` (session)
+    :class:`localai_ref.LocalAITree` named by ``CI_TEST_LOCALAI_TREE``; skips (also in CI) without it.
 
 ``imagetools`` (session)
     ``run(*args) -> CompletedProcess``: ``docker buildx imagetools ARGS`` (the independent peer
@@ -56,6 +73,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,8 +87,11 @@ from ci.baseimage import OFFLINE_PREFIX, ensure_base_image
 from ci.errors import OperationError
 from ci.localregistry import LocalRegistry, find_registry_binary, start_registry, unix_socket_present
 from ci.platforms import Arch, Platform, parse_platform
+from localai_ref import ENV_TREE, SKIP_REASON, LocalAITree, named_tree
 
 ENV_REGISTRIES = "CI_TEST_REGISTRIES"
+ENV_ENGINES = "CI_TEST_ENGINES"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def in_ci() -> bool:
@@ -81,6 +103,60 @@ def unavailable(message: str) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: this is a failure, not a skip; see .ci/run)", pytrace=False)
     pytest.skip(message)
+
+
+# --- nothing beside the repository is read --------------------------------------------------------
+_BESIDE = str(REPO.parent).rstrip(os.sep) + os.sep
+_AUDITED = frozenset({"open", "os.listdir", "os.scandir", "glob.glob", "shutil.copytree", "os.chdir"})
+#: every path beside the repository that was read, in order (a test that made one fails)
+READS_BESIDE: list[str] = []
+
+
+def beside_the_repository(path: object) -> str | None:
+    """The absolute path when ``path`` lies beside the repository (under its parent directory, not
+    in it) and nobody named it; None for the repository, system paths, temporary directories,
+    Python's own directories, hidden directories (``~/.cache``, ``~/.docker`` when the checkout sits
+    in a home directory) and the LocalAI tree named by ``CI_TEST_LOCALAI_TREE``."""
+    if isinstance(path, int) or path is None or REPO.parent == Path(REPO.anchor):
+        return None
+    try:
+        full = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not full.startswith(_BESIDE):
+        return None
+    first = full[len(_BESIDE):].split(os.sep, 1)[0]
+    if first == REPO.name or first.startswith("."):
+        return None
+    allowed = [tempfile.gettempdir(), sys.prefix, sys.base_prefix, sys.exec_prefix, os.environ.get(ENV_TREE, "")]
+    allowed += [p for p in sys.path if p and not p.startswith(str(REPO))]
+    for root in filter(None, allowed):
+        root = os.path.abspath(root)
+        if full == root or full.startswith(root.rstrip(os.sep) + os.sep):
+            return None
+    return full
+
+
+def _guard_reads(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _AUDITED or not args:
+        return
+    found = beside_the_repository(args[0])
+    if found is not None:
+        READS_BESIDE.append(found)
+        raise RuntimeError(f"read outside the repository: {found}; tests, benches and the tool read only the "
+                           f"repository and what a user names (a LocalAI tree: {ENV_TREE}=PATH)")
+
+
+sys.addaudithook(_guard_reads)
+
+
+@pytest.fixture(autouse=True)
+def _no_read_beside_the_repository() -> Iterator[None]:
+    """Fails the test that read a path beside the repository, even where the code swallowed the error."""
+    before = len(READS_BESIDE)
+    yield
+    if len(READS_BESIDE) > before:
+        pytest.fail(f"the test read outside the repository: {', '.join(READS_BESIDE[before:])}", pytrace=False)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -272,11 +348,11 @@ def builder(engine: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def bases(registries: tuple[LocalRegistry, LocalRegistry]) -> Iterator[Any]:
-    """Offline base images served from the "quay" test registry."""
+def bases(registries: tuple[LocalRegistry, LocalRegistry], busybox: dict[str, str]) -> Iterator[Any]:
+    """Offline base images served from the "quay" test registry, with a busybox shell for both arches."""
     from ci.baseimage import OfflineBases
 
-    with OfflineBases(dict(os.environ), host=registries[0].host) as served:
+    with OfflineBases({**os.environ, **busybox}, host=registries[0].host) as served:
         yield served
 
 
@@ -313,3 +389,55 @@ def build_image(builder: Any, bases: Any, engine: Any, tmp_path: Path, unique: s
                 engine.images.remove(ref, force=True)
             except Exception:  # never built (a failed build), or already removed by the test
                 pass
+
+
+# --- prerequisites besides the engine and the registries (the same rule: unavailable()) --------------
+
+@pytest.fixture(scope="session")
+def busybox() -> dict[str, str]:
+    """``{"CI_BUSYBOX_DIR": DIR}`` with a static busybox for amd64 and arm64 in DIR (the offline bases'
+    shell). Looks only (never downloads): ``CI_BUSYBOX_DIR``, else the default cache directory."""
+    from ci.baseimage import ENV_BUSYBOX_DIR, busybox_dir, find_busybox
+
+    env = {ENV_BUSYBOX_DIR: str(busybox_dir(os.environ))}
+    missing = [arch for arch in ("amd64", "arm64") if find_busybox(arch, env) is None]
+    if missing:
+        unavailable(f"no static busybox for {' and '.join(missing)} in {env[ENV_BUSYBOX_DIR]} (the offline base "
+                    f"images' shell): bash .ci/install-system.sh DIR downloads Debian's busybox-static for both "
+                    f"(or `apt-get download busybox-static:amd64 busybox-static:arm64` there); set {ENV_BUSYBOX_DIR}=DIR")
+    return env
+
+
+@pytest.fixture(scope="session")
+def qemu(builder: Any) -> None:
+    """The builder runs ``linux/arm64`` RUN steps (QEMU user emulation registered in binfmt_misc)."""
+    if not builder.caps().can_run(parse_platform("linux/arm64")):
+        unavailable("the builder cannot run linux/arm64 RUN steps: apt-get install qemu-user-static, then "
+                    "bash .ci/binfmt.sh (registers qemu-aarch64 in binfmt_misc; root)")
+
+
+@pytest.fixture(scope="session")
+def cosign() -> str:
+    """The ``cosign`` binary."""
+    found = shutil.which("cosign")
+    if found is None:
+        unavailable("cosign is not installed: apt-get install -t trixie cosign (Debian 13), or see sigstore's releases")
+    return str(found)
+
+
+@pytest.fixture(scope="session")
+def localai_tree() -> LocalAITree:
+    """LocalAI's real tree, when a user names one (``CI_TEST_LOCALAI_TREE``); skipped otherwise, in CI too."""
+    try:
+        tree = named_tree()
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if tree is None:
+        pytest.skip(SKIP_REASON)
+    return tree
+
+
+def engines_under_test() -> list[str]:
+    """The engines ``nox -s tests`` runs the engine-backed tests on (``CI_TEST_ENGINES``), else DOCKER_HOST's."""
+    given = [h.strip() for h in os.environ.get(ENV_ENGINES, "").split(",") if h.strip()]
+    return given or [os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")]

@@ -41,6 +41,7 @@ def _audit(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 @pytest.mark.registry
 @pytest.mark.slow
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_pipeline_then_audit_then_three_faults_each_caught(engine: Any, registries: Any, unique: str,
                                                            tmp_path: Path) -> None:
     from ci.pipeline import PipelineOptions, run_pipeline

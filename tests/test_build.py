@@ -379,6 +379,7 @@ def test_dry_run_shows_the_workflow_build_args(tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.registry
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registries, unique: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """``invoke build-backend`` end to end on the engine under test: the example leg's BuildKit build
     gets the workflow's build args, shows each step (plain lines: not a terminal), and publishes."""

@@ -257,15 +257,7 @@ def test_labels_and_build_args_reach_the_image(builder: Any, bases: Any, engine:
 
 
 @pytest.mark.registry
-def test_arm64_run_step_runs_under_qemu(build_image: Any, builder: Any, engine: Any) -> None:
-    from ci.baseimage import find_busybox
-
-    if not builder.caps().can_run(ARM64):
-        from conftest import unavailable
-        unavailable("the builder cannot run linux/arm64 (QEMU binfmt for aarch64 not registered; .ci/binfmt.sh)")
-    if find_busybox("arm64", os.environ) is None:
-        from conftest import unavailable
-        unavailable("no arm64 busybox for the offline base (CI_BUSYBOX_DIR; .ci/install-system.sh downloads it)")
+def test_arm64_run_step_runs_under_qemu(build_image: Any, engine: Any, qemu: None, busybox: dict[str, str]) -> None:
     dockerfile = f"FROM {BASE}\nRUN uname -m > /machine && echo ran > /proof\n"  # the target platform's stage
     built = build_image(dockerfile, "linux/arm64", contexts_for=(BASE,))
     assert built.info.platform_text == "linux/arm64"
@@ -311,6 +303,7 @@ def test_engine_too_old_for_a_heredoc_is_refused_before_building(tmp_path: Path)
 
 @pytest.mark.registry
 @pytest.mark.slow
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_base_image_from_an_authenticated_registry(builder: Any, engine: Any, tmp_path: Path, unique: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """FROM an image that exists only in a TLS + htpasswd registry: pulled with the Docker config's

@@ -71,11 +71,12 @@ def _raw(imagetools: Any, ref: str) -> bytes:
     return done.stdout.encode()
 
 
-def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imagetools: Any) -> None:
+def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imagetools: Any,
+                                              busybox: dict[str, str]) -> None:
     root, sha = _fresh_clone(tmp_path)
     env = {k: v for k, v in os.environ.items()
            if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES", "GITHUB_REF", "GITHUB_SHA", "GITHUB_EVENT_NAME")}
-    env["CI_BLOB_CACHE"] = str(tmp_path / "blobs")
+    env.update(busybox, CI_BLOB_CACHE=str(tmp_path / "blobs"))
     try:
         first = _pipeline(root, "--keep", env=env)
         assert first.returncode == 0, f"first run failed:\n{first.stdout}\n{first.stderr}"
@@ -181,13 +182,13 @@ def _failures(stderr: str) -> list[list[str]]:
     return out
 
 
-def test_pipeline_failed_leg_fails_its_suffix_only(tmp_path: Path, engine: Any) -> None:
+def test_pipeline_failed_leg_fails_its_suffix_only(tmp_path: Path, engine: Any, busybox: dict[str, str]) -> None:
     root, _ = _fresh_clone(tmp_path)
     with open(root / "backends" / "matrix.yml", "a") as fh:
         fh.write(BROKEN_LEG + NOISY_LEG)
     (root / "backends" / "Dockerfile.noisy").write_text(NOISY_DOCKERFILE)
     env = {k: v for k, v in os.environ.items() if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES")}
-    env["CI_BLOB_CACHE"] = str(tmp_path / "blobs")
+    env.update(busybox, CI_BLOB_CACHE=str(tmp_path / "blobs"))
     done = _pipeline(root, "--only=-cpu-echo,-cpu-broken,-cpu-noisy", env=env)
     assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
     rows = _table(done.stdout)
@@ -218,3 +219,26 @@ def test_pipeline_failed_leg_fails_its_suffix_only(tmp_path: Path, engine: Any) 
     details = [line[4:] for line in noisy[1:]]
     assert "noisy line 500" in tail and "noisy line 1" not in details and "noisy line 400" not in details, tail
     assert "noisy: no sources for does-not-exist" in details, details  # what the step said on stderr, before exiting
+
+
+def test_a_run_that_skips_legs_fails_unless_allowed(tmp_path: Path, engine: Any, registries: Any) -> None:
+    """No static busybox: no offline base has a shell, so every leg of -cpu-hello is skipped. The run
+    builds nothing it was asked to build: exit 1, one summary line with how many and the fix, and it
+    says it published nothing; --allow-skip accepts it (exit 0). Either way it says where its state is."""
+    root, _ = _fresh_clone(tmp_path)
+    empty = tmp_path / "no-busybox"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI_BACKEND_IMAGES", "CI_SERVER_IMAGES")}
+    env.update(CI_BUSYBOX_DIR=str(empty), CI_BLOB_CACHE=str(tmp_path / "blobs"))
+    done = _pipeline(root, "--only=-cpu-hello", env=env)
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    last = done.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("error: 2 of 2 leg(s) were skipped, this machine cannot build them: "), last
+    assert "apt-get install busybox-static" in last and "CI_BUSYBOX_DIR" in last and "--allow-skip" in last, last
+    assert "published to:" not in done.stdout and "published: nothing" in done.stdout, done.stdout
+    state = root / ".localai-ci"
+    assert f"state: {state / 'state.json'}" in done.stdout and f"digests: {state / 'digests'}" in done.stdout
+    assert f"rm -rf {state}" in done.stdout
+    allowed = _pipeline(root, "--only=-cpu-hello", "--allow-skip", env=env)
+    assert allowed.returncode == 0, f"{allowed.stdout}\n{allowed.stderr}"
+    assert allowed.stderr.rstrip().splitlines()[-1].startswith("note: 2 of 2 leg(s) skipped (--allow-skip): ")

@@ -539,6 +539,7 @@ def build_losing_the_engine(engine: Any, registries: Any, unique: str, tmp_path:
 
 
 @pytest.mark.engine
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_engine_stopped_mid_build_is_a_clear_error_and_writes_no_digest_file(
         engine: Any, registries: Any, unique: str, tmp_path: Path) -> None:
     """The engine's socket goes away while BuildKit runs a step (``docker buildx build`` and the SDK both lose
@@ -552,6 +553,7 @@ def test_engine_stopped_mid_build_is_a_clear_error_and_writes_no_digest_file(
 
 
 @pytest.mark.engine
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_engine_stopped_mid_build_names_the_lost_engine_and_the_running_step(
         engine: Any, registries: Any, unique: str, tmp_path: Path) -> None:
     msg, _, _ = build_losing_the_engine(engine, registries, unique, tmp_path)

@@ -177,21 +177,18 @@ def _copy_repo(tmp_path: Path) -> Path:
     return root
 
 
-def _dry_env(tmp_path: Path, busybox: str | None = None) -> dict[str, str]:
-    """No engine; offline bases get a shell from ``busybox`` (default: this machine's busybox directory)."""
-    import os
-
-    from ci.baseimage import busybox_dir
-
+def _dry_env(tmp_path: Path, busybox: str) -> dict[str, str]:
+    """No engine; offline bases get a shell from the directory ``busybox`` (the ``busybox`` fixture's)."""
     return {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "GITHUB_REF": "refs/heads/master",
             "GITHUB_SHA": SHA, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
-            "CI_BUSYBOX_DIR": busybox or str(busybox_dir(os.environ))}
+            "CI_BUSYBOX_DIR": busybox}
 
 
-def test_dry_run_prints_the_whole_plan_and_touches_nothing(tmp_path: Path) -> None:
+def test_dry_run_prints_the_whole_plan_and_touches_nothing(tmp_path: Path, busybox: dict[str, str]) -> None:
     root = _copy_repo(tmp_path)
     out = io.StringIO()
-    report = run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path), out=out,
+    report = run_pipeline(PipelineOptions(root=str(root), dry_run=True),
+                          env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=out,
                           err=io.StringIO())
     text = out.getvalue()
     assert report.dry_run and report.exit_code == 0
@@ -225,8 +222,8 @@ def test_dry_run_reports_a_leg_this_engine_cannot_build(tmp_path: Path) -> None:
 
 
 
-def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         busybox: dict[str, str]) -> None:
     """A LocalAI-shaped repository has backends/matrix.yml and no server matrix: the pipeline runs the
     backends with a note, and reads the matrix once however many legs it plans (it was once per leg)."""
     import ci.matrix
@@ -242,29 +239,31 @@ def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_pat
 
     monkeypatch.setattr(ci.matrix, "load_matrix", counting)
     out, err = io.StringIO(), io.StringIO()
-    report = run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path), out=out, err=err)
+    report = run_pipeline(PipelineOptions(root=str(root), dry_run=True),
+                          env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=out, err=err)
     assert report.exit_code == 0
     assert "no backends/images.yml under" in err.getvalue() and "--images-matrix" in err.getvalue()
     assert "== leg 1/8: -cpu-hello [amd64]" in out.getvalue() and "localai-core" not in out.getvalue()
     assert reads == [str(root / "backends" / "matrix.yml")]
 
 
-def test_a_missing_matrix_given_on_the_command_line_stays_an_error(tmp_path: Path) -> None:
+def test_a_missing_matrix_given_on_the_command_line_stays_an_error(tmp_path: Path, busybox: dict[str, str]) -> None:
     root = _copy_repo(tmp_path)
     with pytest.raises(UserError, match="nope.yml"):
         run_pipeline(PipelineOptions(root=str(root), dry_run=True, images_matrix=str(root / "nope.yml")),
-                     env=_dry_env(tmp_path), out=io.StringIO(), err=io.StringIO())
+                     env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=io.StringIO(), err=io.StringIO())
     (root / "backends" / "matrix.yml").unlink()
     (root / "backends" / "images.yml").unlink()
     with pytest.raises(UserError, match="no matrix to run"):
-        run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path), out=io.StringIO(),
+        run_pipeline(PipelineOptions(root=str(root), dry_run=True), env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]),
+                     out=io.StringIO(),
                      err=io.StringIO())
 
 
-def test_dry_run_bad_jobs_is_a_user_error(tmp_path: Path) -> None:
+def test_dry_run_bad_jobs_is_a_user_error(tmp_path: Path, busybox: dict[str, str]) -> None:
     with pytest.raises(UserError, match="--jobs"):
         run_pipeline(PipelineOptions(root=str(_copy_repo(tmp_path)), dry_run=True, jobs=0),
-                     env=_dry_env(tmp_path), out=io.StringIO(), err=io.StringIO())
+                     env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=io.StringIO(), err=io.StringIO())
 
 
 # ---- table and progress -----------------------------------------------------------------------------
@@ -343,12 +342,12 @@ def test_integer_options_are_exit_2_not_a_traceback(argv: list[str], message: st
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def _dry_keys(root: Path, tmp_path: Path) -> dict[str, str]:
+def _dry_keys(root: Path, tmp_path: Path, busybox: dict[str, str]) -> dict[str, str]:
     """Each leg's up-to-date key, as the dry run prints it (title -> key)."""
     out = io.StringIO()
     run_pipeline(PipelineOptions(root=str(root), dry_run=True, images="127.0.0.1:5001/b/x",  # fixed: part of the key
                                  server_images="127.0.0.1:5001/s/x"),
-                 env=_dry_env(tmp_path), out=out, err=io.StringIO())
+                 env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=out, err=io.StringIO())
     keys, title = {}, ""
     for line in out.getvalue().splitlines():
         if line.startswith("== leg "):
@@ -358,23 +357,24 @@ def _dry_keys(root: Path, tmp_path: Path) -> dict[str, str]:
     return keys
 
 
-def test_up_to_date_key_covers_what_the_leg_reads_as_change_detection_derives_it(tmp_path: Path) -> None:
+def test_up_to_date_key_covers_what_the_leg_reads_as_change_detection_derives_it(tmp_path: Path,
+                                                                                 busybox: dict[str, str]) -> None:
     """One answer to "what are this leg's inputs?" (ci.inputs, matrix.github's): a file in the build
     context that no leg reads (a matrix comment, another backend's sources) rebuilds nothing; a file
     a leg reads rebuilds that leg only; the Dockerfile and its bind-mounted scripts count."""
     root = _copy_repo(tmp_path)
-    before = _dry_keys(root, tmp_path)
+    before = _dry_keys(root, tmp_path, busybox)
     assert len(before) == 11 and len(set(before.values())) == 11
     with (root / "backends" / "matrix.yml").open("a") as f:
         f.write("# a comment: no leg reads the matrix file\n")
     (root / "backends" / "NOTES.md").write_text("not read by any Dockerfile\n")
-    assert _dry_keys(root, tmp_path) == before
+    assert _dry_keys(root, tmp_path, busybox) == before
     (root / "backends" / "src" / "echo" / "run.sh").write_text("#!/bin/sh\necho changed\n")
-    after = _dry_keys(root, tmp_path)
+    after = _dry_keys(root, tmp_path, busybox)
     changed = sorted(t for t in before if before[t] != after[t])
     assert changed == sorted(t for t in before if t.startswith("-cpu-echo ")) and changed
     with (root / "backends" / ".docker" / "apt-mirror.sh").open("a") as f:  # bind-mounted in most stages
         f.write("# changed\n")
-    last = _dry_keys(root, tmp_path)
+    last = _dry_keys(root, tmp_path, busybox)
     # every leg but those whose BUILDER_TARGET (builder-prebuilt) skips the stage that mounts it
     assert sorted(t for t in after if last[t] == after[t]) == ["-cpu-tiny-cpp [amd64]", "-cpu-tiny-cpp [arm64]"]

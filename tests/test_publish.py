@@ -107,6 +107,7 @@ def manifest_and_config(registries: Any, repo: str, ref: str) -> tuple[dict[str,
         return manifest, json.loads(c.get_blob(manifest["config"]["digest"]))
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_backend_legs_publish_by_digest(leg: Any, registries: Any, imagetools: Any, unique: str,
                                         tmp_path: Path) -> None:
     for ptag in ("amd64", "arm64"):
@@ -125,6 +126,7 @@ def test_backend_legs_publish_by_digest(leg: Any, registries: Any, imagetools: A
         "digests-cpu-hello--amd64", "digests-cpu-hello--arm64"]
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_server_core_and_variant(leg: Any, registries: Any, imagetools: Any, unique: str, tmp_path: Path) -> None:
     core = leg(Family.SERVER, "", "arm64")
     check_published(core, registries, f"{unique}/server", imagetools, "arm64")
@@ -135,6 +137,7 @@ def test_server_core_and_variant(leg: Any, registries: Any, imagetools: Any, uni
     assert vk.digest_file.endswith(vk.digest.split(":")[1])
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_anchor_tags_every_target(leg: Any, registries: Any, unique: str) -> None:
     res = leg(Family.BACKENDS, "-cpu-echo", "amd64", anchor=True, run_id="4242")
     for c in clients(registries, f"{unique}/backends"):
@@ -143,6 +146,7 @@ def test_anchor_tags_every_target(leg: Any, registries: Any, unique: str) -> Non
             assert c.head_manifest("keepalive-4242-cpu-echo-amd64")[0] == res.digest  # type: ignore[index]
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_pull_request_writes_no_digest_file(leg: Any, registries: Any, unique: str, tmp_path: Path) -> None:
     built = leg(Family.BACKENDS, "-cpu-echo", "amd64", event="pull_request")
     assert built.digest == "" and not (tmp_path / "digests").exists()
@@ -294,6 +298,7 @@ def expensive(res: LegResult, unique: str) -> list[str]:
     return [s for s in res.steps_run if f"expensive step {unique}" in s]
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_registry_cache_is_written_on_push_and_reused_by_a_clean_engine(
         cache_leg: Any, engine: Any, registries: Any, unique: str, capsys: pytest.CaptureFixture[str]) -> None:
     """What a user of each image store gets from the registry cache after a publish (push event).
@@ -361,6 +366,7 @@ def test_registry_cache_is_written_on_push_and_reused_by_a_clean_engine(
         assert manifest_and_config(registries, f"{unique}/ci-cache", cache_tag)[0]["layers"] == changed_layers
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_pull_request_reads_the_registry_cache_and_never_writes_it(
         cache_leg: Any, registries: Any, unique: str, capsys: pytest.CaptureFixture[str]) -> None:
     first = cache_leg()
@@ -381,6 +387,7 @@ def test_pull_request_reads_the_registry_cache_and_never_writes_it(
         assert c.head_manifest("cache-cpu-cache-amd64") == before
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_registry_cache_failure_is_a_warning(leg: Any, registries: Any, unique: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     dead = "127.0.0.1:9/cache"  # discard port: nothing listens, import and export both fail

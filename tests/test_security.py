@@ -180,6 +180,7 @@ def _run(argv: list[str], env: dict[str, str], stdin: str = "") -> subprocess.Co
 @pytest.mark.engine
 @pytest.mark.registry
 @pytest.mark.slow
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_known_password_leaks_nowhere(auth_registry: tuple[str, Path], engine: Any, registries: Any, unique: str,
                                       tmp_path: Path) -> None:
     host, cert = auth_registry

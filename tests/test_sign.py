@@ -1,7 +1,6 @@
 """cosign adapter (ci.sign): argv building, and a sign/verify round-trip through merge and inspect."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -42,9 +41,7 @@ def test_key_signing_needs_cosign_password(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
-    if shutil.which("cosign") is None:
-        pytest.skip("cosign is not installed (apt-get install -t trixie cosign)")
+def keys(tmp_path: Path, cosign: str) -> tuple[Path, Path, dict[str, str]]:
     env = {"COSIGN_PASSWORD": "", "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path)}
     done = subprocess.run(["cosign", "generate-key-pair"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=60)
