@@ -7,12 +7,19 @@ Exit statuses are kept: 0 ok, 1 a failure, 2 bad input.
 """
 from __future__ import annotations
 
+import sys
+
 import nox
 import nox.command
+import nox.virtualenv
 
 nox.options.sessions = ["tests"]
 nox.options.error_on_missing_interpreters = False
 nox.options.default_venv_backend = "none"  # every session runs in the current environment
+# nox looks for its optional virtualenv backends (uv, conda, ...) even for sessions that make no
+# environment, and says "uv binary not found." on every run where uv is absent. No session here
+# makes one, so none of those backends is used: tell nox so (its own override point for them).
+nox.virtualenv.OPTIONAL_VENVS = dict.fromkeys(("conda", "mamba", "micromamba", "rattler", "uv"), False)
 
 
 def _call(session: nox.Session, command: str) -> None:
@@ -32,7 +39,7 @@ def tests(session: nox.Session) -> None:
 
     engines = [h.strip() for h in os.environ.get("CI_TEST_ENGINES", "").split(",") if h.strip()]
     if not engines:  # the engine at DOCKER_HOST (or the default socket), if any
-        session.run("python", "-m", "pytest", *session.posargs)
+        session.run(sys.executable, "-m", "pytest", *session.posargs)
         return
     # the whole suite against the first engine, then the engine-backed tests against each other one
     # (e.g. the classic image store, then the containerd image store); every run runs, failures are
@@ -41,7 +48,7 @@ def tests(session: nox.Session) -> None:
     for i, host in enumerate(engines):
         args = [*session.posargs] if i == 0 else ["-m", "engine", *session.posargs]
         try:
-            session.run("python", "-m", "pytest", *args, env={"DOCKER_HOST": host})
+            session.run(sys.executable, "-m", "pytest", *args, env={"DOCKER_HOST": host})
         except nox.command.CommandFailed:
             failed.append(host)
     if failed:
@@ -51,7 +58,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=False)
 def typecheck(session: nox.Session) -> None:
     """Type-check the ci package with mypy (configured in pyproject.toml)."""
-    session.run("python", "-m", "mypy", *session.posargs)
+    session.run(sys.executable, "-m", "mypy", *session.posargs)
 
 
 # (section: sessions)

@@ -282,6 +282,23 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache
     return None
 
 
+def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
+                        log: Callable[[str], None]) -> str | None:
+    """The inline-cache image a classic-store build made (``built.cache_image``): published as the
+    leg's cache ref when the leg publishes (:func:`publish_cache`), then its engine tag removed either
+    way -- it exists only to be published, and would otherwise stay in the engine, one per leg.
+    Returns the cache warning, if any (never raises for the cache)."""
+    if not built.cache_image:
+        return None
+    try:
+        return publish_cache(plan, built.cache_image, engine, cache, clients, log=log) if plan.publishes else None
+    finally:
+        try:
+            engine.untag(built.cache_image)
+        except CiError as exc:
+            log(f"note: {exc}")
+
+
 def env_dict(env: Mapping[str, str] | None) -> dict[str, str]:
     return dict(os.environ if env is None else env)
 
@@ -457,8 +474,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     warning = built.cache_warning or None
     with cache:
         res = publish_built(plan, info.id, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))
-        if plan.publishes and built.cache_image:
-            warning = publish_cache(plan, built.cache_image, eng, cache, clients, log=log) or warning
+        warning = settle_inline_cache(plan, built, eng, cache, clients, log=log) or warning
     seconds = time.monotonic() - t0
     rep = res.report
     for t in rep.targets:

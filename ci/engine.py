@@ -255,6 +255,18 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"tagging {image} as {repository}:{tag}: {_short(exc)}") from None
 
+    def untag(self, ref: str) -> None:
+        """Remove the tag ``ref`` (``docker image rm REF``: the image goes with its last tag; layers
+        other images use stay). A tag that is already gone is not an error."""
+        import docker.errors
+
+        try:
+            self.api.remove_image(ref, noprune=False)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"removing the tag {ref}: {_short(exc)}") from None
+
 
 def _arch_advice(platform: str, runners: RunnerPolicy | None = None) -> str:
     policy = runners or RunnerPolicy()

@@ -20,7 +20,8 @@ from ci.platforms import Arch, Platform, parse_platform
 
 BINFMT_FIX = ("register QEMU in binfmt_misc (apt-get install qemu-user-static, then .ci/binfmt.sh as root; "
               "on GitHub docker/setup-qemu-action)")
-SHELL_FIX = ("put a static busybox for it in $CI_BUSYBOX_DIR (default ~/.cache/localai-ci/busybox; "
+SHELL_FIX = ("install a static busybox: `apt-get install busybox-static` for this machine's own architecture, or "
+             "put one per architecture in $CI_BUSYBOX_DIR (default ~/.cache/localai-ci/busybox; "
              "`bash .ci/install-system.sh DIR` downloads Debian's busybox-static for amd64 and arm64)")
 
 

@@ -89,6 +89,7 @@ class PipelineOptions:
     builder: str | None = None  # buildx builder instance (default: CI_BUILDER, else buildx's current one)
     apt_mirror: str | None = None  # APT_MIRROR / APT_PORTS_MIRROR build args (default: the environment's)
     apt_ports_mirror: str | None = None
+    allow_skip: bool = False  # a leg this machine cannot build is skipped without failing the run
 
     @property
     def state_path(self) -> Path:
@@ -286,10 +287,17 @@ class PipelineReport:
     failures: tuple[str, ...]
     seconds: float
     dry_run: bool = False
+    allow_skip: bool = False
+
+    @property
+    def skipped(self) -> tuple[LegOutcome, ...]:
+        """The legs this machine could not build (no shell for an offline base, no QEMU, an old engine)."""
+        return tuple(o for o in self.legs if o.result == "skipped")
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        """1 when something failed, or when legs it was asked to build were skipped (unless ``allow_skip``)."""
+        return 1 if self.failures or (self.skipped and not self.allow_skip) else 0
 
 
 # ---- the verb -----------------------------------------------------------------------------------------
@@ -442,7 +450,7 @@ class _Runner:
 
     def run(self, step: LegStep, cache: BlobCache) -> LegOutcome:
         from ci.artifacts import write_digest_file
-        from ci.build import build_leg, publish_built
+        from ci.build import build_leg, publish_built, settle_inline_cache
         from ci.clients import RegistryClients
 
         p = step.plan
@@ -467,6 +475,10 @@ class _Runner:
             clients = RegistryClients(self.plan.keychain, on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"))
             res = publish_built(p, built.info.id, self.engine, cache, clients, content_dirs=self.content_dirs,
                                 log=lambda msg: self.progress.step(step.title, msg))
+            cache_warning = settle_inline_cache(p, built, self.engine, cache, clients,
+                                                log=lambda msg: self.progress.step(step.title, msg)) or built.cache_warning
+            if cache_warning:
+                self.progress.log(f"{step.title}: warning: {cache_warning}")
             with self._state_lock:
                 self.state.remember(step.inputs, res.digest)
                 save_state(self.state_file, self.state)
@@ -545,6 +557,10 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
                 print(f"note: dry run: the embedded registries would start on {', '.join(hosts)} "
                       f"(storage under {state_dir / 'registries'}); nothing was started", file=stdout)
             print(plan.describe(state), file=stdout)
+            blocked = [leg for leg in plan.legs if not leg.feasibility.runs]
+            if blocked:
+                print(f"note: {len(blocked)} of {len(plan.legs)} leg(s) would be skipped (not built above); a run "
+                      f"fails on them unless --allow-skip is given", file=stdout)
             return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
         if engine is None or builder is None:  # _connect raised for a run that is not dry
             raise OperationError("internal: no engine for a pipeline run")
@@ -617,11 +633,18 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
                     verified[(s.family, s.suffix)] = [str(exc)]
     rows, failures = _rows(plan, outcomes, merged, verified)
     seconds = time.monotonic() - t0
+    done = PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds,
+                          allow_skip=options.allow_skip)
     print_table(rows, stdout, tty)
     print(f"{len(plan.legs)} leg(s): " + ", ".join(
         f"{sum(1 for o in outcomes.values() if o.result == k)} {k}" for k in ("built", "up to date", "skipped", "failed"))
           + f"; {seconds:.1f}s", file=stdout)
-    print("published to: " + "; ".join(f"{fam}: {imgs}" for fam, imgs in plan.images.items()), file=stdout)
+    if any(o.digest for o in outcomes.values()):
+        print("published to: " + "; ".join(f"{fam}: {imgs}" for fam, imgs in plan.images.items()), file=stdout)
+    else:
+        print("published: nothing (no leg was built or up to date)", file=stdout)
+    print(f"state: {plan.state_file} (what each leg was built from); digests: {plan.digests_dir}; to start from "
+          f"scratch: rm -rf {Path(plan.state_file).parent} (or --force to rebuild every leg)", file=stdout)
     if emb is not None and emb.detached:
         print(emb.how_to_reach(EMBEDDED_REPOS[Family.BACKENDS][0]), file=stdout)
     elif emb is not None:
@@ -633,7 +656,20 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
             print(f"error: {first}", file=stderr)
             for line in rest:
                 print(f"  | {line}", file=stderr)
-    return PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds)
+    if done.skipped:
+        print(skip_summary(done.skipped, len(plan.legs), options.allow_skip), file=stderr)
+    return done
+
+
+def skip_summary(skipped: Sequence[LegOutcome], total: int, allowed: bool) -> str:
+    """One line on the legs this machine could not build: how many, why (each reason carries its fix:
+    a static busybox for the offline bases, QEMU, a newer engine) and what ``--allow-skip`` does."""
+    reasons = list(dict.fromkeys(o.reason for o in skipped if o.reason))
+    why = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    if allowed:
+        return f"note: {len(skipped)} of {total} leg(s) skipped (--allow-skip): {why}"
+    return (f"error: {len(skipped)} of {total} leg(s) were skipped, this machine cannot build them: {why}. Fix that "
+            f"and run again, or pass --allow-skip to accept a run that builds only what this machine can")
 
 
 def _rows(plan: PipelinePlan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], SuffixResult],
