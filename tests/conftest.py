@@ -114,9 +114,10 @@ READS_BESIDE: list[str] = []
 
 def beside_the_repository(path: object) -> str | None:
     """The absolute path when ``path`` lies beside the repository (under its parent directory, not
-    in it) and nobody named it; None for the repository, system paths, temporary directories,
-    Python's own directories, hidden directories (``~/.cache``, ``~/.docker`` when the checkout sits
-    in a home directory) and the LocalAI tree named by ``CI_TEST_LOCALAI_TREE``."""
+    in it) and nobody named it; None for the repository, system paths, temporary files (``tempfile``'s
+    ``tmp*`` and pytest's ``pytest-of-*``, also when the checkout itself sits in the temporary
+    directory), Python's own directories, hidden directories (``~/.cache``, ``~/.docker`` when the
+    checkout sits in a home directory) and the LocalAI tree named by ``CI_TEST_LOCALAI_TREE``."""
     if isinstance(path, int) or path is None or REPO.parent == Path(REPO.anchor):
         return None
     try:
@@ -126,13 +127,15 @@ def beside_the_repository(path: object) -> str | None:
     if not full.startswith(_BESIDE):
         return None
     first = full[len(_BESIDE):].split(os.sep, 1)[0]
-    if first == REPO.name or first.startswith("."):
+    if first == REPO.name or first.startswith((".", tempfile.template, "pytest-of-")):
         return None
     allowed = [tempfile.gettempdir(), sys.prefix, sys.base_prefix, sys.exec_prefix, os.environ.get(ENV_TREE, "")]
     allowed += [p for p in sys.path if p and not p.startswith(str(REPO))]
     for root in filter(None, allowed):
-        root = os.path.abspath(root)
-        if full == root or full.startswith(root.rstrip(os.sep) + os.sep):
+        root = os.path.abspath(root).rstrip(os.sep)
+        if _BESIDE.startswith(root + os.sep):
+            continue  # a directory holding the checkout (the checkout sits in /tmp): it allows nothing beside it
+        if full == root or full.startswith(root + os.sep):
             return None
     return full
 
