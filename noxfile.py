@@ -24,7 +24,7 @@ nox.virtualenv.OPTIONAL_VENVS = dict.fromkeys(("conda", "mamba", "micromamba", "
 
 def _call(session: nox.Session, command: str) -> None:
     """Run ``python -m ci <command> <posargs>`` in-process and keep its exit status."""
-    from ci.cli import main
+    from localai_ci.cli import main
 
     code = main([command, *session.posargs])
     if code:

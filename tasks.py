@@ -11,14 +11,14 @@ from typing import TypeVar
 
 from invoke import Collection, Exit, Task, task
 
-from ci.errors import CiError, failure
+from localai_ci.errors import CiError, failure
 
 T = TypeVar("T")
 
 
 def run_verb(fn: Callable[..., T], *args: object, debug: bool = False, **kwargs: object) -> T:
-    """Call a verb; turn the project's errors into invoke's Exit (``ci.errors.failure``: the same
-    message, redaction and exit status as ``python -m ci`` and the nox sessions)."""
+    """Call a verb; turn the project's errors into invoke's Exit (``localai_ci.errors.failure``: the same
+    message, redaction and exit status as ``localai-ci`` / ``python -m localai_ci`` and the nox sessions)."""
     try:
         return fn(*args, **kwargs)
     except (CiError, KeyboardInterrupt) as exc:
@@ -58,8 +58,8 @@ def int_option(flag: str, value: object, minimum: int = 1) -> int:
 
 
 # ---- matrix tooling (issue 2) -------------------------------------------------------------
-from ci.lint import runner_policy as _runner_policy  # noqa: E402  (section-local imports)
-from ci.platforms import RunnerPolicy as _RunnerPolicy  # noqa: E402
+from localai_ci.matrix.lint import runner_policy as _runner_policy  # noqa: E402  (section-local imports)
+from localai_ci.oci.platforms import RunnerPolicy as _RunnerPolicy  # noqa: E402
 
 _MATRIX_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends", "matrix.yml")
 _MATRIX_HELP = "matrix file (default: backends/matrix.yml of this project)"
@@ -80,8 +80,8 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
                   runner_arm64=None):
     """Summarize a matrix: entries, legs per arch, suffixes, pairs, runners, darwin entries."""
     no_extra_args(c)
-    from ci.matrix import load_matrix
-    from ci.report import print_summary, summarize
+    from localai_ci.matrix.model import load_matrix
+    from localai_ci.matrix.summary import print_summary, summarize
     if format not in ("text", "json"):
         raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
     summary = summarize(run_verb(load_matrix, matrix), _policy(retired, runner_amd64, runner_arm64))
@@ -105,9 +105,9 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
                 server_images=None):
     """Check matrix policy rules (and, with --references, consumer references); exit 0 clean, 1 findings, 2 bad input."""
     no_extra_args(c)
-    from ci.lint import lint_matrix
-    from ci.matrix import load_matrix
-    from ci.references import REFERENCE_RULES, lint_references_of
+    from localai_ci.matrix.lint import lint_matrix
+    from localai_ci.matrix.model import load_matrix
+    from localai_ci.matrix.references import REFERENCE_RULES, lint_references_of
     if format not in ("text", "json"):
         raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
     policy = _policy(retired, runner_amd64, runner_arm64)
@@ -134,7 +134,7 @@ def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run
                  runner_amd64=None, runner_arm64=None):
     """Split multi-platform entries into per-arch legs on native runners (byte-preserving)."""
     no_extra_args(c)
-    from ci.split import split_file
+    from localai_ci.matrix.split import split_file
     policy = _policy(retired, runner_amd64, runner_arm64)
     outcome = run_verb(split_file, matrix, output=output, in_place=in_place, dry_run=dry_run, policy=policy)
     print(outcome.result.report.render())
@@ -196,8 +196,8 @@ def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backen
            leg_fields: tuple[tuple[str, str], ...] = (), login_registry: str | None = None,
            builder: str | None = None, apt_mirror: str | None = None, apt_ports_mirror: str | None = None,
            deps_refresh: str | None = None, min_free_disk: str | None = None) -> None:
-    from ci.build import BuildRequest, run_leg
-    from ci.naming import Family
+    from localai_ci.build.leg import BuildRequest, run_leg
+    from localai_ci.matrix.naming import Family
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     req = BuildRequest(family=Family(family), tag_suffix=tag_suffix, platform_tag=platform_tag, backend=backend,
@@ -257,7 +257,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
                   shards="4", github_output=None, explain=None, root=None, strict_proto=False, debug=False):
     """Write the GitHub Actions job matrices: multi-arch, single-arch shards, merges, Darwin, has-* flags."""
     no_extra_args(c)
-    from ci.github_jobs import write_github_matrices
+    from localai_ci.github.changed_jobs import write_github_matrices
 
     suffixes = tuple(dict.fromkeys(s.strip() for s in explain.split(","))) if explain is not None else ()
     run_verb(write_github_matrices, matrix=matrix, family=family, changed_files=changed_files, base=base,
@@ -293,7 +293,7 @@ def pipeline(c, matrix=None, images_matrix=None, only=None, images=None, server_
              apt_ports_mirror=None, allow_skip=False, debug=False):
     """Run every leg, merge and inspect locally (embedded loopback registries by default), make-style."""
     no_extra_args(c)
-    from ci.pipeline import PipelineOptions, parse_only, run_pipeline
+    from localai_ci.pipeline.run import PipelineOptions, parse_only, run_pipeline
 
     opts = PipelineOptions(matrix=matrix, images_matrix=images_matrix, only=parse_only(only), images=images,
                            server_images=server_images, jobs=int_option("--jobs", jobs), keep=keep, force=force, dry_run=dry_run,

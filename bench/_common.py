@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ci.localregistry import LocalRegistry, start_registry  # noqa: E402
+from localai_ci.oci.localregistry import LocalRegistry, start_registry  # noqa: E402
 
 ENGINES_HELP = ("comma-separated DOCKER_HOST values to run on, one after the other (default: $CI_TEST_ENGINES, "
                 "else $DOCKER_HOST, else the default socket)")
@@ -59,7 +59,7 @@ class EngineInfo:
 
 
 def engine_info(host: str) -> EngineInfo:
-    from ci.engine import connect
+    from localai_ci.docker.engine import connect
 
     eng = connect(engine_env(host))
     try:

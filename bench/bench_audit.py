@@ -1,9 +1,9 @@
 """Benchmark (not a test): the catalog audit of N suffixes x 2 registries, ours vs ``docker buildx imagetools``.
 
 Setup (untimed): N suffixes x 2 legs (amd64, arm64) pushed to two loopback registries and merged
-(``ci.merge.merge_all``) under a release's tags (``v9.9.9<suffix>``, ``latest<suffix>``).
+(``localai_ci.merge.run.merge_all``) under a release's tags (``v9.9.9<suffix>``, ``latest<suffix>``).
 
-- ours: ``ci.audit.audit`` (what ``nox -s inspect -- --audit --ref refs/tags/v9.9.9`` runs): for every
+- ours: ``localai_ci.verify.audit.audit`` (what ``nox -s inspect -- --audit --ref refs/tags/v9.9.9`` runs): for every
   suffix, both tags in both registries: resolves, is a list, the matrix's platforms, no attestation,
   the same digest everywhere, every child resolves with a matching config; ``--jobs`` at a time;
 - imagetools: the same checks with ``docker buildx imagetools inspect --format '{{json .}}' REF``, one
@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import registry_pair, scratch_dir  # noqa: E402
-from ci.artifacts import write_digest_file  # noqa: E402
-from ci.audit import audit, audit_tags  # noqa: E402
-from ci.families import family_config  # noqa: E402
-from ci.matrix import load_matrix  # noqa: E402
-from ci.merge import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
-from ci.tags import TagSource  # noqa: E402
-from ci.naming import Family, LegKey  # noqa: E402
-from ci.registry import RegistryClient  # noqa: E402
+from localai_ci.github.artifacts import write_digest_file  # noqa: E402
+from localai_ci.verify.audit import audit, audit_tags  # noqa: E402
+from localai_ci.settings import family_config  # noqa: E402
+from localai_ci.matrix.model import load_matrix  # noqa: E402
+from localai_ci.merge.run import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
+from localai_ci.matrix.tags import TagSource  # noqa: E402
+from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
+from localai_ci.oci.registry import RegistryClient  # noqa: E402
 from oci_images import push_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

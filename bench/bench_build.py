@@ -13,12 +13,12 @@ registries of their own:
 - ours, as a user runs it (a subprocess): ``invoke build-backend --tag-suffix=-cpu-tiny-cpp
   --platform-tag amd64 --images R1/...,R2/... --root COPY --digests-dir TMP`` with
   ``CI_BLOB_CACHE`` in a temporary directory. Everything it does is in its time: BuildKit
-  through ``ci.builder`` (the ``ci-offline/`` bases served from a private loopback registry it
+  through ``localai_ci.docker.builder`` (the ``ci-offline/`` bases served from a private loopback registry it
   starts), the registry cache (import; export ``mode=max`` on the containerd store, inline +
   re-tag on the classic store), the publish by digest to both registries, the digest file;
 - LocalAI's way: ``docker buildx build --load`` with the same build args, labels, named contexts
   for the offline bases (served once, by this script, from a loopback registry) and network mode
-  (what ``ci.build.prepare`` planned for ours), ``--provenance=false --sbom=false`` as ours, tagged
+  (what ``localai_ci.build.leg.prepare`` planned for ours), ``--provenance=false --sbom=false`` as ours, tagged
   for both registries, then ``docker push`` to one registry and to the other. No registry cache.
 
 Warm cache: each side runs once untimed (the engine's BuildKit cache then holds every step for
@@ -60,11 +60,11 @@ class Registries:
         self.base = base
         self.side = side
         self.generation = 0
-        self.regs: list = []  # ci.localregistry.LocalRegistry
+        self.regs: list = []  # localai_ci.oci.localregistry.LocalRegistry
         self.fresh()
 
     def fresh(self) -> None:
-        from ci.localregistry import start_registry
+        from localai_ci.oci.localregistry import start_registry
 
         self.stop()
         self.generation += 1
@@ -113,7 +113,7 @@ class Ours:
     bases: list[float] = field(default_factory=list)  # serving the offline bases as it does: registry start + push
 
     def serve_bases(self, env: dict[str, str], names: tuple[str, ...], work: Path) -> None:
-        from ci.baseimage import OfflineBases
+        from localai_ci.docker.offline_bases import OfflineBases
 
         t0 = time.monotonic()
         with OfflineBases(env, root=Path(tempfile.mkdtemp(prefix="bases-", dir=work))) as bases:
@@ -176,7 +176,7 @@ def peer_command(plan: object, caps: object, contexts: tuple[tuple[str, str], ..
             "--platform", str(p.platform), "--file", str(Path(p.context) / p.dockerfile),  # type: ignore[attr-defined]
             "--load", "--provenance=false", "--sbom=false"]
     if c.driver == "docker" and not c.engine.has_bridge:  # type: ignore[attr-defined]
-        args += ["--network", "host"]  # as ci.builder does: RUN steps need it on an engine without a bridge
+        args += ["--network", "host"]  # as localai_ci.docker.builder does: RUN steps need it on an engine without a bridge
     for k, v in p.build_args:  # type: ignore[attr-defined]
         args += ["--build-arg", f"{k}={v}"]
     for k, v in p.labels:  # type: ignore[attr-defined]
@@ -199,13 +199,13 @@ class Result:
 
 
 def bench_engine(info: EngineInfo, args: argparse.Namespace, tmp: Path) -> Result:
-    from ci.baseimage import OfflineBases
-    from ci.build import BuildRequest, prepare
-    from ci.builder import BuildxBuilder
-    from ci.engine import connect
-    from ci.feasibility import leg_feasibility
-    from ci.localregistry import start_registry
-    from ci.naming import Family
+    from localai_ci.docker.offline_bases import OfflineBases
+    from localai_ci.build.leg import BuildRequest, prepare
+    from localai_ci.docker.builder import BuildxBuilder
+    from localai_ci.docker.engine import connect
+    from localai_ci.build.feasibility import leg_feasibility
+    from localai_ci.oci.localregistry import start_registry
+    from localai_ci.matrix.naming import Family
 
     work = tmp / info.store
     root = fresh_clone(work)

@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import median, print_table  # noqa: E402
-from ci.changes import Base, Selection, select_legs  # noqa: E402
-from ci.errors import MatrixError  # noqa: E402
-from ci.matrix import Matrix, parse_matrix  # noqa: E402
+from localai_ci.changes.select import Base, Selection, select_legs  # noqa: E402
+from localai_ci.errors import MatrixError  # noqa: E402
+from localai_ci.matrix.model import Matrix, parse_matrix  # noqa: E402
 from localai_ref import ENV_TREE, M2608, LocalAITree  # noqa: E402
 
 PEER_FILE = "scripts/lib/backend-filter.mjs"  # LocalAI's filterMatrix
@@ -104,7 +104,7 @@ class Revisions:
     """Base and head texts of a git repository's two commits (for both selectors)."""
 
     def __init__(self, repo: Path, base: str, head: str) -> None:
-        from ci.worktree import revision_tree
+        from localai_ci.git.worktree import revision_tree
 
         self.tree, self._head = revision_tree(repo, head)
         self._base_tree, self._base = revision_tree(repo, base)
@@ -177,10 +177,10 @@ def timing(args: argparse.Namespace) -> int:
                     bucket.append(time.perf_counter() - t)
                     if proc.returncode != 0:
                         raise SystemExit(proc.stderr)
-                from ci.github_jobs import git_base
-                from ci.git import Git
-                from ci.matrix import load_matrix
-                from ci.worktree import checkout_tree
+                from localai_ci.github.changed_jobs import git_base
+                from localai_ci.git.repo import Git
+                from localai_ci.matrix.model import load_matrix
+                from localai_ci.git.worktree import checkout_tree
 
                 t = time.perf_counter()
                 m = load_matrix(tree_dir / MATRIX_FILE)
@@ -219,9 +219,9 @@ def timing(args: argparse.Namespace) -> int:
 
 def scenarios(args: argparse.Namespace) -> int:
     from change_scenarios import OURS, PEER as PEER_SCENARIOS
-    from ci.github_jobs import select_from_git
-    from ci.matrix import load_matrix
-    from ci.worktree import checkout_tree
+    from localai_ci.github.changed_jobs import select_from_git
+    from localai_ci.matrix.model import load_matrix
+    from localai_ci.git.worktree import checkout_tree
     from localai_tree import MATRIX_PATH, Repo
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scenarios-"))
@@ -278,7 +278,7 @@ def scenarios(args: argparse.Namespace) -> int:
 # --- --replay ------------------------------------------------------------------------------------
 
 def replay(args: argparse.Namespace) -> int:
-    from ci.changes import Base
+    from localai_ci.changes.select import Base
 
     repo = Path(args.replay)
     commits = [c for c in git(repo, "rev-list", "--first-parent", "-n", str(args.commits), args.rev).split() if c]

@@ -1,6 +1,6 @@
 """Benchmark (not a test): merge N suffixes x 2 legs into 2 loopback registries, two ways, in one run.
 
-- native: ``ci.merge.merge_all`` (preflight of every child in every registry, compose once, PUT
+- native: ``localai_ci.merge.run.merge_all`` (preflight of every child in every registry, compose once, PUT
   the same bytes by tag in both registries, every write read back, the list digest read back),
   ``--jobs`` suffixes at a time, one pool of keep-alive clients per registry for the whole run;
 - imagetools: LocalAI's way, sequential ``docker buildx imagetools create -t ... REPO@leg1 REPO@leg2``,
@@ -39,20 +39,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import registry_pair, scratch_dir  # noqa: E402
-from ci import imagetools  # noqa: E402
-from ci.artifacts import read_digests_dir, write_digest_file  # noqa: E402
-from ci.clients import RegistryClients  # noqa: E402
-from ci.families import family_config  # noqa: E402
-from ci.localregistry import LocalRegistry  # noqa: E402
-from ci.manifest import DOCKER_LIST, Descriptor, compose_index  # noqa: E402
-from ci.matrix import load_matrix  # noqa: E402
-from ci.merge import (FamilySetup, MergeOptions, Method, Outcome,  # noqa: E402
+from localai_ci.docker import imagetools  # noqa: E402
+from localai_ci.github.artifacts import read_digests_dir, write_digest_file  # noqa: E402
+from localai_ci.oci.keychain import RegistryClients  # noqa: E402
+from localai_ci.settings import family_config  # noqa: E402
+from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
+from localai_ci.oci.manifest import DOCKER_LIST, Descriptor, compose_index  # noqa: E402
+from localai_ci.matrix.model import load_matrix  # noqa: E402
+from localai_ci.merge.run import (FamilySetup, MergeOptions, Method, Outcome,  # noqa: E402
                       merge_all)
-from ci.naming import Family, LegKey  # noqa: E402
-from ci.platforms import parse_platform  # noqa: E402
-from ci.reference import ImageName, parse_image_name, sha256_digest  # noqa: E402
-from ci.registry import RegistryClient  # noqa: E402
-from ci.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
+from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
+from localai_ci.oci.platforms import parse_platform  # noqa: E402
+from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest  # noqa: E402
+from localai_ci.oci.registry import RegistryClient  # noqa: E402
+from localai_ci.matrix.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
 from oci_images import tiny_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -36,7 +36,7 @@ from localai_ref import M2608  # noqa: E402  (LocalAI's matrix, tests/resources/
 
 def bake_file(tree: Path, matrix: Path) -> Path:
     """The matrix's legs as a bake definition (one target per leg, as LocalAI's workflow builds them)."""
-    from ci.matrix import load_matrix
+    from localai_ci.matrix.model import load_matrix
 
     targets = {}
     for i, e in enumerate(load_matrix(matrix)):
@@ -60,24 +60,24 @@ def timed(argv: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
 
 def matrix_reads(tree: Path, env: dict[str, str]) -> tuple[int, int, float]:
     """(matrix file reads, legs planned, seconds) of one in-process dry-run plan."""
-    import ci.matrix
-    from ci.pipeline import PipelineOptions, run_pipeline
+    import localai_ci.matrix.model
+    from localai_ci.pipeline.run import PipelineOptions, run_pipeline
 
     reads: list[str] = []
-    real = ci.matrix.load_matrix
+    real = localai_ci.matrix.model.load_matrix
 
-    def counting(path, family=ci.matrix.Family.BACKENDS):  # type: ignore[no-untyped-def]
+    def counting(path, family=localai_ci.matrix.model.Family.BACKENDS):  # type: ignore[no-untyped-def]
         reads.append(str(path))
         return real(path, family)
 
-    ci.matrix.load_matrix = counting  # type: ignore[assignment]
+    localai_ci.matrix.model.load_matrix = counting  # type: ignore[assignment]
     try:
         out = io.StringIO()
         t0 = time.monotonic()
         run_pipeline(PipelineOptions(root=str(tree), dry_run=True), env=env, out=out, err=io.StringIO())
         seconds = time.monotonic() - t0
     finally:
-        ci.matrix.load_matrix = real
+        localai_ci.matrix.model.load_matrix = real
     return len(reads), out.getvalue().count("\n== leg "), seconds
 
 

@@ -8,17 +8,17 @@ Not a test. Run::
 one after the other; ``.ci/run`` sets ``CI_TEST_ENGINES`` to the classic and the containerd image
 store. On each engine the leg is made once, untimed:
 
-- ``--leg build`` (default): a BuildKit build through :class:`ci.builder.BuildxBuilder`
+- ``--leg build`` (default): a BuildKit build through :class:`localai_ci.docker.builder.BuildxBuilder`
   (``docker buildx build --load``) of ``FROM scratch`` + ``COPY`` of an incompressible
   ``--mib`` MiB file, so the engine holds what a real leg leaves there: uncompressed layers on
   the classic store, BuildKit's gzip layers (and manifest) on the containerd store;
-- ``--leg load``: the offline payload base ``docker load``-ed (``ci.baseimage.ensure_base_image``);
+- ``--leg load``: the offline payload base ``docker load``-ed (``localai_ci.docker.offline_bases.ensure_base_image``);
   its layer stays uncompressed on both stores (the old benchmark's leg).
 
 Then ``--rounds`` rounds, each on fresh throwaway loopback registries and a fresh blob cache, the
 two sides' order alternating between rounds:
 
-- ours: ``ci.publish.push_image`` to two registries (in a subprocess, so its peak RSS is its own),
+- ours: ``localai_ci.publish.leg.push_image`` to two registries (in a subprocess, so its peak RSS is its own),
   then again with the same cache (the re-publish: 0 bytes must be uploaded);
 - LocalAI's: ``docker push`` of the same image to one registry, and to two registries one after
   the other (what ``docker/build-push-action`` with two tags costs);
@@ -57,11 +57,11 @@ FIXED_MTIME = 1_000_000_000  # the payload's mtime: the same bytes make the same
 
 def child(image: str, targets: list[str], cache_dir: str) -> None:
     """Publish ``image`` to ``targets`` (in this process, engine from DOCKER_HOST) and print a JSON report."""
-    from ci.blobcache import BlobCache
-    from ci.engine import connect
-    from ci.clients import RegistryClients
-    from ci.publish import PushTarget, push_image
-    from ci.reference import parse_image_name
+    from localai_ci.oci.blobcache import BlobCache
+    from localai_ci.docker.engine import connect
+    from localai_ci.oci.keychain import RegistryClients
+    from localai_ci.publish.leg import PushTarget, push_image
+    from localai_ci.oci.reference import parse_image_name
 
     t0 = time.monotonic()
     staged_at: list[float] = []  # when staging ended (the export read to its end, every blob in the cache)
@@ -160,19 +160,19 @@ def write_payload(path: Path, size: int, seed: str) -> None:
 
 def make_leg(info: EngineInfo, how: str, mib: int, work: Path) -> tuple[str, str]:
     """Make the leg in the engine (untimed); return (engine tag, image id)."""
-    from ci.engine import connect
-    from ci.platforms import parse_platform
+    from localai_ci.docker.engine import connect
+    from localai_ci.oci.platforms import parse_platform
 
     env = engine_env(info.host)
     platform = parse_platform(f"linux/{info.arch}")
     eng = connect(env)
     try:
         if how == "load":
-            from ci.baseimage import ensure_base_image
+            from localai_ci.docker.offline_bases import ensure_base_image
 
             name = f"ci-offline/bench-publish:{mib}m"
             return name, ensure_base_image(eng.client, name, platform, payload_bytes=mib * MIB)
-        from ci.builder import BuildSpec, BuildxBuilder
+        from localai_ci.docker.builder import BuildSpec, BuildxBuilder
 
         ctx = work / "leg-context"
         ctx.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,7 @@ class Rounds:
 
 
 def run_round(info: EngineInfo, image: str, tmp: Path, uid: str, r: int, out: Rounds) -> None:
-    from ci.localregistry import start_registry
+    from localai_ci.oci.localregistry import start_registry
 
     env = engine_env(info.host)
     base = tmp / f"round{r}"
@@ -265,7 +265,7 @@ class Result:
 
 
 def bench_engine(info: EngineInfo, args: argparse.Namespace, tmp: Path) -> Result:
-    from ci.engine import connect
+    from localai_ci.docker.engine import connect
 
     print(f"== {info.label}: making the leg ({args.leg}, {args.mib} MiB) ...", file=sys.stderr, flush=True)
     t0 = time.monotonic()

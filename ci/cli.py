@@ -1,4 +1,4 @@
-"""argparse front-end for the nox sessions and ``python -m ci``: parse, call one verb, print.
+"""argparse front-end for the nox sessions and ``localai-ci`` / ``python -m localai_ci``: parse, call one verb, print.
 
 ``main(argv) -> int`` catches :class:`~ci.errors.CiError` once, prints ``error: ...`` to
 stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug`` (or
@@ -18,23 +18,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from ci.errors import CiError, UserError, failure
-from ci.families import family_config
-from ci.github import write_summary as _write_summary
-from ci.matrix import DEFAULT_MATRIX
-from ci.naming import Family
+from .errors import CiError, UserError, failure
+from .settings import family_config
+from .github.actions import write_summary as _write_summary
+from .matrix.model import DEFAULT_MATRIX
+from .matrix.naming import Family
 
 
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
     """Print for the user, redacted (see the module docstring)."""
-    from ci.redaction import redact
+    from .redaction import redact
 
     print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
 
 
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
     """:func:`ci.github.write_summary`, redacted."""
-    from ci.redaction import redact
+    from .redaction import redact
 
     return _write_summary(redact(markdown), env)
 
@@ -117,7 +117,7 @@ def note_plain_http(registry: str) -> None:
 
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ci.merge import MergeRequest, format_result, run_merge, summary_markdown
+    from .merge.run import MergeRequest, format_result, run_merge, summary_markdown
 
     req = MergeRequest(
         digests_dir=args.digests_dir, family=Family(args.family) if args.family else None,
@@ -138,7 +138,7 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         result = report.results[0]
         if result.digest and not args.dry_run and env.get("GITHUB_OUTPUT"):
             # the merge workflows hand the list digest and tags to the inspect step
-            from ci.github import write_outputs  # (composed here, never a registry's string: not redacted)
+            from .github.actions import write_outputs  # (composed here, never a registry's string: not redacted)
             write_outputs({"digest": result.digest, "tags": ",".join(result.tags)}, env)
     if not args.dry_run:
         write_summary(summary_markdown(report), env)
@@ -153,7 +153,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
     """``--suffixes``: a JSON list (matrix.github's ``<class>-merge-suffixes``) or a comma list, validated."""
     import json
 
-    from ci.naming import check_suffix, normalize_suffix
+    from .matrix.naming import check_suffix, normalize_suffix
 
     if not args.all or not args.family:
         raise UserError("--suffixes names a class's suffixes for `--all --family F`; add --all and --family")
@@ -180,7 +180,7 @@ def write_report(path: str, report: object) -> None:
     """``--report FILE``: the merge's results as JSON (values computed here or parsed and validated)."""
     import json
 
-    from ci.errors import OperationError
+    from .errors import OperationError
 
     doc = {"results": [{"family": str(r.family), "suffix": r.suffix, "outcome": r.outcome.value, "reason": r.reason,
                         "digest": r.digest, "tags": list(r.tags), "platforms": list(r.platforms),
@@ -235,11 +235,11 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ci.audit import audit, format_text, summary_markdown, to_json
-    from ci.matrix import load_matrix
-    from ci.references import read_references
-    from ci.clients import RegistryClients
-    from ci.tags import check_ref
+    from .verify.audit import audit, format_text, summary_markdown, to_json
+    from .matrix.model import load_matrix
+    from .matrix.references import read_references
+    from .oci.keychain import RegistryClients
+    from .matrix.tags import check_ref
 
     if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
         raise UserError("--audit checks the matrix's own tags: drop REF..., --tag, --expect-platforms and "
@@ -269,8 +269,8 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ci.inspection import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
-    from ci.clients import RegistryClients
+    from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
+    from .oci.keychain import RegistryClients
 
     if args.refs or args.tag or args.expect_platforms:
         raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
@@ -289,12 +289,12 @@ def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int
 
 
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ci.inspection import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
+    from .verify.inspect import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
                                to_json)
-    from ci.families import ENV_INSECURE, ENV_TLS
-    from ci.reference import registry_set, uses_plain_http
-    from ci.clients import RegistryClients
-    from ci.sign import VerifyOptions
+    from .settings import ENV_INSECURE, ENV_TLS
+    from .oci.reference import registry_set, uses_plain_http
+    from .oci.keychain import RegistryClients
+    from .oci.sign import VerifyOptions
 
     if args.audit:
         return _run_audit(args, env)
@@ -352,7 +352,7 @@ COMMANDS: dict[str, Command] = {
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser = argparse.ArgumentParser(prog="python -m ci", parents=[common],
+    parser = argparse.ArgumentParser(prog="localai-ci", parents=[common],
                                      description="localai-ci verbs (also run by `nox -s <command> -- ...`).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import traceback
 
-from ci.redaction import redact
+from .redaction import redact
 
 
 class CiError(Exception):
@@ -67,7 +67,7 @@ class VerificationError(OperationError):
 
 def failure(exc: CiError | KeyboardInterrupt, *, debug: bool = False) -> tuple[str, int]:
     """The one mapping from an error a verb raised to what the user reads and the exit status, for
-    both front ends (``python -m ci`` / nox in ``ci.cli``, invoke in ``tasks.py``): ``error: ...``
+    both front ends (``localai-ci`` / ``python -m localai_ci`` / nox in ``localai_ci.cli``, invoke in ``tasks.py``): ``error: ...``
     with the error's exit code (2 bad input, 1 a failed operation), 130 for an interrupt,
     redacted, the traceback only with ``--debug`` / ``CI_DEBUG``."""
     if isinstance(exc, KeyboardInterrupt):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ci.errors import CiError
+from .errors import CiError
 
 
 def read_user_text(path: str | Path, *, what: str, limit: int, missing_hint: str, error: type[CiError],

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ci.localregistry import find_registry_binary, free_port
+from localai_ci.oci.localregistry import find_registry_binary, free_port
 
 KNOWN_PASSWORD = "S3cr3t-known-PW"
 HTPASSWD = "tester:$2b$04$GNQp0BlqpzEJ5WaFJ1q35OeKWWUeRQryuJbZEchgAUcwJXopKBLrW\n"  # bcrypt of KNOWN_PASSWORD

@@ -20,7 +20,7 @@ Fixtures
 ``engine`` (session)
     ``docker.DockerClient`` from ``docker.from_env()``, pinged once; closed at the end.
 ``registries`` (session)
-    Two :class:`ci.localregistry.LocalRegistry` ("quay" and "hub"). From
+    Two :class:`localai_ci.oci.localregistry.LocalRegistry` ("quay" and "hub"). From
     ``CI_TEST_REGISTRIES=127.0.0.1:P1,127.0.0.1:P2`` when set (attached: shared, never
     stopped or killed by tests), else started in a temporary directory and stopped at the end.
     Use ``reg.host`` in references: ``f"{reg.host}/{unique}/app:tag"``.
@@ -32,7 +32,7 @@ Fixtures
     tags: use it in every repository, tag and image name so parallel runs never collide.
 ``base_image`` (function)
     ``make(name, arch_or_platform, payload_bytes=0, keep=False) -> image id``: an offline base
-    image (:mod:`ci.baseimage`) of ``amd64``/``arm64``/``linux/arm64``/a ``Platform``. ``name``
+    image (:mod:`localai_ci.docker.offline_bases`) of ``amd64``/``arm64``/``linux/arm64``/a ``Platform``. ``name``
     gets the ``ci-offline/`` prefix when it lacks it. Tags it made are removed at teardown
     unless ``keep=True`` (use unique names; a shared name such as ``ci-offline/ubuntu:24.04``
     can be retagged to another arch by a parallel run).
@@ -54,10 +54,10 @@ Fixtures
     when the docker CLI or its buildx plugin is missing.
 
 ``builder`` (session)
-    :class:`ci.builder.BuildxBuilder` on the engine (``docker buildx build``, the builder every
+    :class:`localai_ci.docker.builder.BuildxBuilder` on the engine (``docker buildx build``, the builder every
     build of this project uses).
 ``bases`` (session)
-    :class:`ci.baseimage.OfflineBases` serving ``ci-offline/`` base images from the "quay" test registry.
+    :class:`localai_ci.docker.offline_bases.OfflineBases` serving ``ci-offline/`` base images from the "quay" test registry.
 ``build_image`` (function)
     ``build(dockerfile_text, platform="linux/amd64", files={}, build_args={}, tag=None, cache=None,
     contexts_for=()) -> BuiltImage``: writes a context in ``tmp_path`` and builds it through the
@@ -83,10 +83,10 @@ from typing import Any
 
 import pytest
 
-from ci.baseimage import OFFLINE_PREFIX, ensure_base_image
-from ci.errors import OperationError
-from ci.localregistry import LocalRegistry, find_registry_binary, start_registry, unix_socket_present
-from ci.platforms import Arch, Platform, parse_platform
+from localai_ci.docker.offline_bases import OFFLINE_PREFIX, ensure_base_image
+from localai_ci.errors import OperationError
+from localai_ci.oci.localregistry import LocalRegistry, find_registry_binary, start_registry, unix_socket_present
+from localai_ci.oci.platforms import Arch, Platform, parse_platform
 from localai_ref import ENV_TREE, SKIP_REASON, LocalAITree, named_tree
 
 ENV_REGISTRIES = "CI_TEST_REGISTRIES"
@@ -175,7 +175,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     if not unix_socket_present(os.environ.get("DOCKER_HOST", "")):
         return f"engine under test: none at {where}"
     try:
-        from ci.engine import connect
+        from localai_ci.docker.engine import connect
 
         eng = connect(dict(os.environ), timeout=20)
         try:
@@ -339,8 +339,8 @@ def imagetools() -> Imagetools:
 @pytest.fixture(scope="session")
 def builder(engine: Any) -> Any:
     """The project's builder (``docker buildx build``) on the engine under test."""
-    from ci.builder import BuildxBuilder
-    from ci.engine import Engine
+    from localai_ci.docker.builder import BuildxBuilder
+    from localai_ci.docker.engine import Engine
 
     b = BuildxBuilder(Engine(engine), dict(os.environ))
     try:
@@ -353,7 +353,7 @@ def builder(engine: Any) -> Any:
 @pytest.fixture(scope="session")
 def bases(registries: tuple[LocalRegistry, LocalRegistry], busybox: dict[str, str]) -> Iterator[Any]:
     """Offline base images served from the "quay" test registry, with a busybox shell for both arches."""
-    from ci.baseimage import OfflineBases
+    from localai_ci.docker.offline_bases import OfflineBases
 
     with OfflineBases({**os.environ, **busybox}, host=registries[0].host) as served:
         yield served
@@ -361,9 +361,9 @@ def bases(registries: tuple[LocalRegistry, LocalRegistry], busybox: dict[str, st
 
 @pytest.fixture
 def build_image(builder: Any, bases: Any, engine: Any, tmp_path: Path, unique: str) -> Iterator[Callable[..., Any]]:
-    """``build(dockerfile_text, ...) -> ci.builder.BuiltImage`` (see the module doc); its tags are removed
+    """``build(dockerfile_text, ...) -> localai_ci.docker.builder.BuiltImage`` (see the module doc); its tags are removed
     at teardown."""
-    from ci.builder import BuildSpec, CacheSpec
+    from localai_ci.docker.builder import BuildSpec, CacheSpec
 
     made: list[str] = []
 
@@ -400,7 +400,7 @@ def build_image(builder: Any, bases: Any, engine: Any, tmp_path: Path, unique: s
 def busybox() -> dict[str, str]:
     """``{"CI_BUSYBOX_DIR": DIR}`` with a static busybox for amd64 and arm64 in DIR (the offline bases'
     shell). Looks only (never downloads): ``CI_BUSYBOX_DIR``, else the default cache directory."""
-    from ci.baseimage import ENV_BUSYBOX_DIR, busybox_dir, find_busybox
+    from localai_ci.docker.offline_bases import ENV_BUSYBOX_DIR, busybox_dir, find_busybox
 
     env = {ENV_BUSYBOX_DIR: str(busybox_dir(os.environ))}
     missing = [arch for arch in ("amd64", "arm64") if find_busybox(arch, env) is None]

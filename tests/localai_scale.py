@@ -69,7 +69,7 @@ def build_tree(dest: Path, matrix_path: Path, *, localai: LocalAITree | None = N
                docs: int = 1500, commit: bool = False) -> Path:
     """Write the tree under ``dest`` (created); with ``commit``, make it a git repository. The
     Dockerfiles are LocalAI's real ones when ``localai`` names its tree, else LocalAI-shaped ones."""
-    from ci.matrix import load_matrix
+    from localai_ci.matrix.model import load_matrix
 
     rng = random.Random(11)
     m = load_matrix(matrix_path)

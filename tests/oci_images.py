@@ -11,11 +11,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, Composed, Descriptor, compose_image_manifest
-from ci.naming import Family
-from ci.platforms import Platform, parse_platform
-from ci.reference import ImageName, parse_image_name, sha256_digest
-from ci.registry import RegistryClient, RetryPolicy
+from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, Composed, Descriptor, compose_image_manifest
+from localai_ci.matrix.naming import Family
+from localai_ci.oci.platforms import Platform, parse_platform
+from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest
+from localai_ci.oci.registry import RegistryClient, RetryPolicy
 
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.2, deadline=10, request_timeout=10)
 

@@ -19,30 +19,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ci.errors import CiError  # noqa: E402
-from ci.registry import RegistryClient, RetryPolicy  # noqa: E402
+from localai_ci.errors import CiError  # noqa: E402
+from localai_ci.oci.registry import RegistryClient, RetryPolicy  # noqa: E402
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=20.0, request_timeout=5.0)
 
 
 def main(spec: dict[str, object]) -> dict[str, object]:
-    from ci.families import family_config
-    from ci.naming import Family
-    from ci.reference import ImageName
+    from localai_ci.settings import family_config
+    from localai_ci.matrix.naming import Family
+    from localai_ci.oci.reference import ImageName
 
     verb = spec["verb"]
     try:
         if verb == "inspect":
-            from ci.inspection import expand_targets, inspect_refs
+            from localai_ci.verify.inspect import expand_targets, inspect_refs
 
             targets = expand_targets([str(r) for r in spec["refs"]], (), ())  # type: ignore[attr-defined]
             report = inspect_refs(targets, lambda img: RegistryClient(img, plain_http=True, retry=POLICY))
             text = "\n".join(str(f) for f in report.failures)
             code = report.exit_code
         elif verb == "merge":
-            from ci.matrix import load_matrix
-            from ci.merge import FamilySetup, MergeOptions, merge_suffix
-            from ci.tags import TagSource
+            from localai_ci.matrix.model import load_matrix
+            from localai_ci.merge.run import FamilySetup, MergeOptions, merge_suffix
+            from localai_ci.matrix.tags import TagSource
 
             setup = FamilySetup(config=family_config(Family.BACKENDS, images=str(spec["images"])),
                                 matrix=load_matrix(str(spec["matrix"]), Family.BACKENDS))

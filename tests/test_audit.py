@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from ci.audit import audit_tags
-from ci.cli import main
-from ci.manifest import Descriptor, compose_index, parse_manifest
-from ci.matrix import load_matrix
-from ci.reference import parse_image_name
-from ci.registry import RegistryClient
+from localai_ci.verify.audit import audit_tags
+from localai_ci.cli import main
+from localai_ci.oci.manifest import Descriptor, compose_index, parse_manifest
+from localai_ci.matrix.model import load_matrix
+from localai_ci.oci.reference import parse_image_name
+from localai_ci.oci.registry import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX = ROOT / "backends" / "matrix.yml"
@@ -44,7 +44,7 @@ def _audit(env: dict[str, str], *args: str) -> tuple[int, str]:
 @pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
 def test_pipeline_then_audit_then_three_faults_each_caught(engine: Any, registries: Any, unique: str,
                                                            tmp_path: Path) -> None:
-    from ci.pipeline import PipelineOptions, run_pipeline
+    from localai_ci.pipeline.run import PipelineOptions, run_pipeline
 
     quay, hub = registries
     images = f"{quay.host}/{unique}/backends,{hub.host}/{unique}/backends"

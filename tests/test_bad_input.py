@@ -1,7 +1,7 @@
 """Bad input is refused with a clear message and exit status 2, and changes nothing.
 
 One table, every case through a real command-line entry point as a subprocess
-(``invoke matrix.lint`` for matrices, ``python -m ci merge`` / ``nox -s merge`` for digests
+(``invoke matrix.lint`` for matrices, ``python -m localai_ci merge`` / ``nox -s merge`` for digests
 directories, event environments and registry names, ``invoke build-backend --dry-run`` for
 credentials). For each case: exit status 2, ``error:`` on stderr with the expected text
 (naming the file/line/field or the bad value), no traceback, and -- snapshotted before and
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.localregistry import LocalRegistry
+from localai_ci.oci.localregistry import LocalRegistry
 from conftest import registry_pair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ CASES: list[Case] = [
     Case("control-char", "lint", (r"control-char\.yml line 13", r"'backend' has control characters"), matrix="control-char.yml"),
     Case("not-utf8", "lint", (r"not-utf8\.yml", r"not UTF-8"), matrix="not-utf8.yml"),
     Case("empty-matrix", "lint", (r"empty\.yml", r"the file is empty"), matrix="empty.yml"),
-    # -- digests directories (python -m ci merge) ---------------------------------------------
+    # -- digests directories (python -m localai_ci merge) ---------------------------------------------
     Case("digest-non-hex", "merge", (r"digests-cpu-hello--amd64/zz", r"not a digest \(64 lowercase hex"),
          (M,), setup=_with(digests_cpu_hello__amd64=["zz" + HEX[2:]])),
     Case("digest-short", "merge", (r"'" + HEX[:63] + "'", r"not a digest"),
@@ -179,7 +179,7 @@ CASES: list[Case] = [
     Case("artifact-name-unsafe", "merge", (r"digests;rm -rf", r"not a (valid )?digest artifact name"),
          ("--all",), setup=_with(**{"digests;rm -rf x--amd64": [HEX]})),
     Case("digests-dir-is-file", "merge", (r"not a directory of digest artifacts",), (M,), setup=_dir_is_file),
-    # -- event environment (nox -s merge and python -m ci merge) --------------------------------
+    # -- event environment (nox -s merge and python -m localai_ci merge) --------------------------------
     Case("ref-with-space", "nox", (r"refs/heads/ma ster",), (M,),
          env=(("GITHUB_REF", "refs/heads/ma ster"), ("GITHUB_SHA", SHA))),
     Case("ref-with-newline", "merge", (r"refs/heads/master\\nlatest",), (M,),
@@ -218,7 +218,7 @@ def _command(case: Case, d: Path, images: str) -> tuple[list[str], Path]:
     if "--images" not in extra:
         merge += ["--images", images]
     if case.tool == "merge":
-        return [sys.executable, "-m", "ci", "merge", *merge, *extra], matrix
+        return [sys.executable, "-m", "localai_ci", "merge", *merge, *extra], matrix
     if case.tool == "nox":
         return [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", "merge", "--", *merge, *extra], matrix
     assert case.tool == "build"

@@ -1,4 +1,4 @@
-"""ci.baseimage: offline per-arch base images (pure archive checks, then the real engine)."""
+"""localai_ci.docker.offline_bases: offline per-arch base images (pure archive checks, then the real engine)."""
 from __future__ import annotations
 
 import io
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ci.baseimage import OFFLINE_PREFIX, ensure_base_image, is_offline_base, split_name, write_base_archive
-from ci.errors import UserError
-from ci.platforms import parse_platform
+from localai_ci.docker.offline_bases import OFFLINE_PREFIX, ensure_base_image, is_offline_base, split_name, write_base_archive
+from localai_ci.errors import UserError
+from localai_ci.oci.platforms import parse_platform
 
 AMD64 = parse_platform("linux/amd64")
 ARM64 = parse_platform("linux/arm64")
@@ -113,9 +113,9 @@ def test_offline_bases_registry_is_private_and_leaves_nothing_behind(tmp_path: A
     digest is the deterministic one, and removes its storage on close."""
     import os
 
-    from ci.baseimage import OfflineBases, offline_image
-    from ci.reference import parse_image_name
-    from ci.registry import RegistryClient
+    from localai_ci.docker.offline_bases import OfflineBases, offline_image
+    from localai_ci.oci.reference import parse_image_name
+    from localai_ci.oci.registry import RegistryClient
 
     name = "ci-offline/ubuntu:24.04"
     with OfflineBases(dict(os.environ)) as bases:

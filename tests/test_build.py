@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ci.build import LABEL_CREATED, LABEL_SOURCE, BuildRequest, plan_leg, pr_tag, run_leg
-from ci.errors import UserError
-from ci.families import family_config
-from ci.git import SourceInfo, _strip_userinfo, source_info
-from ci.github import Event
-from ci.matrix import load_matrix, parse_matrix, resolve_leg
-from ci.naming import Family
-from ci.reference import parse_image_name
+from localai_ci.build.leg import LABEL_CREATED, LABEL_SOURCE, BuildRequest, plan_leg, pr_tag, run_leg
+from localai_ci.errors import UserError
+from localai_ci.settings import family_config
+from localai_ci.git.repo import SourceInfo, _strip_userinfo, source_info
+from localai_ci.github.actions import Event
+from localai_ci.matrix.model import load_matrix, parse_matrix, resolve_leg
+from localai_ci.matrix.naming import Family
+from localai_ci.oci.reference import parse_image_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ROOT / "backends" / "matrix.yml"
@@ -199,15 +199,15 @@ def test_task_exit_codes() -> None:
 # ---- explicit credentials go to one registry only ------------------------------------------------
 def _prepare_creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: str, **kw: object):  # type: ignore[no-untyped-def]
     """prepare() with the credential lookups recorded (no Docker config is read)."""
-    import ci.clients
-    from ci.build import prepare
+    import localai_ci.oci.keychain
+    from localai_ci.build.leg import prepare
 
     asked: dict[str, tuple[object, object]] = {}
 
     def fake(registry: str, *, username: str | None = None, password: str | None = None, **_: object) -> object:
         asked[registry] = (username, password)
         return (username, "***") if username else None
-    monkeypatch.setattr(ci.clients, "credentials_for", fake)
+    monkeypatch.setattr(localai_ci.oci.keychain, "credentials_for", fake)
     req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="amd64", images=images,
                        root=str(ROOT), dry_run=True, **kw)  # type: ignore[arg-type]
     prepare(req, {"HOME": str(tmp_path)})
@@ -275,7 +275,7 @@ def test_bad_run_id_and_pr_ref_exit_2(args: tuple[str, ...], env: dict[str, str]
 
 
 def test_publish_targets_use_the_planned_family_config(backends) -> None:  # type: ignore[no-untyped-def]
-    from ci.build import publish_targets
+    from localai_ci.build.leg import publish_targets
 
     c = family_config(Family.BACKENDS, images="reg.example:5000/a/img,quay.io/b/img",
                       env={"CI_INSECURE_REGISTRIES": "reg.example:5000"})
@@ -288,7 +288,7 @@ def test_publish_targets_use_the_planned_family_config(backends) -> None:  # typ
 
 
 def test_anchor_skips_docker_hub_by_default(backends, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ci.build import anchor_registries, prepare
+    from localai_ci.build.leg import anchor_registries, prepare
 
     e = resolve_leg(backends, "-cpu-hello", "arm64")
     c = family_config(Family.BACKENDS, images="quay.io/org/img,localai/img,ghcr.io/org/img", env={})
@@ -333,14 +333,14 @@ def test_server_image_gets_no_builder_target(images) -> None:  # type: ignore[no
 def test_deps_refresh_is_the_iso_week(day: str, key: str) -> None:
     from datetime import datetime, timezone
 
-    from ci.buildargs import deps_refresh_key
+    from localai_ci.matrix.buildargs import deps_refresh_key
     assert deps_refresh_key(datetime.fromisoformat(day).replace(tzinfo=timezone.utc)) == key
 
 
 def test_workflow_build_args_option_then_environment_then_default() -> None:
     from datetime import datetime, timezone
 
-    from ci.buildargs import workflow_build_args
+    from localai_ci.matrix.buildargs import workflow_build_args
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     assert workflow_build_args(apt_mirror=None, apt_ports_mirror=None, deps_refresh=None, env={}, now=now) == \
         {"APT_MIRROR": "", "APT_PORTS_MIRROR": "", "DEPS_REFRESH": "2026-W49"}
@@ -361,7 +361,7 @@ def test_workflow_build_args_option_then_environment_then_default() -> None:
 def test_workflow_build_args_refuse_bad_values(kw: dict[str, str], message: str) -> None:
     from datetime import datetime, timezone
 
-    from ci.buildargs import workflow_build_args
+    from localai_ci.matrix.buildargs import workflow_build_args
     args = {"apt_mirror": None, "apt_ports_mirror": None, "deps_refresh": None, **kw}
     with pytest.raises(UserError) as err:
         workflow_build_args(**args, env={}, now=datetime(2026, 12, 1, tzinfo=timezone.utc))  # type: ignore[arg-type]
@@ -387,7 +387,7 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     import os
 
     from builder_helpers import read_file
-    from ci.engine import Engine
+    from localai_ci.docker.engine import Engine
 
     quay, hub = registries
     images = f"{quay.host}/{unique}/backends,{hub.host}/{unique}/backends"
@@ -417,8 +417,8 @@ def test_build_refuses_a_disk_too_full_before_building(engine, registries, uniqu
     """``--min-free-disk`` above what the engine's data root has: exit 1 before any build, nothing published."""
     import os
 
-    from ci.engine import Engine
-    from ci.errors import OperationError
+    from localai_ci.docker.engine import Engine
+    from localai_ci.errors import OperationError
 
     req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-echo", platform_tag="amd64", matrix=str(BACKENDS),
                        root=str(ROOT), images=f"{registries[0].host}/{unique}/backends",

@@ -1,7 +1,7 @@
-"""ci.builder: the BuildKit build seam (`docker buildx build`). Pure parts first, then real builds.
+"""localai_ci.docker.builder: the BuildKit build seam (`docker buildx build`). Pure parts first, then real builds.
 
 The real builds go through the ``build_image`` fixture (conftest): a context in tmp_path, built by
-:class:`ci.builder.BuildxBuilder` on the engine under test (``.ci/run`` runs this file on the classic
+:class:`localai_ci.docker.builder.BuildxBuilder` on the engine under test (``.ci/run`` runs this file on the classic
 and on the containerd image store), offline bases served by a loopback registry.
 """
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from ci.builder import (BuildEvent, BuilderCaps, BuildSpec, CacheSpec, SolveStatusReader, buildx_command, cache_args,
+from localai_ci.docker.builder import (BuildEvent, BuilderCaps, BuildSpec, CacheSpec, SolveStatusReader, buildx_command, cache_args,
                         parse_buildx_inspect)
-from ci.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, EngineFacts
-from ci.errors import EngineError
+from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, EngineFacts
+from localai_ci.errors import EngineError
 from builder_helpers import read_file
-from ci.platforms import parse_platform
+from localai_ci.oci.platforms import parse_platform
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
 BASE = "ci-offline/ubuntu:24.04"
@@ -178,7 +178,7 @@ def test_failure_without_a_failed_step_shows_buildx_error_lines() -> None:
 
 
 def test_progress_lines_name_state_and_duration() -> None:
-    from ci.progress import build_event_text
+    from localai_ci.output.progress import build_event_text
 
     assert build_event_text(BuildEvent("done", "[b 1/2] RUN  a \\\n   b", seconds=1.25)) == "done     [b 1/2] RUN a \\ b (1.2s)"
     assert build_event_text(BuildEvent("cached", "[b 2/2] COPY x /")) == "cached   [b 2/2] COPY x /"
@@ -279,18 +279,18 @@ def test_failing_step_is_named_with_its_last_lines(build_image: Any) -> None:
 
 @pytest.mark.registry
 def test_missing_buildx_builder_is_a_clear_error(engine: Any) -> None:
-    from ci.builder import BuildxBuilder
-    from ci.engine import Engine
+    from localai_ci.docker.builder import BuildxBuilder
+    from localai_ci.docker.engine import Engine
 
     with pytest.raises(EngineError, match="docker buildx inspect no-such-builder.*docker buildx ls"):
         BuildxBuilder(Engine(engine), dict(os.environ), name="no-such-builder").caps()
 
 
 def test_engine_too_old_for_a_heredoc_is_refused_before_building(tmp_path: Path) -> None:
-    """The preflight (ci.feasibility) names the feature, its line and the engine version it needs."""
-    from ci.dockerfile import parse_dockerfile
-    from ci.feasibility import assess
-    from ci.dockerfile import check_engine, resolve
+    """The preflight (localai_ci.build.feasibility) names the feature, its line and the engine version it needs."""
+    from localai_ci.dockerfile.model import parse_dockerfile
+    from localai_ci.build.feasibility import assess
+    from localai_ci.dockerfile.model import check_engine, resolve
 
     df = parse_dockerfile("FROM scratch AS a\nCOPY x /x\nFROM a\nRUN <<EOT sh\necho hi\nEOT\n", "backends/Dockerfile.x")
     problem = check_engine(df, "20.10.24+dfsg1")
@@ -309,9 +309,9 @@ def test_base_image_from_an_authenticated_registry(builder: Any, engine: Any, tm
     """FROM an image that exists only in a TLS + htpasswd registry: pulled with the Docker config's
     credentials (buildx's session), and the password appears in no event nor error."""
     from authregistry import KNOWN_PASSWORD, auth_registries
-    from ci.baseimage import offline_image, push_offline_image
-    from ci.reference import parse_image_name
-    from ci.registry import Credentials, RegistryClient
+    from localai_ci.docker.offline_bases import offline_image, push_offline_image
+    from localai_ci.oci.reference import parse_image_name
+    from localai_ci.oci.registry import Credentials, RegistryClient
 
     with auth_registries(tmp_path / "auth") as make:
         host = make(True)
@@ -329,7 +329,7 @@ def test_base_image_from_an_authenticated_registry(builder: Any, engine: Any, tm
         ctx.mkdir()
         (ctx / "Dockerfile").write_text(f"FROM {host}/private/{unique}:1\nRUN echo pulled > /proof\n")
         events: list[BuildEvent] = []
-        from ci.builder import BuildxBuilder
+        from localai_ci.docker.builder import BuildxBuilder
 
         env = {**os.environ, "DOCKER_CONFIG": str(config)}
         b = BuildxBuilder(builder.engine, env)

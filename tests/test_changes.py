@@ -17,13 +17,13 @@ import pytest
 from change_scenarios import (
     DARWIN_BACKENDS, OURS, PEER, PEER_FUNCTION_TESTS, Scenario, expand, peer_view_backends, view_of, view_universe,
 )
-from ci.changes import is_null_base, leg_key, select_legs
-from ci.errors import UserError
-from ci.gha_matrix import backend_flags
-from ci.github_jobs import plan_from_files, select_from_git
-from ci.inputs import Deriver
-from ci.matrix import load_matrix
-from ci.worktree import checkout_tree
+from localai_ci.changes.select import is_null_base, leg_key, select_legs
+from localai_ci.errors import UserError
+from localai_ci.github.jobs import backend_flags
+from localai_ci.github.changed_jobs import plan_from_files, select_from_git
+from localai_ci.changes.inputs import Deriver
+from localai_ci.matrix.model import load_matrix
+from localai_ci.git.worktree import checkout_tree
 from localai_tree import GIT_ENV, MATRIX_PATH, Repo, git, write
 from localai_ref import M2608
 
@@ -346,7 +346,7 @@ def test_the_pipeline_key_reads_exactly_the_derived_inputs(scale: Path) -> None:
 def test_read_paths_keeps_what_each_kind_of_input_covers() -> None:
     """Each kind of input by itself: a directory (all below it, itself too), a Go package (only the
     files directly in it), a file, a make run's Makefile; never a _test.go; all when unknown."""
-    from ci.inputs import LegInputs, MakeInput, Via
+    from localai_ci.changes.inputs import LegInputs, MakeInput, Via
 
     why = Via("test")
     li = LegInputs(label="leg", files={"a/f.txt": why, "a/f_test.go": why}, dirs={"d": why},

@@ -1,4 +1,4 @@
-"""argparse front-end (ci.cli), ``python -m ci`` and the nox sessions."""
+"""argparse front-end (localai_ci.cli), ``python -m localai_ci`` and the nox sessions."""
 from __future__ import annotations
 
 import argparse
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ci.cli import COMMANDS, build_parser, join_dash_values, main
-from ci.naming import Family, LegKey
-from ci.artifacts import write_digest_file
+from localai_ci.cli import COMMANDS, build_parser, join_dash_values, main
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.github.artifacts import write_digest_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,10 +79,10 @@ def test_bad_environment_and_flags_exit_2_before_any_network(tmp_path: Path, cap
 
 
 def test_python_dash_m_ci_works(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "ci", "merge", "--tag-suffix", "-cpu-x", "--digests-dir",
+    done = subprocess.run([sys.executable, "-m", "localai_ci", "merge", "--tag-suffix", "-cpu-x", "--digests-dir",
                            str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and done.stderr.splitlines()[-1].startswith("error: ")
-    done = subprocess.run([sys.executable, "-m", "ci", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-m", "localai_ci", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0 and "merge" in done.stdout and "inspect" in done.stdout
 
 
@@ -101,13 +101,13 @@ def test_nox_sessions_are_listed_documented_and_keep_exit_status(tmp_path: Path)
 
 
 def test_one_error_mapper_for_both_front_ends() -> None:
-    """nox/python -m ci and invoke print the same words, redacted, with the same exit status."""
+    """nox/python -m localai_ci and invoke print the same words, redacted, with the same exit status."""
     import pytest
     from invoke import Exit
 
     import tasks
-    from ci.errors import RegistryError, UserError, failure
-    from ci.redaction import register_secret
+    from localai_ci.errors import RegistryError, UserError, failure
+    from localai_ci.redaction import register_secret
 
     register_secret("Leaky-token-4242")
     bad = RegistryError("quay.io answered 'Leaky-token-4242 is not valid'", registry="quay.io")

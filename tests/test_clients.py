@@ -6,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ci.clients import Keychain, RegistryClients, login_keychain
-from ci.errors import RegistryError, UserError
-from ci.families import family_config
-from ci.naming import Family
-from ci.reference import ImageName
-from ci.registry import Credentials
+from localai_ci.oci.keychain import Keychain, RegistryClients, login_keychain
+from localai_ci.errors import RegistryError, UserError
+from localai_ci.settings import family_config
+from localai_ci.matrix.naming import Family
+from localai_ci.oci.reference import ImageName
+from localai_ci.oci.registry import Credentials
 
 ROBOT = Credentials("robot", "Quay-robot-pw-31")
 
@@ -49,10 +49,10 @@ def test_a_broken_helper_fails_the_plan_unless_the_registry_is_best_effort() -> 
 
 
 def test_login_keychain_sends_the_password_to_its_registry_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ci.clients
+    import localai_ci.oci.keychain
 
     lookups = Lookups({"docker.io": Credentials("hub-user", "from-config")})
-    monkeypatch.setattr(ci.clients, "credentials_for",
+    monkeypatch.setattr(localai_ci.oci.keychain, "credentials_for",
                         lambda reg, username=None, password=None: Credentials(username, password) if username
                         else lookups(reg))
     chain = login_keychain(["quay.io", "docker.io"], username="robot", password="Quay-robot-pw-31", named="quay.io")

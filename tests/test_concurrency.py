@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from ci.blobcache import BlobCache
-from ci.clients import RegistryClients
-from ci.engine import Engine
-from ci.families import family_config
-from ci.matrix import load_matrix
-from ci.merge import FamilySetup, MergeOptions, Outcome, merge_all
-from ci.naming import Family, LegKey
-from ci.publish import PushTarget, publish_leg
-from ci.reference import ImageName
-from ci.tags import TagSource
+from localai_ci.oci.blobcache import BlobCache
+from localai_ci.oci.keychain import RegistryClients
+from localai_ci.docker.engine import Engine
+from localai_ci.settings import family_config
+from localai_ci.matrix.model import load_matrix
+from localai_ci.merge.run import FamilySetup, MergeOptions, Outcome, merge_all
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.publish.leg import PushTarget, publish_leg
+from localai_ci.oci.reference import ImageName
+from localai_ci.matrix.tags import TagSource
 from oci_images import client, write_matrix
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]

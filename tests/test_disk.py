@@ -1,4 +1,4 @@
-"""ci.disk: the free-space check before a leg and the peak use during it (real filesystem)."""
+"""localai_ci.docker.disk: the free-space check before a leg and the peak use during it (real filesystem)."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.disk import GiB, DiskWatch, check_free, disk_path, free_bytes, parse_min_free
-from ci.errors import OperationError, UserError
+from localai_ci.docker.disk import GiB, DiskWatch, check_free, disk_path, free_bytes, parse_min_free
+from localai_ci.errors import OperationError, UserError
 
 
 @pytest.mark.parametrize("value, env, expected", [

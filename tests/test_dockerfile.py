@@ -1,4 +1,4 @@
-"""ci.dockerfile: LocalAI-shaped Dockerfiles (written by the tests, ``localai_tree.py``) and, when a
+"""localai_ci.dockerfile.model: LocalAI-shaped Dockerfiles (written by the tests, ``localai_tree.py``) and, when a
 LocalAI tree is named (``CI_TEST_LOCALAI_TREE``), LocalAI's real ones parse and resolve to the stages,
 paths and images BuildKit would use; ARG scoping, expansion, platforms and engine checks follow BuildKit."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.dockerfile import (
+from localai_ci.dockerfile.model import (
     Dockerfile,
     Resolved,
     Source,
@@ -19,8 +19,8 @@ from ci.dockerfile import (
     parse_engine_version,
     resolve,
 )
-from ci.errors import UserError
-from ci.platforms import Arch, Platform, parse_platform
+from localai_ci.errors import UserError
+from localai_ci.oci.platforms import Arch, Platform, parse_platform
 from localai_ref import LocalAITree
 from localai_tree import files as shaped_files
 
@@ -329,9 +329,9 @@ def test_base_grpc_builder_syntax_directive(localai_tree: LocalAITree) -> None:
 
 
 @pytest.mark.parametrize("name", LOCALAI_FILES)
-@pytest.mark.parametrize("engine", ["23.0.0", "26.1.5+dfsg1", "28.2.2"])
-def test_localai_builds_on_current_engines(name: str, engine: str, localai_tree: LocalAITree) -> None:
-    assert check_engine(localai(localai_tree, name), engine) is None
+@pytest.mark.parametrize("version", ["23.0.0", "26.1.5+dfsg1", "28.2.2"])
+def test_localai_builds_on_current_engines(name: str, version: str, localai_tree: LocalAITree) -> None:
+    assert check_engine(localai(localai_tree, name), version) is None
 
 
 def test_engine_20_10_is_too_old_for_python_backend(localai_tree: LocalAITree) -> None:

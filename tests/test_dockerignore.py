@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci.dockerignore import Ignore, parse_dockerignore
+from localai_ci.dockerfile.ignore import Ignore, parse_dockerignore
 
 PATTERNS = """# LocalAI's, abridged
 .github

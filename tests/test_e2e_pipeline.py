@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from ci.matrix import load_matrix
-from ci.naming import Family
+from localai_ci.matrix.model import load_matrix
+from localai_ci.matrix.naming import Family
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
 
@@ -89,7 +89,7 @@ def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imaget
         for title, (legs, digest, tags, result) in rows.items():
             assert result == "merged (verified)", f"{title}: {result}\n{first.stdout}"
             assert "(built)" in legs and "up to date" not in legs
-        assert "registries kept running" in first.stdout and "ci.localregistry stop --root" in first.stdout
+        assert "registries kept running" in first.stdout and "localai_ci.oci.localregistry stop --root" in first.stdout
 
         # independent check: every tag in both registries is the same list, with the matrix's platforms
         quay, hub = _hosts(root)
@@ -124,7 +124,7 @@ def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imaget
         assert imagetools.run("inspect", "--raw", f"{quay}/{repos[Family.SERVER][0]}:main").returncode == 0, \
             "a later run must not stop registries kept by an earlier --keep run"
         for name in ("quay", "hub"):  # the stop command the output prints
-            stop = subprocess.run([sys.executable, "-m", "ci.localregistry", "stop", "--root",
+            stop = subprocess.run([sys.executable, "-m", "localai_ci.oci.localregistry", "stop", "--root",
                                    str(root / ".localai-ci" / "registries" / name)],
                                   cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
             assert stop.returncode == 0, stop.stderr
@@ -134,7 +134,7 @@ def test_pipeline_end_to_end_then_up_to_date(tmp_path: Path, engine: Any, imaget
         for name in ("quay", "hub"):
             reg_root = root / ".localai-ci" / "registries" / name
             if (reg_root / "localregistry.json").exists():
-                subprocess.run([sys.executable, "-m", "ci.localregistry", "stop", "--root", str(reg_root)],
+                subprocess.run([sys.executable, "-m", "localai_ci.oci.localregistry", "stop", "--root", str(reg_root)],
                                cwd=REPO, capture_output=True, timeout=60, check=False)
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from ci.blobcache import BlobCache
-from ci.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, Engine, ImageInfo, check_platform
-from ci.errors import EngineError
-from ci.platforms import parse_platform
+from localai_ci.oci.blobcache import BlobCache
+from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, Engine, ImageInfo, check_platform
+from localai_ci.errors import EngineError
+from localai_ci.oci.platforms import parse_platform
 from conftest import in_ci
 
 
@@ -52,7 +52,7 @@ def test_check_platform_mismatch_explains() -> None:
 
 def test_check_platform_advice_without_a_runner() -> None:
     """An architecture without a native runner in the policy: the advice names no runs-on."""
-    from ci.platforms import RunnerPolicy
+    from localai_ci.oci.platforms import RunnerPolicy
 
     with pytest.raises(EngineError) as err:
         check_platform(info("amd64"), parse_platform("linux/s390x"), "leg", RunnerPolicy(native={}))

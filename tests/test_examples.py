@@ -1,8 +1,8 @@
 """The project's own example matrices (backends/*.yml) and Dockerfiles.
 
-Pure checks of their shape (the matrices' legs, the Dockerfiles read with ``ci.dockerfile`` and
+Pure checks of their shape (the matrices' legs, the Dockerfiles read with ``localai_ci.dockerfile.model`` and
 resolved with each leg's build args), then (engine) every leg of both files built offline through
-``ci.build.build_leg`` -- the BuildKit builder, offline bases served from the test registry -- and
+``localai_ci.build.leg.build_leg`` -- the BuildKit builder, offline bases served from the test registry -- and
 read back: the image's platform, its labels and the build-info files inside it.
 """
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from ci.baseimage import is_offline_base
-from ci.build import BuildRequest, LegPlan, build_leg, prepare
-from ci.builder import BuilderCaps
-from ci.dockerfile import Dockerfile, Resolved, features, load_dockerfile, resolve
-from ci.engine import IMAGE_STORE_CLASSIC, EngineFacts
-from ci.feasibility import leg_feasibility
-from ci.matrix import Entry, Matrix, load_matrix
-from ci.naming import Family
-from ci.platforms import Arch, parse_platform
+from localai_ci.docker.offline_bases import is_offline_base
+from localai_ci.build.leg import BuildRequest, LegPlan, build_leg, prepare
+from localai_ci.docker.builder import BuilderCaps
+from localai_ci.dockerfile.model import Dockerfile, Resolved, features, load_dockerfile, resolve
+from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, EngineFacts
+from localai_ci.build.feasibility import leg_feasibility
+from localai_ci.matrix.model import Entry, Matrix, load_matrix
+from localai_ci.matrix.naming import Family
+from localai_ci.oci.platforms import Arch, parse_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ROOT / "backends" / "matrix.yml"
@@ -147,7 +147,7 @@ def test_dockerfiles_and_contexts_resolve_from_the_repository_root(path: Path) -
 
 
 # ---- the Dockerfiles ---------------------------------------------------------------------------
-DECLARED = {  # the build args each Dockerfile takes (LocalAI's workflow passes them; ci.build adds the APT/DEPS ones)
+DECLARED = {  # the build args each Dockerfile takes (LocalAI's workflow passes them; localai_ci.build.leg adds the APT/DEPS ones)
     "Dockerfile.backend": set(BUILD_ARGS),
     "Dockerfile.server": set(BUILD_ARGS) - {"BACKEND", "AMDGPU_TARGETS"} | {"MAKEFLAGS"},
     "Dockerfile.cpp": {"BASE_IMAGE", "BUILDER_BASE_IMAGE", "BUILDER_TARGET", "BACKEND", "BUILD_TYPE", "DEPS_REFRESH",
@@ -235,7 +235,7 @@ def _caps(arch: str = "amd64", version: str = "26.1.5+dfsg1") -> BuilderCaps:
 
 
 def _plan(e: Entry, path: Path, env: dict[str, str], local_tag: str | None = None) -> LegPlan:
-    """The leg planned as ``invoke pipeline`` plans it (``ci.build.prepare``), as a build-only pull request."""
+    """The leg planned as ``invoke pipeline`` plans it (``localai_ci.build.leg.prepare``), as a build-only pull request."""
     req = BuildRequest(family=e.family, tag_suffix=e.tag_suffix, platform_tag=e.ptag, matrix=str(path),
                        event="pull_request", root=str(ROOT), local_tag=local_tag,
                        images="127.0.0.1:9/localai-ci-test/examples")  # never pushed to: a pull request without credentials
@@ -329,7 +329,7 @@ def test_every_leg_builds_offline_for_its_arch(engine: Any, builder: Any, bases:
                 if target == PREBUILT:
                     assert files["/TOOLCHAIN"].strip() == f"prebuilt toolchain of {e.builder_base_image}", where
                 else:
-                    deps = dict(plan.build_args)["DEPS_REFRESH"]  # the weekly cache buster ci.build passes
+                    deps = dict(plan.build_args)["DEPS_REFRESH"]  # the weekly cache buster localai_ci.build.leg passes
                     assert files["/TOOLCHAIN"].strip() == f"from-source toolchain for {e.platform} (deps {deps})", where
                 assert f"for {e.platform}, built on {build_platform}" in files["/run.sh"], where
                 assert files["/tiny-cpp.o"].startswith(f"{e.ptag}-{e.build_type or 'cpu'} object"), where

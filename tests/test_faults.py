@@ -23,20 +23,20 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from ci.artifacts import write_digest_file
-from ci.blobcache import BlobCache
-from ci.cli import main
-from ci.engine import Engine
-from ci.errors import CiError, EngineError, OperationError
-from ci.families import family_config
-from ci.localregistry import LocalRegistry
-from ci.matrix import load_matrix
-from ci.merge import FamilySetup, MergeOptions, Outcome, format_result, merge_all, merge_suffix
-from ci.naming import Family, LegKey, keepalive_tag
-from ci.publish import PushTarget, push_image
-from ci.reference import ImageName
-from ci.registry import RegistryClient, RetryPolicy
-from ci.tags import TagSource
+from localai_ci.github.artifacts import write_digest_file
+from localai_ci.oci.blobcache import BlobCache
+from localai_ci.cli import main
+from localai_ci.docker.engine import Engine
+from localai_ci.errors import CiError, EngineError, OperationError
+from localai_ci.settings import family_config
+from localai_ci.oci.localregistry import LocalRegistry
+from localai_ci.matrix.model import load_matrix
+from localai_ci.merge.run import FamilySetup, MergeOptions, Outcome, format_result, merge_all, merge_suffix
+from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
+from localai_ci.publish.leg import PushTarget, push_image
+from localai_ci.oci.reference import ImageName
+from localai_ci.oci.registry import RegistryClient, RetryPolicy
+from localai_ci.matrix.tags import TagSource
 from faultproxy import FaultProxy, Faults
 from oci_images import client, push_image as push_tiny, tags_of, write_matrix
 
@@ -63,7 +63,7 @@ class Counted:
         self.messages: list[str] = []
 
     def __call__(self, img: ImageName, plain_http: Callable[[str], bool]) -> RegistryClient:
-        """A ``ci.clients.ClientFactory``: publish and merge take the same one."""
+        """A ``localai_ci.oci.keychain.ClientFactory``: publish and merge take the same one."""
         c = self.cls(img, plain_http=plain_http(img.registry), retry=self.policy, on_retry=self.messages.append,
                      plain_http_policy=plain_http)
         self.made.append(c)
@@ -482,8 +482,8 @@ def build_losing_the_engine(engine: Any, registries: Any, unique: str, tmp_path:
     published, the shared engine still up: asserted here."""
     import docker
 
-    from ci.baseimage import ENV_BUSYBOX_DIR, busybox_dir
-    from ci.build import BuildRequest, run_leg
+    from localai_ci.docker.offline_bases import ENV_BUSYBOX_DIR, busybox_dir
+    from localai_ci.build.leg import BuildRequest, run_leg
 
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     assert where.startswith("unix://"), f"DOCKER_HOST={where}: this test forwards a unix socket"

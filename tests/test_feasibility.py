@@ -1,4 +1,4 @@
-"""ci.feasibility: can this builder build a leg, and how (pure verdicts on resolved Dockerfiles)."""
+"""localai_ci.build.feasibility: can this builder build a leg, and how (pure verdicts on resolved Dockerfiles)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from ci.dockerfile import parse_dockerfile, resolve
-from ci.feasibility import Feasibility, assess
-from ci.platforms import Arch, Platform, parse_platform
+from localai_ci.dockerfile.model import parse_dockerfile, resolve
+from localai_ci.build.feasibility import Feasibility, assess
+from localai_ci.oci.platforms import Arch, Platform, parse_platform
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
 BASE = "ci-offline/ubuntu:24.04"
@@ -88,11 +88,11 @@ def test_engine_problem_comes_first() -> None:
 
 def test_every_example_leg_builds_here_without_emulation(busybox: dict[str, str]) -> None:
     """The README's first command: every leg of backends/ builds on an amd64 machine with no QEMU."""
-    from ci.build import BuildRequest, prepare
-    from ci.feasibility import leg_feasibility
-    from ci.matrix import load_matrix
-    from ci.naming import Family
-    from ci.pipeline import builder_caps_without_engine
+    from localai_ci.build.leg import BuildRequest, prepare
+    from localai_ci.build.feasibility import leg_feasibility
+    from localai_ci.matrix.model import load_matrix
+    from localai_ci.matrix.naming import Family
+    from localai_ci.pipeline.run import builder_caps_without_engine
 
     env = {"HOME": str(ROOT), "GITHUB_SHA": "0" * 40, **busybox}
     caps = builder_caps_without_engine(Arch.AMD64, frozenset())  # no binfmt at all
@@ -121,7 +121,7 @@ def _amd64_builder_verdicts(df: Any, name: str) -> None:
 @pytest.mark.parametrize("name", ["backend/Dockerfile.python", "backend/Dockerfile.golang",
                                   "backend/Dockerfile.llama-cpp"])
 def test_localai_shaped_dockerfiles_on_an_amd64_builder(name: str) -> None:
-    from ci.dockerfile import parse_dockerfile
+    from localai_ci.dockerfile.model import parse_dockerfile
     from localai_tree import files
 
     _amd64_builder_verdicts(parse_dockerfile(files()[name], name), name)
@@ -131,6 +131,6 @@ def test_localai_shaped_dockerfiles_on_an_amd64_builder(name: str) -> None:
                                   "backend/Dockerfile.llama-cpp", "Dockerfile"])
 def test_localai_dockerfiles_on_an_amd64_builder(name: str, localai_tree: Any) -> None:
     """LocalAI's own Dockerfiles (a named LocalAI tree)."""
-    from ci.dockerfile import load_dockerfile
+    from localai_ci.dockerfile.model import load_dockerfile
 
     _amd64_builder_verdicts(load_dockerfile(localai_tree.path(name)), name)

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ci.changes import select_all
-from ci.errors import MatrixError, UserError
-from ci.gha_matrix import (
+from localai_ci.changes.select import select_all
+from localai_ci.errors import MatrixError, UserError
+from localai_ci.github.jobs import (
     GITHUB_MATRIX_LIMIT, build_element, check_leg_fields, element_fields, merge_elements, outputs, plan,
     shard, split_classes,
 )
-from ci.matrix import Entry, Matrix, load_matrix, parse_matrix
-from ci.naming import Family, artifact_name, artifact_pattern
-from ci.platforms import parse_platform
+from localai_ci.matrix.model import Entry, Matrix, load_matrix, parse_matrix
+from localai_ci.matrix.naming import Family, artifact_name, artifact_pattern
+from localai_ci.oci.platforms import parse_platform
 from localai_ref import M2608, M9730
 
 REPO = Path(__file__).resolve().parents[1]
@@ -261,17 +261,17 @@ def test_task_prints_outputs_without_github_output(tmp_path: Path) -> None:
     assert "--force-all" in proc.stderr and "3 legs" in proc.stderr
 
 
-# --- speed: the libyaml fast path of ci.matrix gives the same legs ----------------------------
+# --- speed: the libyaml fast path of localai_ci.matrix.model gives the same legs ----------------------------
 
 @pytest.mark.parametrize("path", [M2608, M9730])
 def test_libyaml_path_loads_the_same_legs_as_the_python_path(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ci.matrix
+    import localai_ci.matrix.model
 
     text = path.read_text()
-    done, _ = ci.matrix._compose_libyaml(text)
+    done, _ = localai_ci.matrix.model._compose_libyaml(text)
     assert done  # the fast path is taken on LocalAI's matrices
     fast = parse_matrix(text, "m")
-    monkeypatch.setattr(ci.matrix, "_compose_libyaml", lambda text: (False, None))
+    monkeypatch.setattr(localai_ci.matrix.model, "_compose_libyaml", lambda text: (False, None))
     slow = parse_matrix(text, "m")
     assert fast == slow
     assert [(e.line, e.end_line, e.raw) for e in fast] == [(e.line, e.end_line, e.raw) for e in slow]
@@ -284,10 +284,10 @@ def test_anchors_still_take_the_checking_path() -> None:
 
 
 def test_multi_platform_entries_are_refused_with_the_fix() -> None:
-    from ci.changes import select_all
-    from ci.errors import UserError
-    from ci.gha_matrix import plan
-    from ci.matrix import parse_matrix
+    from localai_ci.changes.select import select_all
+    from localai_ci.errors import UserError
+    from localai_ci.github.jobs import plan
+    from localai_ci.matrix.model import parse_matrix
 
     m = parse_matrix(matrix_text(entry_yaml("-cpu-a"), entry_yaml("-cpu-qemu", "linux/amd64,linux/arm64")), "m.yml")
     with pytest.raises(UserError, match=r"1 multi-platform entries \(-cpu-qemu \(m.yml line \d+\)\).*matrix.split"):

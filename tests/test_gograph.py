@@ -1,8 +1,8 @@
 """The Go import graph within a module (ci/gograph.py)."""
 from __future__ import annotations
 
-from ci.gograph import GoGraph, go_imports, parse_go_mod
-from ci.tree import Tree
+from localai_ci.changes.gograph import GoGraph, go_imports, parse_go_mod
+from localai_ci.changes.tree import Tree
 
 
 def test_import_declarations() -> None:

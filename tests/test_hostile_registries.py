@@ -4,7 +4,7 @@ loopback addresses (127.0.0.2, 127.0.0.3, ...; :mod:`hostile`) in front of a rea
 Each class of issue 12 has its tests here: credentials scoped to their registry, redirects,
 bounds and deadlines (peak RSS measured in a subprocess, :mod:`rss_probe`), read-back
 verification of every write, redaction of every string a registry sent, malformed answers.
-The commands run as users run them (``ci.cli.main``) wherever no retry policy needs to be made
+The commands run as users run them (``localai_ci.cli.main``) wherever no retry policy needs to be made
 fast; the deadline test drives the verbs with a fast policy, as the fault tests do.
 """
 from __future__ import annotations
@@ -22,19 +22,19 @@ from typing import Any
 
 import pytest
 
-from ci.artifacts import write_digest_file
-from ci.cli import main
-from ci.errors import OperationError, RegistryError
-from ci.families import family_config
-from ci.inspection import expand_targets, inspect_refs
-from ci.manifest import Composed, Descriptor, compose_index
-from ci.matrix import load_matrix
-from ci.merge import FamilySetup, MergeOptions, merge_suffix
-from ci.naming import Family, LegKey
-from ci.platforms import parse_platform
-from ci.reference import ImageName, sha256_digest
-from ci.registry import Credentials, RegistryClient, RetryPolicy
-from ci.tags import TagSource
+from localai_ci.github.artifacts import write_digest_file
+from localai_ci.cli import main
+from localai_ci.errors import OperationError, RegistryError
+from localai_ci.settings import family_config
+from localai_ci.verify.inspect import expand_targets, inspect_refs
+from localai_ci.oci.manifest import Composed, Descriptor, compose_index
+from localai_ci.matrix.model import load_matrix
+from localai_ci.merge.run import FamilySetup, MergeOptions, merge_suffix
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.oci.platforms import parse_platform
+from localai_ci.oci.reference import ImageName, sha256_digest
+from localai_ci.oci.registry import Credentials, RegistryClient, RetryPolicy
+from localai_ci.matrix.tags import TagSource
 from authregistry import KNOWN_PASSWORD, start_auth_registry, stop
 from hostile import Forward, HostileServer, Reply, Request, TlsFiles, make_tls, pieces
 from oci_images import tiny_image, write_matrix
@@ -599,7 +599,7 @@ def test_malformed_head_answers_fail_the_merge_by_name(header: tuple[str, str], 
 def test_manifest_parsing_is_bounded() -> None:
     """What a registry serves is parsed within bounds: ValueError (a registry error upstream), never a
     RecursionError or an unbounded string."""
-    from ci.manifest import MAX_MANIFEST_BYTES, config_platform, parse_manifest
+    from localai_ci.oci.manifest import MAX_MANIFEST_BYTES, config_platform, parse_manifest
 
     with pytest.raises(ValueError, match="nested too deeply"):
         parse_manifest(b"[" * 200_000 + b"]" * 200_000)

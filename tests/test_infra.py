@@ -1,6 +1,6 @@
 """The ground the pipeline stands on, proven on the real engine and registries:
 offline multi-arch base images served to BuildKit -> builds of that arch through the builder seam
-(``ci.builder``, ``docker buildx build``) -> ``docker push`` to both registries -> read back with the
+(``localai_ci.docker.builder``, ``docker buildx build``) -> ``docker push`` to both registries -> read back with the
 independent peer tool (``docker buildx imagetools``); what BuildKit makes of a leg's platform; registries
 survive a restart and fail clearly when killed.
 """
@@ -14,11 +14,11 @@ from typing import Any
 import docker.errors
 import pytest
 
-from ci.baseimage import OFFLINE_PREFIX, static_elf_arch
-from ci.engine import check_platform
-from ci.errors import OperationError
-from ci.localregistry import LocalRegistry
-from ci.platforms import parse_platform
+from localai_ci.docker.offline_bases import OFFLINE_PREFIX, static_elf_arch
+from localai_ci.docker.engine import check_platform
+from localai_ci.errors import OperationError
+from localai_ci.oci.localregistry import LocalRegistry
+from localai_ci.oci.platforms import parse_platform
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 
@@ -57,7 +57,7 @@ def image_file(engine: Any, ref: str, path: str) -> bytes:
 
 @pytest.fixture
 def built(engine: Any, build_image: Callable[..., Any], unique: str) -> Iterator[Callable[[str], Any]]:
-    """``build(arch) -> ci.builder.BuiltImage``: a COPY-only image on the offline base, for ``arch``."""
+    """``build(arch) -> localai_ci.docker.builder.BuiltImage``: a COPY-only image on the offline base, for ``arch``."""
     tags: list[str] = []
     base = f"{OFFLINE_PREFIX}{unique}-base:1"
 
@@ -127,7 +127,7 @@ def test_what_buildkit_makes_of_an_arm64_build_on_an_amd64_machine(
     final stage holds exactly what is copied into it and is arm64. A final stage on the build platform
     holds the amd64 base's files, yet BuildKit writes the requested platform (arm64) into the config
     whenever --platform is given (the builder always gives it): the config says arm64, the binaries are
-    amd64, and a check of the config (``ci.engine.check_platform``) cannot see it.
+    amd64, and a check of the config (``localai_ci.docker.engine.check_platform``) cannot see it.
     """
     if builder.caps().engine.arch != "amd64":
         pytest.skip("this case is about an arm64 leg built on an amd64 machine")

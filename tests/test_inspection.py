@@ -1,4 +1,4 @@
-"""Inspect verb (ci.inspection): pure verification rules, and checks against real registries."""
+"""Inspect verb (localai_ci.verify.inspect): pure verification rules, and checks against real registries."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ci.cli import main
-from ci.errors import UserError
-from ci.inspection import (ChildObservation, ListObservation, InspectRef, expand_targets, parse_reference, verify)
-from ci.manifest import DOCKER_LIST, DOCKER_MANIFEST, Descriptor, compose_index
-from ci.platforms import parse_platform
-from ci.reference import ImageName
+from localai_ci.cli import main
+from localai_ci.errors import UserError
+from localai_ci.verify.inspect import (ChildObservation, ListObservation, InspectRef, expand_targets, parse_reference, verify)
+from localai_ci.oci.manifest import DOCKER_LIST, DOCKER_MANIFEST, Descriptor, compose_index
+from localai_ci.oci.platforms import parse_platform
+from localai_ci.oci.reference import ImageName
 from oci_images import client, push_image
 
 D = {k: "sha256:" + k * 64 for k in "abcdef0123"}
@@ -199,8 +199,8 @@ def test_inspect_bad_input_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_tag_option_takes_the_merge_output_comma_separated() -> None:
-    from ci.inspection import expand_targets
-    from ci.reference import parse_image_name
+    from localai_ci.verify.inspect import expand_targets
+    from localai_ci.oci.reference import parse_image_name
 
     imgs = [parse_image_name("127.0.0.1:5000/a/b"), parse_image_name("127.0.0.1:5001/a/b")]
     got = expand_targets([], imgs, ["sha256:" + "a" * 64, "master-cpu-x,sha-1234567-cpu-x"])

@@ -1,4 +1,4 @@
-"""ci.lint: every rule on small fixtures, and the real numbers on both LocalAI matrices."""
+"""localai_ci.matrix.lint: every rule on small fixtures, and the real numbers on both LocalAI matrices."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import UserError
-from ci.lint import RULES, collision_pairs, lint_matrix, runner_policy
-from ci.matrix import load_matrix, parse_matrix
-from ci.platforms import Arch
+from localai_ci.errors import UserError
+from localai_ci.matrix.lint import RULES, collision_pairs, lint_matrix, runner_policy
+from localai_ci.matrix.model import load_matrix, parse_matrix
+from localai_ci.oci.platforms import Arch
 from localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""ci.localregistry: throwaway distribution registries on loopback (real processes)."""
+"""localai_ci.oci.localregistry: throwaway distribution registries on loopback (real processes)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci.errors import OperationError
-from ci.localregistry import (
+from localai_ci.errors import OperationError
+from localai_ci.oci.localregistry import (
     STATE_FILE,
     TOKEN_HEADER,
     LocalRegistry,
@@ -173,7 +173,7 @@ def test_attached_registry_cannot_be_stopped(registry_factory) -> None:  # type:
 @pytest.mark.registry
 def test_cli_serve_prints_host_and_pid_then_stop(tmp_path: Path) -> None:
     root = tmp_path / "cli"
-    out = subprocess.run([sys.executable, "-m", "ci.localregistry", "serve", "--root", str(root)],
+    out = subprocess.run([sys.executable, "-m", "localai_ci.oci.localregistry", "serve", "--root", str(root)],
                          capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
     host, pid = out.stdout.split()
@@ -182,7 +182,7 @@ def test_cli_serve_prints_host_and_pid_then_stop(tmp_path: Path) -> None:
         assert probe(host)[0] == 200
         assert "stop --root" in out.stderr
     finally:
-        stop = subprocess.run([sys.executable, "-m", "ci.localregistry", "stop", "--root", str(root)],
+        stop = subprocess.run([sys.executable, "-m", "localai_ci.oci.localregistry", "stop", "--root", str(root)],
                               capture_output=True, text=True, timeout=60, check=False)
     assert stop.returncode == 0, stop.stderr
     assert probe(host)[0] == 0

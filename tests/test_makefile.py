@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci.makefile import parse_make_args, parse_makefile
+from localai_ci.changes.makefile import parse_make_args, parse_makefile
 
 MK = """GOCMD?=go
 PROTOC_VERSION?=31.1

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from ci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LIST, DOCKER_MANIFEST, INTOTO_LAYER, OCI_INDEX,
+from localai_ci.oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LIST, DOCKER_MANIFEST, INTOTO_LAYER, OCI_INDEX,
                          OCI_MANIFEST, Descriptor, compose_image_manifest, compose_index, config_platform,
                          is_attestation, is_attestation_manifest, parse_manifest)
-from ci.platforms import normalize, parse_platform, same_platform
-from ci.reference import sha256_digest
+from localai_ci.oci.platforms import normalize, parse_platform, same_platform
+from localai_ci.oci.reference import sha256_digest
 
 D = [f"sha256:{c * 64}" for c in "abcdef"]
 

@@ -1,4 +1,4 @@
-"""ci.matrix: the real LocalAI files load with the right numbers; bad input is refused with a clear message."""
+"""localai_ci.matrix.model: the real LocalAI files load with the right numbers; bad input is refused with a clear message."""
 from __future__ import annotations
 
 import time
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import MatrixError
-from ci.matrix import MAX_MATRIX_BYTES, load_matrix, parse_matrix, read_matrix_text
-from ci.naming import Family, LegKey
-from ci.platforms import Arch
+from localai_ci.errors import MatrixError
+from localai_ci.matrix.model import MAX_MATRIX_BYTES, load_matrix, parse_matrix, read_matrix_text
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.oci.platforms import Arch
 from localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent

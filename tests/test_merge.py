@@ -1,4 +1,4 @@
-"""Merge verb (ci.merge): pure checks, and integration against two real loopback registries."""
+"""Merge verb (localai_ci.merge.run): pure checks, and integration against two real loopback registries."""
 from __future__ import annotations
 
 import json
@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from ci.artifacts import DigestArtifact, write_digest_file
-from ci.cli import main
-from ci.errors import MatrixError, UserError
-from ci.families import family_config
-from ci.manifest import compose_index
-from ci.matrix import load_matrix, parse_matrix
-from ci.merge import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, MergeTarget, _Skip,
+from localai_ci.github.artifacts import DigestArtifact, write_digest_file
+from localai_ci.cli import main
+from localai_ci.errors import MatrixError, UserError
+from localai_ci.settings import family_config
+from localai_ci.oci.manifest import compose_index
+from localai_ci.matrix.model import load_matrix, parse_matrix
+from localai_ci.merge.run import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, MergeTarget, _Skip,
                       check_legs, config_platform, merge_all, summary_markdown, tag_latest_of)
-from ci.naming import Family, LegKey, keepalive_tag
-from ci.platforms import parse_platform
-from ci.reference import ImageName
-from ci.registry import RegistryClient
-from ci.tags import TagSource
+from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
+from localai_ci.oci.platforms import parse_platform
+from localai_ci.oci.reference import ImageName
+from localai_ci.oci.registry import RegistryClient
+from localai_ci.matrix.tags import TagSource
 from faultproxy import FaultProxy
 from oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix
 from tcprelay import TcpRelay
@@ -49,8 +49,8 @@ def test_check_legs_ok_missing_and_foreign() -> None:
 
 
 def test_tag_latest_must_agree_one_rule_for_merge_matrix_github_and_lint() -> None:
-    from ci.gha_matrix import merge_elements
-    from ci.lint import lint_matrix
+    from localai_ci.github.jobs import merge_elements
+    from localai_ci.matrix.lint import lint_matrix
 
     m = parse_matrix(matrix_text([("-a", "amd64"), ("-a", "arm64")], latest={("-a", "arm64"): "false"}), "m.yml")
     with pytest.raises(MatrixError, match="disagree on tag-latest") as merged:
@@ -369,7 +369,7 @@ def test_merge_all_verb_runs_suffixes_concurrently(world: World) -> None:
     write_matrix(world.matrix, legs)
     for s, p in legs:
         world.leg(s, p)
-    from ci.matrix import load_matrix
+    from localai_ci.matrix.model import load_matrix
     setup = FamilySetup(family_config(Family.BACKENDS, images=",".join(world.images)), load_matrix(world.matrix))
     seen: list[str] = []
     rep = merge_all(world.digests, {Family.BACKENDS: setup},
@@ -406,7 +406,7 @@ def test_local_merge_tags_from_the_checkout_like_the_pipeline(world: World, caps
 def test_merge_all_sends_the_counted_requests_over_one_connection_per_worker_and_registry(
         tmp_path: Path, registries, unique: str) -> None:  # type: ignore[no-untyped-def]
     """Six suffixes, two at a time, through a request-counting proxy behind a connection-counting
-    relay per registry: each suffix costs exactly the requests of the ci.merge docstring (nothing
+    relay per registry: each suffix costs exactly the requests of the localai_ci.merge.run docstring (nothing
     fetched twice; each PUT read back once), the results report them, and the clients' keep-alive
     connections serve suffix after suffix (one per worker and registry, not one per suffix)."""
     suffixes = [f"-cpu-r{i}" for i in range(6)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.cli import main
+from localai_ci.cli import main
 from oci_images import client, resolve, tags_of, write_matrix
 from test_merge import World, run
 

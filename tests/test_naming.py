@@ -1,4 +1,4 @@
-"""ci.naming: artifact names round-trip, reserved names, and no download pattern over-matches (proved exhaustively)."""
+"""localai_ci.matrix.naming: artifact names round-trip, reserved names, and no download pattern over-matches (proved exhaustively)."""
 from __future__ import annotations
 
 import itertools
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.matrix import load_matrix
-from ci.naming import (
+from localai_ci.matrix.model import load_matrix
+from localai_ci.matrix.naming import (
     Family,
     LegKey,
     backend_label,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ci.pathrefs import Where, make_runs, references
-from ci.tree import Tree
+from localai_ci.changes.pathrefs import Where, make_runs, references
+from localai_ci.changes.tree import Tree
 
 TREE = Tree.from_mapping({
     ".docker/llama-cpp-build-target.sh": "", ".docker/apt-mirror.sh": "", "backend/backend.proto": "",

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import UserError
-from ci.naming import Family, LegKey
-from ci.feasibility import Feasibility
-from ci.localregistry import previous_host
-from ci.pipeline import (LegOutcome, PipelineOptions, PipelinePlan, SuffixStep, _rows, configured_images,
+from localai_ci.errors import UserError
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.build.feasibility import Feasibility
+from localai_ci.oci.localregistry import previous_host
+from localai_ci.pipeline.run import (LegOutcome, PipelineOptions, PipelinePlan, SuffixStep, _rows, configured_images,
                          embedded_images, parse_only, run_pipeline, select_legs)
-from ci.platforms import Arch, parse_platform
-from ci.progress import Progress, Row, format_table
-from ci.state import (BuildInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
+from localai_ci.oci.platforms import Arch, parse_platform
+from localai_ci.output.progress import Progress, Row, format_table
+from localai_ci.pipeline.state import (BuildInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
                       state_to_json)
-from ci.tags import TagSource
+from localai_ci.matrix.tags import TagSource
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -27,7 +27,7 @@ AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
 
 # ---- selection ------------------------------------------------------------------------------------
 def _matrices() -> list:
-    from ci.matrix import load_matrix
+    from localai_ci.matrix.model import load_matrix
 
     return [load_matrix(REPO / "backends/matrix.yml", Family.BACKENDS),
             load_matrix(REPO / "backends/images.yml", Family.SERVER)]
@@ -142,10 +142,10 @@ def test_context_hash_follows_content_and_dockerignore(tmp_path: Path) -> None:
 
 
 def test_context_hash_follows_buildkit_dockerignore_exceptions_and_skips_the_state_dir(tmp_path: Path) -> None:
-    """BuildKit's .dockerignore semantics (ci.dockerignore): a `!` exception re-includes a file under an
+    """BuildKit's .dockerignore semantics (localai_ci.dockerfile.ignore): a `!` exception re-includes a file under an
     excluded directory, `**/` patterns exclude at any depth; the pipeline's own state directory inside
     the context (LocalAI builds with context '.') never changes the key."""
-    from ci.state import context_files
+    from localai_ci.pipeline.state import context_files
 
     ctx = tmp_path / "ctx"
     (ctx / "docs" / "keep").mkdir(parents=True)
@@ -226,18 +226,18 @@ def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_pat
                                                                          busybox: dict[str, str]) -> None:
     """A LocalAI-shaped repository has backends/matrix.yml and no server matrix: the pipeline runs the
     backends with a note, and reads the matrix once however many legs it plans (it was once per leg)."""
-    import ci.matrix
+    import localai_ci.matrix.model
 
     root = _copy_repo(tmp_path)
     (root / "backends" / "images.yml").unlink()
     reads: list[str] = []
-    real = ci.matrix.load_matrix
+    real = localai_ci.matrix.model.load_matrix
 
     def counting(path, family=None):  # type: ignore[no-untyped-def]
         reads.append(str(path))
         return real(path, family) if family is not None else real(path)
 
-    monkeypatch.setattr(ci.matrix, "load_matrix", counting)
+    monkeypatch.setattr(localai_ci.matrix.model, "load_matrix", counting)
     out, err = io.StringIO(), io.StringIO()
     report = run_pipeline(PipelineOptions(root=str(root), dry_run=True),
                           env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=out, err=err)
@@ -289,7 +289,7 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
         LegKey(Family.SERVER, "", "amd64"): LegOutcome(LegKey(Family.SERVER, "", "amd64"), "built", "sha256:3"),
         LegKey(Family.SERVER, "", "arm64"): LegOutcome(LegKey(Family.SERVER, "", "arm64"), "skipped"),
     }
-    from ci.merge import Outcome, SuffixResult
+    from localai_ci.merge.run import Outcome, SuffixResult
 
     merged = {(Family.BACKENDS, "-a"): SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:L",
                                                     tags=("t-a",), changed=False)}
@@ -300,7 +300,7 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
 
 
 def test_rows_inspect_failure_fails_the_suffix() -> None:
-    from ci.merge import Outcome, SuffixResult
+    from localai_ci.merge.run import Outcome, SuffixResult
 
     s = SuffixStep(Family.BACKENDS, "-a", (_Leg("amd64"),), ("r/x",), ("t-a",), (AMD64,))  # type: ignore[arg-type]
     outcomes = {LegKey(Family.BACKENDS, "-a", "amd64"): LegOutcome(LegKey(Family.BACKENDS, "-a", "amd64"), "built", "d")}
@@ -359,7 +359,7 @@ def _dry_keys(root: Path, tmp_path: Path, busybox: dict[str, str]) -> dict[str, 
 
 def test_up_to_date_key_covers_what_the_leg_reads_as_change_detection_derives_it(tmp_path: Path,
                                                                                  busybox: dict[str, str]) -> None:
-    """One answer to "what are this leg's inputs?" (ci.inputs, matrix.github's): a file in the build
+    """One answer to "what are this leg's inputs?" (localai_ci.changes.inputs, matrix.github's): a file in the build
     context that no leg reads (a matrix comment, another backend's sources) rebuilds nothing; a file
     a leg reads rebuilds that leg only; the Dockerfile and its bind-mounted scripts count."""
     root = _copy_repo(tmp_path)

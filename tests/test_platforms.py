@@ -1,9 +1,9 @@
-"""ci.platforms: OCI platform strings, platform tags, runner policy."""
+"""localai_ci.oci.platforms: OCI platform strings, platform tags, runner policy."""
 from __future__ import annotations
 
 import pytest
 
-from ci.platforms import Arch, Platform, RunnerPolicy, host_arch, parse_platform, platform_from_oci, platform_tag
+from localai_ci.oci.platforms import Arch, Platform, RunnerPolicy, host_arch, parse_platform, platform_from_oci, platform_tag
 
 
 @pytest.mark.parametrize(("text", "platform", "ptag"), [

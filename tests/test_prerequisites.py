@@ -59,9 +59,9 @@ def test_a_local_skip_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_engine_backed_tests_run_on_both_image_stores() -> None:
     """``.ci/run`` hands ``nox -s tests`` a classic-store and a containerd-store engine; with one engine
     (a developer machine) the other store's runs are missing: a skip locally, a failure in CI."""
-    from ci.engine import connect
-    from ci.errors import CiError
-    from ci.localregistry import unix_socket_present
+    from localai_ci.docker.engine import connect
+    from localai_ci.errors import CiError
+    from localai_ci.oci.localregistry import unix_socket_present
 
     stores = set()
     for host in engines_under_test():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci.proto import compare_proto
+from localai_ci.changes.proto import compare_proto
 
 BASE = """syntax = "proto3";
 option go_package = "github.com/mudler/LocalAI/pkg/grpc/proto";  // a "//" in a string

@@ -1,4 +1,4 @@
-"""Build (BuildKit, through ``ci.builder``) + publish by digest against the real engine and two loopback
+"""Build (BuildKit, through ``localai_ci.docker.builder``) + publish by digest against the real engine and two loopback
 registries, and the registry cache as each image store gives it.
 
 Registries are read back with the project's client *and* with ``docker buildx imagetools``
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from ci.build import BuildRequest, LegResult, run_leg
-from ci.errors import EngineError
-from ci.manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
-from ci.naming import Family
-from ci.reference import parse_image_name
-from ci.registry import RegistryClient
+from localai_ci.build.leg import BuildRequest, LegResult, run_leg
+from localai_ci.errors import EngineError
+from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
+from localai_ci.matrix.naming import Family
+from localai_ci.oci.reference import parse_image_name
+from localai_ci.oci.registry import RegistryClient
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ CONFIG_OF = {DOCKER_MANIFEST: DOCKER_CONFIG, OCI_MANIFEST: OCI_CONFIG}
 def leg_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment for ``run_leg``: the engine under test (the builder runs ``docker buildx build``
     there), the docker CLI on PATH, busybox for the offline bases' shell, nothing else of this machine's."""
-    from ci.baseimage import ENV_BUSYBOX_DIR, busybox_dir
+    from localai_ci.docker.offline_bases import ENV_BUSYBOX_DIR, busybox_dir
 
     env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
            ENV_BUSYBOX_DIR: str(busybox_dir(os.environ))}
@@ -51,7 +51,7 @@ def leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iterator[C
         p.write_text((ROOT / "backends" / name).read_text().replace("ci-offline/ubuntu:24.04", base))
         mats[fam] = p
     images = {fam: ",".join(f"{r.host}/{unique}/{fam}" for r in registries) for fam in Family}
-    from ci.engine import Engine
+    from localai_ci.docker.engine import Engine
 
     def run(family: Family, suffix: str, ptag: str, **kw: Any) -> LegResult:
         local = f"localai-ci-test/{unique}-{family}{suffix}:{ptag}"
@@ -186,7 +186,7 @@ def test_arch_mismatch_fails_without_digest_file(engine: Any, registries: Any, t
     context: 'scratch'
     ubuntu-version: '2404'
 """)
-    from ci.engine import Engine
+    from localai_ci.docker.engine import Engine
 
     tag = f"localai-ci-test/{unique}:arm64"
     images = f"{registries[0].host}/{unique}/b"
@@ -238,7 +238,7 @@ INLINE_WARNING = "cannot export registry cache: publishing inline cache instead"
 def cache_leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iterator[Callable[..., LegResult]]:
     """``cache_leg(note='', event=None) -> LegResult``: a one-leg matrix whose builder stage has one expensive
     step writing a random value (its command names ``unique``, so no other build shares its cache)."""
-    from ci.engine import Engine
+    from localai_ci.docker.engine import Engine
 
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -312,7 +312,7 @@ def test_registry_cache_is_written_on_push_and_reused_by_a_clean_engine(
     cache holds the final stage's layers only, as the warning says). The leg itself is the same image on
     a rebuild of the same inputs: the same digest, nothing uploaded again.
     """
-    from ci.engine import connect
+    from localai_ci.docker.engine import connect
 
     containerd = connect(dict(os.environ), timeout=60).facts().containerd_store
     cache_repo = parse_image_name(f"{registries[0].host}/{unique}/ci-cache")
@@ -336,7 +336,7 @@ def test_registry_cache_is_written_on_push_and_reused_by_a_clean_engine(
     else:
         assert first.cache == "inline" and first.cache_warning == ""
         assert err.count(INLINE_WARNING) == 1, err
-        # the leg's inline-cache image (ci.build.publish_cache): the leg's layers, its cache record in the config
+        # the leg's inline-cache image (localai_ci.build.leg.publish_cache): the leg's layers, its cache record in the config
         leg_manifest, leg_config = manifest_and_config(registries, f"{unique}/backends", first.digest)
         cache_manifest, cache_config = manifest_and_config(registries, f"{unique}/ci-cache", cache_tag)
         assert cached[2] != first.digest and cache_manifest["layers"] == leg_manifest["layers"]

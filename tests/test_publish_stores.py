@@ -10,7 +10,7 @@ Run this file once per engine: ``DOCKER_HOST`` at an engine with the classic ima
   Docker-archive loads keep uncompressed layers there too (composed, like the classic store).
 
 The tests without an engine feed hand-made archives (legacy docker-archive, OCI layouts in odd
-entry orders, corrupt and truncated ones) through :func:`ci.publish.stage_image`.
+entry orders, corrupt and truncated ones) through :func:`localai_ci.publish.leg.stage_image`.
 """
 from __future__ import annotations
 
@@ -29,17 +29,17 @@ from typing import Any
 
 import pytest
 
-from ci.baseimage import ensure_base_image, write_base_archive
-from ci.blobcache import BlobCache
-from ci.clients import RegistryClients
-from ci.engine import Engine, ImageInfo
-from ci.errors import EngineError, OperationError
-from ci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
+from localai_ci.docker.offline_bases import ensure_base_image, write_base_archive
+from localai_ci.oci.blobcache import BlobCache
+from localai_ci.oci.keychain import RegistryClients
+from localai_ci.docker.engine import Engine, ImageInfo
+from localai_ci.errors import EngineError, OperationError
+from localai_ci.oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
                          OCI_MANIFEST, Descriptor, compose_image_manifest)
-from ci.platforms import parse_platform
-from ci.publish import PushReport, StagedImage, PushTarget, push_image, stage_image
-from ci.reference import ImageName, sha256_digest
-from ci.registry import RegistryClient
+from localai_ci.oci.platforms import parse_platform
+from localai_ci.publish.leg import PushReport, StagedImage, PushTarget, push_image, stage_image
+from localai_ci.oci.reference import ImageName, sha256_digest
+from localai_ci.oci.registry import RegistryClient
 
 real = [pytest.mark.engine, pytest.mark.registry]
 MiB = 1 << 20

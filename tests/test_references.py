@@ -1,4 +1,4 @@
-"""ci.references: consumer references (galleries, docs) checked against what the matrix publishes (static)."""
+"""localai_ci.matrix.references: consumer references (galleries, docs) checked against what the matrix publishes (static)."""
 from __future__ import annotations
 
 import json
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import UserError
-from ci.families import family_config
-from ci.matrix import load_matrix
-from ci.naming import Family
-from ci.references import (check_references, closest_suffix, find_references, lint_references, parse_branches,
+from localai_ci.errors import UserError
+from localai_ci.settings import family_config
+from localai_ci.matrix.model import load_matrix
+from localai_ci.matrix.naming import Family
+from localai_ci.matrix.references import (check_references, closest_suffix, find_references, lint_references, parse_branches,
                            read_references, tag_shapes)
-from ci.tags import Latest, TagInput, compute_tags
+from localai_ci.matrix.tags import Latest, TagInput, compute_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "tests" / "resources" / "references"

@@ -1,4 +1,4 @@
-"""ci.registry against real distribution registries (shared ``registries`` fixture), a TLS +
+"""localai_ci.oci.registry against real distribution registries (shared ``registries`` fixture), a TLS +
 htpasswd registry started here (auth and secret redaction), and the fault proxy (retries)."""
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import RegistryError, UserError
-from ci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Composed, Descriptor, compose_image_manifest, compose_index
-from ci.platforms import parse_platform
-from ci.reference import ImageName, parse_image_name, sha256_digest
-from ci.registry import Credentials, RegistryClient, RetryPolicy, credentials_for, retry_after_seconds
+from localai_ci.errors import RegistryError, UserError
+from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Composed, Descriptor, compose_image_manifest, compose_index
+from localai_ci.oci.platforms import parse_platform
+from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest
+from localai_ci.oci.registry import Credentials, RegistryClient, RetryPolicy, credentials_for, retry_after_seconds
 from authregistry import KNOWN_PASSWORD, auth_registries
 from faultproxy import FaultProxy, Faults
 
@@ -379,7 +379,7 @@ def test_request_deadlines_share_one_watchdog_thread(reg: str, unique: str) -> N
     session's deadlines, and nothing stays armed after the requests end."""
     import threading
 
-    from ci.registry import _DEADLINES
+    from localai_ci.oci.registry import _DEADLINES
 
     with FaultProxy(reg, Faults(slow=1.0, slow_seconds=0.6)) as px, client(px.host, f"{unique}/w") as c, \
             client(reg, f"{unique}/w") as other:
@@ -400,7 +400,7 @@ def test_deadline_alarm_shuts_the_sockets_down_and_a_cancelled_one_does_not() ->
     import socket
     import weakref
 
-    from ci.registry import _DEADLINES
+    from localai_ci.oci.registry import _DEADLINES
 
     class Conn:  # what the alarm looks at: a connection's ``sock``
         def __init__(self, sock: socket.socket) -> None:
@@ -432,7 +432,7 @@ def test_proxies_from_the_environment_are_requests_own_looked_up_once_per_origin
         monkeypatch: pytest.MonkeyPatch) -> None:
     import requests
 
-    from ci.registry import _ScopedSession
+    from localai_ci.oci.registry import _ScopedSession
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from ci.artifacts import read_digests_dir, write_digest_file
-from ci.errors import ArtifactError, MatrixError, RegistryError
-from ci.families import family_config
-from ci.matrix import parse_matrix
-from ci.naming import Family, LegKey, artifact_name, parse_artifact_name
-from ci.reference import ImageName, uses_plain_http
-from ci.registry import RegistryClient, RetryPolicy
+from localai_ci.github.artifacts import read_digests_dir, write_digest_file
+from localai_ci.errors import ArtifactError, MatrixError, RegistryError
+from localai_ci.settings import family_config
+from localai_ci.matrix.model import parse_matrix
+from localai_ci.matrix.naming import Family, LegKey, artifact_name, parse_artifact_name
+from localai_ci.oci.reference import ImageName, uses_plain_http
+from localai_ci.oci.registry import RegistryClient, RetryPolicy
 from authregistry import KNOWN_PASSWORD, auth_registries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ SOURCES = sorted([*(ROOT / "ci").glob("*.py"), ROOT / "tasks.py", ROOT / "noxfil
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 # calls that start a process, by their last name (``subprocess.run``, ``run`` imported from subprocess,
 # ``asyncio.create_subprocess_exec``): only these can take a ``shell=`` that reaches a shell. Other
-# functions may have a ``shell`` parameter of their own (``ci.baseimage.image_config(shell=...)`` says
+# functions may have a ``shell`` parameter of their own (``localai_ci.docker.offline_bases.image_config(shell=...)`` says
 # whether a synthesized base image has busybox).
 SPAWNING_CALLS = SUBPROCESS_CALLS | {"getoutput", "getstatusoutput", "create_subprocess_exec",
                                      "create_subprocess_shell"}
@@ -204,9 +204,9 @@ def test_known_password_leaks_nowhere(auth_registry: tuple[str, Path], engine: A
     invoke = [sys.executable, "-m", "invoke", "-r", str(ROOT)]
     build = [*invoke, "build-backend", "--tag-suffix=-cpu-sec", "--platform-tag", "amd64", "--matrix", str(matrix),
              "--root", str(ROOT), "--images", image, "--digests-dir", str(tmp_path / "digests"), "--debug"]
-    merge = [sys.executable, "-m", "ci", "merge", "--debug", "--tag-suffix=-cpu-sec", "--matrix", str(matrix),
+    merge = [sys.executable, "-m", "localai_ci", "merge", "--debug", "--tag-suffix=-cpu-sec", "--matrix", str(matrix),
              "--images", image, "--digests-dir", str(tmp_path / "digests")]
-    inspect = [sys.executable, "-m", "ci", "inspect", "--debug", f"{image}:master-cpu-sec",
+    inspect = [sys.executable, "-m", "localai_ci", "inspect", "--debug", f"{image}:master-cpu-sec",
                "--expect-platforms", "linux/amd64"]
     runs: list[tuple[str, subprocess.CompletedProcess[str]]] = []
     try:
@@ -254,7 +254,7 @@ def test_known_password_leaks_nowhere(auth_registry: tuple[str, Path], engine: A
 @pytest.mark.registry
 def test_merge_says_when_it_uses_plain_http(registries: Any, unique: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from ci.cli import main
+    from localai_ci.cli import main
     from oci_images import push_image, write_matrix
 
     images = [f"{r.host}/{unique}/backends" for r in registries]

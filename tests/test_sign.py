@@ -1,4 +1,4 @@
-"""cosign adapter (ci.sign): argv building, and a sign/verify round-trip through merge and inspect."""
+"""cosign adapter (localai_ci.oci.sign): argv building, and a sign/verify round-trip through merge and inspect."""
 from __future__ import annotations
 
 import subprocess
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ci.cli import main
-from ci.errors import UserError
-from ci.naming import Family, LegKey
-from ci.sign import SignOptions, VerifyOptions, sign_command, sign_image, verify_command
+from localai_ci.cli import main
+from localai_ci.errors import UserError
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.oci.sign import SignOptions, VerifyOptions, sign_command, sign_image, verify_command
 from oci_images import push_image, resolve, write_matrix
-from ci.artifacts import write_digest_file
+from localai_ci.github.artifacts import write_digest_file
 
 DIG = "sha256:" + "a" * 64
 SHA = "89abcdef0123456789abcdef0123456789abcdef"

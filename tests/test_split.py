@@ -1,4 +1,4 @@
-"""ci.split: byte-exact splice, idempotence, the report, atomic writes -- on fixtures and the real LocalAI files."""
+"""localai_ci.matrix.split: byte-exact splice, idempotence, the report, atomic writes -- on fixtures and the real LocalAI files."""
 from __future__ import annotations
 
 import os
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import MatrixError, UserError
-from ci.lint import lint_matrix, runner_policy
-from ci.matrix import Matrix, load_matrix, parse_matrix, read_matrix_text
-from ci.split import split_file, split_text
+from localai_ci.errors import MatrixError, UserError
+from localai_ci.matrix.lint import lint_matrix, runner_policy
+from localai_ci.matrix.model import Matrix, load_matrix, parse_matrix, read_matrix_text
+from localai_ci.matrix.split import split_file, split_text
 from localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent

@@ -1,11 +1,11 @@
-"""docker/metadata-action v6 tag rules for LocalAI's configuration (ci.tags), one test per rule."""
+"""docker/metadata-action v6 tag rules for LocalAI's configuration (localai_ci.matrix.tags), one test per rule."""
 from __future__ import annotations
 
 import pytest
 
-from ci.errors import UserError
-from ci.naming import Family
-from ci.tags import Latest, TagInput, check_ref, check_sha, compute_tags, is_prerelease, is_semver, sanitize_tag
+from localai_ci.errors import UserError
+from localai_ci.matrix.naming import Family
+from localai_ci.matrix.tags import Latest, TagInput, check_ref, check_sha, compute_tags, is_prerelease, is_semver, sanitize_tag
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SFX = "-cpu-llama-cpp"
@@ -115,8 +115,8 @@ def test_one_tag_source_for_merge_and_pipeline(tmp_path) -> None:  # type: ignor
     a source that is not what CI would pass says so in a note."""
     import subprocess
 
-    from ci.github import tag_source
-    from ci.tags import TagSource
+    from localai_ci.github.actions import tag_source
+    from localai_ci.matrix.tags import TagSource
 
     sha = "0123456789abcdef0123456789abcdef01234567"
     env = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_SHA": sha}

@@ -102,8 +102,8 @@ def test_split_dry_run_then_in_place(tmp_path: Path) -> None:
 
 
 def test_report_summary_and_rich_table(capsys: pytest.CaptureFixture[str]) -> None:
-    from ci.matrix import load_matrix
-    from ci.report import print_summary, summarize
+    from localai_ci.matrix.model import load_matrix
+    from localai_ci.matrix.summary import print_summary, summarize
 
     s = summarize(load_matrix(RES / "multi.yml"))
     assert (s.entries, s.suffixes, s.pairs, s.single_arch, s.multi_platform, s.darwin) == (5, 4, 3, 1, 2, 1)

@@ -1,7 +1,7 @@
 """What caller workflows pass to the build workflow (ci/workflowcalls.py)."""
 from __future__ import annotations
 
-from ci.workflowcalls import build_calls, compare_calls
+from localai_ci.changes.workflowcalls import build_calls, compare_calls
 
 WF = """name: backend
 on: push

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ci.gha_matrix import DEFAULT_SHARDS, element_fields, outputs, plan
-from ci.changes import select_all
-from ci.matrix import load_matrix
-from ci.naming import Family, artifact_name
+from localai_ci.github.jobs import DEFAULT_SHARDS, element_fields, outputs, plan
+from localai_ci.changes.select import select_all
+from localai_ci.matrix.model import load_matrix
+from localai_ci.matrix.naming import Family, artifact_name
 from localai_ref import M2608
 
 REPO = Path(__file__).resolve().parents[1]

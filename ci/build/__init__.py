@@ -1,0 +1,1 @@
+"""Verb: plan and build one leg (and whether this builder can)."""

@@ -1,0 +1,503 @@
+"""Build one matrix leg and publish it by digest (verb).
+
+``ci.matrix.resolve_leg`` picks the leg, ``plan_leg`` (pure) turns it into a frozen :class:`LegPlan`
+-- what ``--dry-run`` prints and what ``invoke pipeline`` reuses -- ``build_leg`` checks the
+leg is buildable here (:mod:`ci.feasibility`), builds it through the builder seam
+(:mod:`ci.builder`, BuildKit) and checks the architecture, and ``run_leg`` does build +
+publish + outputs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from ..matrix import naming
+from ..matrix.buildargs import workflow_build_args
+from ..docker.engine import Engine, check_platform
+from ..errors import CiError, EngineError, UserError
+from ..settings import FamilyConfig
+from ..git.repo import SourceInfo, source_info
+from ..github.actions import Event
+from ..matrix.model import DEFAULT_MATRIX, Entry, resolve_leg
+from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
+from ..oci.platforms import Platform, RunnerPolicy
+from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
+
+if TYPE_CHECKING:
+    from ..docker.offline_bases import OfflineBases
+    from ..oci.blobcache import BlobCache
+    from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
+    from ..oci.keychain import ClientFactory, Keychain
+    from ..docker.disk import DiskUse
+    from ..publish.leg import PublishResult, PushTarget
+
+LABEL_SOURCE = "org.opencontainers.image.source"
+LABEL_REVISION = "org.opencontainers.image.revision"
+LABEL_CREATED = "org.opencontainers.image.created"
+LABEL_BACKEND = "org.localai.ci.backend"
+LABEL_LEG = "org.localai.ci.leg"
+ENV_ANCHOR_REGISTRIES = "CI_ANCHOR_REGISTRIES"  # registries that get keepalive anchors (default: all but Docker Hub)
+
+
+# ---- planning (pure) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LegPlan:
+    """Everything one leg will do, decided before anything runs."""
+
+    family: Family
+    suffix: str
+    ptag: str
+    platform: Platform
+    runs_on: str
+    backend: str
+    matrix: str
+    line: int
+    context: str  # absolute path
+    dockerfile: str  # relative to the context, as the engine wants it
+    base_image: str
+    build_args: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    local_tag: str  # engine tag of the built image (repository:tag)
+    images: tuple[ImageName, ...]  # publish targets (empty on a PR without credentials)
+    mount_from: tuple[ImageName, ...]
+    artifact: str
+    digests_dir: str | None  # None: no digest file (PR events)
+    cache_ref: str
+    cache_write: bool  # push events export the registry cache; pull requests only import it
+    event: str
+    publishes: bool  # push event: publish by digest + digest file
+    tags: tuple[str, ...]  # tags added in every target (the PR tag)
+    anchor: str  # keepalive tag (--anchor), '' for none; only in the anchor registries' targets
+    anchor_registries: tuple[str, ...]  # target registries that get the anchor
+    config: FamilyConfig  # resolved once in planning: transports (plain HTTP), cache repository
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> LegKey:
+        return LegKey(self.family, self.suffix, self.ptag)
+
+    @property
+    def anchored_images(self) -> tuple[ImageName, ...]:
+        """The target repositories that get the keepalive anchor."""
+        return tuple(i for i in self.images if self.anchor and i.registry in self.anchor_registries)
+
+    def target_tags(self, image: ImageName) -> tuple[str, ...]:
+        """Every tag one target repository gets: the PR tag, and the anchor where it is needed."""
+        return (*self.tags, *((self.anchor,) if image in self.anchored_images else ()))
+
+    def describe(self) -> str:
+        """The plan as ``--dry-run`` prints it."""
+        lines = [f"leg:        {self.family} tag-suffix {self.suffix!r} platform-tag {self.ptag} "
+                 f"({self.matrix} line {self.line})",
+                 f"platform:   {self.platform} (runs-on: {self.runs_on})",
+                 f"build:      context {self.context}, dockerfile {self.dockerfile}, base {self.base_image}",
+                 f"local tag:  {self.local_tag}",
+                 "build args:"]
+        lines += [f"  {k}={v}" for k, v in self.build_args]
+        lines.append("labels:")
+        lines += [f"  {k}={v}" for k, v in self.labels]
+        lines.append(f"event:      {self.event} ({'publish by digest' if self.publishes else 'pull request'})")
+        lines.append("images:     " + (", ".join(str(i) for i in self.images) or "none (build only)"))
+        if self.tags:
+            lines.append("tags:       " + ", ".join(self.tags) + " (in every image above)")
+        if self.anchor:
+            lines.append(f"anchor:     {self.anchor} in " + (", ".join(str(i) for i in self.anchored_images) or "none")
+                         + f" (registries that garbage-collect untagged manifests; default all but {DOCKER_HUB}, "
+                         f"which cannot delete tags; {ENV_ANCHOR_REGISTRIES} overrides)")
+        lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
+                                                       if self.digests_dir else " (no digest file)"))
+        lines.append(f"cache ref:  {self.cache_ref} (BuildKit imports it"
+                     + ("; exports it after the build: mode=max where the builder can, else inline cache re-tagged "
+                        "after publishing)" if self.cache_write else "; a pull request never writes it)"))
+        lines += [f"note:       {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
+    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``).
+
+    UserError naming where a bad fragment came from (the PR number from GITHUB_REF, the run id).
+    """
+    if pr_number and not pr_number.isdigit():
+        raise UserError(f"pull request number {pr_number!r} (from GITHUB_REF) is not a number; "
+                        "expected GITHUB_REF=refs/pull/<number>/merge")
+    if not pr_number and run_id:
+        _checked_run_id(run_id, "--run-id / GITHUB_RUN_ID")
+    ident = pr_number or (f"run{run_id}" if run_id else "local")
+    try:
+        return parse_tag(naming.pr_tag(ident, family, suffix, ptag))
+    except ValueError as exc:
+        raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from None
+
+
+def _checked_run_id(run_id: str, source: str) -> str:
+    """``ci.naming.check_run_id`` as a UserError naming the flag or variable it came from."""
+    try:
+        return check_run_id(run_id)
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
+    """Registries named in ``CI_ANCHOR_REGISTRIES`` (comma list; None: unset, the default applies)."""
+    names = [t.strip() for t in env.get(ENV_ANCHOR_REGISTRIES, "").split(",") if t.strip()]
+    out: set[str] = set()
+    for n in names:
+        try:
+            out.add(parse_image_name(f"{n}/x").registry)  # validates the host, folds Docker Hub's aliases
+        except ValueError:
+            raise UserError(f"{ENV_ANCHOR_REGISTRIES}: {n!r} is not a registry host[:port] "
+                            "(e.g. quay.io,ghcr.io)") from None
+    return frozenset(out) if names else None
+
+
+def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
+             digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
+             pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
+             local_tag: str | None = None, anchor_in: frozenset[str] | None = None,
+             extra_args: Mapping[str, str] | None = None) -> LegPlan:
+    """Decide one leg's build and publication (pure: no engine, no network, no env reads).
+
+    ``pr_push``: on a pull request, whether PR credentials are configured (push to the PR image).
+    ``extra_args``: build args the workflow adds to the matrix's (see :func:`workflow_build_args`).
+    ``anchor_in``: registries that get the keepalive anchor (``CI_ANCHOR_REGISTRIES``); None: every
+    target registry but Docker Hub, which does not reap untagged manifests the way Quay does and
+    cannot delete a tag through the registry API (405), so anchors would pile up there.
+    """
+    family, suffix, ptag = entry.family, entry.tag_suffix, entry.ptag
+    if entry.multi_platform:
+        raise UserError(f"{entry.where}: tag-suffix {suffix!r} lists {len(entry.platforms)} platforms; a leg builds "
+                        "one platform on its native runner: split the entry (invoke matrix split)")
+    root_path = Path(root).resolve()
+    context = (root_path / entry.context).resolve()
+    dockerfile = (root_path / entry.dockerfile).resolve()
+    try:
+        df_rel = str(dockerfile.relative_to(context))
+    except ValueError:
+        raise UserError(f"{entry.where}: dockerfile {entry.dockerfile!r} is not inside context {entry.context!r}; "
+                        "the engine only reads Dockerfiles from the build context") from None
+    labels = {LABEL_SOURCE: source.url, LABEL_REVISION: source.revision, LABEL_CREATED: source.created,
+              LABEL_BACKEND: entry.backend or backend_label(family, suffix),
+              LABEL_LEG: f"{family}{suffix}-{ptag}"}
+    notes: list[str] = []
+    tags: tuple[str, ...] = ()
+    anchor_tag = ""
+    anchored: tuple[str, ...] = ()
+    if event.publishes:
+        images, publishes, ddir = config.images, True, str(digests_dir)
+        if anchor:
+            rid = run_id or event.run_id
+            if not rid:
+                raise UserError("--anchor needs a run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
+            try:
+                anchor_tag = keepalive_tag(rid, family, suffix, ptag)
+            except ValueError as exc:
+                raise UserError(f"--anchor: {exc}") from None
+            anchored = tuple(r for r in config.registries
+                             if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB))
+            if not anchored:
+                notes.append(f"--anchor: no keepalive anchor in {', '.join(config.registries)} (default: every "
+                             f"registry but {DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} names those that get one)")
+    else:
+        publishes, ddir = False, None
+        if pr_push:
+            images = (config.pr_image,)
+            tags = (pr_tag(event.pr_number, run_id or event.run_id, family, suffix, ptag),)
+        else:
+            images = ()
+            notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")
+    try:  # the matrix validated these; a hand-made Entry is still refused as bad input, not a traceback
+        artifact = entry.key.artifact
+        cache_ref = config.cache.with_tag(cache_tag(family, suffix, ptag))
+    except ValueError as exc:
+        raise UserError(f"{entry.where}: {exc}") from None
+    return LegPlan(
+        family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
+        backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
+        base_image=entry.base_image, build_args=tuple({**entry.build_args(), **dict(extra_args or {})}.items()),
+        labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or naming.local_tag(family, suffix, ptag),
+        images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
+        artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, cache_write=publishes, event=event.name,
+        publishes=publishes, tags=tags, anchor=anchor_tag, anchor_registries=anchored, config=config,
+        notes=tuple(notes))
+
+
+# ---- building ----------------------------------------------------------------------------------
+def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> BuildSpec:
+    """The builder's input for a planned leg (``ci.builder.BuildSpec``)."""
+    from ..docker.builder import BuildSpec, CacheSpec
+
+    reg = plan.config.cache.registry
+    return BuildSpec(context=plan.context, dockerfile=str(Path(plan.context) / plan.dockerfile), platform=plan.platform,
+                     tag=plan.local_tag, build_args=plan.build_args, labels=plan.labels,
+                     cache=CacheSpec(plan.cache_ref, write=plan.cache_write,
+                                     insecure=plan.config.plain_http(reg) and not is_loopback(reg)),
+                     contexts=tuple(contexts))
+
+
+def build_leg(plan: LegPlan, builder: Builder, bases: OfflineBases, *, on_event: Callable[[BuildEvent], None],
+              runners: RunnerPolicy | None = None) -> BuiltImage:
+    """Build the leg with ``builder`` (``ci.builder.Builder``), then check the image is the leg's platform.
+
+    Before anything runs, the Dockerfile is read and resolved with the leg's build args
+    (:func:`ci.feasibility.leg_feasibility`): an engine too old for its features, a stage that
+    needs emulation the builder lacks, or an offline base without a shell is an EngineError
+    saying what is needed. ``bases`` (``ci.baseimage.OfflineBases``) serves ``ci-offline/`` bases.
+    Returns ``ci.builder.BuiltImage``.
+    """
+    from .feasibility import leg_feasibility
+
+    feas = leg_feasibility(plan, builder.caps(), bases.env)
+    if not feas.runs:
+        raise EngineError(f"{plan.key.phrase}: {feas.reason}")
+    built = builder.build(build_spec(plan, bases.contexts(feas.offline_bases)), on_event)
+    check_platform(built.info, plan.platform, plan.key.phrase, runners)
+    return built
+
+
+def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
+                  log: Callable[[str], None]) -> str | None:
+    """Inline-cache builders (docker driver, classic store): push ``image_id`` (the leg's inline-cache image,
+    ``ci.builder.BuiltImage.cache_image``: the leg's layers, a config carrying the cache record) as
+    ``cache<suffix>-<ptag>`` in the cache repository, so the next build imports its inline cache from
+    there (blobs mounted from the targets on the same registry, uploaded otherwise: publish's own
+    pipeline). Builders that export registry cache write that tag themselves. Returns a warning
+    instead of raising: a stale cache slows the next build, it never fails this leg."""
+    from ..publish.leg import PushTarget, push_image
+
+    repo = plan.config.cache
+    target = PushTarget(repo, plain_http=plan.config.plain_http(repo.registry),
+                    tags=(cache_tag(plan.family, plan.suffix, plan.ptag),), plain_http_policy=plan.config.plain_http)
+    try:
+        push_image(engine, image_id, [target], cache=cache, client_factory=clients,
+                   mount_from=plan.images, log=log)
+    except CiError as exc:
+        return f"registry cache {plan.cache_ref} not updated: {exc}; the leg is published, its next build runs without it"
+    return None
+
+
+def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
+                        log: Callable[[str], None]) -> str | None:
+    """The inline-cache image a classic-store build made (``built.cache_image``): published as the
+    leg's cache ref when the leg publishes (:func:`publish_cache`), then its engine tag removed either
+    way -- it exists only to be published, and would otherwise stay in the engine, one per leg.
+    Returns the cache warning, if any (never raises for the cache)."""
+    if not built.cache_image:
+        return None
+    try:
+        return publish_cache(plan, built.cache_image, engine, cache, clients, log=log) if plan.publishes else None
+    finally:
+        try:
+            engine.untag(built.cache_image)
+        except CiError as exc:
+            log(f"note: {exc}")
+
+
+def env_dict(env: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(os.environ if env is None else env)
+
+
+# ---- the whole verb: resolve, plan, build, publish, report --------------------------------------
+@dataclass(frozen=True)
+class BuildRequest:
+    """The options of ``invoke build-backend`` / ``build-image``."""
+
+    family: Family
+    tag_suffix: str | None = None
+    platform_tag: str | None = None
+    backend: str | None = None
+    matrix: str | None = None
+    images: str | None = None
+    digests_dir: str = "digests"
+    event: str | None = None
+    anchor: bool = False
+    run_id: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    login_registry: str | None = None  # the one registry --username/--password-stdin apply to
+    root: str = "."
+    dry_run: bool = False
+    local_tag: str | None = None
+    cache_dir: str | None = None
+    builder: str | None = None  # buildx builder instance (default: CI_BUILDER, else buildx's current one)
+    apt_mirror: str | None = None  # APT_MIRROR build arg (default: the environment's, else '')
+    apt_ports_mirror: str | None = None
+    deps_refresh: str | None = None  # DEPS_REFRESH build arg (default: the environment's, else the ISO week)
+    min_free_disk: str | None = None  # GiB that must be free for the engine's data before building (ci.disk)
+    # matrix-element fields passed by the workflow (kebab-case key, value); cross-checked with the leg
+    leg_fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LegResult:
+    plan: LegPlan
+    image_id: str = ""
+    cache: str = ""  # how the registry cache was used (ci.builder.BuiltImage.cache)
+    cache_warning: str = ""  # the registry cache was not updated (the leg itself is fine)
+    steps_run: tuple[str, ...] = ()  # build steps that executed (not cached)
+    disk: DiskUse | None = None  # free space before the leg, peak use during it
+    digest: str = ""
+    digest_file: str = ""
+    bytes_uploaded: int = 0
+    seconds: float = 0.0
+    refs: tuple[str, ...] = ()
+
+
+def prepare(req: BuildRequest, env: Mapping[str, str],
+            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> tuple[LegPlan, Keychain]:
+    """Resolve the leg the command line names and plan it (reads the matrix, git and the Docker
+    config; writes nothing); the keychain holds the credentials of its registries, looked up now.
+    ``invoke pipeline`` plans from the matrix entries it read with :func:`plan_leg` directly."""
+    from ..settings import family_config
+    from ..github.actions import resolve_event
+    from ..oci.keychain import login_keychain
+    from ..matrix.model import load_matrix
+
+    root = Path(req.root)
+    matrix = load_matrix(Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family], req.family)
+    entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend)
+    if req.leg_fields:
+        from ..github.jobs import check_leg_fields
+        check_leg_fields(entry, dict(req.leg_fields))
+    config = family_config(req.family, images=req.images, env=env)
+    siblings = (*family_config(req.family.sibling, env=env).images, config.cache)  # blob-mount sources
+    event = resolve_event(req.event, env)
+    if req.run_id:  # validated whenever given, not only with --anchor
+        _checked_run_id(req.run_id, "--run-id")
+    elif event.run_id:
+        _checked_run_id(event.run_id, "GITHUB_RUN_ID")
+    run_id = req.run_id or event.run_id
+    registries = [config.pr_image.registry] if not event.publishes else list(config.registries)
+    cache_reg = config.cache.registry  # the registry cache is best effort: so is its login
+    keychain = login_keychain(registries, username=req.username, password=req.password, named=req.login_registry,
+                              best_effort=() if cache_reg in registries else (cache_reg,)).resolve([cache_reg])
+    pr_push = not event.publishes and keychain.has(config.pr_image.registry)
+    extra = workflow_build_args(apt_mirror=req.apt_mirror, apt_ports_mirror=req.apt_ports_mirror,
+                                deps_refresh=req.deps_refresh, env=env, now=now())
+    plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
+                    digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
+                    mount_from=siblings, local_tag=req.local_tag,
+                    anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra)
+    return plan, keychain
+
+
+def publish_targets(plan: LegPlan) -> list[PushTarget]:
+    """Where a planned leg is published: one PushTarget per image, with its transport (the family's
+    configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
+    from ..publish.leg import PushTarget
+
+    return [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
+                   plain_http_policy=plan.config.plain_http) for img in plan.images]
+
+
+def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
+                  log: Callable[[str], None], content_dirs: Sequence[str] = ()) -> PublishResult:
+    """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``);
+    ``content_dirs``: :meth:`ci.engine.Engine.content_store`."""
+    from ..publish.leg import publish_leg
+
+    return publish_leg(engine, image_id, leg=plan.key,
+                       targets=publish_targets(plan), cache=cache, client_factory=clients,
+                       digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log, content_dirs=content_dirs)
+
+
+def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
+            engine: Engine | None = None, err: TextIO | None = None) -> LegResult:
+    """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan).
+
+    The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
+    from ..docker.offline_bases import OfflineBases
+    from ..oci.blobcache import BlobCache, default_cache_dir
+    from ..docker.builder import builder_for, check_builder_name
+    from ..docker.engine import connect
+    from ..github.actions import in_actions, write_outputs, write_summary
+    from ..output.progress import Progress
+
+    from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
+
+    environ = env_dict(env)
+    stdout = out or sys.stdout
+    plan, keychain = prepare(req, environ)
+    min_free = parse_min_free(req.min_free_disk, environ)
+    if req.dry_run:
+        print(plan.describe(), file=stdout)
+        return LegResult(plan)
+    t0 = time.monotonic()
+    eng = engine or connect(environ)
+    builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
+    data = disk_path(builder.caps().engine.root_dir)
+    check_free(data, min_free, plan.key.phrase)
+
+    def log(msg: str) -> None:
+        print(msg, file=stdout, flush=True)
+
+    def on_retry(msg: str) -> None:
+        print(f"retry: {msg}", file=stdout, flush=True)
+
+    title = plan.key.label
+    print(builder.caps().describe(), file=stdout, flush=True)
+    watch = DiskWatch(data)
+    with watch, OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:
+        progress.step(title, f"building for {plan.platform}")
+        try:
+            built = build_leg(plan, builder, bases, on_event=progress.build_event(title))
+        except CiError:
+            progress.leg_done(title, "build FAILED")
+            raise
+        progress.leg_done(title, "built")
+    disk = watch.result()
+    print(disk.describe(), file=stdout, flush=True)
+    info = built.info
+    ran = tuple(s.name for s in built.ran())
+    print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}: {len(built.steps)} steps, "
+          f"{len(ran)} run, {len(built.steps) - len(ran)} cached; registry cache: {built.cache}", file=stdout, flush=True)
+    for n in plan.notes:
+        print(f"note: {n}", file=stdout)
+    if not plan.images:
+        return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0,
+                         disk=disk)
+    from ..oci.keychain import RegistryClients
+
+    targets = publish_targets(plan)
+    clients = RegistryClients(keychain, on_retry=on_retry)
+    cache_repo = (plan.config.cache,) if plan.publishes else ()
+    for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
+                              *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
+        print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
+    warning = built.cache_warning or None
+    with cache:
+        res = publish_built(plan, info.id, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))
+        warning = settle_inline_cache(plan, built, eng, cache, clients, log=log) or warning
+    seconds = time.monotonic() - t0
+    rep = res.report
+    for t in rep.targets:
+        print(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
+              f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
+    for tag in dict.fromkeys(t for i in plan.images for t in plan.target_tags(i)):
+        print(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
+    if warning:
+        print(f"warning: {warning}", file=stdout)
+    elif plan.publishes:
+        print(f"registry cache: {plan.cache_ref} ({built.cache})", file=stdout)
+    print(f"digest: {rep.digest}", file=stdout)
+    if plan.publishes:
+        print(f"artifact-name: {res.artifact}", file=stdout)
+        print(f"digest file: {res.digest_file}", file=stdout)
+    if in_actions(environ) or environ.get("GITHUB_OUTPUT"):
+        outputs: dict[str, object] = {"digest": rep.digest}
+        if plan.publishes:
+            outputs["artifact-name"] = res.artifact
+        write_outputs(outputs, environ)
+    write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
+                  f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
+                  f" ({seconds:.1f}s; {disk.describe()})", environ)
+    return LegResult(plan, image_id=info.id, cache=built.cache, cache_warning=warning or "", digest=rep.digest,
+                     digest_file=str(res.digest_file) if res.digest_file else "",
+                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran, disk=disk)

@@ -1,0 +1,566 @@
+"""The build step (adapter): BuildKit through ``docker buildx build``, behind one small interface.
+
+Why the CLI and not the Docker SDK: the SDK drives only the classic builder (docker/docker-py
+issue 2230; the engine API's ``version=2`` without a BuildKit gRPC session works on the classic
+image store only and gives no auth, secrets or cache export). What LocalAI's Dockerfiles need
+(heredoc ``RUN``, ``RUN --mount``, automatic ``TARGETARCH``, a ``FROM scratch`` final stage of the
+leg's architecture, registry cache, base images pulled with the Docker config's credentials)
+comes with buildx's session. So :class:`BuildxBuilder` runs ``docker buildx build`` with an
+argument list, reads BuildKit's solve status as JSON (``--progress=rawjson``) and its result
+from ``--metadata-file``; the SDK keeps everything else (facts, inspect, export, pull).
+
+The seam: :class:`Builder` -- ``build(spec, on_event) -> BuiltImage``. ``ci.build``,
+``ci.pipeline`` and the tests use only that; swapping the builder touches this module.
+
+Builders and what they support (``caps()``):
+
+============================  ==============  ========================================
+builder                       registry cache  notes
+============================  ==============  ========================================
+docker driver, classic store  import only     export falls back to ``inline`` (min mode)
+docker driver, containerd     import, export  ``mode=max``
+docker-container / remote     import, export  ``mode=max``; offline (loopback) bases unreachable
+============================  ==============  ========================================
+
+Emulation: ``RUN`` steps of a stage whose platform is not the host's run under QEMU when the
+kernel has a binfmt handler (the builder then lists that platform); ``caps().platforms`` says.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+from .engine import Engine, EngineFacts, ImageInfo
+from ..errors import EngineError, UserError
+from ..oci.platforms import Platform, parse_platform
+
+STEP_LOG_LINES = 20  # lines of the failing step shown on failure
+STDERR_LINES = 8  # and its last stderr lines, when they are not among those (the streams interleave)
+MAX_PENDING_TEXT = 8 << 20  # a rawjson object larger than this is not one: treat the text as plain output
+ENV_BUILDER = "CI_BUILDER"  # the buildx builder instance to use (default: buildx's current one)
+
+
+# ---- what goes in and what comes out ---------------------------------------------------------
+@dataclass(frozen=True)
+class CacheSpec:
+    """The leg's registry cache (LocalAI: ``cache<suffix>-<platform-tag>`` in the cache repository)."""
+
+    ref: str = ""  # repository:tag; '' for no cache
+    write: bool = False  # export after the build (push events); pull requests only read it
+    insecure: bool = False  # plain HTTP to a non-loopback registry (CI_INSECURE_REGISTRIES)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """One build, fully decided: what ``docker buildx build`` gets."""
+
+    context: str  # absolute path
+    dockerfile: str  # absolute path (need not be inside the context)
+    platform: Platform
+    tag: str  # engine tag of the result (repository:tag)
+    build_args: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    cache: CacheSpec = CacheSpec()
+    target: str = ""  # stage to build; '' for the last one
+    contexts: tuple[tuple[str, str], ...] = ()  # named build contexts: (name, docker-image://... | path)
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """Progress: ``kind`` is ``running``, ``done``, ``cached``, ``failed``, ``log``, ``note`` or ``warning``."""
+
+    kind: str
+    step: str = ""
+    text: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    name: str
+    cached: bool
+    seconds: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    ref: str  # the engine tag
+    info: ImageInfo
+    config_digest: str
+    steps: tuple[StepRecord, ...] = field(default=(), repr=False)
+    cache: str = ""  # how the registry cache was used ("registry mode=max", "inline", "read only", "none")
+    cache_image: str = ""  # inline mode: the engine tag of the image to publish as the cache ref
+    cache_warning: str = ""  # the cache export failed (the build itself is fine)
+
+    def ran(self) -> tuple[StepRecord, ...]:
+        """Steps that executed (not cached)."""
+        return tuple(s for s in self.steps if not s.cached)
+
+
+EventSink = Callable[[BuildEvent], None]
+
+
+class Builder(Protocol):
+    """The build seam: a planned build in, events out, the built image (in the engine) back."""
+
+    def caps(self) -> BuilderCaps: ...
+    def build(self, spec: BuildSpec, on_event: EventSink) -> BuiltImage: ...
+
+
+# ---- capabilities ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BuilderCaps:
+    name: str
+    driver: str  # docker, docker-container, remote, kubernetes
+    platforms: tuple[Platform, ...]  # what RUN steps can run for (native + QEMU binfmt)
+    engine: EngineFacts
+
+    @property
+    def cache_export(self) -> bool:
+        """Registry cache export: every driver but ``docker`` on the classic image store."""
+        return self.driver != "docker" or self.engine.containerd_store
+
+    @property
+    def reaches_loopback(self) -> bool:
+        """BuildKit runs in the engine itself, so it reaches registries on the host's loopback."""
+        return self.driver == "docker"
+
+    def can_run(self, platform: Platform) -> bool:
+        return any(p.os == platform.os and p.arch == platform.arch for p in self.platforms)
+
+    def describe(self) -> str:
+        return (f"buildx builder {self.name!r} ({self.driver} driver) on {self.engine.describe()}; "
+                f"registry cache {'import+export (mode=max)' if self.cache_export else 'import only (inline export)'}; "
+                "runs " + ", ".join(dict.fromkeys(f"{p.os}/{p.arch}" for p in self.platforms)))
+
+
+def parse_buildx_inspect(text: str) -> tuple[str, str, tuple[Platform, ...]]:
+    """(name, driver, platforms) from ``docker buildx inspect`` (buildx 0.13 prints no JSON)."""
+    name = driver = ""
+    platforms: list[Platform] = []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "Name" and not name:
+            name = value
+        elif key == "Driver" and not driver:
+            driver = value
+        elif key == "Platforms" and value:
+            for p in value.split(","):
+                try:
+                    platforms.append(parse_platform(p.strip().rstrip("*")))
+                except ValueError:
+                    continue  # a platform this project does not model (e.g. linux/mips64)
+    return name, driver, tuple(dict.fromkeys(platforms))
+
+
+# ---- the command (pure) ------------------------------------------------------------------------
+INLINE_CACHE_SUFFIX = "-inline-cache"  # tag suffix of the inline-cache image (classic store, docker driver)
+
+
+def cache_args(cache: CacheSpec, caps: BuilderCaps) -> tuple[list[str], str, str]:
+    """(arguments of the leg's build, how the cache is used, a warning or '').
+
+    Where the builder cannot export registry cache, the leg's own image carries none (the inline
+    cache record would change its config, and so its digest, on every rebuild): a second, fully
+    cached build makes the inline-cache image (:func:`inline_cache_command`) that is published
+    as the cache ref instead."""
+    if not cache.ref:
+        return [], "none", ""
+    attrs = f"type=registry,ref={cache.ref}" + (",registry.insecure=true" if cache.insecure else "")
+    args = ["--cache-from", attrs]
+    if not cache.write:
+        return args, "read only (pull request)", ""
+    if caps.cache_export:
+        return args + ["--cache-to", f"{attrs},mode=max,ignore-error=true"], "registry mode=max", ""
+    warning = (f"the {caps.driver} driver on the {caps.engine.image_store} image store cannot export registry cache: "
+               "publishing inline cache instead (min mode: it keeps the final stage's layers, so on a clean runner a "
+               "change late in a FROM scratch image's builder stage reruns the whole stage); turn on the containerd "
+               "image store or use a docker-container builder for mode=max")
+    return args, "inline", warning
+
+
+def inline_cache_tag(tag: str) -> str:
+    """The engine tag of a leg's inline-cache image."""
+    return tag + INLINE_CACHE_SUFFIX
+
+
+def buildx_command(spec: BuildSpec, caps: BuilderCaps, metadata_file: str, docker: str = "docker", *,
+                   inline_cache: bool = False) -> list[str]:
+    """The ``docker buildx build`` argument list for ``spec`` (no shell, ever); ``inline_cache``: the
+    second build that tags :func:`inline_cache_tag` with inline cache embedded."""
+    tag = inline_cache_tag(spec.tag) if inline_cache else spec.tag
+    args = [docker, "buildx", "build", "--builder", caps.name, "--progress=rawjson", "--metadata-file", metadata_file,
+            "--platform", str(spec.platform), "--file", spec.dockerfile, "--tag", tag, "--load",
+            "--provenance=false", "--sbom=false"]
+    if caps.driver == "docker" and not caps.engine.has_bridge:
+        args += ["--network", "host"]  # dockerd runs with --bridge none: RUN steps need the host network
+    if spec.target:
+        args += ["--target", spec.target]
+    for k, v in spec.build_args:
+        args += ["--build-arg", f"{k}={v}"]
+    for k, v in spec.labels:
+        args += ["--label", f"{k}={v}"]
+    for name, value in spec.contexts:
+        args += ["--build-context", f"{name}={value}"]
+    args += cache_args(spec.cache, caps)[0]
+    if inline_cache:
+        args += ["--cache-to", "type=inline"]
+    args.append(spec.context)
+    return args
+
+
+# ---- BuildKit's solve status (--progress=rawjson) --------------------------------------------------
+def _ts(text: object) -> float | None:
+    """RFC 3339 with nanoseconds -> epoch seconds."""
+    if not isinstance(text, str) or not text:
+        return None
+    t = text.rstrip("Z")
+    if "." in t:
+        head, frac = t.split(".", 1)
+        t = f"{head}.{frac[:6]}"
+    try:
+        return datetime.fromisoformat(t + "+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Vertex:
+    name: str
+    started: float | None = None
+    completed: float | None = None
+    cached: bool = False
+    error: str = ""
+    announced: bool = False
+    finished: bool = False
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=STEP_LOG_LINES))
+    errlog: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_LINES))  # stream 2 only
+    partial: dict[int, str] = field(default_factory=dict)  # per stream: stdout and stderr arrive interleaved
+
+
+def _shown(name: str) -> bool:
+    return bool(name) and not name.startswith("[internal]")
+
+
+class SolveStatusReader:
+    """Decodes the stream of JSON objects ``--progress=rawjson`` writes to stderr, one after the other.
+
+    Calls ``on_event`` for steps starting, finishing (cached or not, with their duration) and
+    failing, and for each log line of a step; keeps the last lines of every step for the failure
+    message. Text that is not JSON (buildx's closing ``ERROR: ...`` lines) is kept as ``trailer``.
+    """
+
+    def __init__(self, on_event: EventSink) -> None:
+        self.on_event = on_event
+        self.vertexes: dict[str, _Vertex] = {}
+        self.trailer: deque[str] = deque(maxlen=STEP_LOG_LINES)
+        self._text = ""
+        self._decoder = json.JSONDecoder()
+
+    def feed(self, text: str) -> None:
+        self._text += text
+        while True:
+            t = self._text.lstrip()
+            if not t:
+                self._text = ""
+                return
+            if t[0] == "{":
+                try:
+                    obj, end = self._decoder.raw_decode(t)
+                except json.JSONDecodeError:
+                    if len(t) <= MAX_PENDING_TEXT:
+                        self._text = t
+                        return  # an object still arriving
+                    obj, end = None, len(t.split("\n", 1)[0]) + 1
+                    self.trailer.append(t[:end].rstrip()[:500])
+                if isinstance(obj, dict):
+                    self._status(obj)
+                self._text = t[end:]
+                continue
+            line, nl, rest = t.partition("\n")
+            if not nl:
+                self._text = t
+                return
+            self.trailer.append(line.rstrip()[:500])
+            self._text = rest
+
+    def close(self) -> None:
+        if self._text.strip():
+            self.trailer.extend(ln[:500] for ln in self._text.strip().splitlines()[-STEP_LOG_LINES:])
+        self._text = ""
+        for v in self.vertexes.values():
+            for stream, rest in sorted(v.partial.items()):
+                if rest:
+                    self._line(v, rest, stream)
+            v.partial.clear()
+
+    def _status(self, obj: dict[str, Any]) -> None:
+        for raw in obj.get("vertexes") or []:
+            if isinstance(raw, dict):
+                self._vertex(raw)
+        for raw in obj.get("logs") or []:
+            if isinstance(raw, dict):
+                v = self.vertexes.get(str(raw.get("vertex", "")))
+                if v is None:
+                    continue
+                try:
+                    data = base64.b64decode(str(raw.get("data", "")), validate=False).decode("utf-8", "replace")
+                except ValueError:
+                    continue
+                stream = 2 if raw.get("stream") == 2 else 1
+                *lines, v.partial[stream] = (v.partial.get(stream, "") + data).split("\n")
+                for ln in lines:
+                    self._line(v, ln.rstrip("\r"), stream)
+        for raw in obj.get("warnings") or []:
+            if isinstance(raw, dict):
+                try:
+                    msg = base64.b64decode(str(raw.get("short", ""))).decode("utf-8", "replace")
+                except ValueError:
+                    msg = ""
+                if msg:
+                    self.on_event(BuildEvent("warning", text=msg.strip()))
+
+    def _line(self, v: _Vertex, text: str, stream: int = 1) -> None:
+        v.log.append(text)
+        if stream == 2:
+            v.errlog.append(text)
+        self.on_event(BuildEvent("log", step=v.name, text=text))
+
+    def _vertex(self, raw: dict[str, object]) -> None:
+        digest = str(raw.get("digest", ""))
+        v = self.vertexes.setdefault(digest, _Vertex(name=str(raw.get("name", ""))))
+        v.name = str(raw.get("name", "") or v.name)
+        v.cached = v.cached or bool(raw.get("cached"))
+        started, completed = _ts(raw.get("started")), _ts(raw.get("completed"))
+        v.started = started if started is not None else v.started
+        v.completed = completed if completed is not None else v.completed
+        if raw.get("error"):
+            v.error = str(raw["error"])
+        if v.started is not None and not v.announced and v.completed is None and not v.cached:
+            v.announced = True
+            if _shown(v.name):
+                self.on_event(BuildEvent("running", step=v.name))
+        if (v.completed is not None or v.cached) and not v.finished:
+            v.finished = True
+            seconds = max(0.0, (v.completed or 0.0) - (v.started or v.completed or 0.0))
+            if v.error and v.name.startswith("importing cache"):
+                self.on_event(BuildEvent("note", step=v.name, text=f"no registry cache to import ({v.error}); "
+                                                                    "building without it"))
+            elif v.error:
+                self.on_event(BuildEvent("failed", step=v.name, text=v.error, seconds=seconds))
+            elif _shown(v.name):
+                self.on_event(BuildEvent("cached" if v.cached else "done", step=v.name, seconds=seconds))
+
+    def steps(self) -> tuple[StepRecord, ...]:
+        return tuple(StepRecord(v.name, v.cached, max(0.0, (v.completed or 0.0) - (v.started or v.completed or 0.0)),
+                                v.error) for v in self.vertexes.values() if v.finished and _shown(v.name))
+
+    def failure(self) -> str:
+        """What failed: the failing step, its error and its last log lines; else buildx's own error lines."""
+        errors_of = [v for v in self.vertexes.values() if v.error and not v.name.startswith("importing cache")]
+        failed = [v for v in errors_of if _shown(v.name)] or errors_of
+        errors = [ln for ln in self.trailer if ln.startswith("ERROR")]
+        if failed:
+            v = failed[-1]
+            out = f"step {v.name} failed: {v.error}"
+            if v.log:
+                out += f"\n--- last {len(v.log)} lines of that step ---\n" + "\n".join(v.log)
+            shown = set(v.log)
+            missed = [ln for ln in v.errlog if ln not in shown]
+            if missed:
+                out += f"\n--- its last {len(missed)} lines on stderr ---\n" + "\n".join(missed)
+            return out
+        text = "\n".join(errors or self.trailer) or "docker buildx build failed without saying why"
+        unfinished = [v for v in self.vertexes.values() if v.started is not None and not v.finished and _shown(v.name)]
+        if unfinished:
+            v = unfinished[-1]
+            text += f"\nwhile step {v.name} was running"
+            if v.log:
+                text += f"; its last {len(v.log)} lines:\n" + "\n".join(v.log)
+        return text
+
+    def cache_export_failed(self) -> str:
+        """The error of a failed cache export (``ignore-error=true`` keeps the build green)."""
+        for v in self.vertexes.values():
+            if v.error and v.name.startswith("exporting cache"):
+                return f"{v.name}: {v.error}"
+        return ""
+
+
+def _hint(text: str) -> str:
+    """Advice for failures whose cause is known."""
+    low = text.lower()
+    if any(s in low for s in ("error reading from server", "unavailable:", "cannot connect to the docker daemon",
+                              "connection reset by peer", "broken pipe")):
+        return ("\nLost the connection to the Docker engine (DOCKER_HOST): is dockerd still running? restart it and "
+                "retry the build")
+    if "exec format error" in low:
+        return ("\nA RUN step ran for another architecture without emulation: run the leg on a native runner, "
+                "or register QEMU in binfmt_misc (apt-get install qemu-user-static, see .ci/run)")
+    if "network bridge not found" in low:
+        return "\nThe engine has no bridge network: build with the host network (this tool does when it sees none)"
+    if "401 unauthorized" in low or "authorization failed" in low or "pull access denied" in low or "403 forbidden" in low:
+        return ("\nThe registry refused the credentials for a base image or the cache: BuildKit logs in with the "
+                "Docker config of this process (docker login HOST, or DOCKER_CONFIG)")
+    if "failed to resolve source metadata" in low or ("not found" in low and "manifest" in low):
+        return ("\nA base image could not be resolved: check its name, that the engine can reach its registry, and the "
+                "credentials in the Docker config (docker login)")
+    return ""
+
+
+# ---- the builder -------------------------------------------------------------------------------------
+class BuildxBuilder:
+    """:class:`Builder` driving ``docker buildx build`` (see the module docstring)."""
+
+    def __init__(self, engine: Engine, env: Mapping[str, str] | None = None, *, name: str = "",
+                 docker: str = "docker") -> None:
+        self.engine = engine
+        self.env = dict(os.environ if env is None else env)
+        self.name = name or self.env.get(ENV_BUILDER, "")
+        self.docker = docker
+        self._caps: BuilderCaps | None = None
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+
+    def _docker(self) -> str:
+        found = shutil.which(self.docker, path=self.env.get("PATH"))
+        if not found:
+            raise EngineError(f"the docker CLI ({self.docker}) is not on PATH; builds run `docker buildx build`: "
+                              "install docker-cli and the buildx plugin (Debian: apt-get install docker.io docker-buildx)")
+        return found
+
+    def caps(self) -> BuilderCaps:
+        with self._lock:
+            if self._caps is None:
+                args = [self._docker(), "buildx", "inspect"] + ([self.name] if self.name else [])
+                try:
+                    done = subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=120,
+                                          stdin=subprocess.DEVNULL, check=False)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    raise EngineError(f"running docker buildx inspect: {exc}") from None
+                if done.returncode != 0:
+                    detail = " ".join(done.stderr.split())[:300]
+                    if "not a docker command" in done.stderr or "unknown command" in done.stderr:
+                        raise EngineError("docker buildx is not installed; builds need the buildx plugin (Debian: "
+                                          "apt-get install docker-buildx; Docker Desktop and Docker CE include it)")
+                    raise EngineError(f"docker buildx inspect {self.name}: {detail}; "
+                                      f"list builders with `docker buildx ls` (--builder / {ENV_BUILDER} names one)")
+                name, driver, platforms = parse_buildx_inspect(done.stdout)
+                errors = [ln.strip() for ln in done.stdout.splitlines() if ln.strip().startswith("Error:")]
+                if not driver or errors:
+                    raise EngineError(f"docker buildx inspect {self.name}: {'; '.join(errors) or 'no driver reported'}; "
+                                      "is the engine at DOCKER_HOST running?")
+                facts = self.engine.facts()
+                self._check_same_engine(facts)
+                self._caps = BuilderCaps(name=name or self.name or "default", driver=driver, platforms=platforms,
+                                         engine=facts)
+            return self._caps
+
+    def _check_same_engine(self, facts: EngineFacts) -> None:
+        """The docker CLI (this builder's environment) must reach the engine the tool inspects and exports from."""
+        try:
+            done = subprocess.run([self._docker(), "info", "--format", "{{.ID}}"], capture_output=True, text=True,
+                                  env=self.env, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EngineError(f"running docker info: {exc}") from None
+        cli_id = done.stdout.strip()
+        if done.returncode != 0 or (facts.id and cli_id != facts.id):
+            where = self.env.get("DOCKER_HOST", "the default socket")
+            raise EngineError(f"the docker CLI at DOCKER_HOST={where} reaches another engine than the one this tool "
+                              f"uses ({' '.join(done.stderr.split())[:200] or 'engine ' + cli_id[:12]}); give both "
+                              "the same DOCKER_HOST")
+
+    def warn_once(self, text: str, on_event: EventSink) -> None:
+        with self._lock:
+            first = text not in self._warned
+            self._warned.add(text)
+        if first:
+            on_event(BuildEvent("warning", text=text))
+
+    def build(self, spec: BuildSpec, on_event: EventSink) -> BuiltImage:
+        caps = self.caps()
+        _, cache_mode, warning = cache_args(spec.cache, caps)
+        if warning:
+            self.warn_once(warning, on_event)
+        reader, meta = self._buildx(spec, caps, on_event)
+        cache_image = cache_warning = ""
+        failed_cache = reader.cache_export_failed()
+        if failed_cache:
+            cache_warning = f"registry cache {spec.cache.ref} not exported ({failed_cache}); the leg is fine, its next " \
+                            "build runs without that cache"
+            on_event(BuildEvent("warning", text=cache_warning))
+        if cache_mode == "inline":
+            try:  # every step is cached now: this only makes the image that carries the inline cache
+                self._buildx(spec, caps, lambda ev: None, inline_cache=True)
+                cache_image = inline_cache_tag(spec.tag)
+            except EngineError as exc:
+                cache_warning = f"inline cache image not made ({exc}); the leg is fine"
+                on_event(BuildEvent("warning", text=cache_warning))
+        info = self.engine.inspect(spec.tag)
+        config = str(meta.get("containerimage.config.digest", "")) if isinstance(meta, dict) else ""
+        return BuiltImage(ref=spec.tag, info=info, config_digest=config, steps=reader.steps(), cache=cache_mode,
+                          cache_image=cache_image, cache_warning=cache_warning)
+
+    def _buildx(self, spec: BuildSpec, caps: BuilderCaps, on_event: EventSink, *,
+                inline_cache: bool = False) -> tuple[SolveStatusReader, Any]:
+        """One ``docker buildx build``: its solve status and its metadata; EngineError on failure."""
+        with tempfile.TemporaryDirectory(prefix="localai-ci-build-") as tmp:
+            meta_path = os.path.join(tmp, "metadata.json")
+            args = buildx_command(spec, caps, meta_path, self._docker(), inline_cache=inline_cache)
+            reader = SolveStatusReader(on_event)
+            env = dict(self.env)
+            env["BUILDX_NO_DEFAULT_ATTESTATIONS"] = "1"
+            rc = _run(args, env, reader)
+            if rc != 0:
+                text = reader.failure()
+                raise EngineError(f"building {spec.tag} for {spec.platform}: {text}{_hint(text)}")
+            try:
+                with open(meta_path, encoding="utf-8") as fh:
+                    return reader, json.load(fh)
+            except (OSError, ValueError) as exc:
+                raise EngineError(f"building {spec.tag}: buildx wrote no build result ({exc}); "
+                                  "is the buildx plugin 0.10 or newer?") from None
+
+
+def _run(args: Sequence[str], env: Mapping[str, str], reader: SolveStatusReader) -> int:
+    """Run buildx, feeding its stderr to ``reader`` as it arrives; its exit status."""
+    try:
+        proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=dict(env))
+    except OSError as exc:
+        raise EngineError(f"starting docker buildx build: {exc}") from None
+    assert proc.stderr is not None
+    err: IO[bytes] = proc.stderr
+    try:
+        with err:
+            while chunk := err.read1(1 << 16):  # type: ignore[attr-defined]
+                reader.feed(chunk.decode("utf-8", "replace"))
+    finally:
+        reader.close()
+        rc = proc.wait()
+    return rc
+
+
+def builder_for(engine: Engine, env: Mapping[str, str] | None = None, name: str = "") -> Builder:
+    """The builder this tool uses: ``docker buildx build`` on ``name`` (``--builder``/CI_BUILDER, else buildx's current)."""
+    return BuildxBuilder(engine, env, name=name)
+
+
+def check_builder_name(name: str) -> str:
+    """A buildx builder instance name as given on the command line; UserError for anything else."""
+    if name and not all(c.isalnum() or c in "-_." for c in name):
+        raise UserError(f"--builder {name!r}: a buildx builder name has letters, digits, '-', '_' and '.' only "
+                        "(see `docker buildx ls`)")
+    return name

@@ -1,0 +1,1 @@
+"""GitHub Actions: the environment (event, outputs, summaries), job matrices, digest artifacts."""

@@ -1,0 +1,1 @@
+"""LocalAI's matrix format: the model and its loading, the names and tags derived from a leg, the build args the workflow adds, lint, the per-arch split, consumer references, the summary (pure core)."""

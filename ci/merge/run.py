@@ -1,0 +1,837 @@
+"""Merge verb: per-arch digests of one tag-suffix -> one manifest list, tagged in every registry.
+
+Steps for one (family, suffix), in this order:
+
+1. **Select** exactly the suffix's digest artifacts (parsed keys, never a prefix glob; the server
+   image's empty suffix is the ``-core`` artifact) and check them against the matrix: every leg
+   the matrix declares has an artifact and no artifact is foreign. ``tag-latest`` must agree.
+2. **Preflight** (reads only): every child exists in *every* registry of the family, is a
+   single-platform image manifest (not a list, not an attestation), its platform (from its
+   config) is the leg's platform, and platforms are distinct. All problems are collected.
+3. **Compose** the list once (:func:`ci.manifest.compose_index`): bytes and digest are fixed
+   before any push. **Tags** come from :mod:`ci.tags` (metadata-action rules).
+4. **Publish**: ``native`` PUTs the same bytes under every tag in every registry, one registry
+   after the other (tags already pointing at the digest are left alone, so a re-run is a no-op);
+   ``imagetools`` runs ``docker buildx imagetools create`` once per registry, as LocalAI does.
+5. **Read back**: every tag and the list digest are fetched again from every registry and their
+   bytes compared with the list that was written (native: the composed bytes; imagetools: the
+   list buildx made, which must also be one digest everywhere with the expected children). A
+   registry's answer to the PUT or a HEAD is never taken as proof: a registry that accepts a PUT
+   and stores nothing, or whose HEAD claims the digest, fails the merge, named. Native: each tag
+   it PUTs is read back at once by :meth:`ci.registry.RegistryClient.put_manifest`, and not a
+   second time; then the list digest and every tag not written (a HEAD said it was in place)
+   are read.
+6. Optional: **sign** (cosign, by digest, recursive) and delete the suffix's **keepalive** tags.
+
+Partial failure ("one registry down during merge") -- all-or-nothing by preflight:
+every registry of the family must pass preflight before anything is written anywhere, so an
+unreachable registry fails the suffix with nothing published (the list would otherwise differ
+between registries: users of one registry would get the new tag, users of the other the old).
+A registry failing *after* preflight (a race) fails the merge (exit 1) and the result names the
+registries already tagged; every write is a PUT of the same bytes, so a re-run, once the
+registry is back, completes it idempotently. Tags already pointing at the list are not
+written again (a re-run writes nothing).
+
+``--all``: every (family, suffix) in the digests directory, ``jobs`` at a time. A suffix with a
+leg missing (its build failed) is *skipped* with the reason and the others still merge; anything
+else that goes wrong is *failed*. Exit 1 when any failed.
+
+Requests: one suffix of two legs with T tags costs, in the first registry, 2 manifest GETs and 2
+config GETs (the preflight), 1 HEAD (is the first tag in place?), T PUTs each read back (T GETs)
+and 1 GET of the list digest; in each other registry the same without the config reads and with
+2 HEADs instead of the child GETs: 6 + 2T and 4 + 2T, 22 requests for 3 tags and 2 registries.
+A re-run writes nothing: T HEADs instead of the PUTs, then the digest and the T tags read back
+(5 + 2T and 3 + 2T). The clients come from one :class:`ClientPool` for the whole run, so their
+keep-alive connections (and tokens) serve suffix after suffix: about ``jobs`` connections per
+registry, not one per suffix. What bounds the speed is the registries' own request rate
+(``bench/bench_merge.py`` measures it).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from ..docker import imagetools
+from ..github.artifacts import DigestArtifact, read_digests_dir, select_artifacts
+from ..oci.keychain import ClientFactory, RegistryClients
+from ..errors import CiError, OperationError, RegistryError, UserError, VerificationError
+from ..settings import FamilyConfig
+from ..oci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
+                         config_platform, is_attestation, is_attestation_manifest, parse_manifest)
+from ..output.markdown import md_table
+from ..matrix.model import Entry, Matrix, agreed_tag_latest
+from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
+from ..oci.platforms import same_platform
+from ..oci.reference import ImageName, sha256_digest
+from ..oci.registry import RegistryClient
+from ..oci.sign import SignOptions, sign_image
+from ..matrix.tags import Latest, TagSource, check_ref, check_sha, parse_latest
+
+
+T = TypeVar("T")
+
+
+class Method(StrEnum):
+    """How the list is published (``--engine``): this project's registry client, or ``docker buildx
+    imagetools create`` (LocalAI's merge step). ``auto`` is ``native`` (proven equivalent by the tests).
+    Not to be confused with :class:`ci.engine.Engine`, the Docker engine adapter."""
+
+    AUTO = "auto"
+    NATIVE = "native"
+    IMAGETOOLS = "imagetools"
+
+    def resolved(self) -> Method:
+        return Method.NATIVE if self is Method.AUTO else self
+
+
+class Outcome(StrEnum):
+    MERGED = "merged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    method: Method = Method.AUTO
+    tag_source: TagSource = TagSource()
+    tag_latest: Latest | None = None  # None: from the matrix legs
+    # tags the caller already decided per (family, suffix) (invoke pipeline plans them); others from tag_source
+    planned_tags: Mapping[tuple[Family, str], tuple[str, ...]] = field(default_factory=dict)
+    anchor_run_id: str | None = None  # delete keepalive tags of this run after the merge
+    sign: SignOptions | None = None
+    dry_run: bool = False
+    jobs: int = 8
+
+
+@dataclass(frozen=True)
+class MergeTarget:
+    """One suffix to merge: its family, registries, matrix and selected artifacts."""
+
+    family: Family
+    suffix: str
+    config: FamilyConfig
+    matrix: Matrix
+    artifacts: tuple[DigestArtifact, ...]
+
+    @property
+    def label(self) -> str:
+        return suffix_label(self.family, self.suffix)
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """The pure result of preflight + composition: what will be written where."""
+
+    target: MergeTarget
+    children: tuple[Descriptor, ...]
+    composed: Composed
+    tags: tuple[str, ...]
+
+    def refs(self) -> list[str]:
+        return [img.with_tag(t) for img in self.target.config.images for t in self.tags]
+
+    def imagetools_commands(self) -> list[list[str]]:
+        return [imagetools.create_command(img, self.tags, [c.digest for c in self.children])
+                for img in self.target.config.images]
+
+
+@dataclass(frozen=True)
+class SuffixResult:
+    family: Family
+    suffix: str
+    outcome: Outcome
+    reason: str = ""
+    digest: str = ""
+    tags: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+    changed: bool = False
+    dry_run: bool = False
+    list_json: str = ""
+    commands: tuple[tuple[str, ...], ...] = ()
+    signed: bool = False
+    keepalive_deleted: tuple[str, ...] = ()
+    keepalive_problems: tuple[str, ...] = ()
+    tagged_images: tuple[str, ...] = field(default=())
+    retries: int = 0  # registry requests retried (transient failures survived)
+    requests: int = 0  # HTTP requests sent to the registries for this suffix (keepalive cleanup included)
+
+    @property
+    def label(self) -> str:
+        return suffix_label(self.family, self.suffix)
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    results: tuple[SuffixResult, ...]
+    strict: bool = False  # the suffixes were named (a class merge job): a skipped one fails too
+
+    @property
+    def failed(self) -> list[SuffixResult]:
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        skipped = self.strict and any(r.outcome is Outcome.SKIPPED for r in self.results)
+        return 1 if self.failed or skipped else 0
+
+
+class _Skip(Exception):
+    """A suffix that cannot merge because an upstream leg is missing (skipped under --all)."""
+
+
+# ---- pure checks ---------------------------------------------------------------------------
+
+def check_legs(target: MergeTarget) -> list[Entry]:
+    """The matrix legs of the suffix, checked against the artifacts (raises _Skip / UserError)."""
+    legs = target.matrix.legs_of(target.suffix)
+    where = target.matrix.path
+    if not legs:
+        known = ", ".join(target.matrix.suffixes()[:8]) or "none"
+        raise UserError(f"{target.label}: the matrix {where} declares no leg with this tag-suffix "
+                        f"(found digest artifacts for it); known suffixes include: {known}")
+    want = {e.ptag: e for e in legs}
+    have = {a.key.ptag: a for a in target.artifacts}
+    extra = sorted(set(have) - set(want))
+    if extra:
+        names = ", ".join(have[p].path.parent.name for p in extra)
+        raise UserError(f"{target.label}: artifact(s) {names} are not legs of this suffix in {where} "
+                        f"(declared platform-tags: {', '.join(sorted(want))}); remove them or fix the matrix")
+    missing = sorted(set(want) - set(have))
+    if missing:
+        raise _Skip(f"leg(s) {', '.join(missing)} have no digest artifact (their build failed, was cancelled "
+                    f"or was not downloaded); {len(have)} of {len(want)} legs present, nothing merged")
+    return [want[p] for p in sorted(want)]
+
+
+def tag_latest_of(legs: Sequence[Entry], label: str) -> Latest:
+    """The suffix's latest policy (:func:`ci.matrix.agreed_tag_latest`: its legs must agree)."""
+    return parse_latest(agreed_tag_latest(legs, label))
+
+
+GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-collect untagged manifests "
+           "(Quay within hours), so it was probably reaped between build and merge. Rebuild and publish the "
+           "leg again; publish with --anchor (a keepalive tag per leg, deleted after the merge with "
+           "merge --anchor --run-id) to keep it alive until the merge")
+
+
+# ---- preflight (reads) ---------------------------------------------------------------------
+
+def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[ImageName, RegistryClient]) -> tuple[Descriptor, ...]:
+    """Child descriptors read from the registries; OperationError listing every problem found."""
+    images = target.config.images
+    first = images[0]
+    problems: list[str] = []
+    missing_any = False
+    children: list[Descriptor] = []
+    by_ptag = {e.ptag: e for e in legs}
+    for art in sorted(target.artifacts, key=lambda a: a.key.ptag):
+        leg = by_ptag[art.key.ptag]
+        what = f"child {art.digest} (leg {art.key.ptag})"
+        got = _read(lambda: clients[first].get_manifest(art.digest), first, "reading " + what)
+        if got is None:
+            problems.append(f"{what} is missing from {first}")
+            missing_any = True
+            continue
+        body, media, _ = got
+        try:
+            parsed = parse_manifest(body, media)
+        except ValueError as exc:
+            problems.append(f"{what} in {first} is not a manifest: {exc}")
+            continue
+        media = parsed.media_type or media
+        if parsed.is_index:
+            problems.append(f"{what} in {first} is a manifest list ({media}), not a single-platform image; "
+                            "publish each leg by digest with one platform")
+            continue
+        if media not in IMAGE_MANIFEST_TYPES or parsed.config is None:
+            problems.append(f"{what} in {first} has media type {media!r}, not an image manifest")
+            continue
+        if is_attestation_manifest(parsed):
+            problems.append(f"{what} in {first} is an attestation manifest, not an image")
+            continue
+        cfg_digest = parsed.config.digest
+        cfg = _read(lambda: clients[first].get_blob(cfg_digest, MAX_CONFIG_BYTES), first, f"reading the config of {what}")
+        plat = config_platform(cfg)
+        desc = Descriptor(media_type=media, digest=art.digest, size=len(body), platform=plat)
+        if is_attestation(desc):
+            problems.append(f"{what} in {first} has no usable platform in its config (unknown/unknown: an "
+                            "attestation?); expected " + str(leg.platform))
+            continue
+        if plat is None or not same_platform(plat, leg.platform):
+            problems.append(f"{what} in {first} is {plat}, but the matrix declares {leg.platform} for it "
+                            f"({leg.where})")
+            continue
+        children.append(desc)
+    for img in images[1:]:
+        for desc in list(children):
+            head = _read(lambda: clients[img].head_manifest(desc.digest), img, f"checking child {desc.digest}")
+            if head is None:
+                problems.append(f"child {desc.digest} ({desc.platform}) is missing from {img}")
+                missing_any = True
+            elif head[1] and head[1] != desc.media_type or head[2] != desc.size:
+                problems.append(f"child {desc.digest} in {img} is {head[1]} {head[2]} bytes; in {first} "
+                                f"{desc.media_type} {desc.size} bytes")
+    plats = [str(c.platform) for c in children]
+    dupes = sorted({p for p in plats if plats.count(p) > 1})
+    if dupes:
+        problems.append(f"two children have the same platform {', '.join(dupes)}; one list holds one image "
+                        "per platform (check the legs' platforms in the matrix)")
+    if problems:
+        hint = f"; {GC_HINT}" if missing_any else ""
+        raise OperationError(f"merge {target.label}: preflight failed, nothing was written: "
+                             + "; ".join(problems) + hint)
+    return tuple(children)
+
+
+def _read(fn: Callable[[], T], img: ImageName, what: str) -> T:
+    """Run one preflight read; a registry failure says nothing was written."""
+    try:
+        return fn()
+    except RegistryError as exc:
+        raise RegistryError(f"preflight: {what} in {img}: {exc} (nothing was written; the merge needs "
+                            "every registry of the family reachable)", registry=exc.registry,
+                            status=exc.status, transient=exc.transient) from None
+
+
+# ---- planning --------------------------------------------------------------------------------
+
+def plan_suffix(target: MergeTarget, options: MergeOptions,
+                clients: Mapping[ImageName, RegistryClient]) -> MergePlan:
+    legs = check_legs(target)
+    tags = options.planned_tags.get((target.family, target.suffix)) or options.tag_source.tags(
+        target.suffix, options.tag_latest or tag_latest_of(legs, target.label), target.family)
+    children = preflight(target, legs, clients)
+    try:
+        composed = compose_index(children)
+    except ValueError as exc:
+        raise OperationError(f"merge {target.label}: composing the list: {exc}") from None
+    return MergePlan(target=target, children=children, composed=composed, tags=tags)
+
+
+# ---- publishing --------------------------------------------------------------------------------
+
+def _current(clients: Mapping[ImageName, RegistryClient], plan: MergePlan) -> dict[tuple[ImageName, str], str | None]:
+    out: dict[tuple[ImageName, str], str | None] = {}
+    for img in plan.target.config.images:
+        for t in plan.tags:
+            head = clients[img].head_manifest(t)
+            out[(img, t)] = head[0] if head else None
+    return out
+
+
+def _todo(client: RegistryClient, plan: MergePlan) -> list[str]:
+    """Tags of ``plan`` not yet pointing at the composed list in one registry.
+
+    The first tag is looked up; only when it is already in place (a re-run) are the others
+    looked up too. Otherwise every tag is written: a PUT of the same bytes under a tag that
+    already has them changes nothing, and a first merge saves a HEAD per tag.
+    """
+    digest = plan.composed.digest
+    first = client.head_manifest(plan.tags[0])
+    if first is None or first[0] != digest:
+        return list(plan.tags)
+    rest = [t for t in plan.tags[1:] if (client.head_manifest(t) or ("",))[0] != digest]
+    return rest
+
+
+def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
+                   ) -> tuple[bool, list[str], dict[ImageName, set[str]]]:
+    """PUT the tags in every registry, one registry after the other.
+
+    Returns (changed, images tagged, the tags written per image). A (registry, tag) whose HEAD
+    already gives the composed digest is not written (a re-run is a no-op);
+    :meth:`RegistryClient.put_manifest` confirms every child is present before the first PUT,
+    checks the registry's ``Docker-Content-Digest`` answer and reads every tag it wrote back at
+    once (GET, bytes compared): the tags it returns are verified. What was not written is no
+    more than a HEAD's claim: :func:`read_back` reads it.
+    """
+    c = plan.composed
+    images = plan.target.config.images
+    todo = {img: _todo(clients[img], plan) for img in images}
+    tagged: list[str] = []
+    written: dict[ImageName, set[str]] = {img: set() for img in images}
+    for img in images:
+        try:
+            for t in todo[img]:
+                clients[img].put_manifest(t, c.body, c.media_type)
+                written[img].add(t)
+        except RegistryError as exc:
+            done = ", ".join(tagged) or "none"
+            raise OperationError(f"merge {plan.target.label}: tagging {c.digest} in {img} failed: {exc}; "
+                                 f"registries already tagged: {done}; re-run the merge when {img.registry} is "
+                                 "back (it is idempotent)") from None
+        tagged.append(str(img))
+    return any(todo.values()), tagged, written
+
+
+def publish_imagetools(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
+    """One ``docker buildx imagetools create`` per registry, all tags as ``-t`` (LocalAI's way)."""
+    before = _current(clients, plan)
+    tagged: list[str] = []
+    for img in plan.target.config.images:
+        try:
+            imagetools.create(img, plan.tags, [ch.digest for ch in plan.children])
+        except CiError as exc:
+            done = ", ".join(tagged) or "none"
+            raise OperationError(f"merge {plan.target.label}: {exc}; registries already tagged: {done}") from None
+        tagged.append(str(img))
+    after = _current(clients, plan)
+    return before != after, tagged
+
+
+def verify_published(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], method: Method) -> str:
+    """Every tag in every registry resolves to one digest (the composed one for native); returns it."""
+    seen: dict[str, list[str]] = {}
+    for img in plan.target.config.images:
+        for t in plan.tags:
+            head = clients[img].head_manifest(t)
+            seen.setdefault(head[0] if head else "(missing)", []).append(img.with_tag(t))
+    if len(seen) != 1 or "(missing)" in seen:
+        detail = "; ".join(f"{d}: {', '.join(refs)}" for d, refs in seen.items())
+        raise OperationError(f"merge {plan.target.label}: after publishing, the tags do not resolve to one list "
+                             f"digest: {detail}; re-run the merge")
+    digest = next(iter(seen))
+    if method is Method.NATIVE and digest != plan.composed.digest:
+        raise OperationError(f"merge {plan.target.label}: the registries serve {digest}, but the composed list is "
+                             f"{plan.composed.digest}; another writer raced this merge, re-run it")
+    if method is Method.IMAGETOOLS:
+        img = plan.target.config.images[0]
+        got = clients[img].get_manifest(digest)
+        kids = parse_manifest(got[0], got[1]).children if got else ()
+        want = {(c.digest, str(c.platform)) for c in plan.children}
+        have = {(k.digest, str(k.platform)) for k in kids}
+        if want != have:
+            raise OperationError(f"merge {plan.target.label}: imagetools produced a list with children "
+                                 f"{sorted(have)}, expected {sorted(want)}")
+    return digest
+
+
+def read_back(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], body: bytes,
+              verified: Mapping[ImageName, set[str]] | None = None) -> None:
+    """Every tag and the list digest, in every registry, serve exactly ``body`` (GET, bytes compared).
+
+    ``verified``: tags per image already read back after their write, with the same comparison
+    (:meth:`RegistryClient.put_manifest` does it for every tag it PUTs); they are not read a
+    second time. The list digest is always read, and so is every tag that was not written
+    (a HEAD said it was in place: no proof). Raises :class:`VerificationError` naming the
+    registry and what it serves instead.
+    """
+    digest = sha256_digest(body)
+    for img in plan.target.config.images:
+        problems: list[str] = []
+        done = verified.get(img, set()) if verified else set()
+        for ref in (digest, *(t for t in plan.tags if t not in done)):
+            shown = img.with_digest(ref) if ref.startswith("sha256:") else img.with_tag(ref)
+            try:
+                got = clients[img].get_manifest(ref)
+            except RegistryError as exc:
+                raise VerificationError(f"merge {plan.target.label}: reading back {shown} from {img.registry}: "
+                                        f"{exc}; the writes are done, re-run the merge to verify them") from None
+            if got is None:
+                problems.append(f"{shown} is not found")
+            elif got[0] != body:
+                problems.append(f"{shown} serves {got[2]} ({len(got[0])} bytes)")
+        if problems:
+            raise VerificationError(
+                f"merge {plan.target.label}: read back from {img.registry}: {'; '.join(problems)}, not the list "
+                f"{digest} ({len(body)} bytes) that was written; {img.registry} accepted the writes but does not "
+                "serve them (a registry dropping writes, or another writer racing this merge); re-run the merge, "
+                f"and check {img.registry} if it fails again")
+
+
+def delete_keepalive(target: MergeTarget, run_id: str, pool: ClientPool) -> tuple[list[str], list[str], int]:
+    """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
+
+    Looks each exact tag up in every image of the family and in the cache repository. Returns
+    (deleted, problems, requests sent); never raises: a failure to delete does not fail the merge.
+    """
+    ptags = sorted({a.key.ptag for a in target.artifacts} | {e.ptag for e in target.matrix.legs_of(target.suffix)})
+    try:
+        wanted = {keepalive_tag(run_id, target.family, target.suffix, p) for p in ptags}
+    except ValueError as exc:
+        return [], [f"keepalive tags: {exc}"], 0
+    deleted: list[str] = []
+    problems: list[str] = []
+    sent = 0
+    for img in dict.fromkeys((*target.config.images, target.config.cache)):
+        try:
+            client = pool.lease(img, target.config)
+        except CiError as exc:
+            problems.append(f"{img}: {exc}")
+            continue
+        before, ok = client.requests_sent, False
+        try:
+            # look each exact name up (HEAD) instead of listing a public repository's thousands of tags
+            for t in sorted(t for t in wanted if client.head_manifest(t) is not None):
+                if client.delete_tag(t):
+                    deleted.append(img.with_tag(t))
+                else:
+                    problems.append(f"{img.with_tag(t)}: the registry does not allow deleting a tag alone "
+                                    "(deleting by digest would remove the child); it stays until the "
+                                    "registry's retention removes it")
+            ok = True
+        except CiError as exc:
+            problems.append(f"{img}: deleting keepalive tags: {exc}")
+        finally:
+            sent += client.requests_sent - before
+            pool.give_back(img, target.config, client, reuse=ok)
+    return deleted, problems, sent
+
+
+# ---- one suffix ------------------------------------------------------------------------------
+
+class ClientPool:
+    """Registry clients shared by the suffixes of one merge (``--all``: hundreds of them).
+
+    Per (image, family config), the idle clients, each holding its keep-alive connection (and
+    token): a suffix leases one client per image, uses it in one thread, and gives it back, so
+    a merge opens about ``jobs`` connections per registry instead of one per suffix. A client
+    whose suffix failed is closed instead (the next suffix starts on a fresh one, as it would
+    without the pool). Thread-safe; :meth:`close` closes every idle client.
+    """
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[ImageName, FamilyConfig], list[RegistryClient]] = {}
+        self._closed = False
+        self.made = 0  # clients the factory made
+
+    def lease(self, img: ImageName, config: FamilyConfig) -> RegistryClient:
+        with self._lock:
+            idle = self._idle.get((img, config))
+            if idle:
+                return idle.pop()
+            self.made += 1
+        return self._factory(img, config.plain_http)
+
+    def give_back(self, img: ImageName, config: FamilyConfig, client: RegistryClient, *, reuse: bool = True) -> None:
+        with self._lock:
+            if reuse and not self._closed:
+                self._idle.setdefault((img, config), []).append(client)
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in clients:
+            c.close()
+
+    def __enter__(self) -> ClientPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -> SuffixResult:
+    """Merge one suffix with clients leased from ``pool``; raises _Skip or CiError (the callers
+    turn them into results)."""
+    method = options.method.resolved()
+    images = target.config.images
+    clients: dict[ImageName, RegistryClient] = {}
+    start: dict[ImageName, tuple[int, int]] = {}  # (retries, requests) of each client when leased
+    ok = False
+    try:
+        for img in images:
+            clients[img] = pool.lease(img, target.config)
+            start[img] = (clients[img].retries, clients[img].requests_sent)
+        plan = plan_suffix(target, options, clients)
+        base = SuffixResult(
+            family=target.family, suffix=target.suffix, outcome=Outcome.MERGED, digest=plan.composed.digest,
+            tags=plan.tags, images=tuple(str(i) for i in images),
+            platforms=tuple(str(c.platform) for c in plan.children),
+            children=tuple(c.digest for c in plan.children), list_json=plan.composed.body.decode(),
+            commands=tuple(tuple(c) for c in plan.imagetools_commands()) if method is Method.IMAGETOOLS else ())
+        if options.dry_run:
+            ok = True
+            return replace(base, dry_run=True, requests=_sent(clients, start))
+        verified: dict[ImageName, set[str]] = {}
+        if method is Method.IMAGETOOLS:
+            changed, tagged = publish_imagetools(plan, clients)
+            digest = verify_published(plan, clients, method)  # one digest everywhere, the expected children
+            made = clients[images[0]].get_manifest(digest)
+            body = made[0] if made is not None else b""
+        else:
+            changed, tagged, verified = publish_native(plan, clients)
+            digest, body = plan.composed.digest, plan.composed.body
+        read_back(plan, clients, body, verified)  # every (registry, tag) and the digest serve exactly these bytes
+        result = replace(base, digest=digest, changed=changed, tagged_images=tuple(tagged))
+        if options.sign is not None:
+            for img in images:
+                sign_image(img.with_digest(digest), options.sign, plain_http=target.config.plain_http(img.registry))
+            result = replace(result, signed=True)
+        result = replace(result, retries=sum(cl.retries - start[img][0] for img, cl in clients.items()),
+                         requests=_sent(clients, start))
+        ok = True
+    except _Skip:
+        ok = True  # a leg is missing: nothing went wrong with the clients
+        raise
+    finally:
+        for img, cl in clients.items():
+            pool.give_back(img, target.config, cl, reuse=ok)
+    if options.anchor_run_id:
+        deleted, problems, sent = delete_keepalive(target, options.anchor_run_id, pool)
+        result = replace(result, keepalive_deleted=tuple(deleted), keepalive_problems=tuple(problems),
+                         requests=result.requests + sent)
+    return result
+
+
+def _sent(clients: Mapping[ImageName, RegistryClient], start: Mapping[ImageName, tuple[int, int]]) -> int:
+    return sum(cl.requests_sent - start[img][1] for img, cl in clients.items())
+
+
+def _run_one(target: MergeTarget, options: MergeOptions, pool: ClientPool) -> SuffixResult:
+    try:
+        return merge_target(target, options, pool)
+    except _Skip as exc:
+        return SuffixResult(target.family, target.suffix, Outcome.SKIPPED, reason=str(exc))
+    except CiError as exc:
+        return SuffixResult(target.family, target.suffix, Outcome.FAILED, reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one suffix's unforeseen failure must not abort the others
+        return SuffixResult(target.family, target.suffix, Outcome.FAILED,
+                            reason=f"unexpected {type(exc).__name__}: {exc} (please report it; re-run with --debug)")
+
+
+# ---- entry points ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FamilySetup:
+    """What a family needs to merge: where it publishes and its matrix."""
+
+    config: FamilyConfig
+    matrix: Matrix
+
+
+def _check_options(options: MergeOptions) -> None:
+    check_ref(options.tag_source.ref)
+    check_sha(options.tag_source.sha)
+    if options.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {options.jobs}")
+    if options.anchor_run_id is not None:
+        from ..matrix.naming import check_run_id
+        try:
+            check_run_id(options.anchor_run_id)
+        except ValueError as exc:
+            raise UserError(f"--run-id: {exc}") from None
+
+
+def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: FamilySetup,
+                 options: MergeOptions, factory: ClientFactory | None = None) -> SuffixResult:
+    """Merge one suffix. Raises CiError on any problem (a missing leg is an OperationError here)."""
+    _check_options(options)
+    suffix = normalize_suffix(family, suffix)
+    arts = read_digests_dir(digests_dir)
+    selected = select_artifacts(arts, family, suffix)
+    if not selected:
+        other = family.sibling
+        hint = ""
+        if select_artifacts(arts, other, normalize_suffix(other, suffix)):
+            hint = f"; there are {other} artifacts for it: pass --family {other}"
+        raise UserError(f"no digest artifact for {suffix_label(family, suffix)} ({family}) in {digests_dir}{hint}; "
+                        "download the legs' digests artifacts there first")
+    target = MergeTarget(family, suffix, setup.config, setup.matrix, tuple(selected))
+    try:
+        with ClientPool(factory or RegistryClients()) as pool:
+            return merge_target(target, options, pool)
+    except _Skip as exc:
+        raise OperationError(f"merge {target.label}: {exc}") from None
+
+
+def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetup],
+                     only: Sequence[str] | None = None) -> list[MergeTarget]:
+    """Every (family, suffix) in the digests directory whose family is in ``setups`` (and, with ``only``,
+    whose suffix is listed), in a stable order."""
+    arts = read_digests_dir(digests_dir) if only is None or Path(digests_dir).exists() else []
+    keys = sorted({(a.key.family, a.key.suffix) for a in arts})
+    out: list[MergeTarget] = []
+    for fam, suf in keys:
+        if fam not in setups:  # a family not asked for (``--all --family X``)
+            continue
+        if only is not None and suf not in only:  # another class's suffix: not this job's
+            continue
+        s = setups[fam]
+        out.append(MergeTarget(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
+    return out
+
+
+def merge_all(digests_dir: str | Path, setups: Mapping[Family, FamilySetup], options: MergeOptions,
+              factory: ClientFactory | None = None,
+              on_result: Callable[[SuffixResult], None] | None = None,
+              only: Sequence[str] | None = None) -> MergeReport:
+    """Merge every suffix found, ``options.jobs`` at a time; per-suffix outcomes, never raises for one suffix.
+
+    ``only`` (a class merge job; ``setups`` then holds one family): exactly these suffixes. Others in the
+    directory are left alone; a listed one without any digest artifact (every leg's build failed or was
+    skipped) is reported skipped, and the report fails on a skipped suffix as on a failed one."""
+    _check_options(options)
+    targets = discover_targets(digests_dir, setups, only)
+    results: list[SuffixResult] = []
+    if only is not None:
+        fam = next(iter(setups))
+        found = {t.suffix for t in targets}
+        for suf in dict.fromkeys(only):
+            if suf not in found:
+                res = SuffixResult(fam, suf, Outcome.SKIPPED, reason="no digest artifact: every leg's build failed "
+                                   "or was skipped (see the build jobs); nothing was merged")
+                results.append(res)
+                if on_result is not None:
+                    on_result(res)
+        if not targets:
+            return MergeReport(tuple(results), strict=True)
+    elif not targets:
+        raise UserError(f"{digests_dir} holds no digest artifacts; nothing to merge")
+    with ClientPool(factory or RegistryClients()) as clients, \
+            ThreadPoolExecutor(max_workers=min(options.jobs, len(targets)), thread_name_prefix="merge") as workers:
+        for res in workers.map(lambda t: _run_one(t, options, clients), targets):
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+    return MergeReport(tuple(results), strict=only is not None)
+
+
+# ---- the verb behind nox -s merge: options in, a report out ---------------------------------
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """The options of ``nox -s merge`` (one ``tag_suffix``, or ``all``); None: the default."""
+
+    digests_dir: str = "digests"
+    family: Family | None = None  # None: backends for one suffix; both families with --all
+    tag_suffix: str = ""
+    all: bool = False
+    suffixes: tuple[str, ...] | None = None  # --all --family F --suffixes: a class merge job's
+    images: str | None = None
+    server_images: str | None = None
+    matrix: str | None = None
+    server_matrix: str | None = None
+    event: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    tag_latest: str | None = None
+    anchor: bool = False
+    run_id: str | None = None
+    sign: bool = False
+    key: str | None = None
+    tlog: bool = True
+    method: str = "auto"
+    dry_run: bool = False
+    jobs: int = 8
+
+
+def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> MergeOptions:
+    """The merge policy of a request: tags from ``ci.github.tag_source`` (the flags, GITHUB_*, else the
+    checkout, with a note), keepalive cleanup only with ``--anchor`` and a run id, a key only to sign."""
+    from ..github.actions import resolve_event, tag_source
+
+    event = resolve_event(req.event, env)
+    source, told = tag_source(env, event=req.event, ref=req.ref, sha=req.sha)
+    if told:  # a local run: tagged as CI would tag this checkout (invoke pipeline does the same)
+        note(told)
+    run_id = None
+    if req.anchor:
+        run_id = req.run_id or event.run_id
+        if not run_id:
+            raise UserError("--anchor needs the build's run id: pass --run-id ID (GITHUB_RUN_ID in Actions)")
+    elif req.run_id:
+        raise UserError("--run-id is only used with --anchor")
+    if req.key and not req.sign:
+        raise UserError("--key is only used with --sign")
+    return MergeOptions(method=Method(req.method), tag_source=source,
+                        tag_latest=parse_latest(req.tag_latest) if req.tag_latest else None, anchor_run_id=run_id,
+                        sign=SignOptions(key=req.key, tlog=req.tlog, env=env) if req.sign else None,
+                        dry_run=req.dry_run, jobs=req.jobs)
+
+
+def family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str],
+                 note: Callable[[str], None]) -> FamilySetup:
+    """A family's registries (notes for those reached over plain HTTP) and its matrix."""
+    from ..settings import family_config
+    from ..matrix.model import DEFAULT_MATRIX, load_matrix
+
+    config = family_config(family, images=images, env=env)
+    for reg in config.registries:
+        if config.plain_http(reg):
+            note(f"using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)")
+    return FamilySetup(config=config, matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
+
+
+def merge_setups(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> dict[Family, FamilySetup]:
+    """The families ``--all`` merges: the named one (a class job: even with no artifact), else each
+    family with artifacts in the digests directory, each with its own images and matrix options."""
+    if req.suffixes is not None:
+        fam = req.family or Family.BACKENDS
+        return {fam: family_setup(fam, req.images, req.matrix, env, note)}
+    found = {a.key.family for a in read_digests_dir(req.digests_dir)}
+    primary = req.family or Family.BACKENDS
+    setups = {}
+    for fam in ([req.family] if req.family else [Family.BACKENDS, Family.SERVER]):
+        if fam in found:
+            mine = fam is primary
+            setups[fam] = family_setup(fam, req.images if mine else req.server_images,
+                                       req.matrix if mine else req.server_matrix, env, note)
+    return setups
+
+
+def run_merge(req: MergeRequest, env: Mapping[str, str], *, note: Callable[[str], None] = lambda s: None,
+              on_result: Callable[[SuffixResult], None] | None = None) -> MergeReport:
+    """``nox -s merge``: one suffix (its failure raises), or ``--all`` (per-suffix outcomes)."""
+    options = merge_options(req, env, note)
+    if req.all:
+        return merge_all(req.digests_dir, merge_setups(req, env, note), options, on_result=on_result,
+                         only=req.suffixes)
+    fam = req.family or Family.BACKENDS
+    result = merge_suffix(req.digests_dir, fam, req.tag_suffix, family_setup(fam, req.images, req.matrix, env, note),
+                          options)
+    if on_result is not None:
+        on_result(result)
+    return MergeReport((result,))
+
+
+# ---- presentation ----------------------------------------------------------------------------
+
+def summary_markdown(report: MergeReport) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: merged tags and digests per registry, skipped with why."""
+    rows: list[list[str]] = []
+    for r in report.results:
+        if r.outcome is Outcome.MERGED:
+            for img in r.images:
+                rows.append([r.label, "merged" + (" (dry run)" if r.dry_run else ""), img,
+                             ", ".join(f"`{t}`" for t in r.tags), f"`{r.digest}`"])
+        else:
+            rows.append([r.label, r.outcome.value, "", "", r.reason])
+    return "### Merged manifest lists\n\n" + md_table(["suffix", "result", "registry", "tags", "list digest / reason"], rows)
+
+
+def format_result(r: SuffixResult) -> str:
+    """Human lines for one suffix."""
+    if r.outcome is not Outcome.MERGED:
+        return f"{r.outcome.value}: {r.label}: {r.reason}"
+    lines = []
+    if r.dry_run:
+        lines += [f"dry run: {r.label}: nothing written", "list:", r.list_json.rstrip(), "tags: " + ", ".join(r.tags),
+                  "targets:"] + [f"  {img}:{t}" for img in r.images for t in r.tags]
+        lines += ["commands:"] + ["  " + " ".join(c) for c in r.commands] if r.commands else []
+        lines.append(f"list digest: {r.digest}")
+        return "\n".join(lines)
+    state = "merged" if r.changed else "unchanged (already published)"
+    lines.append(f"{state}: {r.label} -> {r.digest}")
+    lines.append(f"  platforms: {', '.join(r.platforms)}")
+    lines += [f"  {img}:{t}" for img in r.images for t in r.tags]
+    if r.retries:
+        lines.append(f"  {r.retries} registry request(s) retried after transient failures")
+    if r.signed:
+        lines.append("  signed (cosign, recursive, by digest)")
+    lines += [f"  keepalive tag deleted: {d}" for d in r.keepalive_deleted]
+    lines += [f"  warning: keepalive tag not deleted: {p}" for p in r.keepalive_problems]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""What users see: live progress, tables and Markdown for job summaries."""

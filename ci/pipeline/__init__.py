@@ -1,0 +1,1 @@
+"""Verb: the whole fan-out/fan-in locally, make-style (``invoke pipeline``)."""

@@ -1,0 +1,1 @@
+"""Verb: publish a built leg by digest to every registry."""

@@ -1,0 +1,1 @@
+"""Verbs: inspect published lists; audit the catalog against the matrix."""
