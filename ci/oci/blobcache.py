@@ -155,13 +155,17 @@ class BlobCache:
         os.replace(tmp, p)
         return Blob(digest, len(data), p)
 
-    def put_stream(self, stream: IO[bytes], digest: str, *, size: int | None = None) -> Blob:
-        """Store a blob exactly as read from ``stream`` (an already-compressed layer) under ``digest``.
+    def put_stream(self, stream: IO[bytes], digest: str | None, *, size: int | None = None,
+                   on_chunk: Callable[[bytes], None] | None = None) -> Blob:
+        """Store a blob exactly as read from ``stream`` (an already-compressed layer) under ``digest``
+        (None: under the digest its bytes hash to).
 
         The bytes are hashed on the way in; OperationError (and nothing stored) when they do not
-        hash to ``digest`` or, with ``size``, are not ``size`` bytes long. Reads the stream to its end.
+        hash to ``digest`` or, with ``size``, are not ``size`` bytes long. Reads the stream to its end;
+        ``on_chunk`` sees every piece (e.g. to check what a compressed layer decompresses to).
         """
-        parse_digest(digest)
+        if digest is not None:
+            parse_digest(digest)
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
         h, got = hashlib.sha256(), 0
         try:
@@ -170,7 +174,10 @@ class BlobCache:
                     h.update(chunk)
                     got += len(chunk)
                     out.write(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
             found = "sha256:" + h.hexdigest()
+            digest = digest or found
             if found != digest or (size is not None and got != size):
                 raise OperationError(f"blob {digest} ({size if size is not None else '?'} bytes) arrived as "
                                      f"{got} bytes hashing to {found}; the data is truncated or corrupt: retry")

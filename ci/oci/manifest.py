@@ -202,3 +202,24 @@ def is_attestation(desc: Descriptor) -> bool:
     if dict(desc.annotations).get(ATTESTATION_REF_TYPE) == ATTESTATION_VALUE:
         return True
     return desc.platform is None
+
+
+def platform_key(obj: object) -> tuple[str, str, str] | None:
+    """``(os, architecture, variant)`` of a descriptor's platform (or an image config), normalised as
+    containerd compares them (``arm64/v8`` is ``arm64``); None when it names no platform. Unlike
+    :class:`Platform` it keeps operating systems and architectures this project does not model."""
+    if not isinstance(obj, dict) or not obj.get("architecture"):
+        return None
+    os_, arch, variant = str(obj.get("os", "")), str(obj["architecture"]), str(obj.get("variant") or "")
+    if (arch == "arm64" and variant in ("v8", "8")) or (arch == "amd64" and variant == "v1"):
+        variant = ""
+    return os_, arch, variant
+
+
+def is_attestation_entry(entry: dict[str, object]) -> bool:
+    """An index entry (raw JSON) that is an attestation manifest, or names the unknown platform."""
+    ann = entry.get("annotations")
+    if isinstance(ann, dict) and ann.get(ATTESTATION_REF_TYPE) == ATTESTATION_VALUE:
+        return True
+    plat = entry.get("platform")
+    return isinstance(plat, dict) and "unknown" in (plat.get("os"), plat.get("architecture"))
