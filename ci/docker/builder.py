@@ -42,6 +42,7 @@ from typing import IO, Any, Protocol
 
 from .engine import Engine, EngineFacts, ImageInfo
 from ..errors import EngineError, UserError
+from ..output.actions_log import inert
 from ..oci.platforms import Platform, parse_platform
 
 STEP_LOG_LINES = 20  # lines of the failing step shown on failure
@@ -354,6 +355,10 @@ class SolveStatusReader:
                 self.on_event(BuildEvent("running", step=v.name))
         if (v.completed is not None or v.cached) and not v.finished:
             v.finished = True
+            for stream, rest in sorted(v.partial.items()):  # a last line without its newline is complete now
+                if rest:
+                    self._line(v, rest.rstrip("\r"), stream)
+            v.partial.clear()
             seconds = max(0.0, (v.completed or 0.0) - (v.started or v.completed or 0.0))
             if v.error and v.name.startswith("importing cache"):
                 self.on_event(BuildEvent("note", step=v.name, text=f"no registry cache to import ({v.error}); "
@@ -368,7 +373,11 @@ class SolveStatusReader:
                                 v.error) for v in self.vertexes.values() if v.finished and _shown(v.name))
 
     def failure(self) -> str:
-        """What failed: the failing step, its error and its last log lines; else buildx's own error lines."""
+        """What failed: the failing step, its error and its last log lines; else buildx's own error lines.
+        Every line :func:`ci.output.actions_log.inert` (the message reaches CI logs as it is)."""
+        return "\n".join(inert(line) for line in self._failure().split("\n"))
+
+    def _failure(self) -> str:
         errors_of = [v for v in self.vertexes.values() if v.error and not v.name.startswith("importing cache")]
         failed = [v for v in errors_of if _shown(v.name)] or errors_of
         errors = [ln for ln in self.trailer if ln.startswith("ERROR")]

@@ -5,16 +5,26 @@ lines printed above it. Not on a terminal (CI logs, pipes, tests): one plain lin
 event, prefixed by the elapsed time and the legs count, e.g.
 ``[  3.2s 2/7] backends -cpu-hello arm64: building``.
 
+A build step's output is kept while the step runs (in memory, then in a temporary file: a CUDA
+compile writes megabytes). When the step fails, all of it is printed, not a tail. In GitHub
+Actions (``actions=True``) every finished step's output is printed too, in a collapsible group
+(``::group::``), as it was written but with the runner's command processing stopped around it
+(:mod:`ci.output.actions_log`): a line of build output is never executed as a workflow command.
+Every other line this class prints goes through :func:`ci.output.actions_log.inert`.
+
 Thread-safe: legs run on a thread pool and report from their threads.
 """
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from .actions_log import group_block, inert, new_token, raw_block
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,13 @@ class Progress:
     """Legs done/total, current step, elapsed; see the module docstring."""
 
     def __init__(self, total: int, out: TextIO | None = None, tty: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, actions: bool = False) -> None:
         self.total = total
         self.out = out or sys.stderr
-        self.tty = self.out.isatty() if tty is None else tty
+        self.actions = actions  # GitHub Actions: every step's output in a group, commands stopped around it
+        self.tty = (self.out.isatty() if tty is None else tty) and not actions
+        self._token = new_token()
+        self._pending: list[dict[str, StepLog]] = []  # each leg's steps still running (flushed at exit)
         self.clock = clock
         self.started = clock()
         self.done_count = 0
@@ -63,6 +76,12 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for logs in self._pending:  # output that came after its step finished, or of steps never finished
+            for step, log in list(logs.items()):
+                if log.count and self.actions:
+                    self._block(group_block(f"output of {step_name(step)}", log.lines(), self._token))
+                log.close()
+            logs.clear()
         if self._rich is not None:
             self._rich.__exit__(None, None, None)
             self._rich = None
@@ -73,10 +92,22 @@ class Progress:
 
     # ---- events --------------------------------------------------------------------------------
     def _line(self, text: str) -> None:
+        text = inert(text)
         if self._rich is not None:
             self._rich.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(f"[{self.elapsed:6.1f}s {self.done_count}/{self.total}] {text}", file=self.out, flush=True)
+
+    def _block(self, lines: Iterator[str] | list[str]) -> None:
+        """Lines as they are (raw output, workflow commands), one after the other; the caller holds the lock
+        or no one else prints."""
+        if self._rich is not None:
+            for line in lines:
+                self._rich.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        for line in lines:
+            self.out.write(line + "\n")
+        self.out.flush()
 
     def step(self, what: str, text: str) -> None:
         """The current step of ``what`` (a leg, or a phase such as ``merge``)."""
@@ -102,19 +133,65 @@ class Progress:
 
     def build_event(self, what: str) -> Callable[[Any], None]:
         """A ``ci.builder`` event sink for leg ``what``: steps as lines (running, done with their duration,
-        cached), warnings and notes kept; log lines only move the live status (the failing step's
-        last lines come with the error)."""
+        cached), warnings and notes kept; log lines move the live status on a terminal and are kept per
+        step: a failing step's whole output is printed, and in Actions every step's, in a group."""
+        logs: dict[str, StepLog] = {}
+        with self._lock:
+            self._pending.append(logs)
+
         def sink(ev: Any) -> None:
+            if ev.kind == "log":
+                log = logs.get(ev.step)
+                if log is None:
+                    log = logs[ev.step] = StepLog()
+                log.add(ev.text)
+                if self.tty:
+                    self.step(what, f"{ev.step} | {ev.text}")
+                return
             text = build_event_text(ev)
             if text is None:
-                if ev.kind == "log" and self.tty:
-                    self.step(what, f"{ev.step} | {ev.text}")
                 return
             if ev.kind == "running":
                 self.step(what, text)
-            else:
-                self.log(f"{what}: {text}")
+                return
+            out = logs.pop(ev.step, None) if ev.step else None
+            try:
+                with self._lock:
+                    self._line(f"{what}: {text}")
+                    if out is None or not out.count:
+                        return
+                    if ev.kind == "failed":
+                        self._line(f"{what}: the whole output of {step_name(ev.step)} ({out.count} lines):")
+                        self._block(raw_block(out.lines(), self._token) if self.actions
+                                    else (f"  | {line}" for line in out.lines()))
+                    elif self.actions:
+                        self._block(group_block(f"{what}: output of {step_name(ev.step)} ({out.count} lines)",
+                                                out.lines(), self._token))
+            finally:
+                if out is not None:
+                    out.close()
         return sink
+
+
+class StepLog:
+    """The output of one build step so far: in memory up to 1 MiB, then in a temporary file."""
+
+    def __init__(self) -> None:
+        self._f = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+", encoding="utf-8", errors="replace",
+                                                newline="\n")
+        self.count = 0
+
+    def add(self, line: str) -> None:
+        self._f.write(line.replace("\n", " ") + "\n")
+        self.count += 1
+
+    def lines(self) -> Iterator[str]:
+        self._f.seek(0)
+        for line in self._f:
+            yield line[:-1] if line.endswith("\n") else line
+
+    def close(self) -> None:
+        self._f.close()
 
 
 STEP_WIDTH = 110
