@@ -60,8 +60,11 @@ Fixtures
     :class:`localai_ci.docker.offline_bases.OfflineBases` serving ``ci-offline/`` base images from the "quay" test registry.
 ``build_image`` (function)
     ``build(dockerfile_text, platform="linux/amd64", files={}, build_args={}, tag=None, cache=None,
-    contexts_for=()) -> BuiltImage``: writes a context in ``tmp_path`` and builds it through the
-    builder seam; ``ci-offline/`` names in ``contexts_for`` are served by ``bases``.
+    contexts_for=(), load=True) -> BuiltImage``: writes a context in ``tmp_path`` and builds it through the
+    builder seam; ``ci-offline/`` names in ``contexts_for`` are served by ``bases``. ``load`` (default):
+    the image goes into the engine even where the builder hands the publisher an OCI layout, because
+    these tests read files out of it, export it or publish it from the engine; ``load=False`` keeps the
+    builder's own hand-off (the layout is removed at teardown).
 
 Markers: ``engine`` (needs the engine: added automatically to every test using the ``engine``
 fixture, so ``nox -s tests`` can run them again on a second engine), ``registry`` (needs
@@ -366,10 +369,12 @@ def build_image(builder: Any, bases: Any, engine: Any, tmp_path: Path, unique: s
     from localai_ci.docker.builder import BuildSpec, CacheSpec
 
     made: list[str] = []
+    layouts: list[str] = []
 
     def build(dockerfile: str, platform: str = "linux/amd64", files: dict[str, bytes | str] | None = None,
               build_args: dict[str, str] | None = None, tag: str | None = None, cache: CacheSpec | None = None,
-              contexts_for: tuple[str, ...] = (), events: list[Any] | None = None, target: str = "") -> Any:
+              contexts_for: tuple[str, ...] = (), events: list[Any] | None = None, target: str = "",
+              load: bool = True) -> Any:
         ctx = tmp_path / f"ctx-{len(made)}"
         ctx.mkdir()
         (ctx / "Dockerfile").write_text(dockerfile)
@@ -381,12 +386,17 @@ def build_image(builder: Any, bases: Any, engine: Any, tmp_path: Path, unique: s
         made.append(ref)
         spec = BuildSpec(context=str(ctx), dockerfile=str(ctx / "Dockerfile"), platform=parse_platform(platform),
                          tag=ref, build_args=tuple((build_args or {}).items()), cache=cache or CacheSpec(),
-                         contexts=bases.contexts(contexts_for), target=target)
-        return builder.build(spec, events.append if events is not None else (lambda ev: None))
+                         contexts=bases.contexts(contexts_for), target=target, load=load)
+        built = builder.build(spec, events.append if events is not None else (lambda ev: None))
+        if built.layout:
+            layouts.append(built.layout)
+        return built
 
     try:
         yield build
     finally:
+        for layout in layouts:
+            shutil.rmtree(layout, ignore_errors=True)
         for ref in made:
             try:
                 engine.images.remove(ref, force=True)

@@ -386,7 +386,8 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     import io
     import os
 
-    from builder_helpers import read_file
+    from builder_helpers import read_file, read_published_file
+    from localai_ci.docker.builder import BuildxBuilder
     from localai_ci.docker.engine import Engine
 
     quay, hub = registries
@@ -405,11 +406,22 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     assert re.search(r"(done     \[stage-\d 1/1\] COPY --from=builder /out/ /backend/ \(\d+\.\ds\)|"
                      r"cached   \[stage-\d 1/1\] COPY --from=builder)", steps), steps
     assert res.digest and (tmp_path / "digests" / "digests-cpu-hello--arm64" / res.digest.split(":")[1]).exists()
-    build_env = read_file(engine, req.local_tag or "", "/backend/build.env")
+    build_env = read_published_file(f"{quay.host}/{unique}/backends", res.digest, "/backend/build.env")
     assert "APT_MIRROR=http://mirror.example" in build_env.splitlines()
     assert "TARGETPLATFORM=linux/arm64" in build_env.splitlines()
     assert "buildx builder" in out.getvalue() and f"digest: {res.digest}" in out.getvalue()
     assert res.disk is not None and f"{res.disk.describe()}" in out.getvalue()  # free before, peak use during
+    # the hand-off: an OCI layout where the builder can export one (nothing enters the engine, the layout
+    # is gone after publishing), else --load and the engine's image
+    eng = Engine(engine)
+    if BuildxBuilder(eng, env).caps().oci_export:
+        assert "into OCI layout " in out.getvalue() and not eng.has_image(req.local_tag or "")
+        layout = out.getvalue().split("into OCI layout ", 1)[1].split(":", 1)[0]
+        assert not Path(layout).exists()
+        assert res.digest == res.image_id  # BuildKit's own manifest, published as it is
+    else:
+        assert f"into the engine as {req.local_tag}" in out.getvalue() and eng.has_image(req.local_tag or "")
+        assert read_file(engine, req.local_tag or "", "/backend/build.env") == build_env
 
 
 @pytest.mark.registry

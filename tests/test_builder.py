@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -76,6 +77,22 @@ def test_command_is_an_argument_list_with_everything_the_leg_needs() -> None:
         assert pair in pairs, pair
     # no attestation manifests (they split a list's digest between registries), the image lands in the engine
     assert {"--provenance=false", "--sbom=false", "--load", "--progress=rawjson"} <= set(args)
+
+
+def test_the_hand_off_is_an_oci_layout_where_the_builder_can_export_one() -> None:
+    """Decided by the builder's capabilities (driver and image store), never by a name; ``load`` wins."""
+    from localai_ci.docker.builder import exports_layout
+
+    assert not exports_layout(spec(), caps(IMAGE_STORE_CLASSIC))  # the docker driver refuses type=oci there
+    assert exports_layout(spec(), caps(IMAGE_STORE_CONTAINERD))
+    for driver in ("docker-container", "remote", "kubernetes"):
+        assert exports_layout(spec(), caps(IMAGE_STORE_CLASSIC, driver=driver))
+    assert not exports_layout(spec(load=True), caps(IMAGE_STORE_CONTAINERD))
+    args = buildx_command(spec(), caps(IMAGE_STORE_CONTAINERD), "/m", layout="/tmp/layouts/leg.1.abcd0123")
+    assert "--output=type=oci,dest=/tmp/layouts/leg.1.abcd0123,tar=false" in args and "--load" not in args
+    assert {"--provenance=false", "--sbom=false"} <= set(args)
+    odd = buildx_command(spec(), caps(IMAGE_STORE_CONTAINERD), "/m", layout='/tmp/a,b"c')
+    assert '--output=type=oci,"dest=/tmp/a,b""c",tar=false' in odd  # buildx reads --output as CSV
 
 
 def test_host_network_only_when_the_engine_has_no_bridge() -> None:
@@ -253,7 +270,30 @@ def test_labels_and_build_args_reach_the_image(builder: Any, bases: Any, engine:
                                     tag=f"localai-ci-test/{unique}:labels", build_args=(("GREETING", "hi there"),),
                                     labels=(("org.opencontainers.image.revision", "abc123"),)), lambda e: None)
     labels = dict(built.info.labels)
+    if built.layout:  # the builder's own hand-off (an OCI layout): read from its config, then removed
+        shutil.rmtree(built.layout)
     assert labels == {"greeting": "hi there", "org.opencontainers.image.revision": "abc123"}
+
+
+@pytest.mark.registry
+def test_a_layout_hand_off_leaves_nothing_in_the_engine(build_image: Any, builder: Any, engine: Any,
+                                                       unique: str) -> None:
+    """Where the builder exports an OCI layout, the image never enters the engine: the built image is
+    the layout's (its manifest digest, its config's platform and labels); elsewhere it is loaded."""
+    built = build_image("FROM scratch\nLABEL leg=arm64\nCOPY f /f\n", platform="linux/arm64", files={"f": "x"},
+                        load=False)
+    assert built.info.platform_text == "linux/arm64" and dict(built.info.labels)["leg"] == "arm64"
+    names = [t for i in engine.images.list() for t in i.tags]
+    if not builder.caps().oci_export:
+        assert built.layout == "" and built.ref in names
+        return
+    layout = Path(built.layout)
+    assert built.ref == "" and f"localai-ci-test/{unique}:0" not in names
+    index = json.loads((layout / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [built.info.id]  # no attestation manifest either
+    manifest = json.loads((layout / "blobs" / "sha256" / built.info.id.split(":")[1]).read_bytes())
+    assert manifest["config"]["digest"] == built.config_digest
+    assert all(x["mediaType"].endswith("tar+gzip") for x in manifest["layers"])  # as BuildKit compressed them
 
 
 @pytest.mark.registry
@@ -334,7 +374,7 @@ def test_base_image_from_an_authenticated_registry(builder: Any, engine: Any, tm
         env = {**os.environ, "DOCKER_CONFIG": str(config)}
         b = BuildxBuilder(builder.engine, env)
         built = b.build(BuildSpec(context=str(ctx), dockerfile=str(ctx / "Dockerfile"), platform=AMD64,
-                                  tag=f"localai-ci-test/{unique}:authbase"), events.append)
+                                  tag=f"localai-ci-test/{unique}:authbase", load=True), events.append)  # read below
         assert read_file(engine, built.ref, "/proof").strip() == "pulled"
         # without the credentials the pull is refused, and the error says where to look
         with pytest.raises(EngineError) as err:

@@ -314,7 +314,7 @@ def test_every_leg_builds_offline_for_its_arch(engine: Any, builder: Any, bases:
             events: list[Any] = []
             feas = leg_feasibility(plan, builder.caps(), bases.env)
             assert feas.runs and not feas.how.startswith("QEMU"), f"{e.label()}: {feas.how} {feas.reason}"
-            image = build_leg(plan, builder, bases, on_event=events.append)
+            image = build_leg(plan, builder, bases, on_event=events.append, load=True)  # its files are read below
             built.append(image.ref)
             where = f"{path.name} {e.label()}"
             # the image the engine holds (docker CLI, not this project's inspect) is the leg's platform

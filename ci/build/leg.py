@@ -229,8 +229,9 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
 
 
 # ---- building ----------------------------------------------------------------------------------
-def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> BuildSpec:
-    """The builder's input for a planned leg (``ci.builder.BuildSpec``)."""
+def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = (), *, load: bool = False) -> BuildSpec:
+    """The builder's input for a planned leg (``ci.builder.BuildSpec``); ``load``: the image must end up
+    in the engine even where the builder hands the publisher an OCI layout (tests that read its files)."""
     from ..docker.builder import BuildSpec, CacheSpec
 
     reg = plan.config.cache.registry
@@ -238,11 +239,11 @@ def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = ()) -> Build
                      tag=plan.local_tag, build_args=plan.build_args, labels=plan.labels,
                      cache=CacheSpec(plan.cache_ref, write=plan.cache_write,
                                      insecure=plan.config.plain_http(reg) and not is_loopback(reg)),
-                     contexts=tuple(contexts))
+                     contexts=tuple(contexts), load=load)
 
 
 def build_leg(plan: LegPlan, builder: Builder, bases: OfflineBases, *, on_event: Callable[[BuildEvent], None],
-              runners: RunnerPolicy | None = None) -> BuiltImage:
+              runners: RunnerPolicy | None = None, load: bool = False) -> BuiltImage:
     """Build the leg with ``builder`` (``ci.builder.Builder``), then check the image is the leg's platform.
 
     Before anything runs, the Dockerfile is read and resolved with the leg's build args
@@ -256,34 +257,35 @@ def build_leg(plan: LegPlan, builder: Builder, bases: OfflineBases, *, on_event:
     feas = leg_feasibility(plan, builder.caps(), bases.env)
     if not feas.runs:
         raise EngineError(f"{plan.key.phrase}: {feas.reason}")
-    built = builder.build(build_spec(plan, bases.contexts(feas.offline_bases)), on_event)
+    built = builder.build(build_spec(plan, bases.contexts(feas.offline_bases), load=load), on_event)
     check_platform(built.info, plan.platform, plan.key.phrase, runners)
     return built
 
 
 def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
-                  log: Callable[[str], None]) -> str | None:
+                  log: Callable[[str], None], config_dirs: Sequence[str] = ()) -> str | None:
     """Inline-cache builders (docker driver, classic store): push ``image_id`` (the leg's inline-cache image,
     ``ci.builder.BuiltImage.cache_image``: the leg's layers, a config carrying the cache record) as
     ``cache<suffix>-<ptag>`` in the cache repository, so the next build imports its inline cache from
     there (blobs mounted from the targets on the same registry, uploaded otherwise: publish's own
-    pipeline). Builders that export registry cache write that tag themselves. Returns a warning
+    pipeline; ``config_dirs``: :meth:`ci.docker.engine.Engine.config_store`, where its config is read
+    without exporting the image again). Builders that export registry cache write that tag themselves. Returns a warning
     instead of raising: a stale cache slows the next build, it never fails this leg."""
     from ..publish.leg import PushTarget, push_image
 
     repo = plan.config.cache
     target = PushTarget(repo, plain_http=plan.config.plain_http(repo.registry),
                     tags=(cache_tag(plan.family, plan.suffix, plan.ptag),), plain_http_policy=plan.config.plain_http)
-    try:
+    try:  # its layers are the leg's, gzipped and published moments ago: only its config is new
         push_image(engine, image_id, [target], cache=cache, client_factory=clients,
-                   mount_from=plan.images, log=log)
+                   mount_from=plan.images, log=log, config_dirs=config_dirs)
     except CiError as exc:
         return f"registry cache {plan.cache_ref} not updated: {exc}; the leg is published, its next build runs without it"
     return None
 
 
 def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
-                        log: Callable[[str], None]) -> str | None:
+                        log: Callable[[str], None], config_dirs: Sequence[str] = ()) -> str | None:
     """The inline-cache image a classic-store build made (``built.cache_image``): published as the
     leg's cache ref when the leg publishes (:func:`publish_cache`), then its engine tag removed either
     way -- it exists only to be published, and would otherwise stay in the engine, one per leg.
@@ -291,7 +293,8 @@ def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache:
     if not built.cache_image:
         return None
     try:
-        return publish_cache(plan, built.cache_image, engine, cache, clients, log=log) if plan.publishes else None
+        return publish_cache(plan, built.cache_image, engine, cache, clients, log=log,
+                             config_dirs=config_dirs) if plan.publishes else None
     finally:
         try:
             engine.untag(built.cache_image)
@@ -332,6 +335,9 @@ class BuildRequest:
     min_free_disk: str | None = None  # GiB that must be free for the engine's data before building (ci.disk)
     # matrix-element fields passed by the workflow (kebab-case key, value); cross-checked with the leg
     leg_fields: tuple[tuple[str, str], ...] = ()
+    # publish this OCI layout or image archive as the leg instead of building it (a leg another tool built,
+    # e.g. LocalAI's Darwin backends: ``local-ai util create-oci-image`` on a macOS runner)
+    from_oci: str | None = None
 
 
 @dataclass(frozen=True)
@@ -396,15 +402,29 @@ def publish_targets(plan: LegPlan) -> list[PushTarget]:
                    plain_http_policy=plan.config.plain_http) for img in plan.images]
 
 
-def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
+def publish_built(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
                   log: Callable[[str], None], content_dirs: Sequence[str] = ()) -> PublishResult:
-    """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``);
-    ``content_dirs``: :meth:`ci.engine.Engine.content_store`."""
-    from ..publish.leg import publish_leg
+    """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``):
+    the OCI layout the build exported (its blobs and manifest as they are), else the engine image
+    (``content_dirs``: :meth:`ci.docker.engine.Engine.content_store`)."""
+    from ..publish.leg import publish_layout_leg, publish_leg
 
-    return publish_leg(engine, image_id, leg=plan.key,
+    if built.layout:
+        return publish_layout_leg(built.layout, leg=plan.key, platform=plan.platform, targets=publish_targets(plan),
+                                  cache=cache, client_factory=clients, digests_dir=plan.digests_dir,
+                                  mount_from=plan.mount_from, log=log)
+    return publish_leg(engine, built.info.id, leg=plan.key,
                        targets=publish_targets(plan), cache=cache, client_factory=clients,
                        digests_dir=plan.digests_dir, mount_from=plan.mount_from, log=log, content_dirs=content_dirs)
+
+
+def disk_paths(engine_root: str, cache: Path, env: Mapping[str, str]) -> list[Path]:
+    """What a leg fills: the engine's data root (when on this machine), where OCI layouts are exported,
+    the blob cache (:class:`ci.docker.disk.DiskWatch` counts each filesystem once)."""
+    from ..docker.builder import layout_parent
+    from ..docker.disk import disk_path
+
+    return [disk_path(engine_root), layout_parent(env), cache]
 
 
 def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO | None = None,
@@ -416,10 +436,11 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     from ..oci.blobcache import BlobCache, default_cache_dir
     from ..docker.builder import builder_for, check_builder_name
     from ..docker.engine import connect
-    from ..github.actions import in_actions, write_outputs, write_summary
+    from ..github.actions import in_actions
     from ..output.progress import Progress
 
     from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
+    from ..oci.layout import remove_layout
 
     environ = env_dict(env)
     stdout = out or sys.stdout
@@ -442,50 +463,80 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
 
     title = plan.key.label
     print(builder.caps().describe(), file=stdout, flush=True)
-    watch = DiskWatch(data)
-    with watch, OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:
-        progress.step(title, f"building for {plan.platform}")
+    cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ)
+    # the peak over the whole leg: build, export, publish, blob cache (every filesystem they write to)
+    watch = DiskWatch(disk_paths(builder.caps().engine.root_dir, cache_dir, environ))
+    with watch:
+        with OfflineBases(environ) as bases, Progress(1, err or sys.stderr, actions=in_actions(environ)) as progress:
+            progress.step(title, f"building for {plan.platform}")
+            try:
+                built = build_leg(plan, builder, bases, on_event=progress.build_event(title))
+            except CiError:
+                progress.leg_done(title, "build FAILED")
+                raise
+            progress.leg_done(title, "built")
+        watch.sample()  # the build's output complete (the OCI layout, or the engine's image)
         try:
-            built = build_leg(plan, builder, bases, on_event=progress.build_event(title))
-        except CiError:
-            progress.leg_done(title, "build FAILED")
-            raise
-        progress.leg_done(title, "built")
+            info = built.info
+            ran = tuple(s.name for s in built.ran())
+            where = f"OCI layout {built.layout}" if built.layout else f"the engine as {plan.local_tag}"
+            print(f"built image {info.id} ({info.platform_text}) into {where}: {len(built.steps)} steps, "
+                  f"{len(ran)} run, {len(built.steps) - len(ran)} cached; registry cache: {built.cache}",
+                  file=stdout, flush=True)
+            for n in plan.notes:
+                print(f"note: {n}", file=stdout)
+            if not plan.images:
+                watch.sample()
+                disk = watch.result()
+                print(disk.describe(), file=stdout, flush=True)
+                return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran,
+                                 seconds=time.monotonic() - t0, disk=disk)
+            from ..oci.keychain import RegistryClients
+
+            targets = publish_targets(plan)
+            clients = RegistryClients(keychain, on_retry=on_retry)
+            cache_repo = (plan.config.cache,) if plan.publishes else ()
+            for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
+                                      *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
+                print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+            cache = BlobCache(cache_dir)
+            warning = built.cache_warning or None
+            with cache:
+                res = publish_built(plan, built, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))
+                watch.sample()
+                warning = settle_inline_cache(plan, built, eng, cache, clients, log=log,
+                                              config_dirs=eng.config_store(environ)) or warning
+        finally:
+            if built.layout:  # published (or failed): the next build exports a fresh one
+                remove_layout(built.layout)
     disk = watch.result()
     print(disk.describe(), file=stdout, flush=True)
-    info = built.info
-    ran = tuple(s.name for s in built.ran())
-    print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}: {len(built.steps)} steps, "
-          f"{len(ran)} run, {len(built.steps) - len(ran)} cached; registry cache: {built.cache}", file=stdout, flush=True)
-    for n in plan.notes:
-        print(f"note: {n}", file=stdout)
-    if not plan.images:
-        return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0,
-                         disk=disk)
-    from ..oci.keychain import RegistryClients
-
-    targets = publish_targets(plan)
-    clients = RegistryClients(keychain, on_retry=on_retry)
-    cache_repo = (plan.config.cache,) if plan.publishes else ()
-    for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
-                              *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
-        print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
-    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
-    warning = built.cache_warning or None
-    with cache:
-        res = publish_built(plan, info.id, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))
-        warning = settle_inline_cache(plan, built, eng, cache, clients, log=log) or warning
     seconds = time.monotonic() - t0
+    _report(plan, res, seconds, disk, stdout, environ, cache_note=warning or (f"{plan.cache_ref} ({built.cache})"
+                                                                          if plan.publishes else ""),
+            warned=bool(warning))
+    rep = res.report
+    return LegResult(plan, image_id=info.id, cache=built.cache, cache_warning=warning or "", digest=rep.digest,
+                     digest_file=str(res.digest_file) if res.digest_file else "",
+                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran, disk=disk)
+
+
+def _report(plan: LegPlan, res: PublishResult, seconds: float, disk: DiskUse, stdout: TextIO,
+            environ: Mapping[str, str], *, cache_note: str = "", warned: bool = False) -> None:
+    """What a published leg prints, and its step outputs and job summary line."""
+    from ..github.actions import in_actions, write_outputs, write_summary
+
+    title = plan.key.label
     rep = res.report
     for t in rep.targets:
         print(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
               f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
     for tag in dict.fromkeys(t for i in plan.images for t in plan.target_tags(i)):
         print(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
-    if warning:
-        print(f"warning: {warning}", file=stdout)
-    elif plan.publishes:
-        print(f"registry cache: {plan.cache_ref} ({built.cache})", file=stdout)
+    if warned:
+        print(f"warning: {cache_note}", file=stdout)
+    elif cache_note:
+        print(f"registry cache: {cache_note}", file=stdout)
     print(f"digest: {rep.digest}", file=stdout)
     if plan.publishes:
         print(f"artifact-name: {res.artifact}", file=stdout)
@@ -498,6 +549,47 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
                   f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
                   f" ({seconds:.1f}s; {disk.describe()})", environ)
-    return LegResult(plan, image_id=info.id, cache=built.cache, cache_warning=warning or "", digest=rep.digest,
+
+
+def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, environ: Mapping[str, str],
+                     stdout: TextIO) -> LegResult:
+    """``--from-oci PATH``: publish the leg from an OCI layout or image archive another tool built, by
+    digest, as a build would (its platform checked against the leg's, the same digest in every
+    registry, the digest artifact written): LocalAI's Darwin backends, for one."""
+    from ..docker.disk import DiskWatch
+    from ..docker.engine import ImageInfo
+    from ..oci.blobcache import BlobCache, default_cache_dir
+    from ..oci.keychain import RegistryClients
+    from ..oci.layout import read_layout
+    from ..publish.leg import publish_layout_leg
+
+    t0 = time.monotonic()
+    path = Path(req.from_oci or "")
+    if not plan.images:
+        raise UserError(f"{plan.key.phrase}: nothing to publish {path} to (a pull request without credentials "
+                        f"for {plan.config.pr_image.registry})")
+    cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ)
+
+    def log(msg: str) -> None:
+        print(msg, file=stdout, flush=True)
+
+    with DiskWatch([cache_dir]) as watch, BlobCache(cache_dir) as cache:
+        image = read_layout(path, cache, platform=plan.platform, log=log)
+        os_, arch, variant = image.platform
+        check_platform(ImageInfo(id=image.manifest_digest or image.config_digest, os=os_, architecture=arch,
+                                 variant=variant, diff_ids=image.diff_ids, size=image.size, labels=image.labels),
+                       plan.platform, f"{plan.key.phrase} ({path})")
+        print(f"publishing {image.kind} {path} ({image.platform_text}, {len(image.layers)} layer(s), "
+              f"{image.size / 2**20:.1f} MiB compressed) as {plan.key.label}", file=stdout, flush=True)
+        for reg in dict.fromkeys(i.registry for i in plan.images if plan.config.plain_http(i.registry)):
+            print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+        res = publish_layout_leg(path, leg=plan.key, platform=plan.platform, targets=publish_targets(plan),
+                                 cache=cache, client_factory=RegistryClients(keychain), digests_dir=plan.digests_dir,
+                                 mount_from=plan.mount_from, log=log)
+    disk = watch.result()
+    seconds = time.monotonic() - t0
+    _report(plan, res, seconds, disk, stdout, environ)
+    rep = res.report
+    return LegResult(plan, image_id=rep.digest, digest=rep.digest,
                      digest_file=str(res.digest_file) if res.digest_file else "",
-                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran, disk=disk)
+                     bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, disk=disk)

@@ -14,13 +14,21 @@ The seam: :class:`Builder` -- ``build(spec, on_event) -> BuiltImage``. ``ci.buil
 
 Builders and what they support (``caps()``):
 
-============================  ==============  ========================================
-builder                       registry cache  notes
-============================  ==============  ========================================
-docker driver, classic store  import only     export falls back to ``inline`` (min mode)
-docker driver, containerd     import, export  ``mode=max``
-docker-container / remote     import, export  ``mode=max``; offline (loopback) bases unreachable
-============================  ==============  ========================================
+============================  ==============  ==================  ==============================================
+builder                       registry cache  hand-off            notes
+============================  ==============  ==================  ==============================================
+docker driver, classic store  import only     ``--load``, export  cache export falls back to ``inline`` (min mode)
+docker driver, containerd     import, export  OCI layout          ``mode=max``
+docker-container / remote     import, export  OCI layout          ``mode=max``; offline (loopback) bases unreachable
+============================  ==============  ==================  ==============================================
+
+The hand-off to the publisher: where the builder can export an OCI image layout
+(``caps().oci_export``), the build writes one (``--output type=oci,dest=DIR,tar=false``: the blobs
+as BuildKit compressed them, its manifest) and the image never enters the engine -- no ``--load``,
+no ``docker save``, no second gzip; ``BuiltImage.layout`` names the directory and ``info`` is read
+from its config. Elsewhere (the classic store's docker driver refuses the OCI exporter) the image is
+loaded into the engine (``--load``) and published from there. ``BuildSpec.load`` asks for the engine
+image anyway (tests that read files out of the image).
 
 Emulation: ``RUN`` steps of a stage whose platform is not the host's run under QEMU when the
 kernel has a binfmt handler (the builder then lists that platform); ``caps().platforms`` says.
@@ -38,17 +46,20 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .engine import Engine, EngineFacts, ImageInfo
 from ..errors import EngineError, UserError
 from ..output.actions_log import inert
+from ..oci.layout import LayoutError, new_layout_dir, read_layout_image, remove_layout, remove_stale_layouts
 from ..oci.platforms import Platform, parse_platform
 
 STEP_LOG_LINES = 20  # lines of the failing step shown on failure
 STDERR_LINES = 8  # and its last stderr lines, when they are not among those (the streams interleave)
 MAX_PENDING_TEXT = 8 << 20  # a rawjson object larger than this is not one: treat the text as plain output
 ENV_BUILDER = "CI_BUILDER"  # the buildx builder instance to use (default: buildx's current one)
+ENV_LAYOUT_DIR = "CI_LAYOUT_DIR"  # where OCI layouts are exported (default: $TMPDIR/localai-ci-layouts)
 
 
 # ---- what goes in and what comes out ---------------------------------------------------------
@@ -74,6 +85,8 @@ class BuildSpec:
     cache: CacheSpec = CacheSpec()
     target: str = ""  # stage to build; '' for the last one
     contexts: tuple[tuple[str, str], ...] = ()  # named build contexts: (name, docker-image://... | path)
+    load: bool = False  # the image must be in the engine afterwards (--load) even where a layout could be exported
+    layout: str = ""  # where to export the OCI layout (a path not yet existing); '' -> under layout_parent()
 
 
 @dataclass(frozen=True)
@@ -96,13 +109,14 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class BuiltImage:
-    ref: str  # the engine tag
-    info: ImageInfo
+    ref: str  # the engine tag; '' when the image was exported as an OCI layout and not loaded
+    info: ImageInfo  # from the engine, or from the layout's config (id: the manifest digest)
     config_digest: str
     steps: tuple[StepRecord, ...] = field(default=(), repr=False)
     cache: str = ""  # how the registry cache was used ("registry mode=max", "inline", "read only", "none")
     cache_image: str = ""  # inline mode: the engine tag of the image to publish as the cache ref
     cache_warning: str = ""  # the cache export failed (the build itself is fine)
+    layout: str = ""  # the OCI image layout directory the build exported (the publisher's input), '' if none
 
     def ran(self) -> tuple[StepRecord, ...]:
         """Steps that executed (not cached)."""
@@ -133,6 +147,12 @@ class BuilderCaps:
         return self.driver != "docker" or self.engine.containerd_store
 
     @property
+    def oci_export(self) -> bool:
+        """BuildKit's own OCI exporter (``--output type=oci``): every driver but ``docker`` on the classic
+        image store, which refuses it ("turn on the containerd image store")."""
+        return self.driver != "docker" or self.engine.containerd_store
+
+    @property
     def reaches_loopback(self) -> bool:
         """BuildKit runs in the engine itself, so it reaches registries on the host's loopback."""
         return self.driver == "docker"
@@ -143,7 +163,8 @@ class BuilderCaps:
     def describe(self) -> str:
         return (f"buildx builder {self.name!r} ({self.driver} driver) on {self.engine.describe()}; "
                 f"registry cache {'import+export (mode=max)' if self.cache_export else 'import only (inline export)'}; "
-                "runs " + ", ".join(dict.fromkeys(f"{p.os}/{p.arch}" for p in self.platforms)))
+                f"hand-off {'OCI layout' if self.oci_export else '--load into the engine, then export'}; runs "
+                + ", ".join(dict.fromkeys(f"{p.os}/{p.arch}" for p in self.platforms)))
 
 
 def parse_buildx_inspect(text: str) -> tuple[str, str, tuple[Platform, ...]]:
@@ -197,13 +218,20 @@ def inline_cache_tag(tag: str) -> str:
     return tag + INLINE_CACHE_SUFFIX
 
 
+def exports_layout(spec: BuildSpec, caps: BuilderCaps) -> bool:
+    """Whether the build hands the publisher an OCI layout (else it loads the image into the engine)."""
+    return caps.oci_export and not spec.load
+
+
 def buildx_command(spec: BuildSpec, caps: BuilderCaps, metadata_file: str, docker: str = "docker", *,
-                   inline_cache: bool = False) -> list[str]:
+                   inline_cache: bool = False, layout: str = "") -> list[str]:
     """The ``docker buildx build`` argument list for ``spec`` (no shell, ever); ``inline_cache``: the
-    second build that tags :func:`inline_cache_tag` with inline cache embedded."""
+    second build that tags :func:`inline_cache_tag` with inline cache embedded; ``layout``: export the
+    OCI image layout there (``tar=false``: the compressed blobs as files) instead of ``--load``."""
     tag = inline_cache_tag(spec.tag) if inline_cache else spec.tag
+    output = [f"--output=type=oci,{_csv_field('dest=' + layout)},tar=false"] if layout else ["--load"]
     args = [docker, "buildx", "build", "--builder", caps.name, "--progress=rawjson", "--metadata-file", metadata_file,
-            "--platform", str(spec.platform), "--file", spec.dockerfile, "--tag", tag, "--load",
+            "--platform", str(spec.platform), "--file", spec.dockerfile, "--tag", tag, *output,
             "--provenance=false", "--sbom=false"]
     if caps.driver == "docker" and not caps.engine.has_bridge:
         args += ["--network", "host"]  # dockerd runs with --bridge none: RUN steps need the host network
@@ -220,6 +248,19 @@ def buildx_command(spec: BuildSpec, caps: BuilderCaps, metadata_file: str, docke
         args += ["--cache-to", "type=inline"]
     args.append(spec.context)
     return args
+
+
+def _csv_field(text: str) -> str:
+    """One field of buildx's comma-separated ``--output`` value (quoted when it holds ``,`` or ``"``)."""
+    return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
+
+
+def layout_parent(env: Mapping[str, str]) -> Path:
+    """Where builds export their OCI layouts: ``$CI_LAYOUT_DIR``, else ``localai-ci-layouts`` in the
+    temporary directory (``$TMPDIR``: LocalAI's hosted runners point it at the big disk, ``/mnt``)."""
+    if env.get(ENV_LAYOUT_DIR):
+        return Path(env[ENV_LAYOUT_DIR])
+    return Path(env.get("TMPDIR") or tempfile.gettempdir()) / "localai-ci-layouts"
 
 
 # ---- BuildKit's solve status (--progress=rawjson) --------------------------------------------------
@@ -503,7 +544,19 @@ class BuildxBuilder:
         _, cache_mode, warning = cache_args(spec.cache, caps)
         if warning:
             self.warn_once(warning, on_event)
-        reader, meta = self._buildx(spec, caps, on_event)
+        layout = ""
+        if exports_layout(spec, caps):
+            layout = spec.layout or str(new_layout_dir(layout_parent(self.env), spec.tag))
+            for gone in remove_stale_layouts(Path(layout).parent):
+                on_event(BuildEvent("note", text=f"removed {gone}, the OCI layout of a build whose process is gone"))
+        try:
+            reader, meta = self._buildx(spec, caps, on_event, layout=layout)
+            if layout:
+                return self._from_layout(spec, layout, meta, reader)
+        except BaseException:
+            if layout:
+                remove_layout(layout)
+            raise
         cache_image = cache_warning = ""
         failed_cache = reader.cache_export_failed()
         if failed_cache:
@@ -522,12 +575,34 @@ class BuildxBuilder:
         return BuiltImage(ref=spec.tag, info=info, config_digest=config, steps=reader.steps(), cache=cache_mode,
                           cache_image=cache_image, cache_warning=cache_warning)
 
+    def _from_layout(self, spec: BuildSpec, layout: str, meta: Any, reader: SolveStatusReader) -> BuiltImage:
+        """The built image as the exported layout says (no engine image): its config, manifest digest."""
+        try:
+            image = read_layout_image(layout, platform=spec.platform)
+        except LayoutError as exc:
+            raise EngineError(f"building {spec.tag} for {spec.platform}: reading the exported OCI layout: {exc}") from None
+        reported = str(meta.get("containerimage.digest", "")) if isinstance(meta, dict) else ""
+        if reported and image.manifest_digest and reported != image.manifest_digest:
+            raise EngineError(f"building {spec.tag}: BuildKit reported manifest {reported}, but the layout at {layout} "
+                              f"holds {image.manifest_digest}; build again")
+        cache_warning = ""
+        failed_cache = reader.cache_export_failed()
+        if failed_cache:
+            cache_warning = f"registry cache {spec.cache.ref} not exported ({failed_cache}); the leg is fine, its next " \
+                            "build runs without that cache"
+            self.warn_once(cache_warning, reader.on_event)
+        os_, arch, variant = image.platform
+        info = ImageInfo(id=image.manifest_digest or image.config_digest, os=os_, architecture=arch, variant=variant,
+                         diff_ids=image.diff_ids, size=0, labels=image.labels)
+        return BuiltImage(ref="", info=info, config_digest=image.config_digest, steps=reader.steps(),
+                          cache=cache_args(spec.cache, self.caps())[1], cache_warning=cache_warning, layout=layout)
+
     def _buildx(self, spec: BuildSpec, caps: BuilderCaps, on_event: EventSink, *,
-                inline_cache: bool = False) -> tuple[SolveStatusReader, Any]:
+                inline_cache: bool = False, layout: str = "") -> tuple[SolveStatusReader, Any]:
         """One ``docker buildx build``: its solve status and its metadata; EngineError on failure."""
         with tempfile.TemporaryDirectory(prefix="localai-ci-build-") as tmp:
             meta_path = os.path.join(tmp, "metadata.json")
-            args = buildx_command(spec, caps, meta_path, self._docker(), inline_cache=inline_cache)
+            args = buildx_command(spec, caps, meta_path, self._docker(), inline_cache=inline_cache, layout=layout)
             reader = SolveStatusReader(on_event)
             env = dict(self.env)
             env["BUILDX_NO_DEFAULT_ATTESTATIONS"] = "1"

@@ -3,13 +3,16 @@
 Hosted runners have little disk (LocalAI relocates Docker's data root to ``/mnt`` and watches
 ``df -h /mnt`` by hand); a CUDA or ROCm leg that fills it fails late and obscurely. The build task
 checks the free space of the filesystem that holds the engine's data root before building, and
-:class:`DiskWatch` samples it during the leg so the summary can say how much the leg used at its peak.
+:class:`DiskWatch` samples, during the whole leg (build, export, publish, blob cache), every
+filesystem the leg writes to -- the engine's data root, where the OCI layout is exported, the blob
+cache -- each counted once however many of them share it, so the summary can say how much the leg
+used at its peak: the most the sum of their free space fell below its value at the start.
 """
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from ..errors import OperationError, UserError
 
 GiB = 1 << 30
 ENV_MIN_FREE = "CI_MIN_FREE_DISK_GIB"
-SAMPLE_SECONDS = 2.0
+SAMPLE_SECONDS = 0.5
 
 
 def parse_min_free(value: str | None, env: Mapping[str, str]) -> float:
@@ -61,8 +64,8 @@ def check_free(path: Path, min_gib: float, what: str) -> int:
 
 @dataclass(frozen=True)
 class DiskUse:
-    path: str
-    free_before: int
+    path: str  # the watched paths (one per filesystem), comma-separated
+    free_before: int  # summed over the watched filesystems
     peak_used: int  # the most the free space fell below its value at the start
 
     def describe(self) -> str:
@@ -71,24 +74,50 @@ class DiskUse:
 
 
 class DiskWatch:
-    """Samples the free space of ``path`` every ``interval`` seconds while in the ``with`` block."""
+    """Samples the free space of the filesystems of ``paths`` every ``interval`` seconds while in the
+    ``with`` block, and whenever :meth:`sample` is called (at the end of a phase: the export done)."""
 
-    def __init__(self, path: Path, interval: float = SAMPLE_SECONDS) -> None:
-        self.path = path
+    def __init__(self, path: Path | Sequence[Path], interval: float = SAMPLE_SECONDS) -> None:
+        paths = [path] if isinstance(path, Path) else list(path)
+        self.paths: list[Path] = []
+        devices: set[int] = set()
+        for p in paths:
+            probe = _existing(p)
+            try:
+                dev = os.stat(probe).st_dev
+            except OSError:
+                continue
+            if dev not in devices:
+                devices.add(dev)
+                self.paths.append(probe)
         self.interval = interval
-        self.start = self.lowest = free_bytes(path)
+        self.start = self.lowest = self._free()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="disk-watch", daemon=True)
 
-    def _sample(self) -> None:
-        try:
-            self.lowest = min(self.lowest, free_bytes(self.path))
-        except OSError:
-            pass
+    @property
+    def path(self) -> Path:
+        """The first watched path (the engine's data root)."""
+        return self.paths[0] if self.paths else Path(".")
+
+    def _free(self) -> int:
+        total = 0
+        for p in self.paths:
+            try:
+                total += free_bytes(p)
+            except OSError:
+                pass
+        return total
+
+    def sample(self) -> None:
+        free = self._free()
+        with self._lock:
+            self.lowest = min(self.lowest, free)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._sample()
+            self.sample()
 
     def __enter__(self) -> DiskWatch:
         self._thread.start()
@@ -97,7 +126,15 @@ class DiskWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self.sample()
 
     def result(self) -> DiskUse:
-        return DiskUse(str(self.path), self.start, max(0, self.start - self.lowest))
+        return DiskUse(", ".join(str(p) for p in self.paths), self.start, max(0, self.start - self.lowest))
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest existing parent (a directory the leg will create)."""
+    p = path
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p

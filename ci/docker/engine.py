@@ -11,6 +11,7 @@ SDK does well. :func:`check_platform` verifies a built image's architecture.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ class EngineFacts:
     has_bridge: bool  # False: dockerd runs with --bridge none; builds need the host network
     id: str = ""  # the daemon's ID (docker info), to tell engines apart
     root_dir: str = ""  # DockerRootDir (on the engine's machine)
+    storage_driver: str = ""  # Driver (docker info): overlay2, overlayfs, ...
 
     @property
     def containerd_store(self) -> bool:
@@ -148,7 +150,8 @@ class Engine:
             arch = str(version.get("Arch", ""))
         return EngineFacts(version=str(version.get("Version", "")), api_version=str(version.get("ApiVersion", "")),
                            arch=arch, image_store=IMAGE_STORE_CONTAINERD if containerd else IMAGE_STORE_CLASSIC,
-                           has_bridge=bridge, id=str(info.get("ID", "")), root_dir=str(info.get("DockerRootDir", "")))
+                           has_bridge=bridge, id=str(info.get("ID", "")), root_dir=str(info.get("DockerRootDir", "")),
+                           storage_driver=str(info.get("Driver", "")))
 
     def content_store(self, env: Mapping[str, str]) -> list[str]:
         """Directories that may hold the containerd image store's blobs (``blobs/sha256/<hex>``), when the
@@ -163,6 +166,20 @@ class Engine:
             return []
         dirs = [f"{facts.root_dir}/containerd/daemon/io.containerd.content.v1.content"] if facts.root_dir else []
         return dirs + ["/var/lib/containerd/io.containerd.content.v1.content"]
+
+    def config_store(self, env: Mapping[str, str]) -> list[str]:
+        """Directories that may hold the classic image store's image configs (``sha256/<hex>``, the image id
+        being the config's digest), when the engine runs on this machine and this process may read them
+        (root; a hosted runner's user may not): the image database under DockerRootDir. Empty otherwise.
+        Only a place to look: the caller checks every config it reads there against its digest."""
+        host = env.get("DOCKER_HOST", "")
+        if host and not host.startswith("unix://"):
+            return []
+        facts = self.facts()
+        if facts.containerd_store or not facts.root_dir or not facts.storage_driver:
+            return []
+        d = f"{facts.root_dir}/image/{facts.storage_driver}/imagedb/content"
+        return [d] if os.access(d, os.R_OK | os.X_OK) else []
 
     def inspect(self, image: str) -> ImageInfo:
         import docker.errors

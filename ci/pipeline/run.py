@@ -421,6 +421,7 @@ class _Runner:
         self.builder, self.bases = builder, bases
         self.digests_dir = Path(plan.digests_dir)  # every leg's digest file (the run's push event)
         self.content_dirs = engine.content_store(env)  # the containerd store's blobs, when on this machine
+        self.config_dirs = engine.config_store(env)  # the classic store's image configs, when readable here
         self.progress, self.state, self.state_file = progress, state, state_file
         self._state_lock = threading.Lock()
 
@@ -452,6 +453,7 @@ class _Runner:
         from ..github.artifacts import write_digest_file
         from ..build.leg import build_leg, publish_built, settle_inline_cache
         from ..oci.keychain import RegistryClients
+        from ..oci.layout import remove_layout
 
         p = step.plan
         t0 = time.monotonic()
@@ -473,10 +475,15 @@ class _Runner:
             built = build_leg(p, self.builder, self.bases, on_event=self.progress.build_event(step.title))
             self.progress.step(step.title, "publishing by digest")
             clients = RegistryClients(self.plan.keychain, on_retry=lambda msg: self.progress.log(f"{step.title}: retry: {msg}"))
-            res = publish_built(p, built.info.id, self.engine, cache, clients, content_dirs=self.content_dirs,
-                                log=lambda msg: self.progress.step(step.title, msg))
-            cache_warning = settle_inline_cache(p, built, self.engine, cache, clients,
-                                                log=lambda msg: self.progress.step(step.title, msg)) or built.cache_warning
+            try:
+                res = publish_built(p, built, self.engine, cache, clients, content_dirs=self.content_dirs,
+                                    log=lambda msg: self.progress.step(step.title, msg))
+                cache_warning = settle_inline_cache(p, built, self.engine, cache, clients,
+                                                    log=lambda msg: self.progress.step(step.title, msg),
+                                                    config_dirs=self.config_dirs) or built.cache_warning
+            finally:
+                if built.layout:  # published or not, the OCI layout has done its job
+                    remove_layout(built.layout)
             if cache_warning:
                 self.progress.log(f"{step.title}: warning: {cache_warning}")
             with self._state_lock:
@@ -605,7 +612,9 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
     # offline bases are served from the embedded "quay" registry, else from a private one
     bases = OfflineBases(env, host=emb.hosts[0] if emb is not None else None,
                          root=options.state_path.resolve() / "registries" / "bases")
-    with Progress(len(plan.legs), stderr, tty) as progress, bases:
+    from ..github.actions import in_actions
+
+    with Progress(len(plan.legs), stderr, tty, actions=in_actions(env)) as progress, bases:
         runner = _Runner(plan, options, env, engine, builder, bases, progress, state, state_file)
         with BlobCache(default_cache_dir(env)) as cache:
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:

@@ -50,11 +50,13 @@ from ..github.artifacts import write_digest_file
 from ..oci.blobcache import Blob, BlobCache
 from ..docker.engine import Engine, ImageInfo
 from ..errors import EngineError, OperationError, RegistryError, VerificationError
-from ..oci.manifest import (ATTESTATION_REF_TYPE, ATTESTATION_VALUE, DOCKER_CONFIG, DOCKER_LAYER_GZIP,
+from ..oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP,
                          IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, OCI_LAYER_GZIP, Composed, Descriptor,
-                         compose_image_manifest,
-                         is_attestation_manifest, parse_manifest)
+                         compose_image_manifest, is_attestation_entry,
+                         is_attestation_manifest, parse_manifest, platform_key)
 from ..matrix.naming import LegKey
+from ..oci.layout import read_layout
+from ..oci.platforms import Platform
 from ..oci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
 if TYPE_CHECKING:
@@ -184,7 +186,7 @@ class _Export:
 def stage_image(engine: Engine, image: str, cache: BlobCache,
                 on_blob: Callable[[Blob], None] | None = None,
                 log: Callable[[str], None] = lambda s: None,
-                content_dirs: Sequence[str] = ()) -> StagedImage:
+                content_dirs: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> StagedImage:
     """Make every blob of ``image`` available in ``cache``; call ``on_blob`` as each one is ready.
 
     Without ``docker save`` when the cache already holds the manifest staged for this image id and
@@ -198,6 +200,11 @@ def stage_image(engine: Engine, image: str, cache: BlobCache,
     nothing is exported at all: the layers are uploaded from those files (``docker save`` of the
     containerd store streams every byte through dockerd and containerd, several times slower than
     the upload itself).
+
+    ``config_dirs`` (:meth:`ci.engine.Engine.config_store`): where a local classic image store keeps its
+    image configs. When every layer of the image was gzipped into the cache before (another image with
+    the same layers: the inline-cache image of a leg just published) and its config is found there,
+    nothing is exported: only the new config is sent.
     """
     info = engine.inspect(image)
     announced: set[str] = set()
@@ -208,7 +215,7 @@ def stage_image(engine: Engine, image: str, cache: BlobCache,
             if on_blob:
                 on_blob(blob)
 
-    staged, early = _stage_from_cache(info, cache)
+    staged, early = _stage_from_cache(info, cache, config_dirs)
     if staged is None and content_dirs:
         staged = _stage_from_content_store(info, cache, content_dirs)
         if staged is not None:
@@ -224,8 +231,10 @@ def stage_image(engine: Engine, image: str, cache: BlobCache,
     return _stage_from_export(engine, image, info, cache, announce, log)
 
 
-def _stage_from_cache(info: ImageInfo, cache: BlobCache) -> tuple[StagedImage | None, list[Blob]]:
-    """The staged image when the cache holds all of it, else None and the blobs it does hold."""
+def _stage_from_cache(info: ImageInfo, cache: BlobCache,
+                      config_dirs: Sequence[str] = ()) -> tuple[StagedImage | None, list[Blob]]:
+    """The staged image when the cache holds all of it (the config possibly read from the engine's own
+    store, ``config_dirs``), else None and the blobs it does hold."""
     rec = cache.image_record(info.id)
     early: list[Blob] = []
     if rec is not None:
@@ -243,10 +252,15 @@ def _stage_from_cache(info: ImageInfo, cache: BlobCache) -> tuple[StagedImage | 
                 except ValueError:
                     pass
                 return None, early
-    # no record (a cache filled before records existed): on the classic store the id is the config
+    # no record (a cache filled before records existed, or an image whose layers another image brought):
+    # on the classic store the id is the config
     id_blob = cache.get_blob(info.id)
     cached = [cache.layer(d) for d in info.diff_ids]
     present = tuple(b for b in cached if b is not None)
+    if id_blob is None and config_dirs and len(present) == len(cached):
+        cfg_bytes = _config_from_store(info.id, config_dirs)
+        if cfg_bytes is not None:
+            id_blob = cache.put_bytes(cfg_bytes)
     if id_blob is not None and len(present) == len(cached) and \
             _diff_ids(cache.read_blob(info.id, MAX_CONFIG_BYTES)) == list(info.diff_ids):
         composed = _compose(id_blob, present)
@@ -254,6 +268,22 @@ def _stage_from_cache(info: ImageInfo, cache: BlobCache) -> tuple[StagedImage | 
         cache.record_image(info.id, composed.digest, composed.media_type, engine_manifest=False)
         return StagedImage(info.id, id_blob, present, composed, exported=False), []
     return None, list(dict.fromkeys(present))
+
+
+def _config_from_store(digest: str, dirs: Sequence[str]) -> bytes | None:
+    """The image config ``digest`` from the classic store's image database, checked against its digest."""
+    hex_ = digest.split(":", 1)[1]
+    for d in dirs:
+        p = Path(d) / "sha256" / hex_
+        try:
+            if p.stat().st_size > MAX_CONFIG_BYTES:
+                continue
+            data = p.read_bytes()
+        except OSError:
+            continue
+        if sha256_digest(data) == digest:
+            return data
+    return None
 
 
 def _stage_from_content_store(info: ImageInfo, cache: BlobCache, dirs: Sequence[str]) -> StagedImage | None:
@@ -564,23 +594,8 @@ def _legacy_config(ex: _Export, image: str, info: ImageInfo, cache: BlobCache) -
     return data, digest
 
 
-def _plat(obj: object) -> tuple[str, str, str] | None:
-    """``(os, architecture, variant)`` of a descriptor's platform (or an image config), normalised as
-    containerd compares them (``arm64/v8`` is ``arm64``); None when it names no platform."""
-    if not isinstance(obj, dict) or not obj.get("architecture"):
-        return None
-    os_, arch, variant = str(obj.get("os", "")), str(obj["architecture"]), str(obj.get("variant") or "")
-    if (arch == "arm64" and variant in ("v8", "8")) or (arch == "amd64" and variant == "v1"):
-        variant = ""
-    return os_, arch, variant
-
-
-def _entry_is_attestation(entry: dict[str, Any]) -> bool:
-    ann = entry.get("annotations")
-    if isinstance(ann, dict) and ann.get(ATTESTATION_REF_TYPE) == ATTESTATION_VALUE:
-        return True
-    plat = entry.get("platform")
-    return isinstance(plat, dict) and "unknown" in (plat.get("os"), plat.get("architecture"))
+_plat = platform_key
+_entry_is_attestation = is_attestation_entry
 
 
 def _pick_manifest(ex: _Export, image: str, info: ImageInfo, cache: BlobCache) -> tuple[bytes, str]:
@@ -723,15 +738,57 @@ def _describe(exc: BaseException) -> str:
 
 def push_image(engine: Engine, image: str, targets: Sequence[PushTarget], *, cache: BlobCache,
                client_factory: ClientFactory, tags: Iterable[str] = (), mount_from: Iterable[ImageName] = (),
-               log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PushReport:
-    """Publish ``image`` by digest to every target; add ``tags`` (same manifest) in every target and
-    each target's own ``PushTarget.tags`` in that target.
+               log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = (),
+               config_dirs: Sequence[str] = ()) -> PushReport:
+    """Publish engine image ``image`` by digest to every target; add ``tags`` (same manifest) in every
+    target and each target's own ``PushTarget.tags`` in that target.
 
     Raises OperationError naming each failed target; no manifest is pushed anywhere
     unless every target confirmed every blob.
     """
+    return _push(lambda on_blob: stage_image(engine, image, cache, on_blob=on_blob, log=log, content_dirs=content_dirs,
+                                             config_dirs=config_dirs),
+                 image, targets, cache=cache, client_factory=client_factory, tags=tags, mount_from=mount_from)
+
+
+def push_layout(layout: str | Path, targets: Sequence[PushTarget], *, cache: BlobCache, client_factory: ClientFactory,
+                platform: Platform | None = None, tags: Iterable[str] = (), mount_from: Iterable[ImageName] = (),
+                log: Callable[[str], None] = lambda s: None) -> PushReport:
+    """Publish the image of an OCI layout or image archive (:func:`ci.oci.layout.read_layout`) by digest to
+    every target, as :func:`push_image` does for an engine image: its blobs as they are (a layout
+    directory's files are uploaded in place), its manifest exactly as written where it can be."""
+    return _push(lambda on_blob: stage_layout(layout, cache, platform=platform, on_blob=on_blob, log=log),
+                 str(layout), targets, cache=cache, client_factory=client_factory, tags=tags, mount_from=mount_from)
+
+
+def stage_layout(layout: str | Path, cache: BlobCache, *, platform: Platform | None = None,
+                 on_blob: Callable[[Blob], None] | None = None,
+                 log: Callable[[str], None] = lambda s: None) -> StagedImage:
+    """The image of a layout or archive as a :class:`StagedImage`: the layout's own manifest when every
+    layer is one it compressed, else a Docker v2 manifest composed over the gzipped layers (an archive's
+    uncompressed layers are gzipped into the cache once; the digest is then this tool's, stable)."""
+    image = read_layout(layout, cache, platform=platform, log=log)
+    config = (Blob(image.config_digest, len(image.config), image.config_path) if image.config_path is not None
+              else cache.put_bytes(image.config))
+    layers = tuple(Blob(x.descriptor.digest, x.descriptor.size, x.path) for x in image.layers)
+    if image.manifest is not None:
+        manifest = Composed(image.manifest, image.manifest_media_type)
+    else:
+        manifest = _compose(config, layers)
+    if on_blob is not None:
+        for b in dict.fromkeys((*layers, config)):
+            on_blob(b)
+    return StagedImage(manifest.digest if image.manifest is not None else image.config_digest, config, layers,
+                       manifest, exported=False, engine_manifest=image.manifest is not None)
+
+
+def _push(stage: Callable[[Callable[[Blob], None]], StagedImage], what: str, targets: Sequence[PushTarget], *,
+          cache: BlobCache, client_factory: ClientFactory, tags: Iterable[str] = (),
+          mount_from: Iterable[ImageName] = ()) -> PushReport:
+    """Stage (``stage(on_blob)``, blobs uploaded as they are announced), then the manifest by digest to every
+    target, read back, then the tags."""
     if not targets:
-        raise OperationError(f"publishing {image}: no target repository; pass --images")
+        raise OperationError(f"publishing {what}: no target repository; pass --images")
     t0 = time.monotonic()
     mounts = list(mount_from)
     uploaders: list[_Uploader] = []
@@ -746,10 +803,10 @@ def push_image(engine: Engine, image: str, targets: Sequence[PushTarget], *, cac
                 for u in uploaders:
                     u.submit(blob)
 
-        staged = stage_image(engine, image, cache, on_blob=ready, log=log, content_dirs=content_dirs)
+        staged = stage(ready)
         failures = [(u, e) for u in uploaders if (e := u.wait()) is not None]
         if failures:
-            raise OperationError(_failures(f"publishing {image}", failures, "no manifest was pushed; rerun to "
+            raise OperationError(_failures(f"publishing {what}", failures, "no manifest was pushed; rerun to "
                                            "upload only what is missing"))
         m = staged.manifest
         futs = [(u, u.run(partial(u.client.put_manifest, m.digest, m.body, m.media_type))) for u in uploaders]
@@ -765,7 +822,7 @@ def push_image(engine: Engine, image: str, targets: Sequence[PushTarget], *, cac
             seen[str(u.target.image)] = found
         if any(v != m.digest for v in seen.values()):
             detail = "; ".join(f"{k}: {v}" for k, v in seen.items())
-            raise VerificationError(f"publishing {image}: expected manifest {m.digest} in every registry, found "
+            raise VerificationError(f"publishing {what}: expected manifest {m.digest} in every registry, found "
                                     f"{detail}; no digest file was written, rerun the publish")
         common = tuple(tags)
         tag_list = tuple(dict.fromkeys([*common, *(t for u in uploaders for t in u.target.tags)]))
@@ -810,11 +867,24 @@ def publish_leg(engine: Engine, image: str, *, leg: LegKey,
     registry that will hold the merged list needs its own (and Docker Hub, which cannot delete
     tags through the API, gets none by default: see ``ci.build.plan_leg``).
     """
-    name = leg.artifact
     report = push_image(engine, image, targets, cache=cache, client_factory=client_factory, tags=tags,
                         mount_from=mount_from, log=log, content_dirs=content_dirs)
+    return _published(report, leg, targets, digests_dir, tags)
+
+
+def publish_layout_leg(layout: str | Path, *, leg: LegKey, platform: Platform | None, targets: Sequence[PushTarget],
+                       cache: BlobCache, client_factory: ClientFactory, digests_dir: str | Path | None,
+                       tags: Sequence[str] = (), mount_from: Iterable[ImageName] = (),
+                       log: Callable[[str], None] = lambda s: None) -> PublishResult:
+    """:func:`publish_leg` for an OCI layout or image archive (a BuildKit export, or a leg another tool built)."""
+    report = push_layout(layout, targets, cache=cache, client_factory=client_factory, platform=platform, tags=tags,
+                         mount_from=mount_from, log=log)
+    return _published(report, leg, targets, digests_dir, tags)
+
+
+def _published(report: PushReport, leg: LegKey, targets: Sequence[PushTarget], digests_dir: str | Path | None,
+               tags: Sequence[str]) -> PublishResult:
     path = write_digest_file(digests_dir, leg, report.digest) if digests_dir is not None else None
     refs = tuple(t.image.with_digest(report.digest) for t in targets) + tuple(
         t.image.with_tag(tag) for tag in report.tags for t in targets if tag in tags or tag in t.tags)
-    return PublishResult(report.digest, name, path, report, refs)
-
+    return PublishResult(report.digest, leg.artifact, path, report, refs)
