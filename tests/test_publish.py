@@ -342,6 +342,13 @@ def test_registry_cache_is_written_on_push_and_reused_by_a_clean_engine(
         assert cached[2] != first.digest and cache_manifest["layers"] == leg_manifest["layers"]
         assert INLINE_CACHE_KEY in cache_config and INLINE_CACHE_KEY not in leg_config
         assert f"registry cache: {first.plan.cache_ref} (inline)" in out
+        # only what is new is published: its config, read from the engine's image database (when this process
+        # may read it); its layers are the leg's, gzipped moments ago and mounted, never exported a second time
+        from localai_ci.docker.engine import Engine
+
+        if Engine(engine).config_store(dict(os.environ)):
+            assert out.count("exported ") == 1, out  # the leg's own export, not the cache image's
+            assert f"staged {len(leg_manifest['layers'])} layer(s) from the blob cache (no export)" in out, out
 
     # 1. a clean engine, the same inputs
     clean_engine(engine, first.plan.local_tag)
