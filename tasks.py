@@ -175,6 +175,9 @@ _BUILD_HELP = {
                     "ISO week, e.g. 2026-W49)",
     "min-free-disk": "GiB that must be free on the filesystem of the engine's data root before building (default: "
                      "$CI_MIN_FREE_DISK_GIB, else no check); the peak use during the leg is reported either way",
+    "from-oci": "do not build: publish this OCI image layout directory or image archive (.tar: OCI layout or "
+                "docker-archive) as the leg, by digest, and write its digest artifact -- a leg another tool built, "
+                "e.g. a Darwin backend's backend-images/<name>.tar (its includeDarwin entry names the leg)",
 }
 # The build workflows pass every field of the leg's build-matrix element; each is checked
 # against the leg resolved from the matrix, so a stale or hand-edited job matrix fails early.
@@ -195,7 +198,7 @@ def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backen
            username: str | None, password_stdin: bool, root: str, dry_run: bool, debug: bool,
            leg_fields: tuple[tuple[str, str], ...] = (), login_registry: str | None = None,
            builder: str | None = None, apt_mirror: str | None = None, apt_ports_mirror: str | None = None,
-           deps_refresh: str | None = None, min_free_disk: str | None = None) -> None:
+           deps_refresh: str | None = None, min_free_disk: str | None = None, from_oci: str | None = None) -> None:
     from localai_ci.build.leg import BuildRequest, run_leg
     from localai_ci.matrix.naming import Family
 
@@ -204,7 +207,8 @@ def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backen
                        matrix=matrix, images=images, digests_dir=digests_dir, event=event, anchor=anchor,
                        run_id=run_id, username=username, password=password, login_registry=login_registry,
                        root=root, dry_run=dry_run, leg_fields=leg_fields, builder=builder, apt_mirror=apt_mirror,
-                       apt_ports_mirror=apt_ports_mirror, deps_refresh=deps_refresh, min_free_disk=min_free_disk)
+                       apt_ports_mirror=apt_ports_mirror, deps_refresh=deps_refresh, min_free_disk=min_free_disk,
+                       from_oci=from_oci)
     run_verb(run_leg, req, debug=debug)
 
 
@@ -217,13 +221,13 @@ def _build_task(family: str, name: str, doc: str) -> Task:
               base_image=None, dockerfile=None, context=None, cuda_major_version=None, cuda_minor_version=None,
               skip_drivers=None, ubuntu_version=None, builder_base_image=None, amdgpu_targets=None,
               artifact_name=None, makeflags=None, ubuntu_codename=None, login_registry=None, builder=None,
-              apt_mirror=None, apt_ports_mirror=None, deps_refresh=None, min_free_disk=None):
+              apt_mirror=None, apt_ports_mirror=None, deps_refresh=None, min_free_disk=None, from_oci=None):
         no_extra_args(c)
         given = locals()
         _build(family, tag_suffix, platform_tag, backend, matrix, images, digests_dir, event, anchor, run_id,
                username, password_stdin, root, dry_run, debug,
                _leg_fields({f: given[f.replace("-", "_")] for f in _LEG_FIELDS}), login_registry,
-               builder, apt_mirror, apt_ports_mirror, deps_refresh, min_free_disk)
+               builder, apt_mirror, apt_ports_mirror, deps_refresh, min_free_disk, from_oci)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = doc

@@ -367,7 +367,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
 
     root = Path(req.root)
     matrix = load_matrix(Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family], req.family)
-    entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend)
+    entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend, darwin=bool(req.from_oci))
     if req.leg_fields:
         from ..github.jobs import check_leg_fields
         check_leg_fields(entry, dict(req.leg_fields))
@@ -448,7 +448,11 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
         print(plan.describe(), file=stdout)
+        if req.from_oci:
+            print(f"from:       {req.from_oci} (published as it is, not built)", file=stdout)
         return LegResult(plan)
+    if req.from_oci:
+        return publish_from_oci(req, plan, keychain, environ, stdout)
     t0 = time.monotonic()
     eng = engine or connect(environ)
     builder = builder_for(eng, environ, check_builder_name(req.builder or ""))

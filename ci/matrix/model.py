@@ -1,7 +1,9 @@
 """The backend build matrix (LocalAI format): loading, validation and the typed model (pure).
 
 A matrix file has ``include:`` (Linux entries, one build leg each, kebab-case keys)
-and optionally ``includeDarwin:`` (macOS entries: kept, never built here). Loading
+and optionally ``includeDarwin:`` (macOS entries: never built here; each is one leg another tool
+builds on a macOS runner -- ``darwin/arm64`` unless the entry names ``platforms`` -- published from
+its image archive with ``--from-oci`` and merged like any leg: :attr:`Matrix.darwin_legs`). Loading
 is safe (no Python tags, no aliases, bounded size) and every error names the file,
 the line, the entry's tag-suffix and the field.
 """
@@ -40,6 +42,8 @@ _SERVER_OPTIONAL = _BACKEND_OPTIONAL + (
 TOP_LEVEL_KEYS = ("include", "includeDarwin")
 # where each family's matrix lives in a repository (relative to its root)
 DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
+DARWIN_PLATFORM = "darwin/arm64"  # LocalAI's macOS runners (macos-latest: Apple Silicon)
+DARWIN_RUNNER = "macos-latest"
 
 
 def required_keys(family: Family) -> tuple[str, ...]:
@@ -146,6 +150,7 @@ class Matrix:
     family: Family
     entries: tuple[Entry, ...]
     darwin: tuple[dict[str, str], ...] = ()
+    darwin_lines: tuple[int, ...] = ()  # the line of each includeDarwin entry (same order)
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
@@ -158,7 +163,17 @@ class Matrix:
         return list(dict.fromkeys(e.tag_suffix for e in self.entries))
 
     def legs_of(self, suffix: str) -> list[Entry]:
-        return [e for e in self.entries if e.tag_suffix == suffix]
+        """The legs of a tag-suffix: its ``include:`` entries, else its ``includeDarwin:`` one."""
+        return [e for e in self.entries if e.tag_suffix == suffix] or \
+            [e for e in self.darwin_legs if e.tag_suffix == suffix]
+
+    @property
+    def darwin_legs(self) -> tuple[Entry, ...]:
+        """Each ``includeDarwin:`` entry as a leg (built elsewhere, published with ``--from-oci``): platform
+        ``darwin/arm64`` unless the entry names ``platforms``, no Dockerfile; MatrixError naming the line
+        of an entry whose tag-suffix or platform is not one a leg can have."""
+        return tuple(_darwin_leg(self, d, self.darwin_lines[i] if i < len(self.darwin_lines) else 0)
+                     for i, d in enumerate(self.darwin))
 
     def find(self, suffix: str, ptag: str) -> Entry | None:
         for e in self.entries:
@@ -167,22 +182,47 @@ class Matrix:
         return None
 
 
+def _darwin_leg(matrix: Matrix, d: dict[str, str], line: int) -> Entry:
+    suffix = d.get("tag-suffix", "")
+    where = f"{matrix.path} line {line} (includeDarwin)"
+    try:
+        check_suffix(suffix, matrix.family)
+        plat = parse_platform(d.get("platforms") or DARWIN_PLATFORM)
+        ptag = check_platform_tag(d.get("platform-tag") or platform_tag(plat))
+    except ValueError as exc:
+        raise MatrixError(f"{where}: tag-suffix {suffix!r}: {exc}") from None
+    latest = d.get("tag-latest") or "auto"
+    if latest not in TAG_LATEST_VALUES:
+        raise MatrixError(f"{where}: tag-suffix {suffix!r}: field 'tag-latest': {latest!r} is not one of "
+                          f"{', '.join(TAG_LATEST_VALUES)}")
+    return Entry(family=matrix.family, tag_suffix=suffix, platforms=(plat,), tag_latest=latest,
+                 runs_on=d.get("runs-on") or DARWIN_RUNNER, base_image="", dockerfile="", context="",
+                 build_type=d.get("build-type", ""), backend=d.get("backend", ""),
+                 platform_tag_field=d.get("platform-tag", ""), source=matrix.path, line=line, end_line=line,
+                 raw=tuple(d.items()))
+
+
 # ---- the one leg a command names --------------------------------------------------------------
 def _leg_list(entries: list[Entry]) -> str:
     return ", ".join(f"{e.tag_suffix or repr('')} {e.ptag}" + (f" ({e.backend})" if e.backend else "")
                      for e in entries)
 
 
-def resolve_leg(matrix: Matrix, suffix: str | None, ptag: str | None, backend: str | None = None) -> Entry:
-    """The one leg named by ``--tag-suffix``/``--platform-tag``/``--backend``; UserError listing candidates."""
+def resolve_leg(matrix: Matrix, suffix: str | None, ptag: str | None, backend: str | None = None, *,
+                darwin: bool = False) -> Entry:
+    """The one leg named by ``--tag-suffix``/``--platform-tag``/``--backend``; UserError listing candidates.
+    ``darwin``: the ``includeDarwin:`` legs are candidates too (publishing a leg built elsewhere)."""
     if suffix is None and not backend:
         raise UserError("give --tag-suffix (and --platform-tag), or --backend NAME; "
                         f"legs in {matrix.path}: {_leg_list(list(matrix))}")
     if suffix is not None:
         suffix = normalize_suffix(matrix.family, suffix)  # the artifact spelling of the core image is accepted too
-    cands = list(matrix)
+    cands = list(matrix) + (list(matrix.darwin_legs) if darwin else [])
     if suffix is not None:
         cands = [e for e in cands if e.tag_suffix == suffix]
+        if not cands and not darwin and any(d.get("tag-suffix") == suffix for d in matrix.darwin):
+            raise UserError(f"tag-suffix {suffix!r} is an includeDarwin entry of {matrix.path}: it is built on a "
+                            "macOS runner, not here; publish the image archive that build wrote with --from-oci PATH")
         if not cands:
             close = difflib.get_close_matches(suffix, matrix.suffixes(), n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -381,6 +421,7 @@ def parse_matrix(text: str, source: str = "<matrix>", family: Family = Family.BA
     entries = tuple(_entry(n, i, source, family) for i, n in enumerate(inc.value))
     _check_duplicates(entries)
     darwin: list[dict[str, str]] = []
+    darwin_lines: list[int] = []
     if "includeDarwin" in top:
         dnode = top["includeDarwin"]
         if not isinstance(dnode, yaml.SequenceNode):
@@ -395,7 +436,8 @@ def parse_matrix(text: str, source: str = "<matrix>", family: Family = Family.BA
                     raise MatrixError(f"{source} line {_line(k)}: includeDarwin values must be plain strings")
                 d[ks] = vs
             darwin.append(d)
-    return Matrix(path=source, family=family, entries=entries, darwin=tuple(darwin))
+            darwin_lines.append(_line(n))
+    return Matrix(path=source, family=family, entries=entries, darwin=tuple(darwin), darwin_lines=tuple(darwin_lines))
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
