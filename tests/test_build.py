@@ -369,7 +369,7 @@ def test_workflow_build_args_refuse_bad_values(kw: dict[str, str], message: str)
 
 
 def test_dry_run_shows_the_workflow_build_args(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", matrix=str(BACKENDS),
+    req = BuildRequest(push=True, family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", matrix=str(BACKENDS),
                        root=str(ROOT), dry_run=True, apt_mirror="http://mirror.example", deps_refresh="2026-W01")
     run_leg(req, env={"HOME": str(tmp_path)})
     out = capsys.readouterr().out
@@ -393,7 +393,7 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     images = f"{quay.host}/{unique}/backends,{hub.host}/{unique}/backends"
     env = {**os.environ, "CI_BLOB_CACHE": str(tmp_path / "blobs"), "GITHUB_SHA": "0" * 40,
            "GITHUB_REF": "refs/heads/master"}
-    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", matrix=str(BACKENDS),
+    req = BuildRequest(push=True, family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", matrix=str(BACKENDS),
                        root=str(ROOT), images=images, digests_dir=str(tmp_path / "digests"), event="push",
                        apt_mirror="http://mirror.example", local_tag=f"localai-ci-test/{unique}:hello-arm64")
     out, err = io.StringIO(), io.StringIO()

@@ -39,7 +39,6 @@ _SERVER_OPTIONAL = _BACKEND_OPTIONAL + (
 )
 TOP_LEVEL_KEYS = ("include", "includeDarwin")
 # where each family's matrix lives in a repository (relative to its root)
-DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
 
 
 def required_keys(family: Family) -> tuple[str, ...]:

@@ -52,7 +52,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from ..compat import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
@@ -756,14 +756,15 @@ def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str
 def family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str],
                  note: Callable[[str], None]) -> FamilySetup:
     """A family's registries (notes for those reached over plain HTTP) and its matrix."""
-    from ..settings import family_config
-    from ..matrix.model import DEFAULT_MATRIX, load_matrix
+    from ..settings import family_config, load_settings
+    from ..matrix.model import load_matrix
 
-    config = family_config(family, images=images, env=env)
+    settings = load_settings(".")
+    config = family_config(family, images=images, env=env, settings=settings)
     for reg in config.registries:
         if config.plain_http(reg):
             note(f"using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)")
-    return FamilySetup(config=config, matrix=load_matrix(matrix or DEFAULT_MATRIX[family], family))
+    return FamilySetup(config=config, matrix=load_matrix(matrix or settings.matrix_path(family), family))
 
 
 def merge_setups(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> dict[Family, FamilySetup]:
