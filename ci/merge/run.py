@@ -787,6 +787,7 @@ class MergeRequest:
     sign: bool = False
     key: str | None = None
     tlog: bool = True
+    referrers_mode: str = ""  # cosign --registry-referrers-mode (oci-1-1)
     method: str = "auto"
     dry_run: bool = False
     jobs: int = 8
@@ -810,10 +811,13 @@ def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str
         raise UserError("--run-id is only used with --anchor")
     if req.key and not req.sign:
         raise UserError("--key is only used with --sign")
+    if req.referrers_mode and not req.sign:
+        raise UserError("--registry-referrers-mode is only used with --sign")
     return MergeOptions(method=Method(req.method), tag_source=source,
                         tag_latest=parse_latest(req.tag_latest) if req.tag_latest else None, anchor_run_id=run_id,
                         quay=quay_api(env) if run_id else None,
-                        sign=SignOptions(key=req.key, tlog=req.tlog, env=env) if req.sign else None,
+                        sign=SignOptions(key=req.key, tlog=req.tlog, referrers_mode=req.referrers_mode, env=env)
+                        if req.sign else None,
                         dry_run=req.dry_run, jobs=req.jobs)
 
 
