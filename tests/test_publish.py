@@ -59,9 +59,10 @@ def leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iterator[C
         # a fixed SOURCE_DATE_EPOCH keeps the created label (and so the digest) stable without git
         env = kw.pop("env", leg_env(tmp_path, SOURCE_DATE_EPOCH="1700000000",
                                     CI_CACHE_IMAGE=f"{registries[0].host}/{unique}/ci-cache"))
-        req = BuildRequest(push=True, family=family, tag_suffix=suffix, platform_tag=ptag, matrix=str(mats[family]),
+        req = BuildRequest(family=family, tag_suffix=suffix, platform_tag=ptag, matrix=str(mats[family]),
                            images=kw.pop("images", images[family]), digests_dir=str(tmp_path / "digests"),
-                           root=str(ROOT), local_tag=local, cache_dir=str(tmp_path / "cache"), **kw)
+                           root=str(ROOT), local_tag=local, cache_dir=str(tmp_path / "cache"),
+                           **{"push": True, **kw})
         return run_leg(req, env=env, engine=Engine(engine))
 
     yield run
@@ -409,3 +410,22 @@ def test_registry_cache_failure_is_a_warning(leg: Any, registries: Any, unique: 
     assert res.cache == "registry mode=max"
     assert "registry cache 127.0.0.1:9/cache:cache-cpu-echo- not exported" in err, err
     assert dead in res.cache_warning and f"warning: {res.cache_warning}" in out, out
+
+
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
+def test_without_push_a_build_sends_nothing_to_any_registry(leg: Any, registries: Any, unique: str,
+                                                            tmp_path: Path) -> None:
+    """A maintainer logged in to the real registries builds locally: without --push nothing is
+    written anywhere -- no blob, manifest, tag, anchor or cache export -- counted by a front that
+    sees every request to the registry (the images and the cache repository are behind it)."""
+    from hostile import HostileServer
+
+    with HostileServer("127.0.0.9", upstream=registries[0].host, lifetime=300) as front:
+        images = f"{front.host}/{unique}/backends"
+        env = leg_env(tmp_path, SOURCE_DATE_EPOCH="1700000000", CI_CACHE_IMAGE=f"{front.host}/{unique}/ci-cache")
+        res = leg(Family.BACKENDS, "-cpu-echo", "amd64", images=images, env=env, anchor=True, run_id="5", push=False)
+        assert res.image_id and res.digest == "" and not (tmp_path / "digests").exists()
+        writes = [s for s in front.seen if s.method in ("PUT", "POST", "PATCH", "DELETE")]
+        assert writes == [], writes
+        published = leg(Family.BACKENDS, "-cpu-echo", "amd64", images=images, env=env, anchor=True, run_id="5")
+        assert published.digest and [s for s in front.seen if s.method in ("PUT", "POST", "PATCH")]  # the front counts
