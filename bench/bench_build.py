@@ -121,7 +121,7 @@ class Ours:
         self.bases.append(time.monotonic() - t0)
 
     def args(self, root: Path, images: list[str], tmp: Path) -> list[str]:
-        return [sys.executable, "-m", "invoke", "build-backend", f"--tag-suffix={SUFFIX}", "--platform-tag", PTAG,
+        return [sys.executable, "-m", "invoke", "build-backend", "--push", f"--tag-suffix={SUFFIX}", "--platform-tag", PTAG,
                 "--images", ",".join(images), "--root", str(root), "--digests-dir", str(tmp / "digests")]
 
     def once(self, env: dict[str, str], root: Path, images: list[str], tmp: Path, record: bool = True) -> None:
@@ -219,7 +219,7 @@ def bench_engine(info: EngineInfo, args: argparse.Namespace, tmp: Path) -> Resul
     eng = connect(env)
     peer: Peer | None = None
     try:
-        plan, _ = prepare(BuildRequest(family=Family.BACKENDS, tag_suffix=SUFFIX, platform_tag=PTAG,
+        plan, _ = prepare(BuildRequest(push=True, family=Family.BACKENDS, tag_suffix=SUFFIX, platform_tag=PTAG,
                                        images=",".join(peer_regs.images), root=str(root)), env)
         caps = BuildxBuilder(eng, env, name=builder).caps()
         feas = leg_feasibility(plan, caps, env)

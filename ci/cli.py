@@ -1,6 +1,10 @@
-"""argparse front-end for the nox sessions and ``localai-ci`` / ``python -m localai_ci``: parse, call one verb, print.
+"""The ``localai-ci`` console script (and ``python -m localai_ci``), and the argparse front end of the
+nox sessions: parse, call one verb, print.
 
-``main(argv) -> int`` catches :class:`~ci.errors.CiError` once, prints ``error: ...`` to
+``localai-ci VERB ...`` runs any verb: ``merge`` and ``inspect`` (argparse, :data:`COMMANDS`, what
+``nox -s merge``/``inspect`` run) and every invoke task of :mod:`localai_ci.tasks` (``build-backend``,
+``pipeline``, ``matrix.lint``, ...: the same tasks ``invoke`` runs, through invoke's own parser);
+``localai-ci --help`` lists them all. ``main(argv) -> int`` catches :class:`~ci.errors.CiError` once, prints ``error: ...`` to
 stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug`` (or
 ``CI_DEBUG=1``) adds the traceback. New subcommands register in :data:`COMMANDS`.
 
@@ -19,9 +23,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from .errors import CiError, UserError, failure
-from .settings import family_config
+from .settings import SETTINGS_FILE, family_config, load_settings
 from .github.actions import write_summary as _write_summary
-from .matrix.model import DEFAULT_MATRIX
 from .matrix.naming import Family
 
 
@@ -72,10 +75,11 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
                      help="write every suffix's result (merged with its list digest, tags and platforms, skipped or "
                           "failed with its reason) as JSON, for `nox -s inspect -- --merged FILE`")
     sel.add_argument("--matrix", metavar="PATH",
-                     help="the family's matrix, to know each suffix's legs and tag-latest "
-                          f"(default {DEFAULT_MATRIX[Family.BACKENDS]}, server {DEFAULT_MATRIX[Family.SERVER]})")
-    sel.add_argument("--server-matrix", metavar="PATH", default=DEFAULT_MATRIX[Family.SERVER],
-                     help="with --all: the server family's matrix (default %(default)s)")
+                     help="the family's matrix, to know each suffix's legs and tag-latest (default: the "
+                          f"repository's, as {SETTINGS_FILE} names it or found: .github/backend-matrix.yml, "
+                          "backends/matrix.yml; server backends/images.yml)")
+    sel.add_argument("--server-matrix", metavar="PATH",
+                     help="with --all: the server family's matrix (default: the repository's, as for --matrix)")
     dst = p.add_argument_group("where and how")
     dst.add_argument("--images", metavar="LIST",
                      help="comma-separated repositories of the family, one per registry (default: "
@@ -109,6 +113,9 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
                      help="cosign private key for --sign (needs COSIGN_PASSWORD); without it cosign signs keyless")
     aft.add_argument("--no-tlog", action="store_true",
                      help="do not upload signatures to the transparency log (offline / loopback registries)")
+    aft.add_argument("--registry-referrers-mode", metavar="MODE", default="",
+                     help="with --sign: cosign's --registry-referrers-mode (oci-1-1: signatures as OCI 1.1 referrers, "
+                          "as LocalAI signs; cosign 2.4 needs COSIGN_EXPERIMENTAL=1 for it)")
 
 
 def note_plain_http(registry: str) -> None:
@@ -126,6 +133,7 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         images=args.images, server_images=args.server_images, matrix=args.matrix, server_matrix=args.server_matrix,
         event=args.event, ref=args.ref, sha=args.sha, tag_latest=args.tag_latest, anchor=args.anchor,
         run_id=args.run_id, sign=args.sign, key=args.key, tlog=not args.no_tlog, method=args.engine,
+        referrers_mode=args.registry_referrers_mode,
         dry_run=args.dry_run, jobs=args.jobs)
     report = run_merge(req, env, note=lambda text: _say(f"note: {text}", err=True),
                        on_result=lambda r: _say(format_result(r), flush=True))
@@ -247,8 +255,9 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     family = Family(args.family)
-    matrix = load_matrix(args.matrix or DEFAULT_MATRIX[family], family)
-    config = family_config(family, images=args.images, env=env)
+    settings = load_settings(".")
+    matrix = load_matrix(args.matrix or settings.matrix_path(family), family)
+    config = family_config(family, images=args.images, env=env, settings=settings)
     only = tuple(s.strip() for s in (args.only or "").split(",") if s.strip())
     unknown = [s for s in only if s not in matrix.suffixes()]
     if unknown:
@@ -275,7 +284,7 @@ def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int
     if args.refs or args.tag or args.expect_platforms:
         raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
     merged = merged_suffixes(args.merged)
-    config = family_config(Family(args.family), images=args.images, env=env)
+    config = family_config(Family(args.family), images=args.images, env=env, settings=load_settings("."))
     if not merged:
         _say(f"nothing to inspect: {args.merged} reports no merged suffix")
         return 0
@@ -308,7 +317,7 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UserError("--key is only used with --verify-signatures")
     images: tuple = ()
     if args.images or args.tag:
-        images = family_config(Family(args.family), images=args.images, env=env).images
+        images = family_config(Family(args.family), images=args.images, env=env, settings=load_settings(".")).images
     targets = expand_targets(args.refs, images if args.tag else (), args.tag)
     insecure = registry_set(env.get(ENV_INSECURE, ""))
     tls = registry_set(env.get(ENV_TLS, ""))
@@ -379,11 +388,89 @@ def join_dash_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """Run one command; return its exit status (argparse usage errors exit 2 as well)."""
+    """``localai-ci VERB ...``: run one verb; return its exit status (usage errors exit 2 as well)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(overview())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"localai-ci {version()}")
+        return 0
+    if args[0] in COMMANDS:
+        return run_command(args, env)
+    tasks = task_names()
+    if args[0] in tasks:
+        return run_task(args)
+    import difflib
+
+    close = difflib.get_close_matches(args[0], [*COMMANDS, *tasks], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    print(f"error: {args[0]!r} is not a localai-ci verb; {hint}`localai-ci --help` lists them", file=sys.stderr)
+    return 2
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("localai-ci")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def task_names() -> dict[str, str]:
+    """Every invoke task of :mod:`localai_ci.tasks` by the name users type (``matrix.lint``), with its summary."""
+    from .tasks import ns
+
+    out = {}
+    for name in sorted(ns.task_names):
+        task = ns[name]
+        out[name] = (task.__doc__ or "").strip().splitlines()[0] if task.__doc__ else ""
+    return out
+
+
+def overview() -> str:
+    """``localai-ci --help``: every verb, one line each."""
+    verbs = {**task_names(), **{n: c.help for n, c in COMMANDS.items()}}
+    width = max(len(n) for n in verbs)
+    lines = ["usage: localai-ci VERB [OPTIONS]   (localai-ci VERB --help: the verb's options)", "",
+             "Per-arch fan-out / fan-in pipelines for multi-arch container images (LocalAI-style).", "", "verbs:"]
+    lines += [f"  {n.ljust(width)}  {doc}" for n, doc in sorted(verbs.items())]
+    lines += ["", "The same verbs run as `invoke VERB` (a repository's tasks.py: `from localai_ci.tasks import ns`) "
+              "and, for merge and inspect, `nox -s VERB -- ...`.",
+              "Exit status: 0 ok, 1 a failure, 2 bad input."]
+    return "\n".join(lines)
+
+
+def run_task(args: Sequence[str]) -> int:
+    """One invoke task, parsed and run by invoke's own machinery (the tasks' options, help and errors),
+    under the name ``localai-ci``; an option invoke cannot parse is bad input (exit 2)."""
+    from invoke import Exit, ParseError, Program
+
+    from .tasks import ns
+
+    class _Program(Program):
+        def parse_tasks(self) -> None:
+            try:
+                super().parse_tasks()
+            except ParseError as exc:
+                raise Exit(f"error: {exc}; localai-ci {args[0]} --help lists its options", code=2) from exc
+
+    program = _Program(namespace=ns, name="localai-ci", binary="localai-ci", version=version())
+    try:
+        program.run(["localai-ci", *args])
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    """One argparse command (:data:`COMMANDS`: ``merge``, ``inspect``); the nox sessions run these."""
     environ = os.environ if env is None else env
     parser = build_parser()
     try:
-        args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(join_dash_values(argv))
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     debug = bool(args.debug or environ.get("CI_DEBUG"))

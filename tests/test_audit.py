@@ -51,7 +51,7 @@ def test_pipeline_then_audit_then_three_faults_each_caught(engine: Any, registri
     server = f"{quay.host}/{unique}/server,{hub.host}/{unique}/server"
     env = {**os.environ, "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_SHA": SHA, "CI_BLOB_CACHE": str(tmp_path / "blobs"),
            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
-    report = run_pipeline(PipelineOptions(root=str(ROOT), images=images, server_images=server, only=SUFFIXES,
+    report = run_pipeline(PipelineOptions(root=str(ROOT), images=images, server_images=server, only=SUFFIXES, push=True,
                                           state_dir=str(tmp_path / "state")), env=env, out=io.StringIO(),
                           err=io.StringIO())
     assert report.exit_code == 0, report.failures

@@ -105,7 +105,7 @@ def test_one_error_mapper_for_both_front_ends() -> None:
     import pytest
     from invoke import Exit
 
-    import tasks
+    from localai_ci import tasks
     from localai_ci.errors import RegistryError, UserError, failure
     from localai_ci.redaction import register_secret
 

@@ -518,7 +518,7 @@ def build_losing_the_engine(engine: Any, registries: Any, unique: str, tmp_path:
     env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SOURCE_DATE_EPOCH": "0",
            "DOCKER_HOST": forwarder.docker_host, ENV_BUSYBOX_DIR: str(busybox_dir(os.environ)),
            "CI_CACHE_IMAGE": f"{images}-cache"}
-    req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-stop", platform_tag="amd64", matrix=str(matrix),
+    req = BuildRequest(push=True, family=Family.BACKENDS, tag_suffix="-cpu-stop", platform_tag="amd64", matrix=str(matrix),
                        root=str(tmp_path), images=images, digests_dir=str(tmp_path / "digests"),
                        cache_dir=str(tmp_path / "cache"), local_tag=f"localai-ci-test/{unique}:amd64")
     t0 = time.monotonic()

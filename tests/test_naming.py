@@ -88,6 +88,9 @@ def test_reserved_and_unsafe_fragments() -> None:
 def test_cache_and_keepalive_tags() -> None:
     assert cache_tag(Family.BACKENDS, "-cpu-vllm", "arm64") == "cache-cpu-vllm-arm64"
     assert cache_tag(Family.SERVER, "-gpu-vulkan", "amd64") == "cache-localai-gpu-vulkan-amd64"
+    # a single-arch entry without platform-tag: LocalAI's ref, ending in '-' (no cold start on adoption)
+    assert cache_tag(Family.BACKENDS, "-cpu-whisper", "") == "cache-cpu-whisper-"
+    assert cache_tag(Family.SERVER, "-gpu-vulkan", "") == "cache-localai-gpu-vulkan-"
     assert keepalive_tag("12345", Family.BACKENDS, "-cpu-vllm", "amd64") == "keepalive-12345-cpu-vllm-amd64"
     assert keepalive_tag("1", Family.SERVER, "", "arm64") == "keepalive-1-localai-core-arm64"
     with pytest.raises(ValueError, match="run id"):

@@ -55,7 +55,7 @@ def _env(tmp: Path) -> dict[str, str]:
 def _publish(tmp: Path, images: str, archive: Path, suffix: str = SUFFIX) -> subprocess.CompletedProcess[str]:
     """The command the Darwin workflow job runs after downloading the macOS job's archive."""
     return subprocess.run([sys.executable, "-m", "invoke", "build-backend", f"--tag-suffix={suffix}",
-                           "--from-oci", str(archive), "--matrix", str(_matrix(tmp)), "--images", images,
+                           "--from-oci", str(archive), "--push", "--matrix", str(_matrix(tmp)), "--images", images,
                            "--digests-dir", str(tmp / "digests"), "--root", str(ROOT)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env=_env(tmp), check=False)

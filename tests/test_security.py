@@ -203,7 +203,7 @@ def test_known_password_leaks_nowhere(auth_registry: tuple[str, Path], engine: A
                 "CI_TLS_REGISTRIES": host})
     invoke = [sys.executable, "-m", "invoke", "-r", str(ROOT)]
     build = [*invoke, "build-backend", "--tag-suffix=-cpu-sec", "--platform-tag", "amd64", "--matrix", str(matrix),
-             "--root", str(ROOT), "--images", image, "--digests-dir", str(tmp_path / "digests"), "--debug"]
+             "--root", str(ROOT), "--images", image, "--digests-dir", str(tmp_path / "digests"), "--debug", "--push"]
     merge = [sys.executable, "-m", "localai_ci", "merge", "--debug", "--tag-suffix=-cpu-sec", "--matrix", str(matrix),
              "--images", image, "--digests-dir", str(tmp_path / "digests")]
     inspect = [sys.executable, "-m", "localai_ci", "inspect", "--debug", f"{image}:master-cpu-sec",

@@ -8,6 +8,7 @@ publish + outputs.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from ..errors import CiError, EngineError, UserError
 from ..settings import FamilyConfig
 from ..git.repo import SourceInfo, source_info
 from ..github.actions import Event
-from ..matrix.model import DEFAULT_MATRIX, Entry, resolve_leg
+from ..matrix.model import Entry, resolve_leg
 from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
 from ..oci.platforms import Platform, RunnerPolicy
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
@@ -73,10 +74,23 @@ class LegPlan:
     event: str
     publishes: bool  # push event: publish by digest + digest file
     tags: tuple[str, ...]  # tags added in every target (the PR tag)
-    anchor: str  # keepalive tag (--anchor), '' for none; only in the anchor registries' targets
-    anchor_registries: tuple[str, ...]  # target registries that get the anchor
+    anchor: str  # keepalive tag (--anchor), '' for none: in the anchor repository, never in a target
+    anchor_registries: tuple[str, ...]  # target registries whose untagged children the anchor protects
     config: FamilyConfig  # resolved once in planning: transports (plain HTTP), cache repository
     notes: tuple[str, ...] = field(default=())
+    #: whether anything may leave this machine (``--push``): without it the leg is built and nothing is
+    #: sent -- no digest, tag, anchor or cache export -- and the plan says what --push would send where
+    push: bool = True
+
+    @property
+    def sends(self) -> bool:
+        """The leg is pushed somewhere (by digest, or as a PR tag) -- only with ``push``."""
+        return self.push and bool(self.images)
+
+    @property
+    def writes_cache(self) -> bool:
+        """BuildKit exports the registry cache (push events, with ``push``)."""
+        return self.push and self.cache_write
 
     @property
     def key(self) -> LegKey:
@@ -84,12 +98,28 @@ class LegPlan:
 
     @property
     def anchored_images(self) -> tuple[ImageName, ...]:
-        """The target repositories that get the keepalive anchor."""
-        return tuple(i for i in self.images if self.anchor and i.registry in self.anchor_registries)
+        """Where the keepalive anchor goes: the family's cache repository (LocalAI's internal
+        ``ci-cache``), never a target users browse. It protects the untagged children in the targets
+        on the same registry: the merge copies a reaped child back from the anchor."""
+        return (self.config.cache,) if self.anchor and self.anchor_registries else ()
 
     def target_tags(self, image: ImageName) -> tuple[str, ...]:
-        """Every tag one target repository gets: the PR tag, and the anchor where it is needed."""
-        return (*self.tags, *((self.anchor,) if image in self.anchored_images else ()))
+        """Every tag one target repository gets: the PR tag (a push by digest gets none)."""
+        return self.tags
+
+    def as_json(self) -> dict[str, object]:
+        """The plan as ``--dry-run --format json`` prints it: the same data as :meth:`describe`."""
+        return {
+            "family": str(self.family), "tag-suffix": self.suffix, "platform-tag": self.ptag,
+            "platform": str(self.platform), "runs-on": self.runs_on, "backend": self.backend,
+            "matrix": self.matrix, "line": self.line, "dockerfile": self.dockerfile, "context": self.context,
+            "base-image": self.base_image, "build-args": dict(self.build_args), "labels": dict(self.labels),
+            "local-tag": self.local_tag, "event": self.event, "push": self.push, "publishes": self.publishes,
+            "images": [str(i) for i in self.images], "tags": list(self.tags),
+            "anchor": ({"tag": self.anchor, "images": [str(i) for i in self.anchored_images]} if self.anchor else None),
+            "artifact": self.artifact, "digests-dir": self.digests_dir,
+            "cache-ref": self.cache_ref, "cache-write": self.cache_write, "notes": list(self.notes),
+        }
 
     def describe(self) -> str:
         """The plan as ``--dry-run`` prints it."""
@@ -103,18 +133,27 @@ class LegPlan:
         lines.append("labels:")
         lines += [f"  {k}={v}" for k, v in self.labels]
         lines.append(f"event:      {self.event} ({'publish by digest' if self.publishes else 'pull request'})")
+        if self.push:
+            lines.append("push:       yes (--push): what follows is sent")
+        else:
+            lines.append("push:       no: nothing leaves this machine (no digest, tag, anchor or cache export); "
+                         "with --push, what follows would be sent")
         lines.append("images:     " + (", ".join(str(i) for i in self.images) or "none (build only)"))
         if self.tags:
             lines.append("tags:       " + ", ".join(self.tags) + " (in every image above)")
         if self.anchor:
             lines.append(f"anchor:     {self.anchor} in " + (", ".join(str(i) for i in self.anchored_images) or "none")
-                         + f" (registries that garbage-collect untagged manifests; default all but {DOCKER_HUB}, "
-                         f"which cannot delete tags; {ENV_ANCHOR_REGISTRIES} overrides)")
+                         + " (the cache repository: it keeps the untagged child alive in "
+                         + (", ".join(self.anchor_registries) or "no target registry")
+                         + f" until the merge; registries that garbage-collect untagged manifests: default all but "
+                         f"{DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} overrides)")
         lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
                                                        if self.digests_dir else " (no digest file)"))
         lines.append(f"cache ref:  {self.cache_ref} (BuildKit imports it"
                      + ("; exports it after the build: mode=max where the builder can, else inline cache re-tagged "
                         "after publishing)" if self.cache_write else "; a pull request never writes it)"))
+        if not self.push and self.cache_write:
+            lines.append("            (without --push: imported only, never exported)")
         lines += [f"note:       {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -161,11 +200,13 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
              digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
              pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
              local_tag: str | None = None, anchor_in: frozenset[str] | None = None,
-             extra_args: Mapping[str, str] | None = None) -> LegPlan:
+             extra_args: Mapping[str, str] | None = None, push: bool = True) -> LegPlan:
     """Decide one leg's build and publication (pure: no engine, no network, no env reads).
 
     ``pr_push``: on a pull request, whether PR credentials are configured (push to the PR image).
     ``extra_args``: build args the workflow adds to the matrix's (see :func:`workflow_build_args`).
+    ``push``: whether anything may be sent (``--push``); the plan is the same either way, so a plan
+    without it says what --push would send.
     ``anchor_in``: registries that get the keepalive anchor (``CI_ANCHOR_REGISTRIES``); None: every
     target registry but Docker Hub, which does not reap untagged manifests the way Quay does and
     cannot delete a tag through the registry API (405), so anchors would pile up there.
@@ -199,11 +240,16 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
                 anchor_tag = keepalive_tag(rid, family, suffix, ptag)
             except ValueError as exc:
                 raise UserError(f"--anchor: {exc}") from None
-            anchored = tuple(r for r in config.registries
-                             if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB))
-            if not anchored:
-                notes.append(f"--anchor: no keepalive anchor in {', '.join(config.registries)} (default: every "
-                             f"registry but {DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} names those that get one)")
+            reaping = [r for r in config.registries if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB)]
+            anchored = tuple(r for r in reaping if r == config.cache.registry)
+            unprotected = [r for r in reaping if r != config.cache.registry]
+            if unprotected:
+                notes.append(f"--anchor: no anchor repository in {', '.join(unprotected)} (the anchor goes to the "
+                             f"cache repository {config.cache}, which protects children in its own registry only; "
+                             f"CI_CACHE_IMAGE or the settings' cache-image names it)")
+            if not reaping:
+                notes.append(f"--anchor: no keepalive anchor for {', '.join(config.registries)} (default: every "
+                             f"registry but {DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} names those that need one)")
     else:
         publishes, ddir = False, None
         if pr_push:
@@ -214,18 +260,32 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
             notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")
     try:  # the matrix validated these; a hand-made Entry is still refused as bad input, not a traceback
         artifact = entry.key.artifact
-        cache_ref = config.cache.with_tag(cache_tag(family, suffix, ptag))
+        cache_ref = config.cache.with_tag(cache_tag(family, suffix, entry.platform_tag_field))
     except ValueError as exc:
         raise UserError(f"{entry.where}: {exc}") from None
     return LegPlan(
         family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
         backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
-        base_image=entry.base_image, build_args=tuple({**entry.build_args(), **dict(extra_args or {})}.items()),
+        base_image=entry.base_image, build_args=leg_build_args(entry, config, extra_args),
         labels=tuple((k, v) for k, v in labels.items() if v), local_tag=local_tag or naming.local_tag(family, suffix, ptag),
         images=tuple(images), mount_from=tuple(m for m in mount_from if m not in images),
         artifact=artifact, digests_dir=ddir, cache_ref=cache_ref, cache_write=publishes, event=event.name,
         publishes=publishes, tags=tags, anchor=anchor_tag, anchor_registries=anchored, config=config,
-        notes=tuple(notes))
+        notes=tuple(notes), push=push)
+
+
+def leg_build_args(entry: Entry, config: FamilyConfig,
+                   extra_args: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
+    """The build args of a leg, as LocalAI's workflows pass them: the entry's (``Entry.build_args``),
+    then the family's defaults for those the entry leaves empty (``AMDGPU_TARGETS``: LocalAI's
+    ``matrix.amdgpu-targets || '<list>'``; the settings file's ``build-args``), then the workflow's own
+    (``APT_MIRROR``, ``DEPS_REFRESH``, ...)."""
+    args = entry.build_args()
+    for name, value in config.build_arg_defaults:
+        if not args.get(name):
+            args[name] = value
+    args.update(extra_args or {})
+    return tuple(args.items())
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -237,7 +297,7 @@ def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = (), *, load:
     reg = plan.config.cache.registry
     return BuildSpec(context=plan.context, dockerfile=str(Path(plan.context) / plan.dockerfile), platform=plan.platform,
                      tag=plan.local_tag, build_args=plan.build_args, labels=plan.labels,
-                     cache=CacheSpec(plan.cache_ref, write=plan.cache_write,
+                     cache=CacheSpec(plan.cache_ref, write=plan.writes_cache,
                                      insecure=plan.config.plain_http(reg) and not is_loopback(reg)),
                      contexts=tuple(contexts), load=load)
 
@@ -275,7 +335,7 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache
 
     repo = plan.config.cache
     target = PushTarget(repo, plain_http=plan.config.plain_http(repo.registry),
-                    tags=(cache_tag(plan.family, plan.suffix, plan.ptag),), plain_http_policy=plan.config.plain_http)
+                    tags=(plan.cache_ref.rsplit(":", 1)[1],), plain_http_policy=plan.config.plain_http)
     try:  # its layers are the leg's, gzipped and published moments ago: only its config is new
         push_image(engine, image_id, [target], cache=cache, client_factory=clients,
                    mount_from=plan.images, log=log, config_dirs=config_dirs)
@@ -284,8 +344,9 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache
     return None
 
 
-def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
-                        log: Callable[[str], None], config_dirs: Sequence[str] = ()) -> str | None:
+def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache | None,
+                        clients: ClientFactory | None, *, log: Callable[[str], None],
+                        config_dirs: Sequence[str] = ()) -> str | None:
     """The inline-cache image a classic-store build made (``built.cache_image``): published as the
     leg's cache ref when the leg publishes (:func:`publish_cache`), then its engine tag removed either
     way -- it exists only to be published, and would otherwise stay in the engine, one per leg.
@@ -293,8 +354,9 @@ def settle_inline_cache(plan: LegPlan, built: BuiltImage, engine: Engine, cache:
     if not built.cache_image:
         return None
     try:
-        return publish_cache(plan, built.cache_image, engine, cache, clients, log=log,
-                             config_dirs=config_dirs) if plan.publishes else None
+        if plan.publishes and plan.push and cache is not None and clients is not None:
+            return publish_cache(plan, built.cache_image, engine, cache, clients, log=log, config_dirs=config_dirs)
+        return None
     finally:
         try:
             engine.untag(built.cache_image)
@@ -333,6 +395,8 @@ class BuildRequest:
     apt_ports_mirror: str | None = None
     deps_refresh: str | None = None  # DEPS_REFRESH build arg (default: the environment's, else the ISO week)
     min_free_disk: str | None = None  # GiB that must be free for the engine's data before building (ci.disk)
+    push: bool = False  # --push: publish (digests, tags, anchors, cache export); without it nothing is sent
+    plan_format: str = "text"  # --dry-run --format: text or json
     # matrix-element fields passed by the workflow (kebab-case key, value); cross-checked with the leg
     leg_fields: tuple[tuple[str, str], ...] = ()
     # publish this OCI layout or image archive as the leg instead of building it (a leg another tool built,
@@ -360,19 +424,20 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     """Resolve the leg the command line names and plan it (reads the matrix, git and the Docker
     config; writes nothing); the keychain holds the credentials of its registries, looked up now.
     ``invoke pipeline`` plans from the matrix entries it read with :func:`plan_leg` directly."""
-    from ..settings import family_config
+    from ..settings import family_config, load_settings
     from ..github.actions import resolve_event
     from ..oci.keychain import login_keychain
     from ..matrix.model import load_matrix
 
     root = Path(req.root)
-    matrix = load_matrix(Path(req.matrix) if req.matrix else root / DEFAULT_MATRIX[req.family], req.family)
+    settings = load_settings(root)
+    matrix = load_matrix(Path(req.matrix) if req.matrix else settings.matrix_path(req.family), req.family)
     entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend, darwin=bool(req.from_oci))
     if req.leg_fields:
         from ..github.jobs import check_leg_fields
         check_leg_fields(entry, dict(req.leg_fields))
-    config = family_config(req.family, images=req.images, env=env)
-    siblings = (*family_config(req.family.sibling, env=env).images, config.cache)  # blob-mount sources
+    config = family_config(req.family, images=req.images, env=env, settings=settings)
+    siblings = (*family_config(req.family.sibling, env=env, settings=settings).images, config.cache)  # blob-mount sources
     event = resolve_event(req.event, env)
     if req.run_id:  # validated whenever given, not only with --anchor
         _checked_run_id(req.run_id, "--run-id")
@@ -389,7 +454,7 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     plan = plan_leg(entry, config, root=root, source=source_info(root, env), event=event,
                     digests_dir=req.digests_dir, anchor=req.anchor, run_id=run_id or "", pr_push=pr_push,
                     mount_from=siblings, local_tag=req.local_tag,
-                    anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra)
+                    anchor_in=anchor_registries(env) if req.anchor else None, extra_args=extra, push=req.push)
     return plan, keychain
 
 
@@ -398,8 +463,13 @@ def publish_targets(plan: LegPlan) -> list[PushTarget]:
     configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
     from ..publish.leg import PushTarget
 
-    return [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
-                   plain_http_policy=plan.config.plain_http) for img in plan.images]
+    targets = [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
+                          plain_http_policy=plan.config.plain_http) for img in plan.images]
+    # the keepalive anchor: the leg by digest in the cache repository, tagged there only (its blobs are
+    # mounted from the target on the same registry)
+    targets += [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=(plan.anchor,),
+                           plain_http_policy=plan.config.plain_http) for img in plan.anchored_images]
+    return targets
 
 
 def publish_built(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobCache, clients: ClientFactory, *,
@@ -447,7 +517,10 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     plan, keychain = prepare(req, environ)
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
-        print(plan.describe(), file=stdout)
+        if req.plan_format == "json":
+            print(json.dumps({"legs": [plan.as_json()]}, indent=2), file=stdout)
+        else:
+            print(plan.describe(), file=stdout)
         if req.from_oci:
             print(f"from:       {req.from_oci} (published as it is, not built)", file=stdout)
         return LegResult(plan)
@@ -489,7 +562,11 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
                   file=stdout, flush=True)
             for n in plan.notes:
                 print(f"note: {n}", file=stdout)
-            if not plan.images:
+            if not plan.sends:
+                if plan.images:  # a plan that would publish, without --push
+                    print(f"not pushed (no --push): nothing left this machine; with --push the digest would go to "
+                          f"{', '.join(str(i) for i in plan.images)}", file=stdout)
+                settle_inline_cache(plan, built, eng, None, None, log=log)  # untags the inline-cache image
                 watch.sample()
                 disk = watch.result()
                 print(disk.describe(), file=stdout, flush=True)
@@ -573,6 +650,15 @@ def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, envir
         raise UserError(f"{plan.key.phrase}: nothing to publish {path} to (a pull request without credentials "
                         f"for {plan.config.pr_image.registry})")
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ)
+    if not plan.sends:  # read and checked, nothing sent
+        with BlobCache(cache_dir) as cache:
+            image = read_layout(path, cache, platform=plan.platform)
+        os_, arch, variant = image.platform
+        check_platform(ImageInfo(id="", os=os_, architecture=arch, variant=variant, diff_ids=image.diff_ids, size=0),
+                       plan.platform, f"{plan.key.phrase} ({path})")
+        print(f"not pushed (no --push): {image.kind} {path} ({image.platform_text}) is {plan.key.label}; with --push "
+              f"it would go to {', '.join(str(i) for i in plan.images)}", file=stdout)
+        return LegResult(plan)
 
     def log(msg: str) -> None:
         print(msg, file=stdout, flush=True)

@@ -17,7 +17,8 @@ from ..errors import UserError
 from .jobs import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
 from ..git.repo import Git, Runner
 from .actions import write_outputs, write_summary
-from ..matrix.model import DEFAULT_MATRIX, Matrix, load_matrix
+from ..matrix.model import Matrix, load_matrix
+from ..settings import load_settings
 from ..matrix.naming import Family
 from ..git.worktree import checkout_tree
 
@@ -126,7 +127,7 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
         fam = Family(family)
     except ValueError:
         raise UserError(f"--family {family!r}: use backends or server") from None
-    path = matrix or DEFAULT_MATRIX[fam]
+    path = matrix or str(load_settings(".").matrix_path(fam))
     result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
                                       force_all=force_all, shards=shards, root=root, strict_proto=strict_proto)
     text_of_explain = ""

@@ -41,7 +41,6 @@ _SERVER_OPTIONAL = _BACKEND_OPTIONAL + (
 )
 TOP_LEVEL_KEYS = ("include", "includeDarwin")
 # where each family's matrix lives in a repository (relative to its root)
-DEFAULT_MATRIX = {Family.BACKENDS: "backends/matrix.yml", Family.SERVER: "backends/images.yml"}
 DARWIN_PLATFORM = "darwin/arm64"  # LocalAI's macOS runners (macos-latest: Apple Silicon)
 DARWIN_RUNNER = "macos-latest"
 

@@ -15,7 +15,7 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from ..compat import StrEnum
 
 MAX_SUFFIX_LEN = 64
 MAX_PTAG_LEN = 16
@@ -169,12 +169,17 @@ def parse_artifact_name(name: str) -> LegKey:
     return key
 
 
-def cache_tag(family: Family, suffix: str, ptag: str) -> str:
-    """Registry build-cache tag of one leg: ``cache<suffix>-<ptag>`` (server ``cache-localai<suffix>-<ptag>``)."""
+def cache_tag(family: Family, suffix: str, ptag_field: str) -> str:
+    """Registry build-cache tag of one leg: ``cache<suffix>-<platform-tag>`` (server
+    ``cache-localai<suffix>-<platform-tag>``), with the matrix entry's ``platform-tag`` *as written*:
+    empty for a single-arch entry that gives none (``cache-cpu-foo-``). That is the ref LocalAI's
+    workflows use (``cache${{ inputs.tag-suffix }}-${{ inputs.platform-tag }}``), so an adopting
+    repository's first run reads the caches its old workflows wrote instead of starting cold."""
     check_suffix(suffix, family)
-    check_platform_tag(ptag)
+    if ptag_field:
+        check_platform_tag(ptag_field)
     stem = SERVER_PREFIX + suffix if family is Family.SERVER else suffix
-    return f"cache{stem}-{ptag}"
+    return f"cache{stem}-{ptag_field}"
 
 
 def local_tag(family: Family, suffix: str, ptag: str) -> str:

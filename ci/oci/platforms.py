@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import StrEnum
+from ..compat import StrEnum
 
 
 class Arch(StrEnum):

@@ -24,6 +24,7 @@
 """
 from __future__ import annotations
 
+import json
 import difflib
 import os
 import sys
@@ -40,7 +41,8 @@ from ..errors import CiError, OperationError, UserError
 from ..settings import ENV_IMAGES
 from ..github.actions import tag_source
 from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set
-from ..matrix.model import DEFAULT_MATRIX, Entry, Matrix
+from ..matrix.model import Entry, Matrix
+from ..settings import SETTINGS_FILE, Settings, load_settings
 from ..matrix.naming import Family, LegKey, normalize_suffix, suffix_label
 from ..oci.platforms import Arch, Platform
 from ..output.progress import Progress, Row, print_table
@@ -90,6 +92,8 @@ class PipelineOptions:
     apt_mirror: str | None = None  # APT_MIRROR / APT_PORTS_MIRROR build args (default: the environment's)
     apt_ports_mirror: str | None = None
     allow_skip: bool = False  # a leg this machine cannot build is skipped without failing the run
+    push: bool = False  # needed to send legs to registries other than the embedded ones (--images, CI_*_IMAGES)
+    plan_format: str = "text"  # --dry-run --format: text or json
 
     @property
     def state_path(self) -> Path:
@@ -182,6 +186,21 @@ class PipelinePlan:
     notes: tuple[str, ...] = ()  # what planning left out (a family without a matrix file)
     configs: Mapping[Family, FamilyConfig] = field(default_factory=dict)  # the configuration of each family run
     keychain: Keychain | None = field(default=None, repr=False)  # every registry's credentials, looked up once
+
+    def as_json(self) -> dict[str, object]:
+        """The whole plan, as ``--dry-run --format json`` prints it: one object per leg (as
+        ``build-backend --dry-run --format json``), then one per merge."""
+        legs = []
+        for leg in self.legs:
+            item = leg.plan.as_json()
+            item["feasibility"] = {"builds": leg.feasibility.runs, "how": leg.feasibility.how,
+                                   "reason": leg.feasibility.reason}
+            legs.append(item)
+        merges = [{"family": str(s.family), "tag-suffix": s.suffix, "title": s.title,
+                   "legs": [leg.plan.ptag for leg in s.legs], "tags": list(s.tags), "images": list(s.images),
+                   "platforms": [str(p) for p in s.platforms], "skipped": s.blocked or None} for s in self.suffixes]
+        return {"registries": self.registries, "images": {str(f): i for f, i in self.images.items()},
+                "digests-dir": self.digests_dir, "state": self.state_file, "legs": legs, "merges": merges}
 
     def describe(self, state: State | None = None) -> str:
         """The whole plan, as ``--dry-run`` prints it."""
@@ -301,7 +320,7 @@ class PipelineReport:
 
 
 # ---- the verb -----------------------------------------------------------------------------------------
-def _matrix_paths(options: PipelineOptions) -> tuple[dict[Family, Path], list[str]]:
+def _matrix_paths(options: PipelineOptions, settings: Settings) -> tuple[dict[Family, Path], list[str]]:
     """The matrix file of each family to run, and notes on those left out.
 
     A family whose matrix was not given and whose default file is absent (a repository with
@@ -313,17 +332,17 @@ def _matrix_paths(options: PipelineOptions) -> tuple[dict[Family, Path], list[st
     paths: dict[Family, Path] = {}
     notes: list[str] = []
     for fam, p in given.items():
-        path = Path(p) if p else Path(DEFAULT_MATRIX[fam])
-        path = path if path.is_absolute() else root / path
+        path = (Path(p) if Path(p).is_absolute() else root / p) if p else settings.matrix_path(fam)
         if p or path.exists():
             paths[fam] = path
         else:
-            notes.append(f"no {DEFAULT_MATRIX[fam]} under {root}: the {fam} family is not run "
-                         f"(pass {option[fam]} PATH to run it)")
+            notes.append(f"no {path.relative_to(root)} under {root}: the {fam} family is not run "
+                         f"(pass {option[fam]} PATH, or name it in {SETTINGS_FILE}, to run it)")
     if not paths:
-        raise UserError(f"no matrix to run: neither {DEFAULT_MATRIX[Family.BACKENDS]} nor "
-                        f"{DEFAULT_MATRIX[Family.SERVER]} exists under {root}; pass --matrix PATH "
-                        "(and/or --images-matrix PATH), or --root the repository's top directory")
+        raise UserError(f"no matrix to run: neither {settings.matrix_path(Family.BACKENDS).relative_to(root)} nor "
+                        f"{settings.matrix_path(Family.SERVER).relative_to(root)} exists under {root}; pass --matrix "
+                        f"PATH (and/or --images-matrix PATH), name them in {SETTINGS_FILE}, or --root the "
+                        "repository's top directory")
     return paths, notes
 
 
@@ -350,7 +369,8 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
 
     if options.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {options.jobs}")
-    paths, notes = _matrix_paths(options)
+    settings = load_settings(options.root)
+    paths, notes = _matrix_paths(options, settings)
     matrices = {fam: load_matrix(p, fam) for fam, p in paths.items()}
     entries = select_legs(list(matrices.values()), options.only)
     families = [f for f in (Family.BACKENDS, Family.SERVER) if any(e.family is f for e in entries)]
@@ -364,8 +384,9 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
         images, registries = configured, "configured"
     # every family's configuration, the labels, the event, the workflow's build args and the
     # credentials are decided once for the run; each leg is planned from its matrix Entry
-    configs = {f: family_config(f, images=images[f], env=env) for f in families}
-    sibling_images = {f: (configs.get(f.sibling) or family_config(f.sibling, env=env)).images for f in families}
+    configs = {f: family_config(f, images=images[f], env=env, settings=settings) for f in families}
+    sibling_images = {f: (configs.get(f.sibling) or family_config(f.sibling, env=env, settings=settings)).images
+                      for f in families}
     siblings = {f: (*sibling_images[f], configs[f].cache) for f in families}  # blob-mount sources
     publishing = {r for c in configs.values() for r in c.registries}
     keychain = Keychain(best_effort={c.cache.registry for c in configs.values()} - publishing).resolve(sorted(publishing))
@@ -381,7 +402,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     steps: list[LegStep] = []
     for e in entries:
         plan = plan_leg(e, configs[e.family], root=options.root, source=labels, event=event, digests_dir=digests_dir,
-                        mount_from=siblings[e.family], extra_args=extra)
+                        mount_from=siblings[e.family], extra_args=extra, push=configured is None or options.push)
         feas = leg_feasibility(plan, caps, env)
         bases = feas.resolved.external_images if feas.resolved is not None else (plan.base_image,)
         reads = deriver.leg(e, extra)
@@ -560,6 +581,9 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
             print(f"note: {note}", file=stderr)
         print(f"builder: {caps.describe()}", file=stderr, flush=True)
         if options.dry_run:
+            if options.plan_format == "json":
+                print(json.dumps(plan.as_json(), indent=2), file=stdout)
+                return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
             if emb is None and hosts is not None:
                 print(f"note: dry run: the embedded registries would start on {', '.join(hosts)} "
                       f"(storage under {state_dir / 'registries'}); nothing was started", file=stdout)
@@ -569,6 +593,11 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
                 print(f"note: {len(blocked)} of {len(plan.legs)} leg(s) would be skipped (not built above); a run "
                       f"fails on them unless --allow-skip is given", file=stdout)
             return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
+        if hosts is None and not options.push:
+            targets = sorted({str(i) for imgs in plan.images.values() for i in imgs.split(",")})
+            raise UserError(f"invoke pipeline is pointed at registries that are not its own ({', '.join(targets)}): "
+                            "nothing is sent there without --push; pass --push, or drop --images/--server-images "
+                            "and CI_BACKEND_IMAGES/CI_SERVER_IMAGES to use the embedded loopback registries")
         if engine is None or builder is None:  # _connect raised for a run that is not dry
             raise OperationError("internal: no engine for a pipeline run")
         return _execute(plan, options, environ, engine, builder, state, state_file, digests_dir, stdout, stderr,
