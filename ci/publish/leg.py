@@ -1,4 +1,10 @@
-"""Publish an engine image by digest to every registry of its family (verb).
+"""Publish a built leg by digest to every registry of its family (verb): from an OCI image layout or
+archive (:func:`push_layout`: the hand-off of builders that export one, or a leg another tool built),
+or from the engine (:func:`push_image`: the classic store's docker driver, which can only ``--load``).
+
+A layout is staged by :func:`stage_layout`: its blobs are uploaded from where they are, its manifest
+is published exactly as written (an archive's layers are copied into the blob cache first; an
+uncompressed layer is gzipped there and the manifest composed, as below). An engine image:
 
 Pipeline (nothing holds a layer in memory):
 
@@ -13,8 +19,9 @@ Pipeline (nothing holds a layer in memory):
    The manifest, config and layers are then resolved from ``index.json`` (an index is
    narrowed to the inspected platform, attestations skipped) and checked against each other
    and against ``docker image inspect``.
-2. **Upload** (:func:`push_image`), overlapping with staging: one worker thread and one
-   :class:`~ci.registry.RegistryClient` per target repository. Each blob is uploaded as
+2. **Upload** (:func:`push_image`, :func:`push_layout`), overlapping with staging:
+   :data:`UPLOADS_PER_TARGET` worker threads per target repository, each with its own
+   :class:`~ci.registry.RegistryClient`, all targets at once. Each blob is uploaded as
    soon as it is in the cache: HEAD first (present: skipped), then a cross-repository
    mount from a sibling repository of the same registry where the blob is known (the
    family's other repositories, the cache repository, the other family's repositories,
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
     from ..oci.keychain import ClientFactory
 
 MAX_MOUNT_TRIES = 4
+UPLOADS_PER_TARGET = 3  # blobs sent to one repository at a time (docker push sends 5, containerd 3)
 
 
 class Client(Protocol):
@@ -679,14 +687,22 @@ class PushReport:
 
 
 class _Uploader:
-    """One target: one client, one thread (clients are not shared between threads)."""
+    """One target: blobs uploaded ``workers`` at a time, each worker thread with its own client (clients
+    are not shared between threads), manifests through one more client on one thread."""
 
-    def __init__(self, target: PushTarget, client: Client, siblings: Sequence[str], cache: BlobCache) -> None:
+    def __init__(self, target: PushTarget, make_client: Callable[[], Client], siblings: Sequence[str],
+                 cache: BlobCache, workers: int = UPLOADS_PER_TARGET) -> None:
         self.target = target
-        self.client = client
+        self._make = make_client
+        self.client = make_client()  # manifests, tags
+        self._clients: list[Client] = [self.client]
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self.siblings = [s for s in siblings if s != target.image.repository]
         self.cache = cache
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"push-{target.image.registry}")
+        name = f"push-{target.image.registry}"
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=name)
+        self.manifests = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name + "-manifest")
         self.futures: list[Future[None]] = []
         self.seen: set[str] = set()
         self.uploaded = self.mounted = self.present = 0
@@ -696,21 +712,33 @@ class _Uploader:
             self.seen.add(blob.digest)
             self.futures.append(self.pool.submit(self._ensure, blob))
 
+    def _thread_client(self) -> Client:
+        c: Client | None = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = self._make()
+            with self._lock:
+                self._clients.append(c)
+        return c
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
     def _ensure(self, blob: Blob) -> None:
-        c, reg = self.client, self.target.image.registry
+        c, reg = self._thread_client(), self.target.image.registry
         if c.blob_exists(blob.digest):
-            self.present += 1
+            self._count("present")
         else:
             known = [r for r in self.cache.known_locations(blob.digest, reg) if r != self.target.image.repository]
             for repo in list(dict.fromkeys(known + self.siblings))[:MAX_MOUNT_TRIES]:
                 if c.mount_blob(blob.digest, repo):
-                    self.mounted += 1
+                    self._count("mounted")
                     break
             else:
                 if c.push_blob(blob.digest, blob.size, lambda: open(blob.path, "rb")):
-                    self.uploaded += 1
+                    self._count("uploaded")
                 else:
-                    self.present += 1
+                    self._count("present")
         self.cache.remember_location(blob.digest, reg, self.target.image.repository)
 
     def wait(self) -> BaseException | None:
@@ -721,15 +749,19 @@ class _Uploader:
         return None
 
     def run(self, fn: Callable[[], Any]) -> Future[Any]:
-        return self.pool.submit(fn)
+        return self.manifests.submit(fn)
 
     def report(self) -> TargetReport:
+        with self._lock:
+            clients = list(self._clients)
         return TargetReport(self.target.image, self.uploaded, self.mounted, self.present,
-                            self.client.bytes_uploaded, self.client.retries)
+                            sum(c.bytes_uploaded for c in clients), sum(c.retries for c in clients))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.client.close()
+        self.manifests.shutdown(wait=True, cancel_futures=True)
+        for c in self._clients:
+            c.close()
 
 
 def _describe(exc: BaseException) -> str:
@@ -796,7 +828,7 @@ def _push(stage: Callable[[Callable[[Blob], None]], StagedImage], what: str, tar
     try:
         for t in targets:
             siblings = [m.repository for m in [*[x.image for x in targets], *mounts] if m.registry == t.image.registry]
-            uploaders.append(_Uploader(t, client_factory(t.image, t.transport), siblings, cache))
+            uploaders.append(_Uploader(t, partial(client_factory, t.image, t.transport), siblings, cache))
 
         def ready(blob: Blob) -> None:
             with lock:
