@@ -24,8 +24,8 @@ Measured per side: wall time (the whole leg: build, export, publish) and the pea
 most the free space of the engine's data root and ``--work`` (layouts, blob cache), each
 filesystem once, fell below its value at the side's start, sampled every 0.2 s. Registries are
 the remote side and not counted. The sides take turns (the order rotates every round); medians,
-and the ratios pair by pair within a round, are printed. The machine may be shared: the note
-column says how much of the CPU other processes took during each side.
+and the ratios pair by pair within a round, are printed. The machine may be shared: each side's line
+says the load average when it started.
 """
 from __future__ import annotations
 
@@ -156,20 +156,9 @@ class DiskPeak:
         return max(0, self.start - self.low)
 
 
-def other_cpu() -> Callable[[], float]:
-    """Share of the machine's CPU that processes other than this one and its children used since now."""
-    def sample() -> tuple[float, float, float]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        t = os.times()
-        return sum(fields), fields[3] + fields[4], (t.user + t.system + t.children_user + t.children_system)
-    tick = os.sysconf("SC_CLK_TCK")
-    a = sample()
-
-    def done() -> float:
-        b = sample()
-        total, idle = (b[0] - a[0]) / tick, (b[1] - a[1]) / tick
-        return max(0.0, total - idle - (b[2] - a[2])) / total if total else 0.0
-    return done
+def load_average() -> float:
+    """The machine's 1-minute load average (2 cores here: above 2 means others wait, or we do)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 # ---- the sides --------------------------------------------------------------------------------------------
@@ -179,7 +168,7 @@ class Run:
     wall: float
     disk: int
     digest: str
-    other: float  # share of the CPU other processes took
+    load: float  # the machine's load average when the side started
     phases: dict[str, float] = field(default_factory=dict)
 
 
@@ -197,7 +186,7 @@ def child(side: str, root: str, images: str, cache_image: str, work: str) -> Non
     env = {**os.environ, "CI_CACHE_IMAGE": cache_image}
     req = BuildRequest(family=Family.BACKENDS, tag_suffix=SUFFIX, platform_tag="amd64", matrix=f"{root}/matrix.yml",
                        root=root, images=images, digests_dir=f"{work}/digests", event="push",
-                       cache_dir=f"{work}/blobs", local_tag="localai-ci-bench/handoff:amd64")
+                       cache_dir=f"{work}/blobs", local_tag="localai-ci-bench/handoff:amd64", push=True)
     err = io.StringIO()
     if side == "ours":
         res = run_leg(req, env=env, out=io.StringIO(), err=err, engine=connect(env))
@@ -218,16 +207,17 @@ def child(side: str, root: str, images: str, cache_image: str, work: str) -> Non
 
 
 def docker(env: dict[str, str], *args: str, timeout: int = 3600) -> str:
+    """``docker ARGS``: its stdout, then its stderr (buildx writes its progress there)."""
     done = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout,
                           stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         raise SystemExit(f"docker {' '.join(args[:3])} ... failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
+    return done.stdout + done.stderr
 
 
 def reset(env: dict[str, str]) -> None:
     """A clean BuildKit cache and no image of the leg: every side compresses from scratch."""
-    for ref in docker(env, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split():
+    for ref in docker(env, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split():  # (stderr: empty)
         if "bench" in ref:
             subprocess.run(["docker", "image", "rm", "--force", ref], capture_output=True, env=env, check=False)
     docker(env, "buildx", "prune", "-af")
@@ -248,7 +238,7 @@ def run_side(side: str, env: dict[str, str], work: Path, regdir: Path, tag: str)
     cenv = {**env, "CI_LAYOUT_DIR": str(side_work / "layouts"), "CI_BLOB_CACHE": str(side_work / "blobs"),
             "SOURCE_DATE_EPOCH": "1700000000"}
     try:
-        cpu = other_cpu()
+        load = load_average()
         with DiskPeak([Path(engine_root(env)), work]) as disk:
             t0 = time.monotonic()
             if side == "buildkit":
@@ -274,7 +264,7 @@ def run_side(side: str, env: dict[str, str], work: Path, regdir: Path, tag: str)
             with RegistryClient(parse_image_name(img), plain_http=True) as c:
                 head = c.head_manifest(digest)
                 assert head is not None and head[0] == digest, f"{side}: {digest} missing from {img}"
-        return Run(side, wall, disk.peak, digest, cpu(), phases)
+        return Run(side, wall, disk.peak, digest, load, phases)
     finally:
         for r in regs:
             r.stop()
@@ -285,7 +275,7 @@ def run_side(side: str, env: dict[str, str], work: Path, regdir: Path, tag: str)
 
 
 def engine_root(env: dict[str, str]) -> str:
-    return docker(env, "info", "--format", "{{.DockerRootDir}}").strip()
+    return docker(env, "info", "--format", "{{.DockerRootDir}}").strip().splitlines()[0]
 
 
 def main() -> int:
@@ -332,7 +322,7 @@ def main() -> int:
             run = run_side(side, env, work, regdir, f"r{r}{side}")
             this.append(run)
             print(f"round {r + 1} {side:8s} {run.wall:7.1f} s  peak disk {run.disk / 2**30:5.2f} GiB  "
-                  f"{run.digest[:19]}  other processes {run.other:4.0%} of the CPU  {run.phases}", flush=True)
+                  f"{run.digest[:19]}  load average {run.load:4.1f}  {run.phases}", flush=True)
         runs.append(this)
 
     def med(side: str, key: str) -> float:
