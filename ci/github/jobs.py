@@ -313,7 +313,10 @@ def explain(p: JobPlan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callab
             lines.append(f"  because {why}")
         if len(reasons) > EXPLAIN_REASONS:
             lines.append(f"  and {len(reasons) - EXPLAIN_REASONS} more changed files")
-        if key not in chosen:
+        spared = sel.spared.get(key, ())
+        for why in spared:
+            lines.append(f"  left out: {why}")
+        if key not in chosen and not spared:
             lines.append("  no changed file is one of its inputs" if not sel.everything else "")
         li = sel.inputs.get(key)
         if li is None:
