@@ -22,6 +22,7 @@ from .actions import write_outputs, write_summary
 from ..matrix.model import Matrix, load_matrix
 from ..settings import load_settings
 from ..matrix.naming import Family
+from ..output.escape import terminal_text
 from ..git.worktree import checkout_tree
 
 
@@ -149,6 +150,7 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
         loaded = load_matrix(path, fam)
         text_of_explain = explain(result, loaded, explain_suffixes,
                                   tree=lambda: checkout_tree(repo_root(loaded.path, root)))
+    text_of_explain = terminal_text(text_of_explain)  # file names and module paths come from the repository
     if explain_suffixes and not (github_output or env.get("GITHUB_OUTPUT")):
         out.write(text_of_explain)
     else:
@@ -159,6 +161,6 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
             out.write(text_of_explain)
     write_summary(summary(result, seconds), env)
     for note in result.selection.notes:
-        print(f"note: {note}", file=err)
+        print(f"note: {terminal_text(note, newlines=False)}", file=err)
     print(describe(result, seconds), file=err)
     return result
