@@ -3,7 +3,9 @@
 Every multi-platform entry becomes one entry per platform, placed where the original was:
 same fields, ``platforms`` narrowed, ``platform-tag`` set (inserted right after ``platforms``),
 ``runs-on`` the native runner of that arch. A single-platform entry on a retired runner moves
-to the native runner of its arch. Only the changed entries' values are rewritten (in the
+to the native runner of its arch, unless the entry records why it stays there
+(``# localai-ci: allow-runner bigger-runner (5-6 hour builds)``, :func:`ci.matrix.lint.runner_exception`):
+it is then left as is, and the report says so. Only the changed entries' values are rewritten (in the
 quoting style they had); every other byte of the file -- comments, blank lines, key order,
 quoting, CRLF line ends -- is kept. The result is re-loaded and validated, and a second run
 changes nothing.
@@ -23,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import CiError, MatrixError, OperationError, UserError
+from .lint import runner_allowances, runner_exception
 from .model import Entry, Matrix, parse_matrix, read_matrix_text
 from .naming import Family
 from ..oci.platforms import Arch, Platform, RunnerPolicy, platform_tag
@@ -91,6 +94,7 @@ def split_text(text: str, source: str = "<matrix>", policy: RunnerPolicy | None 
         raise MatrixError(f"{source}: contains line breaks other than \\n or \\r\\n; "
                           "convert the file to \\n (or \\r\\n) line ends before splitting")
     nodes = _include_nodes(text)
+    allowances = runner_allowances(text, before)
     legs = {(e.tag_suffix, e.ptag): e for e in before if not e.multi_platform}
     edits: list[tuple[int, int, str]] = []
     moved: list[tuple[str, str, str]] = []
@@ -117,6 +121,11 @@ def split_text(text: str, source: str = "<matrix>", policy: RunnerPolicy | None 
             split_n += 1
             created += len(e.platforms)
         elif policy.is_retired(e.runs_on):
+            allowed = runner_exception(e, allowances)
+            if allowed is not None:
+                reasons.append(f"{e.where}: {e.tag_suffix!r} stays on {e.runs_on!r}: allowed at {allowed.source} "
+                               f"({allowed.reason})")
+                continue
             target = policy.runner_for(e.platform.arch)
             if target is None:
                 reasons.append(f"{e.where}: {e.tag_suffix!r} is on retired {e.runs_on!r} and there is "
