@@ -132,6 +132,14 @@ def test_without_a_module_graph_every_go_leg_and_the_summary_says_why(world: Wor
     assert any("actions/setup-go" in n for n in sel.notes)
     nogo = world.select({"PATH": str(tmp_path)})
     assert "no `go` on PATH" in nogo.details["-cpu-opus (amd64)"][0]
+    summary = tmp_path / "summary.md"
+    out = io.StringIO()
+    write_github_matrices(matrix=str(world.repo.path / MATRIX_PATH), family="backends", changed_files=None,
+                          base=world.repo.base, force_all=False, shards=4, github_output=str(tmp_path / "out"),
+                          env={**offline, "GITHUB_STEP_SUMMARY": str(summary)}, out=out, err=io.StringIO(),
+                          explain_suffixes=("-cpu-opus",))
+    assert "the Go module graph cannot be computed" in summary.read_text()
+    assert "the Go module graph cannot be computed (`go list -m all` failed:" in out.getvalue()
 
 
 def test_explain_names_the_module_and_the_path_or_why_not(world: World, tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ the Go import graph), plus what is compared between the two revisions here:
 * the ``.dockerignore`` of its context: the files whose inclusion flipped count as changed;
 * ``.proto`` files: an additive-only edit (new fields, messages, enum values, RPCs) is not a
   change (:mod:`ci.proto`), unless ``strict_proto``;
+* a Go module's ``go.mod``/``go.sum``: only a change of what the leg's packages build with
+  (:mod:`ci.changes.goselect`: the changed modules, looked up in the package graph the Go
+  toolchain lists; without the toolchain, every leg building in the module);
 * workflows: the reusable build workflow selects every leg it builds; a caller workflow
   only where what it passes to the build changed (:mod:`ci.workflowcalls`): a new default
   for a matrix field selects the legs that leave the field empty and whose Dockerfile uses
