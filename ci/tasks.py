@@ -145,7 +145,7 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
     ignored = [r.strip() for r in ignore.split(",") if r.strip()]
     matrix = matrix or str(_settings().matrix_path(fam))
     result = run_verb(lint_file, matrix, policy, ignore=ignored, known=REFERENCE_RULES, workflows=workflows,
-                      family=fam)
+                      family=fam, recorded=_settings().runner_allowances)
     refs = None
     if references:
         refs = run_verb(lint_references_of, references, matrix=matrix, images=images, server_matrix=server_matrix,
@@ -175,7 +175,8 @@ def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run
     no_extra_args(c)
     from .matrix.split import split_file
     policy = _policy(retired, runner_amd64, runner_arm64)
-    outcome = run_verb(split_file, _matrix(matrix), output=output, in_place=in_place, dry_run=dry_run, policy=policy)
+    outcome = run_verb(split_file, _matrix(matrix), output=output, in_place=in_place, dry_run=dry_run, policy=policy,
+                       recorded=_settings().runner_allowances)
     print(outcome.result.report.render())
     if dry_run and outcome.diff:
         print(outcome.diff, end="")

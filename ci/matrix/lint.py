@@ -41,7 +41,7 @@ import difflib
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -233,13 +233,15 @@ def repository_workflows(matrix_path: str | Path) -> Path | None:
 
 def lint_file(matrix_path: str | Path, policy: RunnerPolicy | None = None, *, ignore: Iterable[str] = (),
               known: Iterable[str] = (), workflows: str | Path | None = None,
-              family: Family = Family.BACKENDS) -> LintResult:
+              family: Family = Family.BACKENDS,
+              recorded: Callable[[Matrix], Mapping[tuple[str, str], RunnerAllowance]] | None = None) -> LintResult:
     """``invoke matrix.lint``: read the matrix file (and its runner-exception markers) and the workflows
     that build it (``workflows``, else :func:`repository_workflows`), then :func:`lint_matrix`.
-    Reads only the files named (the matrix, and the workflows directory named or beside it)."""
+    Reads only the files named (the matrix, and the workflows directory named or beside it).
+    ``recorded``: runner exceptions recorded elsewhere (the settings file's ``runners: allow:``), by leg."""
     text = read_matrix_text(matrix_path)
     matrix = parse_matrix(text, str(matrix_path), family)
-    allowances = runner_allowances(text, matrix)
+    allowances = {**(recorded(matrix) if recorded else {}), **runner_allowances(text, matrix)}
     directory = Path(workflows) if workflows else repository_workflows(matrix_path)
     naming = artifact_templates(read_workflows(directory), str(directory)) if directory is not None else None
     return lint_matrix(matrix, policy, ignore=ignore, known=known, naming=naming, allowances=allowances)
