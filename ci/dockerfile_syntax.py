@@ -828,6 +828,8 @@ _NON_SPACE_RUN = re.compile(f"[^{_class(_SPACES)}]++")
 
 # a lexer step: a generator that may yield a sub-step and receives its result
 _Step = Generator["_Step", Any, Any]
+# text built of pieces, joined once (_flatten)
+_Rope = str | list["_Rope"]
 
 
 class _Lexer:
@@ -873,56 +875,67 @@ class _Lexer:
         return ""
 
     def _stop_on(self, stop: str) -> _Step:
-        """``processStopOn``: up to ``stop`` (``""``: the end), returns (text, words)."""
-        result: list[str] = []
+        """``processStopOn``: up to ``stop`` (``""``: the end), returns (text, words). Only the
+        outermost call's words are used, so only it splits words; nested text is a rope (see
+        :func:`_flatten`): Go copies it again at every level, which is quadratic."""
+        result: list[_Rope] = []
         words = _Words()
+        track = not stop
         plain = _PLAIN_IN_BRACES if stop == "}" else _PLAIN
         src = self.src
         while self.pos < self.end:
             ch = src[self.pos]
             if stop and ch == stop:
                 self.pos += 1
-                return "".join(result), words.get()
+                return result, []
             if ch == "$":
                 text = yield self._dollar()
                 result.append(text)
-                words.add_string(text)
+                if track:
+                    words.add_string(_flatten(text))
             elif ch == "'":
-                text = self._single_quote()
-                result.append(text)
-                words.add_raw(text)
+                quoted = self._single_quote()
+                result.append(quoted)
+                if track:
+                    words.add_raw(quoted)
             elif ch == '"':
                 text = yield self._double_quote()
                 result.append(text)
-                words.add_raw(text)
+                if track:
+                    words.add_raw(_flatten(text))
             elif ch == "\\":
                 self.pos += 1
                 if self.raw_escapes:
-                    words.add_raw(ch)
                     result.append(ch)
+                    if track:
+                        words.add_raw(ch)
                 if self.pos == self.end:
                     break
                 ch = src[self.pos]
                 self.pos += 1
-                words.add_raw(ch)
                 result.append(ch)
+                if track:
+                    words.add_raw(ch)
             elif ch in _SPACE_SET:
                 self.pos += 1
-                words.add_char(ch)
                 result.append(ch)
+                if track:
+                    words.add_char(ch)
             else:
                 run = plain.match(src, self.pos)
                 if run is None:  # the stop character of an outer frame: ordinary here
                     self.pos += 1
-                    words.add_raw(ch)
                     result.append(ch)
+                    if track:
+                        words.add_raw(ch)
                 else:
                     self.pos = run.end()
-                    words.add_raw(run.group())
                     result.append(run.group())
+                    if track:
+                        words.add_raw(run.group())
         if stop:
             raise _LexError(f"unexpected end of statement while looking for matching {stop}")
-        return "".join(result), words.get()
+        return result, words.get()
 
     def _single_quote(self) -> str:
         self.pos += 1
@@ -935,8 +948,9 @@ class _Lexer:
         return f"'{text}'" if self.raw_quotes else text
 
     def _double_quote(self) -> _Step:
+        """``processDoubleQuote``; returns a rope."""
         self.pos += 1
-        out = ['"'] if self.raw_quotes else []
+        out: list[_Rope] = ['"'] if self.raw_quotes else []
         src = self.src
         while True:
             if self.pos >= self.end:
@@ -946,7 +960,7 @@ class _Lexer:
                 self.pos += 1
                 if self.raw_quotes:
                     out.append(ch)
-                return "".join(out)
+                return out
             if ch == "$":
                 out.append((yield self._dollar()))
                 continue
@@ -968,8 +982,8 @@ class _Lexer:
             self.pos = run.end()
 
     def _dollar(self) -> _Step:
-        """``processDollar`` with every variable unset: the text comes back as written, except
-        that a modifier's word is itself processed (quotes, escapes, nested ``${}``)."""
+        """``processDollar`` with every variable unset: the text comes back as written (a rope),
+        except that a modifier's word is itself processed (quotes, escapes, nested ``${}``)."""
         self.pos += 1
         if self._peek() != "{":
             name = self._name()
@@ -991,11 +1005,13 @@ class _Lexer:
             raise _LexError(f"unsupported modifier ({modifier}) in substitution")
         try:
             word, _ = yield self._stop_on("}")
-        except _LexError:
+        except _LexError as exc:
             if self.pos >= self.end:
-                raise _LexError("syntax error: missing '}'") from None
+                # the same exception, renamed: a new one per level would chain them through
+                # __context__, which CPython walks at every raise (quadratic in the nesting)
+                exc.args = ("syntax error: missing '}'",)
             raise
-        return "${" + name + modifier + word + "}"
+        return ["${", name, modifier, word, "}"]
 
     def _name(self) -> str:
         """``processName``: digits, one special parameter, or letters/digits/underscores."""
@@ -1014,6 +1030,24 @@ class _Lexer:
         while self.pos < self.end and (src[self.pos].isalpha() or src[self.pos].isdecimal() or src[self.pos] == "_"):
             self.pos += 1
         return src[start:self.pos]
+
+
+def _flatten(rope: _Rope) -> str:
+    """The text of a rope (a string, or a list of ropes), without recursion."""
+    if isinstance(rope, str):
+        return rope
+    out: list[str] = []
+    stack = [iter(rope)]
+    while stack:
+        for piece in stack[-1]:
+            if isinstance(piece, str):
+                out.append(piece)
+            else:
+                stack.append(iter(piece))
+                break
+        else:
+            stack.pop()
+    return "".join(out)
 
 
 def _run(step: _Step) -> Any:
