@@ -51,7 +51,7 @@ from typing import IO, Any, Protocol
 
 from .engine import Engine, EngineFacts, ImageInfo
 from ..errors import EngineError, UserError
-from ..output.actions_log import inert
+from ..output.escape import inert
 from ..oci.layout import LayoutError, new_layout_dir, read_layout_image, remove_layout, remove_stale_layouts
 from ..oci.platforms import Platform, parse_platform
 
@@ -415,7 +415,7 @@ class SolveStatusReader:
 
     def failure(self) -> str:
         """What failed: the failing step, its error and its last log lines; else buildx's own error lines.
-        Every line :func:`ci.output.actions_log.inert` (the message reaches CI logs as it is)."""
+        Every line :func:`ci.output.escape.inert` (the message reaches CI logs as it is)."""
         return "\n".join(inert(line) for line in self._failure().split("\n"))
 
     def _failure(self) -> str:

@@ -9,8 +9,8 @@ A build step's output is kept while the step runs (in memory, then in a temporar
 compile writes megabytes). When the step fails, all of it is printed, not a tail. In GitHub
 Actions (``actions=True``) every finished step's output is printed too, in a collapsible group
 (``::group::``), as it was written but with the runner's command processing stopped around it
-(:mod:`ci.output.actions_log`): a line of build output is never executed as a workflow command.
-Every other line this class prints goes through :func:`ci.output.actions_log.inert`.
+(:mod:`ci.output.escape`): a line of build output is never executed as a workflow command.
+Every other line this class prints goes through :func:`ci.output.escape.inert`.
 
 Thread-safe: legs run on a thread pool and report from their threads.
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .actions_log import group_block, inert, new_token, raw_block
+from .escape import group_block, inert, new_token, raw_block
 
 
 @dataclass(frozen=True)
