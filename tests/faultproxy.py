@@ -13,6 +13,12 @@ requests; chunked responses re-chunked), so blobs are never held in memory.
 ``Host`` is set to the upstream and ``Location``/``Link`` headers naming the
 upstream are rewritten to the proxy, so upload URLs keep going through it.
 
+A registry far away: ``latency`` (seconds, one way) holds every request that long before it is
+forwarded and every answer that long before it is sent back, so a request costs a round trip of
+``2 * latency`` as it does to a registry tens of milliseconds away; ``rate`` (bytes per second,
+per connection) paces the bodies both ways, as a link of that bandwidth would. ``routes`` counts
+requests by method and kind (``("GET", "manifests")``: what Docker Hub counts against its pull limit).
+
 Bounded: at most ``max_connections`` concurrent connections (more are reset),
 socket timeouts of ``io_timeout``, and the proxy stops itself after ``lifetime``
 seconds. Threads are daemons. Use it as a context manager.
@@ -85,6 +91,15 @@ class Faults:
             raise ValueError(f"fault probabilities add up to {total}, expected 0..1")
 
 
+def route_of(path: str) -> str:
+    """What a registry request is about: ``manifests``, ``blobs``, ``uploads``, ``tags``, ``v2`` or ``other``."""
+    parts = path.split("?", 1)[0].rstrip("/").split("/")
+    for kind in ("uploads", "manifests", "blobs", "tags"):
+        if kind in parts:
+            return kind
+    return "v2" if parts in (["", "v2"], [""]) else "other"
+
+
 def _rst(sock: socket.socket, *, other_thread: bool = False) -> None:
     """Close with SO_LINGER 0: the peer sees a connection reset.
 
@@ -135,7 +150,7 @@ class _Handler(QuietHandler):
 
     # ---- request body --------------------------------------------------------------------
     def _body_pieces(self) -> Any:
-        return body_pieces(self.rfile, self.headers)
+        return self.server._paced(body_pieces(self.rfile, self.headers))
 
     def _reset(self) -> None:
         self.close_connection = True
@@ -145,6 +160,8 @@ class _Handler(QuietHandler):
     # ---- one request ---------------------------------------------------------------------
     def _proxy(self) -> None:
         kind, detail = self.server._decide(self.command, self.path)
+        if self.server.latency:
+            time.sleep(self.server.latency)  # the request on its way
         faults = self.server.faults
         if kind == "reset" and detail == "request":
             has_body = bool(self.headers.get("Content-Length", "0") != "0" or self.headers.get("Transfer-Encoding"))
@@ -194,6 +211,8 @@ class _Handler(QuietHandler):
             resp = up.getresponse()
             with proxy._lock:
                 proxy.forwarded += 1
+            if proxy.latency:
+                time.sleep(proxy.latency)  # the answer on its way back
             self._relay(resp, reset_response)
         except (OSError, http.client.HTTPException):
             self._reset()
@@ -227,10 +246,7 @@ class _Handler(QuietHandler):
             self.wfile.write(resp.read(int(length) // 2))
             self._reset()
             return
-        while True:
-            piece = resp.read(PIECE)
-            if not piece:
-                break
+        for piece in proxy._paced(iter(lambda: resp.read(PIECE), b"")):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunk_out else piece)
         if chunk_out:
             self.wfile.write(b"0\r\n\r\n")
@@ -240,7 +256,8 @@ class FaultProxy:
     """See the module docstring. ``upstream`` is ``127.0.0.1:PORT`` of a plain-HTTP registry."""
 
     def __init__(self, upstream: str, faults: Faults = Faults(), *, seed: int = 0, port: int = 0,
-                 lifetime: float = 300.0, max_connections: int = 64, io_timeout: float = 30.0) -> None:
+                 lifetime: float = 300.0, max_connections: int = 64, io_timeout: float = 30.0,
+                 latency: float = 0.0, rate: float = 0.0) -> None:
         self.upstream = upstream
         self.upstream_hostname, _, up_port = upstream.rpartition(":")
         self.upstream_port = int(up_port)
@@ -248,8 +265,11 @@ class FaultProxy:
         self.faults = faults
         self.io_timeout = io_timeout
         self.lifetime = lifetime
+        self.latency = latency  # seconds, each way
+        self.rate = rate  # bytes per second per connection, each way; 0: unbounded
         self.requests = 0
         self.forwarded = 0
+        self.routes: Counter[tuple[str, str]] = Counter()  # (method, "manifests" | "blobs" | "uploads" | ...)
         self.injected: Counter[str] = Counter()
         self.seen: deque[tuple[str, str, str]] = deque(maxlen=2000)  # (method, path, fault or "")
         self._rng = random.Random(seed)
@@ -371,10 +391,24 @@ class FaultProxy:
         with self._lock:
             self._conns.discard(conn)
 
+    def _paced(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """``pieces`` at no more than ``rate`` bytes per second."""
+        if not self.rate:
+            yield from pieces
+            return
+        start, sent = time.monotonic(), 0
+        for piece in pieces:
+            sent += len(piece)
+            wait = start + sent / self.rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            yield piece
+
     def _decide(self, method: str, path: str) -> tuple[str | None, str]:
         """The fault for the next request and its detail (status, or reset phase); recorded in ``seen``."""
         with self._lock:
             self.requests += 1
+            self.routes[(method, route_of(path))] += 1
             f = self.faults
             if self._next:
                 kind: str | None = self._next.pop(0)

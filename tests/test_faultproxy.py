@@ -130,3 +130,29 @@ def test_stops_by_itself_after_its_lifetime() -> None:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     with pytest.raises(ValueError, match="add up"):
         Faults(error=0.7, reset=0.7)
+
+
+def test_latency_rate_and_routes(registries: tuple[object, object], unique: str) -> None:
+    """A registry far away: each request costs two one-way latencies, bodies move at the rate, and
+    requests are counted by method and kind."""
+    upstream = registries[0].host  # type: ignore[attr-defined]
+    with FaultProxy(upstream, latency=0.05) as px:
+        c = _conn(px.host)
+        t0 = time.monotonic()
+        for _ in range(3):
+            c.request("GET", "/v2/")
+            c.getresponse().read()
+        assert time.monotonic() - t0 >= 3 * 0.1
+        c.request("HEAD", f"/v2/{unique}/manifests/latest")
+        c.getresponse().read()
+        c.request("GET", f"/v2/{unique}/manifests/latest")
+        c.getresponse().read()
+        c.close()
+        assert px.routes[("GET", "v2")] == 3 and px.routes[("HEAD", "manifests")] == 1
+        assert px.routes[("GET", "manifests")] == 1
+    data = os.urandom(400_000)
+    with FaultProxy(upstream, rate=1_000_000) as px:
+        t0 = time.monotonic()
+        status, _ = _upload(px, f"{unique}/rate", data, chunked=False)
+        assert status == 201 and time.monotonic() - t0 >= 0.35  # 400 kB at 1 MB/s
+        assert px.routes[("POST", "uploads")] == 1 and px.routes[("PUT", "uploads")] == 1
