@@ -53,6 +53,8 @@ class Command:
 # ---- merge -------------------------------------------------------------------------------------
 
 def _merge_arguments(p: argparse.ArgumentParser) -> None:
+    from .merge.run import DEFAULT_JOBS
+
     sel = p.add_argument_group("what to merge")
     what = sel.add_mutually_exclusive_group(required=True)
     what.add_argument("--tag-suffix", metavar="S",
@@ -89,7 +91,7 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
     dst.add_argument("--engine", choices=["auto", "native", "imagetools"], default="auto",
                      help="native: talk to the registries directly (parallel, verified); imagetools: one "
                           "`docker buildx imagetools create` per registry, as LocalAI's workflows; auto: native")
-    dst.add_argument("--jobs", type=int, default=8, metavar="N",
+    dst.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N",
                      help="with --all: suffixes merged at the same time (default %(default)s)")
     dst.add_argument("--dry-run", action="store_true",
                      help="read the registries, then print the list JSON, tags and targets; write nothing")
@@ -124,7 +126,7 @@ def note_plain_http(registry: str) -> None:
 
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .merge.run import MergeRequest, format_result, run_merge, summary_markdown
+    from .merge.run import MergeRequest, format_result, pull_counted, run_merge, summary_markdown
 
     req = MergeRequest(
         digests_dir=args.digests_dir, family=Family(args.family) if args.family else None,
@@ -148,8 +150,11 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             # the merge workflows hand the list digest and tags to the inspect step
             from .github.actions import write_outputs  # (composed here, never a registry's string: not redacted)
             write_outputs({"digest": result.digest, "tags": ",".join(result.tags)}, env)
+    counted = pull_counted(env)
+    if report.requests_line(counted) and not args.dry_run:
+        _say(report.requests_line(counted))
     if not args.dry_run:
-        write_summary(summary_markdown(report), env)
+        write_summary(summary_markdown(report, counted), env)
     if args.report:
         write_report(args.report, report)
     for r in report.failed:

@@ -432,20 +432,27 @@ def test_merge_all_sends_the_counted_requests_over_one_connection_per_worker_and
         assert first.exit_code == 0, [r.reason for r in first.results]
         tags = first.results[0].tags
         assert len(tags) == 2  # main-<suffix>, sha-<sha7>-<suffix>
-        # first registry: 2 child GETs + 2 config GETs, HEAD of the first tag, 2 x (PUT + GET), GET of the digest;
-        # second registry: 2 child HEADs, HEAD, 2 x (PUT + GET), GET of the digest
+        # first registry (the children's reader): 2 child GETs + 2 config GETs, HEAD of the first tag,
+        # 2 x (PUT + HEAD), GET of the digest; second registry: 2 child HEADs, HEAD, 2 x (PUT + HEAD), GET of the digest
         assert [r.requests for r in first.results] == [6 + 2 * 2 + 4 + 2 * 2] * len(suffixes)
         assert sum(p.requests for p in proxies) == sum(r.requests for r in first.results)
         assert all(1 <= r.accepted <= jobs for r in relays), [r.accepted for r in relays]  # not one per suffix
         puts = [(m, path) for p in proxies for m, path, _ in p.seen if m == "PUT"]
         assert len(puts) == len(suffixes) * len(tags) * 2
-        gets = [path for p in proxies for m, path, _ in p.seen if m == "GET" and "/manifests/" in path
-                and "sha256:" not in path.rsplit("/", 1)[-1]]
-        assert len(gets) == len(puts)  # each tag read back once, by its PUT
+        by_tag = [(m, path) for p in proxies for m, path, _ in p.seen if "/manifests/" in path
+                  and "sha256:" not in path.rsplit("/", 1)[-1]]
+        assert [m for m, _ in by_tag].count("HEAD") == len(puts) + 2 * len(suffixes)  # each PUT, and each first tag
+        assert "GET" not in [m for m, _ in by_tag]  # a tag is never GET: HEAD answers its digest
+        # manifest GETs (Docker Hub's pulls): the reader 2 children + the list, every other registry the list only
+        counted = [p.routes[("GET", "manifests")] for p in proxies]
+        assert counted == [3 * len(suffixes), len(suffixes)], counted
+        hosts = [r.host for r in relays]
+        assert first.manifest_gets() == {hosts[0]: 3 * len(suffixes), hosts[1]: len(suffixes)}
+        assert f"manifest GETs: {hosts[0]} {3 * len(suffixes)}, {hosts[1]} {len(suffixes)}" in first.requests_line()
 
         again = merge_all(world.digests, {Family.BACKENDS: setup}, options)  # a re-run writes nothing
         assert all(r.outcome is Outcome.MERGED and not r.changed for r in again.results)
-        assert [r.requests for r in again.results] == [5 + 2 * 2 + 3 + 2 * 2] * len(suffixes)
+        assert [r.requests for r in again.results] == [5 + 2 + 3 + 2] * len(suffixes)  # the tags HEADed, the list GET
         assert all(r.accepted <= 2 * jobs for r in relays), [r.accepted for r in relays]  # a new pool per run
     finally:
         for relay in relays:
@@ -455,6 +462,34 @@ def test_merge_all_sends_the_counted_requests_over_one_connection_per_worker_and
     for img in direct:
         for s in suffixes:
             assert world.list_of(img, f"main{s}")["manifests"]
+
+
+def test_children_are_read_where_a_manifest_get_is_no_pull(tmp_path: Path, registries, unique: str,  # type: ignore[no-untyped-def]
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Docker Hub counts every manifest GET against the pull limit: with the Docker Hub stand-in named first
+    and in CI_PULL_COUNTED_REGISTRIES, the children's manifests are read from the other registry; the
+    stand-in gets one GET per suffix (the list, by digest, read back) and HEADs; the summary says so."""
+    proxies = [FaultProxy(r.host, lifetime=120).start() for r in registries]
+    try:
+        hub, quay = proxies[1].host, proxies[0].host
+        world = World(tmp_path, (hub, quay), unique)  # the pull-counted registry first in --images
+        write_matrix(world.matrix, [("-cpu-a", "amd64"), ("-cpu-a", "arm64")])
+        for ptag in ("amd64", "arm64"):
+            world.leg("-cpu-a", ptag, images=[f"{r.host}/{unique}/backends" for r in registries])
+        summary = tmp_path / "summary.md"
+        before = [p.routes[("GET", "manifests")] for p in proxies]
+        code, out, err = run(capsys, world.args("--tag-suffix=-cpu-a"),
+                             {"CI_PULL_COUNTED_REGISTRIES": hub, "GITHUB_STEP_SUMMARY": str(summary)})
+        assert code == 0, out + err
+        gets = [p.routes[("GET", "manifests")] - b for p, b in zip(proxies, before)]
+        assert gets == [3, 1], gets  # quay: 2 children + the list; hub: the list
+        line = f"manifest GETs: {hub} 1 (counted against its pull limit), {quay} 3"
+        assert line in out and line in summary.read_text(), out
+        code, out, err = run(capsys, world.args("--tag-suffix=-cpu-a"), {"CI_PULL_COUNTED_REGISTRIES": "not a host!"})
+        assert code == 2 and "CI_PULL_COUNTED_REGISTRIES: 'not a host!' is not a registry host" in err, err
+    finally:
+        for p in proxies:
+            p.stop()
 
 
 def test_client_pool_reuses_idle_clients_and_closes_failed_ones() -> None:

@@ -13,14 +13,15 @@ Steps for one (family, suffix), in this order:
 4. **Publish**: ``native`` PUTs the same bytes under every tag in every registry, one registry
    after the other (tags already pointing at the digest are left alone, so a re-run is a no-op);
    ``imagetools`` runs ``docker buildx imagetools create`` once per registry, as LocalAI does.
-5. **Read back**: every tag and the list digest are fetched again from every registry and their
-   bytes compared with the list that was written (native: the composed bytes; imagetools: the
-   list buildx made, which must also be one digest everywhere with the expected children). A
-   registry's answer to the PUT or a HEAD is never taken as proof: a registry that accepts a PUT
-   and stores nothing, or whose HEAD claims the digest, fails the merge, named. Native: each tag
-   it PUTs is read back at once by :meth:`ci.registry.RegistryClient.put_manifest`, and not a
-   second time; then the list digest and every tag not written (a HEAD said it was in place)
-   are read.
+5. **Read back**: in every registry, the list is fetched by digest once (GET) and its bytes compared
+   with the list that was written (native: the composed bytes; imagetools: the list buildx made,
+   which must also be one digest everywhere with the expected children), and every tag is asked with
+   HEAD, its ``Docker-Content-Digest`` and size compared: where a digest answers the question, a
+   HEAD, which Docker Hub does not count against its pull limit, asks it. A registry's answer to a
+   PUT is never taken as proof, nor a HEAD as proof of the bytes: a registry that accepts a PUT and
+   stores nothing, or whose HEAD claims the list, fails the merge at the GET, named. Native: each
+   tag it PUTs is HEADed at once by :meth:`ci.registry.RegistryClient.put_manifest`, a tag found in
+   place was HEADed before; neither is asked again.
 6. Optional: **sign** (cosign, by digest, recursive) and delete the suffix's **keepalive** tags.
 
 Partial failure ("one registry down during merge") -- all-or-nothing by preflight:
@@ -36,15 +37,19 @@ written again (a re-run writes nothing).
 leg missing (its build failed) is *skipped* with the reason and the others still merge; anything
 else that goes wrong is *failed*. Exit 1 when any failed.
 
-Requests: one suffix of two legs with T tags costs, in the first registry, 2 manifest GETs and 2
-config GETs (the preflight), 1 HEAD (is the first tag in place?), T PUTs each read back (T GETs)
-and 1 GET of the list digest; in each other registry the same without the config reads and with
-2 HEADs instead of the child GETs: 6 + 2T and 4 + 2T, 22 requests for 3 tags and 2 registries.
-A re-run writes nothing: T HEADs instead of the PUTs, then the digest and the T tags read back
-(5 + 2T and 3 + 2T). The clients come from one :class:`ClientPool` for the whole run, so their
-keep-alive connections (and tokens) serve suffix after suffix: about ``jobs`` connections per
-registry, not one per suffix. What bounds the speed is the registries' own request rate
-(``bench/bench_merge.py`` measures it).
+Requests: one suffix of two legs with T tags costs, in the registry the children are read from (the
+first of the family's registries that does not count manifest GETs against a pull limit:
+``CI_PULL_COUNTED_REGISTRIES``, default Docker Hub), 2 manifest GETs and 2 config GETs (the
+preflight), 1 HEAD (is the first tag in place?), T PUTs each HEADed back, and 1 GET of the list
+digest; in each other registry 2 HEADs of the children instead of the reads: 6 + 2T and 4 + 2T, 22
+requests for 3 tags and 2 registries, of which one manifest GET in each registry but the reader.
+A re-run writes nothing: T HEADs instead of the PUTs and their HEADs, then the digest's GET. The
+summary prints the requests and the manifest GETs per registry. The clients come from one
+:class:`ClientPool` for the whole run, so their keep-alive connections (and tokens) serve suffix
+after suffix: about ``jobs`` connections per registry, not one per suffix. ``jobs`` defaults to
+:data:`DEFAULT_JOBS`: each suffix waits on some twenty round trips, so with registries tens of
+milliseconds away it is round trips, not the registries' request rate, that bound the merge unless
+many suffixes are in flight (``bench/bench_merge.py --latency-ms 20`` measures both).
 """
 from __future__ import annotations
 
@@ -68,13 +73,18 @@ from ..matrix.model import Entry, Matrix, agreed_tag_latest
 from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
 from ..oci.quay import QuayApi, quay_api
 from ..oci.platforms import same_platform
-from ..oci.reference import ImageName, sha256_digest
+from ..oci.reference import DOCKER_HUB, ImageName, parse_image_name, sha256_digest
 from ..oci.registry import RegistryClient
 from ..oci.sign import SignOptions, sign_image
 from ..matrix.tags import Latest, TagSource, check_ref, check_sha, parse_latest
 
 
 T = TypeVar("T")
+# suffixes merged at once: each costs some twenty requests one after the other, so with registries tens of
+# milliseconds away (quay.io and Docker Hub from a hosted runner) a suffix waits most of a second on round
+# trips; 32 keep a runner's two cores busy instead (bench/bench_merge.py --latency-ms 20)
+DEFAULT_JOBS = 32
+ENV_PULL_COUNTED = "CI_PULL_COUNTED_REGISTRIES"  # registries whose manifest GETs count (default docker.io)
 
 
 class Method(StrEnum):
@@ -107,7 +117,9 @@ class MergeOptions:
     quay: QuayApi | None = None  # Quay's REST API (and token), to delete the anchors Quay's registry API cannot
     sign: SignOptions | None = None
     dry_run: bool = False
-    jobs: int = 8
+    jobs: int = DEFAULT_JOBS
+    # registries that count a manifest GET against a pull limit: children are read elsewhere when they can be
+    pull_counted: frozenset[str] = frozenset({DOCKER_HUB})
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,7 @@ class SuffixResult:
     tagged_images: tuple[str, ...] = field(default=())
     retries: int = 0  # registry requests retried (transient failures survived)
     requests: int = 0  # HTTP requests sent to the registries for this suffix (keepalive cleanup included)
+    manifest_gets: tuple[tuple[str, int], ...] = ()  # (registry, manifest GETs) for this suffix
 
     @property
     def label(self) -> str:
@@ -183,6 +196,25 @@ class MergeReport:
     def exit_code(self) -> int:
         skipped = self.strict and any(r.outcome is Outcome.SKIPPED for r in self.results)
         return 1 if self.failed or skipped else 0
+
+    def manifest_gets(self) -> dict[str, int]:
+        """Manifest GETs per registry over the whole merge (what Docker Hub counts as pulls)."""
+        out: dict[str, int] = {}
+        for r in self.results:
+            for reg, n in r.manifest_gets:
+                out[reg] = out.get(reg, 0) + n
+        return out
+
+    def requests_line(self, pull_counted: frozenset[str] = frozenset({DOCKER_HUB})) -> str:
+        """One line: requests sent and manifest GETs per registry, those counted against a pull limit marked."""
+        gets = self.manifest_gets()
+        if not gets:
+            return ""
+        n = sum(1 for r in self.results if r.manifest_gets)
+        parts = [f"{reg} {count}" + (" (counted against its pull limit)" if reg in pull_counted else "")
+                 for reg, count in gets.items()]
+        return (f"requests: {sum(r.requests for r in self.results)} for {n} suffix(es); manifest GETs: "
+                + ", ".join(parts))
 
 
 class _Skip(Exception):
@@ -226,10 +258,18 @@ GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-c
 
 # ---- preflight (reads) ---------------------------------------------------------------------
 
-def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[ImageName, RegistryClient]) -> tuple[Descriptor, ...]:
-    """Child descriptors read from the registries; OperationError listing every problem found."""
-    images = target.config.images
-    first = images[0]
+def reader_of(images: Sequence[ImageName], pull_counted: frozenset[str]) -> ImageName:
+    """The image whose registry the children are read from (GET): the first not counting manifest GETs
+    against a pull limit, else the first; the others are only asked with HEAD."""
+    return next((i for i in images if i.registry not in pull_counted), images[0])
+
+
+def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[ImageName, RegistryClient],
+              pull_counted: frozenset[str] = frozenset({DOCKER_HUB})) -> tuple[Descriptor, ...]:
+    """Child descriptors read from the registries (manifests and configs from one, :func:`reader_of`; HEAD
+    in the others); OperationError listing every problem found."""
+    first = reader_of(target.config.images, pull_counted)
+    images = [first, *(i for i in target.config.images if i != first)]
     problems: list[str] = []
     missing_any = False
     children: list[Descriptor] = []
@@ -310,7 +350,7 @@ def plan_suffix(target: MergeTarget, options: MergeOptions,
     legs = check_legs(target)
     tags = options.planned_tags.get((target.family, target.suffix)) or options.tag_source.tags(
         target.suffix, options.tag_latest or tag_latest_of(legs, target.label), target.family)
-    children = preflight(target, legs, clients)
+    children = preflight(target, legs, clients, options.pull_counted)
     try:
         composed = compose_index(children)
     except ValueError as exc:
@@ -330,18 +370,20 @@ def _current(clients: Mapping[ImageName, RegistryClient], plan: MergePlan) -> di
 
 
 def _todo(client: RegistryClient, plan: MergePlan) -> list[str]:
-    """Tags of ``plan`` not yet pointing at the composed list in one registry.
+    """Tags of ``plan`` not yet pointing at the composed list in one registry (HEAD: its
+    ``Docker-Content-Digest`` and size).
 
     The first tag is looked up; only when it is already in place (a re-run) are the others
     looked up too. Otherwise every tag is written: a PUT of the same bytes under a tag that
     already has them changes nothing, and a first merge saves a HEAD per tag.
     """
-    digest = plan.composed.digest
-    first = client.head_manifest(plan.tags[0])
-    if first is None or first[0] != digest:
+    def in_place(tag: str) -> bool:
+        head = client.head_manifest(tag)
+        return head is not None and head[0] == plan.composed.digest and head[2] == plan.composed.size
+
+    if not in_place(plan.tags[0]):
         return list(plan.tags)
-    rest = [t for t in plan.tags[1:] if (client.head_manifest(t) or ("",))[0] != digest]
-    return rest
+    return [t for t in plan.tags[1:] if not in_place(t)]
 
 
 def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
@@ -352,8 +394,9 @@ def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
     already gives the composed digest is not written (a re-run is a no-op);
     :meth:`RegistryClient.put_manifest` confirms every child is present before the first PUT,
     checks the registry's ``Docker-Content-Digest`` answer and reads every tag it wrote back at
-    once (GET, bytes compared): the tags it returns are verified. What was not written is no
-    more than a HEAD's claim: :func:`read_back` reads it.
+    once with a HEAD (digest and size compared; a GET would be a pull on Docker Hub). The tags
+    it returns were all answered by a HEAD, written or found in place; :func:`read_back` then
+    proves the bytes with one GET of the list by digest per registry.
     """
     c = plan.composed
     images = plan.target.config.images
@@ -363,7 +406,7 @@ def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
     for img in images:
         try:
             for t in todo[img]:
-                clients[img].put_manifest(t, c.body, c.media_type)
+                clients[img].put_manifest(t, c.body, c.media_type, read_back="head")
                 written[img].add(t)
         except RegistryError as exc:
             done = ", ".join(tagged) or "none"
@@ -371,7 +414,7 @@ def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
                                  f"registries already tagged: {done}; re-run the merge when {img.registry} is "
                                  "back (it is idempotent)") from None
         tagged.append(str(img))
-    return any(todo.values()), tagged, written
+    return any(todo.values()), tagged, {img: set(plan.tags) for img in images}
 
 
 def publish_imagetools(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]) -> tuple[bool, list[str]]:
@@ -389,8 +432,9 @@ def publish_imagetools(plan: MergePlan, clients: Mapping[ImageName, RegistryClie
     return before != after, tagged
 
 
-def verify_published(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], method: Method) -> str:
-    """Every tag in every registry resolves to one digest (the composed one for native); returns it."""
+def verify_published(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], method: Method,
+                     pull_counted: frozenset[str] = frozenset({DOCKER_HUB})) -> str:
+    """Every tag in every registry resolves to one digest (HEAD; the composed one for native); returns it."""
     seen: dict[str, list[str]] = {}
     for img in plan.target.config.images:
         for t in plan.tags:
@@ -405,7 +449,7 @@ def verify_published(plan: MergePlan, clients: Mapping[ImageName, RegistryClient
         raise OperationError(f"merge {plan.target.label}: the registries serve {digest}, but the composed list is "
                              f"{plan.composed.digest}; another writer raced this merge, re-run it")
     if method is Method.IMAGETOOLS:
-        img = plan.target.config.images[0]
+        img = reader_of(plan.target.config.images, pull_counted)
         got = clients[img].get_manifest(digest)
         kids = parse_manifest(got[0], got[1]).children if got else ()
         want = {(c.digest, str(c.platform)) for c in plan.children}
@@ -418,29 +462,36 @@ def verify_published(plan: MergePlan, clients: Mapping[ImageName, RegistryClient
 
 def read_back(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], body: bytes,
               verified: Mapping[ImageName, set[str]] | None = None) -> None:
-    """Every tag and the list digest, in every registry, serve exactly ``body`` (GET, bytes compared).
+    """The list digest, in every registry, serves exactly ``body`` (one GET each, bytes compared), and every
+    tag points at it (``Docker-Content-Digest`` of a HEAD, size compared).
 
-    ``verified``: tags per image already read back after their write, with the same comparison
-    (:meth:`RegistryClient.put_manifest` does it for every tag it PUTs); they are not read a
-    second time. The list digest is always read, and so is every tag that was not written
-    (a HEAD said it was in place: no proof). Raises :class:`VerificationError` naming the
-    registry and what it serves instead.
+    ``verified``: tags per image a HEAD already answered with the list's digest and size after they were
+    written or found in place (:func:`publish_native`, :func:`verify_published`); they are not asked a
+    second time. A HEAD never stands for the bytes: a registry that accepts the writes and stores
+    nothing (or whose HEAD claims the list) fails at the GET. Raises :class:`VerificationError` naming
+    the registry and what it serves instead.
     """
     digest = sha256_digest(body)
     for img in plan.target.config.images:
         problems: list[str] = []
         done = verified.get(img, set()) if verified else set()
+        client = clients[img]
         for ref in (digest, *(t for t in plan.tags if t not in done)):
             shown = img.with_digest(ref) if ref.startswith("sha256:") else img.with_tag(ref)
             try:
-                got = clients[img].get_manifest(ref)
+                if ref == digest:
+                    got = client.get_manifest(ref)
+                    found = None if got is None else (got[2], len(got[0])) if got[0] != body else (digest, len(body))
+                else:
+                    head = client.head_manifest(ref)
+                    found = None if head is None else (head[0], head[2])
             except RegistryError as exc:
                 raise VerificationError(f"merge {plan.target.label}: reading back {shown} from {img.registry}: "
                                         f"{exc}; the writes are done, re-run the merge to verify them") from None
-            if got is None:
+            if found is None:
                 problems.append(f"{shown} is not found")
-            elif got[0] != body:
-                problems.append(f"{shown} serves {got[2]} ({len(got[0])} bytes)")
+            elif found != (digest, len(body)):
+                problems.append(f"{shown} serves {found[0]} ({found[1]} bytes)")
         if problems:
             raise VerificationError(
                 f"merge {plan.target.label}: read back from {img.registry}: {'; '.join(problems)}, not the list "
@@ -603,11 +654,13 @@ def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -
     images = target.config.images
     clients: dict[ImageName, RegistryClient] = {}
     start: dict[ImageName, tuple[int, int]] = {}  # (retries, requests) of each client when leased
+    gets: dict[ImageName, int] = {}  # manifest GETs of each client when leased
     ok = False
     try:
         for img in images:
             clients[img] = pool.lease(img, target.config)
             start[img] = (clients[img].retries, clients[img].requests_sent)
+            gets[img] = clients[img].manifest_gets
         restored = restore_from_anchor(target, clients, pool) if options.anchor_run_id and not options.dry_run else ()
         plan = plan_suffix(target, options, clients)
         base = SuffixResult(
@@ -618,13 +671,15 @@ def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -
             commands=tuple(tuple(c) for c in plan.imagetools_commands()) if method is Method.IMAGETOOLS else ())
         if options.dry_run:
             ok = True
-            return replace(base, dry_run=True, requests=_sent(clients, start))
+            return replace(base, dry_run=True, requests=_sent(clients, start), manifest_gets=_gets(clients, gets))
         verified: dict[ImageName, set[str]] = {}
         if method is Method.IMAGETOOLS:
             changed, tagged = publish_imagetools(plan, clients)
-            digest = verify_published(plan, clients, method)  # one digest everywhere, the expected children
-            made = clients[images[0]].get_manifest(digest)
+            # one digest everywhere (HEAD of every tag), the expected children
+            digest = verify_published(plan, clients, method, options.pull_counted)
+            made = clients[reader_of(images, options.pull_counted)].get_manifest(digest)
             body = made[0] if made is not None else b""
+            verified = {img: set(plan.tags) for img in images}
         else:
             changed, tagged, verified = publish_native(plan, clients)
             digest, body = plan.composed.digest, plan.composed.body
@@ -635,7 +690,7 @@ def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -
                 sign_image(img.with_digest(digest), options.sign, plain_http=target.config.plain_http(img.registry))
             result = replace(result, signed=True)
         result = replace(result, retries=sum(cl.retries - start[img][0] for img, cl in clients.items()),
-                         requests=_sent(clients, start))
+                         requests=_sent(clients, start), manifest_gets=_gets(clients, gets))
         ok = True
     except _Skip:
         ok = True  # a leg is missing: nothing went wrong with the clients
@@ -652,6 +707,14 @@ def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -
 
 def _sent(clients: Mapping[ImageName, RegistryClient], start: Mapping[ImageName, tuple[int, int]]) -> int:
     return sum(cl.requests_sent - start[img][1] for img, cl in clients.items())
+
+
+def _gets(clients: Mapping[ImageName, RegistryClient], start: Mapping[ImageName, int]) -> tuple[tuple[str, int], ...]:
+    """Manifest GETs per registry since ``start`` (the registry's images summed)."""
+    out: dict[str, int] = {}
+    for img, cl in clients.items():
+        out[img.registry] = out.get(img.registry, 0) + cl.manifest_gets - start[img]
+    return tuple(out.items())  # in the family's order of registries
 
 
 def _run_one(target: MergeTarget, options: MergeOptions, pool: ClientPool) -> SuffixResult:
@@ -790,7 +853,20 @@ class MergeRequest:
     referrers_mode: str = ""  # cosign --registry-referrers-mode (oci-1-1)
     method: str = "auto"
     dry_run: bool = False
-    jobs: int = 8
+    jobs: int = DEFAULT_JOBS
+
+
+def pull_counted(env: Mapping[str, str]) -> frozenset[str]:
+    """Registries that count manifest GETs against a pull limit: ``CI_PULL_COUNTED_REGISTRIES`` (comma
+    list), else Docker Hub. The merge reads children from another registry of the family when it can."""
+    names = [n.strip() for n in env.get(ENV_PULL_COUNTED, "").split(",") if n.strip()]
+    out: set[str] = set()
+    for n in names:
+        try:
+            out.add(parse_image_name(f"{n}/x").registry)  # validates the host, folds Docker Hub's aliases
+        except ValueError:
+            raise UserError(f"{ENV_PULL_COUNTED}: {n!r} is not a registry host[:port] (e.g. docker.io)") from None
+    return frozenset(out) if names else frozenset({DOCKER_HUB})
 
 
 def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> MergeOptions:
@@ -818,7 +894,7 @@ def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str
                         quay=quay_api(env) if run_id else None,
                         sign=SignOptions(key=req.key, tlog=req.tlog, referrers_mode=req.referrers_mode, env=env)
                         if req.sign else None,
-                        dry_run=req.dry_run, jobs=req.jobs)
+                        dry_run=req.dry_run, jobs=req.jobs, pull_counted=pull_counted(env))
 
 
 def family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str],
@@ -869,8 +945,9 @@ def run_merge(req: MergeRequest, env: Mapping[str, str], *, note: Callable[[str]
 
 # ---- presentation ----------------------------------------------------------------------------
 
-def summary_markdown(report: MergeReport) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: merged tags and digests per registry, skipped with why."""
+def summary_markdown(report: MergeReport, pull_counted: frozenset[str] = frozenset({DOCKER_HUB})) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: merged tags and digests per registry, skipped with why, and the
+    requests sent (manifest GETs per registry: Docker Hub counts each against the pull limit)."""
     rows: list[list[str]] = []
     for r in report.results:
         if r.outcome is Outcome.MERGED:
@@ -879,7 +956,9 @@ def summary_markdown(report: MergeReport) -> str:
                              ", ".join(f"`{t}`" for t in r.tags), f"`{r.digest}`"])
         else:
             rows.append([r.label, r.outcome.value, "", "", r.reason])
-    return "### Merged manifest lists\n\n" + md_table(["suffix", "result", "registry", "tags", "list digest / reason"], rows)
+    line = report.requests_line(pull_counted)
+    return ("### Merged manifest lists\n\n" + md_table(["suffix", "result", "registry", "tags", "list digest / reason"], rows)
+            + (f"\n{line}\n" if line else ""))
 
 
 def format_result(r: SuffixResult) -> str:

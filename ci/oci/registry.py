@@ -670,6 +670,7 @@ class RegistryClient:
         self.registry = image.registry
         self.retries = 0
         self.bytes_uploaded = 0
+        self.manifest_gets = 0  # GET requests for manifests (Docker Hub counts each against the pull limit)
         self._plain_http = plain_http
         self._credentials = credentials
         self._policy = retry
@@ -995,14 +996,19 @@ class RegistryClient:
     def _manifest_headers(self) -> dict[str, str]:
         return {"Accept": ACCEPT_MANIFESTS}
 
-    def put_manifest(self, reference: str, body: bytes, media_type: str) -> str:
+    def put_manifest(self, reference: str, body: bytes, media_type: str, *, read_back: str = "get") -> str:
         """PUT exactly ``body``; returns the registry's digest (== sha256(body), checked).
 
         Before the PUT every blob (config, layers) or child manifest it references is
         confirmed present (sizes compared); otherwise nothing is pushed. After it, what the
-        registry serves under ``reference`` is read back (GET) and compared byte for byte:
-        the registry's answer to the PUT is never taken as proof.
+        registry serves under ``reference`` is read back and compared: the registry's answer to
+        the PUT is never taken as proof. ``read_back="get"``: the bytes, compared byte for byte;
+        ``"head"``: the digest and size a HEAD answers (``Docker-Content-Digest``), where the
+        caller proves the bytes another way (the merge GETs the list by digest once: a GET is
+        a pull on Docker Hub, a HEAD is not).
         """
+        if read_back not in ("get", "head"):
+            raise ValueError(f"read_back {read_back!r} is not 'get' or 'head'")
         computed = sha256_digest(body)
         ref = self._ref(reference)
         what = f"PUT manifest {ref}"
@@ -1023,6 +1029,14 @@ class RegistryClient:
         got = self._call("PUT manifest", ref, attempt)
         if got != computed:
             raise self._error(f"{what}: the registry reports digest {got}, but the bytes sent hash to {computed}")
+        if read_back == "head":
+            head = self.head_manifest(reference)
+            if head is None or head[0] != computed or head[2] != len(body):
+                found = "nothing" if head is None else f"{head[0]} ({head[2]} bytes)"
+                raise self._error(f"{what}: read back: {self.registry} answers {found} for {ref}, not the "
+                                  f"{len(body)} bytes sent ({computed}); it accepted the PUT but does not serve it")
+            self._confirmed[got] = len(body)
+            return got
         served = self.get_manifest(reference)
         if served is None or served[0] != body:
             found = "nothing" if served is None else f"{served[2]} ({len(served[0])} bytes)"
@@ -1065,6 +1079,7 @@ class RegistryClient:
         ref = self._ref(reference)
 
         def attempt() -> tuple[bytes, str, str] | None:
+            self.manifest_gets += 1
             r = self._send("get", "manifests/" + reference, ok=(404,), headers=self._manifest_headers(),
                            limit=MAX_MANIFEST_BYTES)
             if r.status_code == 404:
