@@ -9,7 +9,8 @@ one after the other; ``.ci/run`` sets ``CI_TEST_ENGINES`` to the classic and the
 store. On each engine the leg is made once, untimed:
 
 - ``--leg build`` (default): a BuildKit build through :class:`localai_ci.docker.builder.BuildxBuilder`
-  (``docker buildx build --load``) of ``FROM scratch`` + ``COPY`` of an incompressible
+  (``docker buildx build --load``: the engine-image path; ``bench_handoff.py`` measures the OCI
+  layout hand-off) of ``FROM scratch`` + ``COPY`` of an incompressible
   ``--mib`` MiB file, so the engine holds what a real leg leaves there: uncompressed layers on
   the classic store, BuildKit's gzip layers (and manifest) on the containerd store;
 - ``--leg load``: the offline payload base ``docker load``-ed (``localai_ci.docker.offline_bases.ensure_base_image``);
@@ -181,8 +182,10 @@ def make_leg(info: EngineInfo, how: str, mib: int, work: Path) -> tuple[str, str
             write_payload(payload, mib * MIB, f"bench-publish|{mib}")
         (ctx / "Dockerfile").write_text("FROM scratch\nCOPY payload.bin /payload.bin\n")
         tag = f"{LEG_REPO}:{mib}m"
+        # load=True: this benchmark publishes the engine's image (the --load path); bench_handoff.py
+        # measures the OCI layout hand-off
         spec = BuildSpec(context=str(ctx), dockerfile=str(ctx / "Dockerfile"), platform=platform, tag=tag,
-                         build_args=(("SOURCE_DATE_EPOCH", str(FIXED_MTIME)),))  # the same image id every run
+                         build_args=(("SOURCE_DATE_EPOCH", str(FIXED_MTIME)),), load=True)  # the same id every run
         built = BuildxBuilder(eng, env).build(spec, lambda e: None)
         return tag, built.info.id
     finally:
