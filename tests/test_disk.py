@@ -52,3 +52,21 @@ def test_watch_reports_the_peak_even_when_the_space_is_freed_again(tmp_path: Pat
 def test_disk_path_is_the_engine_data_root_when_local(tmp_path: Path) -> None:
     assert disk_path(str(tmp_path)) == tmp_path
     assert disk_path(str(tmp_path / "not-here"), fallback="/") == Path("/")  # remote engine: where we run
+
+
+def test_watch_counts_each_filesystem_once_and_sees_paths_made_later(tmp_path: Path) -> None:
+    """The leg's paths (engine data root, the layouts' directory, the blob cache) often share one filesystem:
+    counted once, not twice; a directory the leg will create is watched through its nearest parent."""
+    size = 32 << 20
+    later = tmp_path / "layouts" / "not-yet"
+    watch = DiskWatch([tmp_path, tmp_path / "cache-dir-to-be", later], interval=0.02)
+    assert watch.paths == [tmp_path]  # one filesystem
+    with watch:
+        later.mkdir(parents=True)
+        with open(later / "blob", "wb") as fh:
+            fh.write(os.urandom(size))
+            fh.flush()
+            os.fsync(fh.fileno())
+        watch.sample()  # a phase's end
+    use = watch.result()
+    assert 0.9 * size <= use.peak_used < 1.9 * size, use  # once, not once per path
