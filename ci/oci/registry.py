@@ -515,6 +515,7 @@ class _ScopedSession(requests.Session):
         # the proxies requests derives from the environment, by (origin, no_proxy): see
         # merge_environment_settings
         self._env_proxies: dict[tuple[Origin, str | None], dict[str, str]] = {}
+        self._netrc: dict[Origin, Any] = {}  # ~/.netrc credentials by origin: see prepare_request
         for prefix in ("https://", "http://"):
             self.mount(prefix, _TrackingAdapter(self._conns, self._opened))
 
@@ -544,6 +545,23 @@ class _ScopedSession(requests.Session):
                     "cert": requests.sessions.merge_setting(cert, self.cert)}
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
+
+    # -- ~/.netrc, looked up once per origin ----------------------------------------------------------
+    # requests reads the netrc file (a stat of ~/.netrc and ~/_netrc, and a parse when one exists) for each
+    # request without credentials of its own; the answer depends on the URL's host only, so this session
+    # asks once per origin, then lets requests prepare the request without asking again.
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if not self.trust_env or request.auth or self.auth or not isinstance(request.url, str):
+            return super().prepare_request(request)
+        origin = _origin(request.url)
+        if origin not in self._netrc:
+            self._netrc[origin] = requests.utils.get_netrc_auth(request.url)
+        request.auth = self._netrc[origin]
+        self.trust_env = False  # only netrc depends on it in prepare_request (proxies: merge_environment_settings)
+        try:
+            return super().prepare_request(request)
+        finally:
+            self.trust_env = True
 
     # -- scope ------------------------------------------------------------------------------------
     def _is_token_request(self, url: str) -> bool:
