@@ -33,7 +33,9 @@ from localai_ci.merge.run import FamilySetup, MergeOptions, merge_suffix
 from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName, sha256_digest
-from localai_ci.oci.registry import Credentials, RegistryClient, RetryPolicy
+from localai_ci.oci.client import RegistryClient
+from localai_ci.oci.keychain import Credentials
+from localai_ci.oci.retry import RetryPolicy
 from localai_ci.matrix.tags import TagSource
 from authregistry import KNOWN_PASSWORD, start_auth_registry, stop
 from hostile import Forward, HostileServer, Reply, Request, TlsFiles, make_tls, pieces
