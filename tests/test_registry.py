@@ -169,11 +169,11 @@ def test_retry_after_forms_and_backoff_bounds() -> None:
 def test_docker_hub_goes_to_registry_1_and_tls_by_default() -> None:
     c = RegistryClient(parse_image_name("localai/localai"), plain_http=False)
     assert c.registry == "docker.io"
-    assert c._dxf._base_url == "https://registry-1.docker.io/v2/"  # no network touched
-    assert c._dxf._repo == "localai/localai"
+    assert c._base_url == "https://registry-1.docker.io/v2/"  # no network touched
+    assert c._repo_url == "https://registry-1.docker.io/v2/localai/localai/"
     c.close()
     with RegistryClient(parse_image_name("ubuntu"), plain_http=False) as official:
-        assert official._dxf._repo == "library/ubuntu"
+        assert official._repo_url == "https://registry-1.docker.io/v2/library/ubuntu/"
 
 
 def test_credentials_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

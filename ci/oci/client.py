@@ -13,13 +13,15 @@ The registry protocol is spoken by this module and the ones it stands on, one co
 - :mod:`ci.oci.answers` -- parsed error bodies and headers, refused and malformed answers;
 - :mod:`ci.oci.keychain` -- credentials.
 
-python-dxf (``dxf.DXF``) builds the URLs, runs the ``401`` handshake (through
-:class:`ci.oci.auth.Authenticator`) and lists tags; every other operation goes through
-dxf's authenticated request method ``DXF._request`` (isolated in :meth:`RegistryClient._send`):
-blob uploads (``POST`` -> ``PUT <Location>?digest=``, the body streamed from a file-like object
-with ``Content-Length``, ``Location`` resolved with ``urljoin``), cross-repository mounts
-(a ``202`` upload session is cancelled), manifest ``PUT`` of exact bytes with the given media
-type, ``DELETE`` by digest, blob and manifest ``HEAD``/``GET`` (digests verified here).
+Every request goes through :meth:`RegistryClient._send`: the URL under
+``/v2/<repository>/`` (Docker Hub's official images under ``library/``), the ``Authorization``
+the :class:`ci.oci.auth.Authenticator` holds, one answer to a ``401``, the status checked. The
+operations: blob ``HEAD``/``GET`` (digest verified), uploads (``POST`` -> ``PUT
+<Location>?digest=``, the body streamed from a file-like object with ``Content-Length``,
+``Location`` resolved with ``urljoin``), cross-repository mounts (a ``202`` upload session is
+cancelled), manifest ``GET``/``HEAD`` (``Accept``: Docker v2 and OCI manifests and lists) and
+``PUT`` of exact bytes with the given media type, ``DELETE`` by digest, tag listing
+(``tags/list``, then each ``Link: <...>; rel="next"`` page).
 
 What this module adds: retries with backoff, digest checks, "blobs before manifest", every
 write read back. A malformed answer (a ``401`` without a usable challenge, a token answer
@@ -43,6 +45,7 @@ a registry that demands them there is reported with a clear error.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -51,28 +54,27 @@ from types import TracebackType
 from typing import BinaryIO, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import dxf
-import dxf.exceptions
 import requests
 
 from ..errors import RegistryError
 from ..redaction import redact, register_secret
 from .answers import Malformed, Problem, content_length, digest_header, first_line, media_type, registry_error_text
-from .auth import Authenticator
+from .auth import Authenticator, InsecureAuth, Unauthorized
 from .deadline import DeadlineExceeded
 from .keychain import Credentials, Keychain
 from .manifest import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, ParsedManifest, parse_manifest
-from .reference import ImageName, parse_digest, sha256_digest, uses_plain_http
+from .reference import DOCKER_HUB_API, ImageName, parse_digest, sha256_digest, uses_plain_http
 from .retry import RetryPolicy, Transient, delay, transient
-from .transport import MAX_SMALL_BODY, CountingReader, ScopedSession
+from .transport import MAX_SMALL_BODY, CountingReader, ScopedSession, url_for_message
 
 T = TypeVar("T")
 
 MAX_TAG_PAGE_BYTES = 8 * 1024 * 1024  # one page of a tag list (about 200,000 tags)
+MAX_TAG_LIST_BYTES = 64 * 1024 * 1024  # all pages of one tag list (about 1.5 million tags)
 
 # what an attempt may raise that the retry loop judges (ci.oci.retry.transient, else RegistryClient._fatal);
 # anything else (an error of the caller's stream, a RegistryError made here) ends the operation as it is
-_FAILURES = (Transient, DeadlineExceeded, Problem, requests.RequestException, dxf.exceptions.DXFError, KeyError,
+_FAILURES = (Transient, DeadlineExceeded, Problem, requests.RequestException, Unauthorized, InsecureAuth, KeyError,
              TypeError, AttributeError, ValueError, IndexError, RecursionError)
 
 PlainHttp = Callable[[str], bool]
@@ -117,14 +119,11 @@ class RegistryClient:
         # PUT); a manifest PUT need not re-check references confirmed moments ago (the registry
         # still validates references on PUT, so a reaped object cannot slip through)
         self._confirmed: dict[str, int] = {}
-        self._dxf = dxf.DXF(image.api_host, image.repository, auth=self._authenticate,
-                            insecure=plain_http, tlsverify=True, timeout=retry.request_timeout)
+        self._base_url = f"{'http' if plain_http else 'https'}://{image.api_host}/v2/"
+        self._repo_url = self._base_url + _api_repository(image) + "/"
         policy = plain_http_policy or uses_plain_http
-        self._session = ScopedSession(self._dxf._base_url, lambda host: host != image.api_host and policy(host),
-                                      retry)
-        # the pooled session dxf sends everything through until close() (what dxf's own __enter__ does)
-        self._dxf._sessions.insert(0, self._session)
-        self._auth = Authenticator(self.registry, self._session, self._dxf._base_url, credentials,
+        self._session = ScopedSession(self._base_url, lambda host: host != image.api_host and policy(host), retry)
+        self._auth = Authenticator(self.registry, self._session, self._base_url, _api_repository(image), credentials,
                                    plain_http=plain_http, request_timeout=retry.request_timeout)
 
     @property
@@ -146,7 +145,7 @@ class RegistryClient:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._dxf.__exit__(None, None, None)  # type: ignore[no-untyped-call]  # pops and closes the session
+            self._session.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -155,12 +154,8 @@ class RegistryClient:
         self.close()
 
     # ---- auth, redaction ------------------------------------------------------------------
-    def _authenticate(self, client: dxf.DXFBase, response: requests.Response) -> None:
-        """dxf's auth hook: :meth:`ci.oci.auth.Authenticator.answer`."""
-        self._auth.answer(client, response)
-
     def _redact(self, text: str) -> str:
-        register_secret(self._dxf.token or "")
+        register_secret(self._auth.token or "")
         return redact(text)
 
     def _auth_hint(self) -> str:
@@ -228,38 +223,53 @@ class RegistryClient:
                                "only if it is on a trusted network")
         if isinstance(exc, requests.RequestException):
             return self._error(f"{what}: {type(exc).__name__}: {first_line(str(exc), 200)}")
-        if isinstance(exc, dxf.exceptions.DXFUnauthorizedError):
+        if isinstance(exc, Unauthorized):
             return self._error(f"{what}: HTTP 401 Unauthorized after authenticating; {self._auth_hint()}", status=401)
-        if isinstance(exc, dxf.exceptions.DXFAuthInsecureError):
+        if isinstance(exc, InsecureAuth):
             return self._error(f"{what}: {self.registry} requires authentication but is reached over plain "
                                "HTTP, and credentials are never sent in clear text; serve it over TLS "
                                "(and do not name it in CI_INSECURE_REGISTRIES)", status=401)
-        # what dxf raises on answers it cannot use (a token answer without a token, a tag page
-        # that is not the expected JSON, ...): a malformed answer, never a traceback
+        # anything else an answer made fail (a value of an unexpected type, JSON nested too deeply, ...):
+        # a malformed answer, never a traceback
         return self._error(f"{what}: malformed answer from {self.registry}: {type(exc).__name__}"
                            f"{': ' + first_line(str(exc), 200) if str(exc) else ''}")
 
     def _quiet(self, fn: Callable[[], T | None]) -> T | None:
         try:
             return fn()
-        except (requests.RequestException, dxf.exceptions.DXFError, Transient, Problem, DeadlineExceeded,
+        except (requests.RequestException, Unauthorized, InsecureAuth, Transient, Problem, DeadlineExceeded,
                 ValueError, KeyError, TypeError):
             return None
 
     def _send(self, method: str, path: str, *, ok: Iterable[int] = (), limit: int = MAX_SMALL_BODY,
-              **kwargs: object) -> requests.Response:
-        """One authenticated request through dxf (path relative to ``/v2/<repo>/`` or absolute URL).
+              data: bytes | CountingReader | None = None, headers: dict[str, str] | None = None) -> requests.Response:
+        """One authenticated request (``path`` relative to ``/v2/<repo>/``, or an absolute URL).
 
-        Statuses in ``ok`` are returned instead of raised; a successful answer's body is at most
-        ``limit`` bytes. The single use of dxf's private request method.
+        Sent with the ``Authorization`` held; a ``401`` is answered (:meth:`ci.oci.auth.Authenticator.answer`)
+        and the request sent again when that gave another ``Authorization`` -- unless its body was a
+        stream, already sent: then a transient failure, so the operation starts it again from a fresh
+        stream. A ``401`` after that is :class:`ci.oci.auth.Unauthorized`; another status of 400 or more
+        not in ``ok`` a ``requests.HTTPError``. A successful answer's body is at most ``limit`` bytes.
         """
+        url = urljoin(self._repo_url, path)
         with self._body_limit(limit):
-            try:
-                return self._dxf._request(method, path, **kwargs)  # type: ignore[no-any-return,no-untyped-call]
-            except requests.HTTPError as exc:
-                if exc.response is not None and exc.response.status_code in set(ok):
-                    return exc.response
-                raise
+            r = self._request(method, url, data, headers)
+            if r.status_code == 401 and self._auth.answer(r, method):
+                if not (data is None or isinstance(data, bytes)):
+                    raise Transient("HTTP 401 Unauthorized: the registry asked for new credentials after the "
+                                    "body was sent; sending it again", 401)
+                r = self._request(method, url, data, headers)
+        if r.status_code == 401:
+            raise Unauthorized()
+        if r.status_code >= 400 and r.status_code not in set(ok):
+            r.raise_for_status()
+        return r
+
+    def _request(self, method: str, url: str, data: bytes | CountingReader | None,
+                 headers: dict[str, str] | None) -> requests.Response:
+        sent = {**(headers or {}), **self._auth.headers()}
+        return self._session.request(method.upper(), url, data=data, headers=sent, allow_redirects=True,
+                                     timeout=self._policy.request_timeout, verify=True)
 
     @contextlib.contextmanager
     def _body_limit(self, limit: int) -> Iterator[None]:
@@ -302,7 +312,7 @@ class RegistryClient:
             if location:  # 202: an upload session was opened instead; do not leave it behind
                 try:  # (a Location on another host gets no credentials: see ScopedSession)
                     self._send("delete", urljoin(r.url, location), ok=(404, 405))
-                except (requests.RequestException, dxf.exceptions.DXFError, Problem, DeadlineExceeded, ValueError):
+                except (requests.RequestException, Unauthorized, InsecureAuth, Problem, DeadlineExceeded, ValueError):
                     pass
             return False
 
@@ -476,15 +486,27 @@ class RegistryClient:
         return got
 
     def list_tags(self) -> list[str]:
-        """All tags of the repository ([] when the repository does not exist)."""
+        """All tags of the repository ([] when the repository does not exist), every page of the list."""
         def attempt() -> list[str]:
-            try:
-                with self._body_limit(MAX_TAG_PAGE_BYTES):
-                    return [str(t) for t in self._dxf.list_aliases()]
-            except requests.HTTPError as exc:
-                if exc.response is not None and exc.response.status_code == 404:
+            tags: list[str] = []
+            url: str | None = urljoin(self._repo_url, "tags/list")
+            seen: set[str] = set()
+            read = 0
+            while url is not None:
+                if url in seen:
+                    raise Malformed(f"its tag list pages come round again ({url_for_message(url)})")
+                seen.add(url)
+                r = self._send("get", url, ok=(404,), limit=MAX_TAG_PAGE_BYTES)
+                if r.status_code == 404:
                     return []
-                raise
+                read += len(r.content)
+                if read > MAX_TAG_LIST_BYTES:
+                    raise Malformed(f"its tag list is more than the {MAX_TAG_LIST_BYTES} bytes allowed "
+                                    f"({len(seen)} pages)")
+                tags += _tag_page(r.content)
+                link = r.links.get("next", {}).get("url")
+                url = urljoin(r.url, link) if link else None
+            return tags
 
         return self._call("list tags", f"{self.registry}/{self.image.repository}", attempt)
 
@@ -517,6 +539,27 @@ class RegistryClient:
             if exc.transient:
                 raise
             return False
+
+
+def _api_repository(image: ImageName) -> str:
+    """The repository's name in API paths: Docker Hub's one-component names are ``library/`` ones."""
+    if image.api_host in (DOCKER_HUB_API, "index.docker.io") and "/" not in image.repository:
+        return "library/" + image.repository
+    return image.repository
+
+
+def _tag_page(body: bytes) -> list[str]:
+    """The tags of one ``tags/list`` page (``{"name": ..., "tags": [...]}``, ``tags`` may be null)."""
+    try:
+        page = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Malformed("its tag list page is not JSON") from exc
+    tags = page.get("tags") if isinstance(page, dict) else None
+    if tags is None and isinstance(page, dict) and "tags" in page:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise Malformed('its tag list page is not {"tags": [<strings>]}')
+    return tags
 
 
 class RegistryClients:
