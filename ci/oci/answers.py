@@ -75,8 +75,8 @@ def digest_header(r: requests.Response) -> str:
         return ""
     try:
         return parse_digest(value)
-    except ValueError:
-        raise Malformed("its Docker-Content-Digest header is not a sha256:<64 hex> digest") from None
+    except ValueError as exc:
+        raise Malformed("its Docker-Content-Digest header is not a sha256:<64 hex> digest") from exc
 
 
 def media_type(r: requests.Response) -> str:

@@ -190,12 +190,13 @@ class RegistryClient:
             except _FAILURES as exc:
                 failure = transient(exc)
                 if failure is None:
-                    raise self._fatal(what, exc) from None
+                    raise self._fatal(what, exc) from exc
+                cause = exc
             elapsed = time.monotonic() - start
             wait = delay(policy, attempt, failure, self._rng, elapsed, budget)
             if wait is None:
                 raise self._error(f"{what} failed after {attempt} attempt(s) in {elapsed:.1f}s; "
-                                  f"last error: {failure.text}", status=failure.status, transient=True) from None
+                                  f"last error: {failure.text}", status=failure.status, transient=True) from cause
             self.retries += 1
             if self._on_retry is not None:
                 self._on_retry(self._redact(f"{self.registry}: {what}: {failure.text}; "
@@ -393,7 +394,7 @@ class RegistryClient:
         try:
             parsed = parse_manifest(body, media_type)
         except ValueError as exc:
-            raise self._error(f"{what}: {exc}") from None
+            raise self._error(f"{what}: {exc}") from exc
         self._require_referenced(what, parsed)
 
         def attempt() -> str:

@@ -63,10 +63,11 @@ def credentials_for(registry: str, *, username: str | None = None, password: str
         cfg = docker.auth.load_config(config_path=path)
         entry = cfg.resolve_authconfig(registry)
     except (docker.errors.DockerException, OSError, ValueError) as exc:
-        # helper failures: the message names the helper, never a secret
+        # helper failures: the message names the helper, never a secret (the cause, shown with --debug
+        # only, is redacted like every other text)
         raise RegistryError(f"reading Docker credentials for {registry}: {type(exc).__name__}: "
                             f"{first_line(str(exc))}; run `docker login {registry}` or pass "
-                            "--username/--password-stdin", registry=registry) from None
+                            "--username/--password-stdin", registry=registry) from exc
     if not entry:
         return None
     user = entry.get("Username") or entry.get("username")

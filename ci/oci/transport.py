@@ -259,9 +259,9 @@ class ScopedSession(requests.Session):
             return resp
         except Problem:
             raise
-        except BaseException:
+        except BaseException as exc:
             if watchdog.fired:
-                raise DeadlineExceeded(allowed) from None
+                raise DeadlineExceeded(allowed) from exc
             raise
         finally:
             watchdog.cancel()
