@@ -7,6 +7,8 @@
 #   docker-buildx    - `docker buildx build` (the BuildKit builder) and `imagetools`, the
 #                      reference peer (Debian 13)
 #   cosign           - signing of merged lists (Debian 13)
+#   golang-go        - the Go toolchain (Debian 13's 1.24): change detection's go.mod/go.sum rule asks
+#                      it for module graphs (tests: against a file GOPROXY they write)
 #   qemu-user-static - QEMU for arm64 RUN steps on amd64 (registered in binfmt_misc by .ci/run)
 #   busybox-static   - the .deb files only (amd64 and arm64), for offline base images with a shell
 #   python3-venv     - only when python3 is Debian's externally-managed one without ensurepip
@@ -36,6 +38,7 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 have_buildx() { docker buildx version >/dev/null 2>&1; }
 have_buildx || need_trixie+=(docker-buildx)
 command -v cosign >/dev/null 2>&1 || need_trixie+=(cosign)
+command -v go >/dev/null 2>&1 || need_trixie+=(golang-go)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 [ -e /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -12,9 +12,16 @@ Three runs, each printing a table:
 * ``--scenarios``: every scenario of ``tests/change_scenarios.py`` (LocalAI's 41-test suite in
   this project's terms plus this project's own) through both, on the fixture repository,
   with the legs on which they differ;
-* ``--replay REPO --commits N``: the last N first-parent commits of a LocalAI clone (for
-  example ``/work/.mirror/mudler+LocalAI/repo``), each diffed against its parent, both
-  selectors on the commit's own tree and matrix.
+* ``--replay REPO --commits N``: the last N first-parent commits of a LocalAI clone (a bare
+  git directory will do), each diffed against its parent, both selectors on the commit's own
+  tree and matrix; ``--set issue22`` replays issue 22's set instead (the 30 latest commits that
+  touch code, the 8 latest go.mod/go.sum changes, the 10 latest build-script/Dockerfile changes:
+  44 distinct commits at LocalAI's 82c191af). ``--go auto,off,direct`` measures the go.mod/go.sum
+  rule each way: with the ``go`` on PATH and this environment's module proxy (where the module
+  graph cannot be computed it falls back, and says so), without a toolchain (the fallback), and
+  a lower bound that knows only each leg's direct imports. Totals: leg builds selected side by
+  side with the peer, legs only one side selects, our time; every leg the peer selects and ours
+  leaves out is listed with our reason.
 
 LocalAI's filter and its real Dockerfiles come from a LocalAI tree the user names (``--localai PATH``,
 default ``$CI_TEST_LOCALAI_TREE``): a LocalAI checkout, or the reference layout with the filter under
@@ -25,6 +32,7 @@ YAML parse is not in its times).
     python bench/bench_changes.py --localai ~/src/LocalAI [--repeat 5] [--packages 300] [--docs 1500]
     python bench/bench_changes.py --localai ~/src/LocalAI --scenarios
     python bench/bench_changes.py --localai ~/src/LocalAI --replay ~/src/LocalAI --commits 100
+    python bench/bench_changes.py --localai ~/src/LocalAI --replay ~/src/LocalAI/.git --set issue22 --go auto,off,direct
 """
 from __future__ import annotations
 
@@ -47,7 +55,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import median, print_table  # noqa: E402
-from localai_ci.changes.select import Base, Selection, select_legs  # noqa: E402
+from localai_ci.changes.gomod import (  # noqa: E402
+    GoModError, ModuleFiles, Package, PackageGraph, parse_go_mod_file,
+)
+from localai_ci.changes.gotool import GoToolchain  # noqa: E402
+from localai_ci.changes.inputs import Deriver  # noqa: E402
+from localai_ci.changes.select import Base, Selection, leg_key, select_legs  # noqa: E402
 from localai_ci.errors import MatrixError  # noqa: E402
 from localai_ci.matrix.model import Matrix, parse_matrix  # noqa: E402
 from localai_ref import ENV_TREE, M2608, LocalAITree  # noqa: E402
@@ -277,16 +290,97 @@ def scenarios(args: argparse.Namespace) -> int:
 
 # --- --replay ------------------------------------------------------------------------------------
 
-def replay(args: argparse.Namespace) -> int:
-    from localai_ci.changes.select import Base
+#: ``--set issue22``: the commit set issue 22 measured, from ``--rev`` back along the first parent
+CODE_SUFFIXES = (".go", ".py", ".sh", ".c", ".cc", ".cpp", ".h", ".hpp", ".proto", ".mk", ".cmake", ".rs", ".cu")
+CODE_NAMES = ("Makefile", "go.mod", "go.sum", "CMakeLists.txt")
+SETS = {"issue22": (("code", 30), ("go.mod/go.sum", 8), ("build script/Dockerfile", 10))}
 
+
+def _kind(path: str) -> set[str]:
+    """Which of issue 22's commit kinds a changed path makes its commit."""
+    name = path.rsplit("/", 1)[-1]
+    out = set()
+    if path.endswith(CODE_SUFFIXES) or name in CODE_NAMES or name.startswith("Dockerfile"):
+        out.add("code")
+    if path in ("go.mod", "go.sum"):
+        out.add("go.mod/go.sum")
+    if name.startswith("Dockerfile") or path.startswith((".docker/", "scripts/build/")):
+        out.add("build script/Dockerfile")
+    return out
+
+
+def commit_set(repo: Path, rev: str, name: str, depth: int = 3000) -> list[tuple[str, tuple[str, ...]]]:
+    """(commit, the kinds it was picked for) of a named set, newest first: for each kind the latest
+    N first-parent commits that change such a file (a commit can be in several)."""
+    wanted = dict(SETS[name])
+    log = git(repo, "log", "--first-parent", "--format=@%H", "--name-only", "-n", str(depth), rev)
+    commits: list[tuple[str, set[str]]] = []
+    for line in log.splitlines():
+        if line.startswith("@"):
+            commits.append((line[1:], set()))
+        elif line.strip() and commits:
+            commits[-1][1].update(_kind(line.strip()))
+    picked: dict[str, list[str]] = {}
+    for kind, n in wanted.items():
+        hits = [c for c, kinds in commits if kind in kinds][:n]
+        if len(hits) < n:
+            raise SystemExit(f"--set {name}: only {len(hits)} {kind} commits in the last {depth} of {rev}")
+        for c in hits:
+            picked.setdefault(c, []).append(kind)
+    order = {c: i for i, (c, _) in enumerate(commits)}
+    return sorted(((c, tuple(k)) for c, k in picked.items()), key=lambda ck: order[ck[0]])
+
+
+class DirectImportsOnly:
+    """A *lower bound* for the module graph, not the toolchain: the build lists are the go.mod
+    requirements, and a package of another module imports nothing. A leg counts as building with
+    a changed module only when its own packages import that module directly; what the toolchain
+    would add through other modules' imports (gRPC importing golang.org/x/net) is missing."""
+
+    def describe(self) -> str:
+        return "direct imports only (a lower bound, no module graph)"
+
+    def build_list(self, files: ModuleFiles) -> dict[str, str]:
+        try:
+            mod = parse_go_mod_file(files.go_mod)
+        except GoModError:
+            return {}
+        return dict(mod.requires)
+
+    def package_graph(self, files: ModuleFiles, patterns: Sequence[str], platforms: Sequence[str]) -> PackageGraph:
+        mods = sorted(self.build_list(files), key=len, reverse=True)
+        pkgs = {}
+        for p in patterns:
+            owner = next((m for m in mods if p == m or p.startswith(m + "/")), "")
+            pkgs[p] = Package(path=p, module=owner, error="" if owner else "no required module provides it")
+        return PackageGraph(packages=pkgs, configs=tuple(f"{pl} (direct imports)" for pl in platforms))
+
+
+def go_mode(mode: str) -> tuple[str, Any]:
+    """(label, what select_legs gets as ``go``) of a ``--go`` mode."""
+    if mode == "off":
+        return "without a toolchain", None
+    if mode == "direct":
+        return "direct imports only (lower bound)", DirectImportsOnly()
+    if mode == "auto":
+        found = GoToolchain.from_env(os.environ)
+        label = f"go on PATH ({found.describe()})" if isinstance(found, GoToolchain) else f"go: {found.reason}"
+        return label, found
+    raise SystemExit(f"--go {mode!r}: use off, auto or direct")
+
+
+def replay(args: argparse.Namespace) -> int:
     repo = Path(args.replay)
-    commits = [c for c in git(repo, "rev-list", "--first-parent", "-n", str(args.commits), args.rev).split() if c]
-    rows_in = []
+    if args.set:
+        picked = commit_set(repo, args.rev, args.set)
+    else:
+        picked = [(c, ()) for c in git(repo, "rev-list", "--first-parent", "-n", str(args.commits), args.rev).split() if c]
+    modes = [m.strip() for m in args.go.split(",") if m.strip()]
+    labels = {m: go_mode(m) for m in modes}
+    rows_in: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
-    t_ours: list[float] = []
-    for c in commits:
+    for c, kinds in picked:
         parents = git(repo, "rev-list", "--parents", "-n", "1", c).split()[1:]
         if not parents:
             continue
@@ -304,50 +398,94 @@ def replay(args: argparse.Namespace) -> int:
                 key = str(exc).split(":", 2)[-1].strip()[:60]
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
-            t = time.perf_counter()
-            sel = select_legs(m, changed, matrix_path=MATRIX_FILE, tree=revs.tree,
-                              base=Base(name=p[:12], reader=revs.base))
-            t_ours.append(time.perf_counter() - t)
+            row: dict[str, Any] = {"commit": c, "kinds": kinds, "changed": changed, "modes": {}}
+            for mode in modes:
+                t = time.perf_counter()
+                sel = select_legs(m, changed, matrix_path=MATRIX_FILE, tree=revs.tree, deriver=Deriver(revs.tree),
+                                  base=Base(name=p[:12], reader=revs.base), go=labels[mode][1])
+                seconds = time.perf_counter() - t
+                linux, darwin = ours_keys(sel)
+                why = {f"{e.tag_suffix} ({e.platform_tag_field})": sel.reasons.get((e.tag_suffix, e.ptag), "")
+                       for e in sel.entries}
+                spared = {f"{e.tag_suffix} ({e.platform_tag_field})": sel.spared.get(leg_key(e), ())
+                          for e in m if leg_key(e) in sel.spared}
+                row["modes"][mode] = {"linux": linux, "darwin": darwin, "seconds": seconds, "why": why,
+                                      "spared": spared, "notes": [n for n in sel.notes if "go.mod" in n or "go.sum" in n]}
             cases.append(peer_case(text, changed, revs))
-            linux, darwin = ours_keys(sel)
-            first = {f"{e.tag_suffix} ({e.platform_tag_field})": sel.reasons.get((e.tag_suffix, e.ptag), "")
-                     for e in sel.entries}
-            first.update({"darwin " + f"{d.get('tag-suffix', '')} ({d.get('platform-tag', '')})":
-                          sel.darwin_reasons.get(f"{d.get('tag-suffix', '')}", "") for d in sel.darwin})
-            rows_in.append((c, changed, linux, darwin, first))  # not the Selection: it holds every leg's inputs
+            rows_in.append(row)  # not the Selection: it holds every leg's inputs
         finally:
             revs.close()
-    results, _ = run_peer(cases)
-    agree = both_empty = ours_more = peer_more = other = 0
-    legs_ours = legs_peer = 0
-    examples: list[list[str]] = []
-    for (c, changed, linux, darwin, first), res in zip(rows_in, results):
-        pl, pd = set(res["filtered"]), set(res["filteredDarwin"])
-        legs_ours += len(linux) + len(darwin)
-        legs_peer += len(pl) + len(pd)
-        ours_set, peer_set = linux | {"darwin " + d for d in darwin}, pl | {"darwin " + d for d in pd}
-        if ours_set == peer_set:
-            agree += 1
-            both_empty += not ours_set
-            continue
-        if ours_set > peer_set:
-            ours_more += 1
-        elif ours_set < peer_set:
-            peer_more += 1
-        else:
-            other += 1
-        only_ours = sorted(ours_set - peer_set)
-        only_peer = sorted(peer_set - ours_set)
-        why = first.get(only_ours[0], "") if only_ours else ""
-        examples.append([c[:9], ", ".join(changed[:2]) + (f" +{len(changed) - 2}" if len(changed) > 2 else ""),
-                         str(len(only_ours)), str(len(only_peer)), why[:110]])
+    results, peer_wall = run_peer(cases, repeat=5)
     n = len(rows_in)
-    print(f"{n} commits of {repo} ({args.rev}, first parent) compared; skipped: "
-          f"{', '.join(f'{v} ({k})' for k, v in skipped.items()) or 'none'}\n")
-    print_table(["commit", "changed", "only ours", "only peer", "why ours selects its first extra leg"], examples[:args.show])
-    print(f"\nsame selection on {agree} of {n} commits ({both_empty} of them build nothing); ours selects more on "
-          f"{ours_more}, the peer more on {peer_more}, each some the other does not on {other}; legs built in all: "
-          f"ours {legs_ours}, peer {legs_peer}; our selection alone: median {median(t_ours):.2f} s per commit")
+    print(f"{n} commits of {repo} ({args.rev}, first parent{', set ' + args.set if args.set else ''}) compared; "
+          f"skipped: {', '.join(f'{v} ({k})' for k, v in skipped.items()) or 'none'}; the peer: {PEER}\n")
+    if args.set:
+        counts = {k: sum(1 for r in rows_in if k in r["kinds"]) for k, _ in SETS[args.set]}
+        print("set: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" ({n} distinct commits)\n")
+    peer_total = sum(len(res["filtered"]) + len(res["filteredDarwin"]) for res in results)
+    peer_linux = sum(len(res["filtered"]) for res in results)
+    per_commit: list[list[str]] = []
+    totals: list[list[str]] = []
+    for mode in modes:
+        ours_total = only_ours = only_peer = agree = linux_total = 0
+        gomod_ours = gomod_peer = 0
+        missed: list[tuple[str, str, str]] = []
+        for row, res in zip(rows_in, results):
+            r = row["modes"][mode]
+            ours_set = r["linux"] | {"darwin " + d for d in r["darwin"]}
+            peer_set = set(res["filtered"]) | {"darwin " + d for d in res["filteredDarwin"]}
+            ours_total += len(ours_set)
+            linux_total += len(r["linux"])
+            only_ours += len(ours_set - peer_set)
+            only_peer += len(peer_set - ours_set)
+            agree += ours_set == peer_set
+            if "go.mod/go.sum" in row["kinds"]:
+                gomod_ours += len(ours_set)
+                gomod_peer += len(peer_set)
+            plain = []
+            for leg in sorted(peer_set - ours_set):
+                why = "; ".join(r["spared"].get(leg, ()))
+                if why:
+                    missed.append((row["commit"][:9], leg, why))
+                else:
+                    plain.append(leg)
+            if plain:
+                missed.append((row["commit"][:9], f"{len(plain)} legs ({', '.join(plain[:3])}"
+                               f"{', ...' if len(plain) > 3 else ''})",
+                               f"none of the {len(row['changed'])} changed files is one of their inputs "
+                               "(--explain lists each leg's inputs)"))
+            if mode == modes[0]:
+                per_commit.append([row["commit"][:9], ",".join(k.split("/")[0].split()[0] for k in row["kinds"]) or "-",
+                                   ", ".join(row["changed"][:2])[:60] + (f" +{len(row['changed']) - 2}"
+                                                                        if len(row["changed"]) > 2 else ""),
+                                   str(len(peer_set))])
+            row.setdefault("counts", []).append(f"{len(ours_set)} ({len(ours_set - peer_set)}/{len(peer_set - ours_set)})")
+        secs = [row["modes"][mode]["seconds"] for row in rows_in]
+        totals.append([labels[mode][0][:60], f"{ours_total} ({linux_total} Linux)", f"{peer_total} ({peer_linux} Linux)",
+                       f"{ours_total / peer_total:.2f}x" if peer_total else "-", str(gomod_ours), str(gomod_peer),
+                       str(only_ours), str(only_peer), str(agree), f"{median(secs):.2f}", f"{sum(secs):.1f}"])
+        if missed:
+            print(f"legs the peer selects and ours ({labels[mode][0]}) leaves out, with our reason:")
+            for c, leg, why in missed[:args.show]:
+                print(f"  {c} {leg}: {why}")
+            print()
+        notes = sorted({n for row in rows_in for n in row["modes"][mode]["notes"]})
+        if notes and args.notes:
+            print(f"go.mod/go.sum notes ({labels[mode][0]}):")
+            for note in notes[:args.show]:
+                print(f"  {note}")
+            print()
+    for line, row in zip(per_commit, rows_in):
+        line.extend(row["counts"])
+    print_table(["commit", "kinds", "changed", "peer"] + [f"ours: {m} (only ours/only peer)" for m in modes],
+                per_commit[:args.show], right=tuple(range(3, 4 + len(modes))))
+    print(f"\nthe peer (filterMatrix, node): {median([res['ms'] for res in results]):.1f} ms per commit (median of 5 "
+          f"calls), {peer_wall:.1f} s for the whole node process\n")
+    print_table(["ours", "leg builds", "peer", "ratio", "go.mod commits: ours", "peer", "legs only ours",
+                 "only peer", "same", "s/commit", "s total"], totals, right=tuple(range(1, 11)))
+    print("\nleg builds: Linux legs plus includeDarwin entries selected, summed over the commits; only ours / only "
+          "peer: legs one side selects and the other does not, summed; s: our selection alone (derivation of every "
+          "leg, the comparisons, the go.mod/go.sum rule with its go runs), per commit (median) and in all")
     return 0
 
 
@@ -360,7 +498,15 @@ def main() -> int:
     ap.add_argument("--replay", metavar="REPO", help="compare both on the last --commits commits of a LocalAI clone")
     ap.add_argument("--commits", type=int, default=100, help="with --replay: commits to compare (default %(default)s)")
     ap.add_argument("--rev", default="HEAD", help="with --replay: the commit to start from (default %(default)s)")
-    ap.add_argument("--show", type=int, default=40, help="with --replay: differing commits to list (default %(default)s)")
+    ap.add_argument("--show", type=int, default=60, help="with --replay: rows to list (default %(default)s)")
+    ap.add_argument("--set", choices=sorted(SETS), help="with --replay: a named commit set instead of the last "
+                    "--commits (issue22: the 30 latest commits that touch code, the 8 latest go.mod/go.sum changes, "
+                    "the 10 latest build-script/Dockerfile changes)")
+    ap.add_argument("--go", default="auto", help="with --replay: comma-separated modes of the go.mod/go.sum rule, each "
+                    "measured: auto (the go on PATH with this environment's GOPROXY; falls back where it cannot "
+                    "compute the module graph), off (no toolchain: the fallback), direct (a lower bound: the leg's own "
+                    "direct imports only, no module graph) (default %(default)s)")
+    ap.add_argument("--notes", action="store_true", help="with --replay: print the go.mod/go.sum notes")
     ap.add_argument("--localai", metavar="PATH", default=os.environ.get(ENV_TREE, ""),
                     help=f"a LocalAI tree: its filter ({PEER_FILE}) and real Dockerfiles (default ${ENV_TREE})")
     args = ap.parse_args()

@@ -113,6 +113,9 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
                      help="cosign private key for --sign (needs COSIGN_PASSWORD); without it cosign signs keyless")
     aft.add_argument("--no-tlog", action="store_true",
                      help="do not upload signatures to the transparency log (offline / loopback registries)")
+    aft.add_argument("--registry-referrers-mode", metavar="MODE", default="",
+                     help="with --sign: cosign's --registry-referrers-mode (oci-1-1: signatures as OCI 1.1 referrers, "
+                          "as LocalAI signs; cosign 2.4 needs COSIGN_EXPERIMENTAL=1 for it)")
 
 
 def note_plain_http(registry: str) -> None:
@@ -130,6 +133,7 @@ def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         images=args.images, server_images=args.server_images, matrix=args.matrix, server_matrix=args.server_matrix,
         event=args.event, ref=args.ref, sha=args.sha, tag_latest=args.tag_latest, anchor=args.anchor,
         run_id=args.run_id, sign=args.sign, key=args.key, tlog=not args.no_tlog, method=args.engine,
+        referrers_mode=args.registry_referrers_mode,
         dry_run=args.dry_run, jobs=args.jobs)
     report = run_merge(req, env, note=lambda text: _say(f"note: {text}", err=True),
                        on_result=lambda r: _say(format_result(r), flush=True))

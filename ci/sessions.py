@@ -29,13 +29,13 @@ def _call(session: nox.Session, command: str) -> None:
         raise SystemExit(code)
 
 
-@nox.session(python=False, venv_backend="none")
+@nox.session(python=False, venv_backend="none", default=False)  # run by name: they need arguments
 def merge(session: nox.Session) -> None:
     """Merge per-arch digests into one multi-arch list per suffix, tagged in every registry (`-- --help`)."""
     _call(session, "merge")
 
 
-@nox.session(python=False, venv_backend="none")
+@nox.session(python=False, venv_backend="none", default=False)  # run by name: they need arguments
 def inspect(session: nox.Session) -> None:
     """Verify published manifest lists: platforms, children, same digest in every registry (`-- --help`)."""
     _call(session, "inspect")

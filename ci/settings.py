@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .matrix.model import compose_yaml
+from .matrix.lint import RunnerAllowance
+from .matrix.model import Matrix, compose_yaml
 from .matrix.naming import Family, check_suffix
 from .oci.platforms import Arch, RunnerPolicy
 from .oci.reference import ImageName, is_loopback, parse_image_name, registry_set, uses_plain_http
@@ -199,12 +200,15 @@ class Settings:
         return RunnerPolicy(native=native, retired=base.retired if self.retired is None else self.retired,
                             extra=dict(base.extra))
 
-    def allowed_runner(self, tag_suffix: str, runs_on: str) -> RunnerException | None:
-        """The exception that lets this suffix's legs stay on ``runs_on``, if one is recorded."""
+    def runner_allowances(self, matrix: Matrix) -> dict[tuple[str, str], RunnerAllowance]:
+        """The runner exceptions of ``runners: allow:`` for the legs of ``matrix`` they name, as lint and
+        split read the matrix's own ``# localai-ci: allow-runner`` markers (a marker wins)."""
+        out: dict[tuple[str, str], RunnerAllowance] = {}
         for exc in self.exceptions:
-            if exc.runs_on == runs_on and exc.tag_suffix == tag_suffix:
-                return exc
-        return None
+            for e in matrix.legs_of(exc.tag_suffix):
+                out[(e.tag_suffix, e.ptag)] = RunnerAllowance(runner=exc.runs_on, reason=exc.reason,
+                                                              source=f"{self.source} line {exc.line}")
+        return out
 
 
 _TOP_KEYS = ("backends", "server", "cache-image", "pr-image", "runners")

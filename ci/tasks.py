@@ -111,8 +111,15 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
         print_summary(summary, tty=sys.stdout.isatty())
 
 
-@ci_task(help={"matrix": _MATRIX_HELP, "format": "text (one line per finding) or json",
+@ci_task(help={"matrix": _MATRIX_HELP,
+            "format": "text (one line per finding), json, or github (a ::warning annotation on the matrix line per "
+                      "finding, and the findings as a table in $GITHUB_STEP_SUMMARY)",
             "ignore": "comma-separated rule ids to skip", **_POLICY_HELP,
+            "workflows": "the workflows directory whose artifact names and download patterns the "
+                         "artifact-glob-overmatch rule checks (default: the .github/workflows of the repository "
+                         "holding the matrix)",
+            "strict": "exit 1 when there are findings (default: findings are warnings, exit 0)",
+            "family": "image family of the matrix: backends (default) or server",
             "references": "comma-separated files that name the published images (galleries: YAML; JSON, Markdown, "
                           "text): report every reference whose tag the matrix cannot produce",
             "branches": "with --references: branches whose pushes publish <branch>-<suffix> tags (default master)",
@@ -121,19 +128,24 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
             "server_images": "with --references: the server image's repositories (default: CI_SERVER_IMAGES, else "
                              "LocalAI's)"})
 def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_amd64=None,  # noqa: A002
-                runner_arm64=None, ignore="", references=None, branches=None, images=None, server_matrix=None,
-                server_images=None):
-    """Check matrix policy rules (and, with --references, consumer references); exit 0 clean, 1 findings, 2 bad input."""
+                runner_arm64=None, ignore="", workflows=None, strict=False, family="backends", references=None,
+                branches=None, images=None, server_matrix=None, server_images=None):
+    """Check matrix policy rules (and, with --references, consumer references): findings are warnings (exit 0;
+    1 with --strict), 2 is bad input."""
     no_extra_args(c)
-    from .matrix.lint import lint_matrix
-    from .matrix.model import load_matrix
+    from .github.actions import write_summary
+    from .matrix.lint import lint_file
     from .matrix.references import REFERENCE_RULES, lint_references_of
-    if format not in ("text", "json"):
-        raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
+    if format not in ("text", "json", "github"):
+        raise Exit(f"error: --format {format!r} is not 'text', 'json' or 'github'", code=2)
+    if family not in ("backends", "server"):
+        raise Exit(f"error: --family {family!r}: use backends or server", code=2)
+    fam = _Family(family)
     policy = _policy(retired, runner_amd64, runner_arm64)
     ignored = [r.strip() for r in ignore.split(",") if r.strip()]
-    matrix = _matrix(matrix)
-    result = run_verb(lambda: lint_matrix(load_matrix(matrix), policy, ignore=ignored, known=REFERENCE_RULES))
+    matrix = matrix or str(_settings().matrix_path(fam))
+    result = run_verb(lint_file, matrix, policy, ignore=ignored, known=REFERENCE_RULES, workflows=workflows,
+                      family=fam, recorded=_settings().runner_allowances)
     refs = None
     if references:
         refs = run_verb(lint_references_of, references, matrix=matrix, images=images, server_matrix=server_matrix,
@@ -141,11 +153,17 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
     if format == "json":
         print(result.render_json() if refs is None else
               '{"matrix": ' + result.render_json() + ', "references": ' + refs.render_json() + "}")
+    elif format == "github":
+        for r in (result, refs):
+            if r is not None:
+                print("\n".join(filter(None, [r.render_github(), r.render_text().split("\n", len(r.findings))[-1]])))
+        write_summary(result.render_markdown() + (refs.render_markdown() if refs is not None else ""), os.environ)
     else:
         print(result.render_text())
         if refs is not None:
             print(refs.render_text())
-    exit_with(max(result.exit_code, refs.exit_code if refs is not None else 0))
+    worst = max(result.exit_code, refs.exit_code if refs is not None else 0)
+    exit_with(worst if strict else 0)
 
 
 @ci_task(help={"matrix": _MATRIX_HELP, "in_place": "rewrite the matrix file itself (atomically)",
@@ -157,7 +175,8 @@ def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run
     no_extra_args(c)
     from .matrix.split import split_file
     policy = _policy(retired, runner_amd64, runner_arm64)
-    outcome = run_verb(split_file, _matrix(matrix), output=output, in_place=in_place, dry_run=dry_run, policy=policy)
+    outcome = run_verb(split_file, _matrix(matrix), output=output, in_place=in_place, dry_run=dry_run, policy=policy,
+                       recorded=_settings().runner_allowances)
     print(outcome.result.report.render())
     if dry_run and outcome.diff:
         print(outcome.diff, end="")

@@ -6,7 +6,7 @@ the fixtures use ``docker.from_env()`` and start registries themselves.
 
 Prerequisites, one rule (:func:`unavailable`, used by every fixture below and nowhere else): when
 something a test needs is missing -- the engine, the registry binary, buildx, QEMU binfmt for arm64
-``RUN`` steps, a static busybox for the offline bases, cosign, the second image store -- the test is
+``RUN`` steps, a static busybox for the offline bases, cosign, Go, the second image store -- the test is
 *skipped* on a developer machine, with what to install, and *fails* when ``CI=true``, so CI never
 silently skips. The one other skip is a comparison with LocalAI's real tree (``localai_tree``),
 which runs only when a tree is named (``CI_TEST_LOCALAI_TREE``).
@@ -44,6 +44,9 @@ Fixtures
     Checks that the builder runs ``linux/arm64`` ``RUN`` steps (QEMU in binfmt_misc).
 ``cosign`` (session)
     The path of ``cosign``.
+``go`` (session)
+    The path of ``go`` (the Go toolchain change detection asks for module graphs); the tests run it
+    against a file-based module proxy they write (``tests/goproxy.py``), never the network.
 ``localai_tree`` (session)
     :class:`localai_ref.LocalAITree` named by ``CI_TEST_LOCALAI_TREE``; skips (also in CI) without it.
 
@@ -425,6 +428,16 @@ def cosign() -> str:
     found = shutil.which("cosign")
     if found is None:
         unavailable("cosign is not installed: apt-get install -t trixie cosign (Debian 13), or see sigstore's releases")
+    return str(found)
+
+
+@pytest.fixture(scope="session")
+def go() -> str:
+    """The ``go`` binary (Go >= 1.21: ``go list -json=FIELDS``, ``GOTOOLCHAIN``)."""
+    found = shutil.which("go")
+    if found is None:
+        unavailable("go is not installed: apt-get install -t trixie golang-go (Debian 13's Go 1.24; "
+                    "bash .ci/install-system.sh installs it)")
     return str(found)
 
 

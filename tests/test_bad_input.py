@@ -160,6 +160,9 @@ CASES: list[Case] = [
     Case("control-char", "lint", (r"control-char\.yml line 13", r"'backend' has control characters"), matrix="control-char.yml"),
     Case("not-utf8", "lint", (r"not-utf8\.yml", r"not UTF-8"), matrix="not-utf8.yml"),
     Case("empty-matrix", "lint", (r"empty\.yml", r"the file is empty"), matrix="empty.yml"),
+    Case("runner-marker-no-reason", "lint", (r"runner-marker\.yml line 10", r"malformed runner exception",
+                                             r"# localai-ci: allow-runner RUNNER \(why it stays there\)"),
+         matrix="runner-marker.yml"),
     # -- digests directories (python -m localai_ci merge) ---------------------------------------------
     Case("digest-non-hex", "merge", (r"digests-cpu-hello--amd64/zz", r"not a digest \(64 lowercase hex"),
          (M,), setup=_with(digests_cpu_hello__amd64=["zz" + HEX[2:]])),

@@ -111,8 +111,15 @@ def test_plan_anchor_tag(backends) -> None:  # type: ignore[no-untyped-def]
     plan = plan_leg(resolve_leg(backends, "-cpu-hello", "amd64"), cfg(), root=ROOT, source=SRC, event=PUSH,
                     anchor=True, run_id="991")
     assert plan.anchor == "keepalive-991-cpu-hello-amd64" and plan.tags == ()
-    assert plan.anchor_registries == ("127.0.0.1:5000", "127.0.0.1:5001")
-    assert all(plan.target_tags(i) == ("keepalive-991-cpu-hello-amd64",) for i in plan.images)
+    # the anchor goes to the cache repository (LocalAI's ci-cache), never to a target users browse
+    assert [str(i) for i in plan.anchored_images] == ["127.0.0.1:5000/ci-cache"]
+    assert plan.anchor_registries == ("127.0.0.1:5000",)  # the target registry it protects
+    assert all(plan.target_tags(i) == () for i in plan.images)
+    from localai_ci.build.leg import publish_targets
+    assert [(str(t.image), t.tags) for t in publish_targets(plan)] == [
+        ("127.0.0.1:5000/a/img", ()), ("127.0.0.1:5001/b/img", ()),
+        ("127.0.0.1:5000/ci-cache", ("keepalive-991-cpu-hello-amd64",))]
+    assert any(n.startswith("--anchor: no anchor repository in 127.0.0.1:5001") for n in plan.notes), plan.notes
     with pytest.raises(UserError, match="--run-id"):
         plan_leg(resolve_leg(backends, "-cpu-hello", "amd64"), cfg(), root=ROOT, source=SRC,
                  event=Event(name="push"), anchor=True)
@@ -293,25 +300,29 @@ def test_anchor_skips_docker_hub_by_default(backends, tmp_path: Path) -> None:  
     e = resolve_leg(backends, "-cpu-hello", "arm64")
     c = family_config(Family.BACKENDS, images="quay.io/org/img,localai/img,ghcr.io/org/img", env={})
     plan = plan_leg(e, c, root=ROOT, source=SRC, event=PUSH, anchor=True, run_id="5")
-    assert plan.anchor_registries == ("quay.io", "ghcr.io")
-    assert [str(i) for i in plan.anchored_images] == ["quay.io/org/img", "ghcr.io/org/img"]
-    assert plan.target_tags(c.images[1]) == ()  # Docker Hub: no tag it could never delete
-    assert "anchor:     keepalive-5-cpu-hello-arm64 in quay.io/org/img, ghcr.io/org/img" in plan.describe()
+    assert plan.anchor_registries == ("quay.io",)  # the cache repository's registry; Docker Hub keeps untagged
+    assert [str(i) for i in plan.anchored_images] == ["quay.io/go-skynet/ci-cache"]
+    assert all(plan.target_tags(i) == () for i in c.images)  # no target gets a tag
+    assert "anchor:     keepalive-5-cpu-hello-arm64 in quay.io/go-skynet/ci-cache (the cache repository" in plan.describe()
+    assert any("no anchor repository in ghcr.io" in n for n in plan.notes), plan.notes
     # CI_ANCHOR_REGISTRIES overrides the default (Docker Hub aliases fold to docker.io)
     only = anchor_registries({"CI_ANCHOR_REGISTRIES": " index.docker.io , ghcr.io"})
     assert only == frozenset({"docker.io", "ghcr.io"})
     over = plan_leg(e, c, root=ROOT, source=SRC, event=PUSH, anchor=True, run_id="5", anchor_in=only)
-    assert over.anchor_registries == ("docker.io", "ghcr.io")
+    assert over.anchor_registries == () and over.anchored_images == ()  # no cache repository in either
+    assert any("no anchor repository in docker.io, ghcr.io" in n for n in over.notes), over.notes
     assert anchor_registries({}) is None and anchor_registries({"CI_ANCHOR_REGISTRIES": " "}) is None
     with pytest.raises(UserError, match="CI_ANCHOR_REGISTRIES: 'bad host'"):
         anchor_registries({"CI_ANCHOR_REGISTRIES": "bad host"})
     hub = plan_leg(e, family_config(Family.BACKENDS, images="localai/img", env={}), root=ROOT, source=SRC,
                    event=PUSH, anchor=True, run_id="5")
-    assert hub.anchor_registries == () and any("no keepalive anchor in docker.io" in n for n in hub.notes)
+    assert hub.anchor_registries == () and any("no keepalive anchor for docker.io" in n for n in hub.notes)
     req = BuildRequest(family=Family.BACKENDS, tag_suffix="-cpu-hello", platform_tag="arm64", anchor=True,
                        run_id="5", images="quay.io/org/img,localai/img", root=str(ROOT), dry_run=True)
-    planned, _ = prepare(req, {"HOME": str(tmp_path), "CI_ANCHOR_REGISTRIES": "docker.io"})
-    assert planned.anchor_registries == ("docker.io",)
+    planned, _ = prepare(req, {"HOME": str(tmp_path), "CI_ANCHOR_REGISTRIES": "docker.io",
+                               "CI_CACHE_IMAGE": "localai/ci-cache"})
+    assert planned.anchor_registries == ("docker.io",)  # the environment reached the plan
+    assert [str(i) for i in planned.anchored_images] == ["localai/ci-cache"]
 
 
 # ---- the build args LocalAI's workflow adds ----------------------------------------------------------

@@ -7,14 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from localai_ci.errors import UserError
-from localai_ci.matrix.lint import RULES, collision_pairs, lint_matrix, runner_policy
+from localai_ci.errors import MatrixError, UserError
+from localai_ci.matrix.lint import RULES, collision_pairs, lint_file, lint_matrix, runner_allowances, runner_policy
+from localai_ci.matrix.split import split_text
 from localai_ci.matrix.model import load_matrix, parse_matrix
+from localai_ci.matrix.workflownames import artifact_templates, read_workflows
 from localai_ci.oci.platforms import Arch
-from localai_ref import M2608, M9730
+from localai_ref import M2608, M9730, RESOURCES
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"
+#: LocalAI's backend workflows: PR #9730's over-matching artifact names, and the 2026-08 ones that fixed them
+PR9730_WORKFLOWS = artifact_templates(read_workflows(RESOURCES / "workflows.pr9730"), "workflows.pr9730")
+FIXED_WORKFLOWS = artifact_templates(read_workflows(RESOURCES / "workflows.2026-08"), "workflows.2026-08")
 
 
 def entry(suffix: str, plat: str = "linux/amd64", runner: str = "ubuntu-latest", *, ptag: str | None = None,
@@ -27,6 +32,7 @@ def entry(suffix: str, plat: str = "linux/amd64", runner: str = "ubuntu-latest",
 
 
 def lint_text(*entries: str, **kw: object):  # type: ignore[no-untyped-def]
+    kw.setdefault("naming", PR9730_WORKFLOWS)
     return lint_matrix(parse_matrix("include:\n" + "".join(entries), "m.yml"), **kw)  # type: ignore[arg-type]
 
 
@@ -36,7 +42,7 @@ def rules_of(result) -> list[str]:  # type: ignore[no-untyped-def]
 
 # ---- one fixture with one violation of every rule -------------------------------------------------
 def test_all_rules_fixture_reports_each_rule_once_at_its_entry() -> None:
-    result = lint_matrix(load_matrix(RES / "all-rules.yml"))
+    result = lint_matrix(load_matrix(RES / "all-rules.yml"), naming=PR9730_WORKFLOWS)
     assert result.counts() == dict.fromkeys(RULES, 1)
     where = {f.rule: (f.line, f.suffix, f.ptag) for f in result.findings}
     assert where == {
@@ -52,7 +58,7 @@ def test_all_rules_fixture_reports_each_rule_once_at_its_entry() -> None:
 
 
 def test_clean_fixture_is_clean() -> None:
-    result = lint_matrix(load_matrix(RES / "clean.yml"))
+    result = lint_matrix(load_matrix(RES / "clean.yml"), naming=PR9730_WORKFLOWS)
     assert result.findings == ()
     assert result.exit_code == 0
     assert result.render_text() == f"{RES / 'clean.yml'}: clean (4 entries, 7 rules checked)"
@@ -122,12 +128,19 @@ def test_artifact_glob_overmatch_direction_and_all_legs() -> None:
     assert rules_of(r) == ["artifact-glob-overmatch"]
     f = r.findings[0]
     assert (f.suffix, f.related) == ("-cpu-vllm", "-cpu-vllm-omni")
-    assert "'digests-cpu-vllm-*' also picks up 'digests-cpu-vllm-omni-amd64', 'digests-cpu-vllm-omni-arm64'" in f.message
+    assert ("download pattern 'digests-cpu-vllm-*' (backend_merge.yml line 40) also picks up "
+            "'digests-cpu-vllm-omni-amd64', 'digests-cpu-vllm-omni-arm64', the artifacts backend_build.yml line 224 "
+            "names for tag-suffix '-cpu-vllm-omni'") in f.message
     assert "digests<suffix>--<platform-tag>" in f.fix
+    # the same matrix under the workflows that fixed the naming: nothing to report
+    fixed = lint_text(entry("-cpu-vllm"), entry("-cpu-vllm-omni", ptag="amd64"),
+                      entry("-cpu-vllm-omni", "linux/arm64", "ubuntu-24.04-arm", ptag="arm64"), naming=FIXED_WORKFLOWS)
+    assert fixed.findings == () and fixed.notes == ()
 
 
 def test_ignore_and_unknown_rule_ids() -> None:
-    r = lint_matrix(load_matrix(RES / "all-rules.yml"), ignore=["multi-platform", "artifact-glob-overmatch"])
+    r = lint_matrix(load_matrix(RES / "all-rules.yml"), ignore=["multi-platform", "artifact-glob-overmatch"],
+                    naming=PR9730_WORKFLOWS)
     assert "multi-platform" not in r.rules and len(r.findings) == 5
     with pytest.raises(UserError, match="unknown lint rule 'retired-runnr'; did you mean 'retired-runner'"):
         lint_matrix(load_matrix(RES / "clean.yml"), ignore=["retired-runnr"])
@@ -144,19 +157,20 @@ def test_runner_policy_options_are_validated() -> None:
 
 # ---- output formats ----------------------------------------------------------------------------
 def test_text_format_one_line_per_finding_plus_summary() -> None:
-    r = lint_matrix(load_matrix(RES / "all-rules.yml"))
+    r = lint_matrix(load_matrix(RES / "all-rules.yml"), naming=PR9730_WORKFLOWS)
     lines = r.render_text().splitlines()
     assert len(lines) == 8
     assert lines[1] == (f"{RES / 'all-rules.yml'}:18: retired-runner: -cpu-old [amd64]: runs on retired runner "
                         "'bigger-runner' (fix: set runs-on: 'ubuntu-latest' (the amd64 runner), or run "
-                        "'invoke matrix.split')")
+                        "'invoke matrix.split'; or, if it must stay, record why inside the entry: "
+                        "`# localai-ci: allow-runner bigger-runner (why)`)")
     assert lines[-1].endswith(": 7 findings in 9 entries (multi-platform 1, retired-runner 1, arch-runner-mismatch 1, "
                               "missing-sibling 1, sibling-disagrees 1, tag-latest-disagrees 1, "
                               "artifact-glob-overmatch 1)")
 
 
 def test_json_format() -> None:
-    data = json.loads(lint_matrix(load_matrix(RES / "all-rules.yml")).render_json())
+    data = json.loads(lint_matrix(load_matrix(RES / "all-rules.yml"), naming=PR9730_WORKFLOWS).render_json())
     assert data["entries"] == 9 and data["counts"] == dict.fromkeys(RULES, 1)
     first = data["findings"][0]
     assert set(first) == {"rule", "source", "line", "suffix", "ptag", "message", "fix", "related", "reference"}
@@ -165,9 +179,14 @@ def test_json_format() -> None:
 
 # ---- the real LocalAI matrices ------------------------------------------------------------------
 def test_localai_2026_08_numbers() -> None:
-    r = lint_matrix(load_matrix(M2608))
+    """With LocalAI's own 2026-08 workflows nothing is reported that they fixed (the download-glob
+    over-match of PR #9730's names): 9 findings, not 44; under PR #9730's workflows the same matrix
+    would have the 35 over-matches."""
+    m = load_matrix(M2608)
+    r = lint_matrix(m, naming=FIXED_WORKFLOWS)
     assert r.counts() == {"multi-platform": 0, "retired-runner": 6, "arch-runner-mismatch": 0, "missing-sibling": 3,
-                          "sibling-disagrees": 0, "tag-latest-disagrees": 0, "artifact-glob-overmatch": 35}
+                          "sibling-disagrees": 0, "tag-latest-disagrees": 0, "artifact-glob-overmatch": 0}
+    assert r.notes == ()
     retired = [(f.line, f.suffix) for f in r.findings if f.rule == "retired-runner"]
     assert retired == [(448, "-gpu-nvidia-cuda-12-llama-cpp"), (467, "-gpu-nvidia-cuda-12-turboquant"),
                        (483, "-gpu-nvidia-cuda-12-bonsai"), (1150, "-gpu-nvidia-cuda-13-llama-cpp"),
@@ -175,22 +194,146 @@ def test_localai_2026_08_numbers() -> None:
     missing = [(f.line, f.suffix, f.ptag) for f in r.findings if f.rule == "missing-sibling"]
     assert missing == [(3157, "-gpu-vulkan-privacy-filter", "amd64"),
                        (3175, "-gpu-nvidia-cuda-13-privacy-filter", "amd64"), (6019, "-cpu-liquid-audio", "amd64")]
+    assert lint_matrix(m, naming=PR9730_WORKFLOWS).counts()["artifact-glob-overmatch"] == 35
 
 
 def test_localai_pr9730_has_exactly_25_glob_collisions() -> None:
     m = load_matrix(M9730)
-    r = lint_matrix(m)
+    r = lint_matrix(m, naming=PR9730_WORKFLOWS)
     assert r.counts()["artifact-glob-overmatch"] == 25 and len(r.findings) == 25
-    pairs = collision_pairs(m)
+    pairs = collision_pairs(m, PR9730_WORKFLOWS)
     assert len(set(pairs)) == 25
     assert ("-cpu-mlx", "-cpu-mlx-audio") in pairs and ("-gpu-nvidia-cuda-12-vllm", "-gpu-nvidia-cuda-12-vllm-omni") in pairs
     # every collision is a suffix extended by '-...' (the glob's '-*' eats the rest)
     assert all(t.startswith(s + "-") for s, t in pairs)
     assert Counter(s for s, _ in pairs)["-cpu-mlx"] == 3  # -audio, -distributed, -vlm
-    # all are PR #9730 naming: this project's naming never collides
-    assert all("LocalAI PR #9730" in f.message for f in r.findings)
+    assert all("(backend_merge.yml line 40)" in f.message for f in r.findings)
+    # PR #9730's workflow uploaded a single-arch leg (no platform-tag) as 'digests<suffix>-': what it really named
+    assert any("'digests-cpu-mlx-vlm-'" in f.message for f in r.findings)
+    # LocalAI's later naming, and this project's, never collide
+    assert collision_pairs(m, FIXED_WORKFLOWS) == []
 
 
 def test_collisions_on_2026_08_include_cpu_vllm() -> None:
-    pairs = collision_pairs(load_matrix(M2608))
+    pairs = collision_pairs(load_matrix(M2608), PR9730_WORKFLOWS)
     assert len(pairs) == 35 and ("-cpu-vllm", "-cpu-vllm-cpp") in pairs
+
+
+# ---- runner exceptions recorded next to the entry -------------------------------------------------
+ALLOW = "    # localai-ci: allow-runner bigger-runner (cold CUDA builds take 5-6 hours on ubuntu-latest)\n"
+
+
+def lint_marked(text: str, **kw: object):  # type: ignore[no-untyped-def]
+    m = parse_matrix(text, "m.yml")
+    return lint_matrix(m, naming=FIXED_WORKFLOWS, allowances=runner_allowances(text, m), **kw)  # type: ignore[arg-type]
+
+
+def test_an_allowed_runner_is_neither_reported_nor_moved() -> None:
+    text = "include:\n" + entry("-a", runner="bigger-runner", extra=ALLOW) + entry("-b", runner="bigger-runner")
+    r = lint_marked(text)
+    assert [(f.rule, f.suffix) for f in r.findings] == [("retired-runner", "-b")]
+    assert "`# localai-ci: allow-runner bigger-runner (why)`" in r.findings[0].fix
+    allowed = runner_allowances(text, parse_matrix(text, "m.yml"))[("-a", "amd64")]
+    assert (allowed.runner, allowed.reason, allowed.source) == (
+        "bigger-runner", "cold CUDA builds take 5-6 hours on ubuntu-latest", "m.yml line 10")
+    split = split_text(text, "m.yml")
+    assert split.report.moved == (("-b", "bigger-runner", "ubuntu-latest"),)
+    assert "m.yml line 2: '-a' stays on 'bigger-runner': allowed at m.yml line 10 (cold CUDA builds take 5-6 hours " \
+           "on ubuntu-latest)" in split.report.left_reasons
+    assert "runs-on: 'bigger-runner'" in split.text.split("- build-type", 2)[1]
+
+
+def test_the_marker_can_trail_a_line_and_covers_the_arch_rule_too() -> None:
+    gpu = entry("-a", "linux/arm64", "ubuntu-latest").replace(
+        "runs-on: 'ubuntu-latest'\n", "runs-on: 'ubuntu-latest'  # localai-ci: allow-runner ubuntu-latest (cross-build)\n")
+    assert lint_marked("include:\n" + gpu).findings == ()
+    assert rules_of(lint_text(entry("-a", "linux/arm64", "ubuntu-latest"))) == ["arch-runner-mismatch"]
+
+
+def test_a_marker_for_another_runner_or_in_a_value_allows_nothing() -> None:
+    stale = entry("-a", runner="bigger-runner", extra="    # localai-ci: allow-runner arc-runner-set (moved)\n")
+    quoted = entry("-b", runner="bigger-runner", base="x # localai-ci: allow-runner bigger-runner (no)")
+    r = lint_marked("include:\n" + stale + quoted)
+    assert [(f.rule, f.suffix) for f in r.findings] == [("retired-runner", "-a"), ("retired-runner", "-b")]
+
+
+@pytest.mark.parametrize("comment,message", [
+    ("# localai-ci: allow-runner bigger-runner", "m.yml line 10: malformed runner exception 'allow-runner bigger-runner': "
+                                                "write `# localai-ci: allow-runner RUNNER (why it stays there)`"),
+    ("# localai-ci: allow-runner bigger-runner ()", "m.yml line 10: malformed runner exception"),
+    ("# localai-ci: allow-runer bigger-runner (x)", "m.yml line 10: unknown localai-ci: directive 'allow-runer'; "
+                                                   "did you mean 'allow-runner'?"),
+    ("# localai-ci: allow-runner ;rm (x)", "m.yml line 10: malformed runner exception"),
+])
+def test_a_malformed_marker_is_bad_input_naming_its_line(comment: str, message: str) -> None:
+    text = "include:\n" + entry("-a", runner="bigger-runner", extra=f"    {comment}\n")
+    with pytest.raises(MatrixError) as err:
+        runner_allowances(text, parse_matrix(text, "m.yml"))
+    assert str(err.value).startswith(message) and err.value.exit_code == 2
+
+
+def test_a_marker_outside_every_entry_or_twice_is_bad_input() -> None:
+    text = "# localai-ci: allow-runner bigger-runner (x)\ninclude:\n" + entry("-a", runner="bigger-runner")
+    with pytest.raises(MatrixError, match="m.yml line 1: the runner exception is inside no entry"):
+        runner_allowances(text, parse_matrix(text, "m.yml"))
+    twice = "include:\n" + entry("-a", runner="bigger-runner", extra=ALLOW + ALLOW)
+    with pytest.raises(MatrixError, match="m.yml line 11: a second runner exception for '-a' \\[amd64\\]"):
+        runner_allowances(twice, parse_matrix(twice, "m.yml"))
+
+
+def test_localai_with_its_reasons_recorded_as_markers_reports_no_runner_finding(tmp_path: Path) -> None:
+    """LocalAI's matrix explains in comments why six CUDA legs stay on bigger-runner; recorded as markers,
+    lint reports only the three missing siblings and matrix.split leaves the six where they are."""
+    text = M2608.read_text().replace("    runs-on: 'bigger-runner'\n", ALLOW + "    runs-on: 'bigger-runner'\n")
+    assert text.count("allow-runner") == 6
+    marked = tmp_path / "backend-matrix.yml"
+    marked.write_text(text)
+    r = lint_file(marked, workflows=RESOURCES / "workflows.2026-08")
+    assert [f.rule for f in r.findings] == ["missing-sibling"] * 3 and r.notes == ()
+    split = split_text(text, str(marked))
+    assert split.report.moved == () and split.text == text
+    assert sum("stays on 'bigger-runner'" in reason for reason in split.report.left_reasons) == 6
+
+
+# ---- what the repository's workflows say ---------------------------------------------------------
+def test_without_workflows_the_glob_rule_says_it_did_not_check() -> None:
+    r = lint_matrix(load_matrix(RES / "all-rules.yml"))
+    assert r.counts()["artifact-glob-overmatch"] == 0
+    assert r.notes == ("artifact-glob-overmatch: no workflows were read (--workflows DIR), so whether a merge's "
+                       "download pattern picks up another suffix's artifacts is not checked",)
+    assert "note: artifact-glob-overmatch: no workflows were read" in r.render_text()
+
+
+def test_templates_that_cannot_be_evaluated_are_named_not_guessed(tmp_path: Path) -> None:
+    (tmp_path / "build.yml").write_text(
+        "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - uses: actions/upload-artifact@v4\n"
+        "        with:\n          name: digests${{ inputs.tag-suffix }}-${{ github.run_id }}\n"
+        "      - uses: actions/download-artifact@v4\n        with:\n          pattern: digests${{ inputs.tag-suffix }}-*\n")
+    naming = artifact_templates(read_workflows(tmp_path), str(tmp_path))
+    r = lint_matrix(load_matrix(RES / "all-rules.yml"), naming=naming)
+    assert r.counts()["artifact-glob-overmatch"] == 0
+    assert any("upload 'digests${{ inputs.tag-suffix }}-${{ github.run_id }}' (build.yml line 8) cannot be evaluated"
+               in n for n in r.notes), r.notes
+    none = tmp_path / "none"
+    none.mkdir()
+    assert "nothing to check" in lint_matrix(load_matrix(RES / "clean.yml"),
+                                             naming=artifact_templates({}, str(none))).notes[0]
+
+
+def test_this_projects_workflows_name_artifacts_that_never_over_match() -> None:
+    naming = artifact_templates(read_workflows(HERE.parent / ".github" / "workflows"), ".github/workflows")
+    assert [t.text for t in naming.downloads] == ["${{ inputs.pattern }}", "${{ inputs.pattern }}"]
+    for m in (load_matrix(HERE.parent / "backends" / "matrix.yml"), load_matrix(M2608), load_matrix(M9730)):
+        r = lint_matrix(m, naming=naming)
+        assert r.counts()["artifact-glob-overmatch"] == 0 and r.notes == (), r.notes
+
+
+def test_annotations_and_summary_escape_what_came_from_outside() -> None:
+    text = "include:\n" + entry("-a", runner="bigger-runner")
+    m = parse_matrix(text, "odd%dir,x:y\nz.yml")
+    r = lint_matrix(m, naming=FIXED_WORKFLOWS)
+    line = r.render_github()
+    assert line.startswith("::warning file=odd%25dir%2Cx%3Ay%0Az.yml,line=2,title=matrix.lint retired-runner::-a [amd64]")
+    assert "\n" not in line
+    md = r.render_markdown()
+    assert "odd%dir,x:y z.yml" in md and "\\`# localai-ci: allow-runner bigger-runner (why)\\`" in md

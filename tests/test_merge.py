@@ -342,21 +342,25 @@ def test_one_registry_down_writes_nothing_anywhere(tmp_path: Path, registry_fact
 
 
 @pytest.mark.registry
-def test_anchor_cleanup_touches_only_exact_keepalive_tags_and_never_fails(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_anchor_cleanup_touches_only_exact_keepalive_tags_and_never_fails(world: World, capsys: pytest.CaptureFixture[str],
+                                                                        unique: str) -> None:
+    """The merge looks for its anchors in the cache repository (where builds put them) by exact name."""
+    cache = f"{world.images[0].split('/', 1)[0]}/{unique}/ci-cache"
     write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello-extra", "amd64")])
-    d = world.leg("-cpu-hello", "amd64")
-    e = world.leg("-cpu-hello-extra", "amd64")
+    d = world.leg("-cpu-hello", "amd64", images=[*world.images, cache])
+    e = world.leg("-cpu-hello-extra", "amd64", images=[*world.images, cache])
     mine = keepalive_tag("42", Family.BACKENDS, "-cpu-hello", "amd64")
     sibling = keepalive_tag("42", Family.BACKENDS, "-cpu-hello-extra", "amd64")
     assert sibling.startswith(mine.rsplit("-", 1)[0])  # a prefix match would over-match
-    with client(world.images[0]) as c:
+    with client(cache) as c:
         for tag, dig in ((mine, d), (sibling, e)):
             got = c.get_manifest(dig)
             assert got is not None
             c.put_manifest(tag, got[0], got[1])
-    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello", "--anchor", "--run-id", "42"))
+    code, out, err = run(capsys, world.args("--tag-suffix", "-cpu-hello", "--anchor", "--run-id", "42"),
+                         env={"CI_CACHE_IMAGE": cache})
     assert code == 0, err
-    tags = tags_of(world.images[0])
+    tags = tags_of(cache)
     assert sibling in tags
     # distribution 2.x cannot delete a tag alone: reported, the merge still succeeds
     assert (mine not in tags and "keepalive tag deleted" in out) or (mine in tags and "not deleted" in out)

@@ -59,9 +59,10 @@ def leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iterator[C
         # a fixed SOURCE_DATE_EPOCH keeps the created label (and so the digest) stable without git
         env = kw.pop("env", leg_env(tmp_path, SOURCE_DATE_EPOCH="1700000000",
                                     CI_CACHE_IMAGE=f"{registries[0].host}/{unique}/ci-cache"))
-        req = BuildRequest(push=True, family=family, tag_suffix=suffix, platform_tag=ptag, matrix=str(mats[family]),
+        req = BuildRequest(family=family, tag_suffix=suffix, platform_tag=ptag, matrix=str(mats[family]),
                            images=kw.pop("images", images[family]), digests_dir=str(tmp_path / "digests"),
-                           root=str(ROOT), local_tag=local, cache_dir=str(tmp_path / "cache"), **kw)
+                           root=str(ROOT), local_tag=local, cache_dir=str(tmp_path / "cache"),
+                           **{"push": True, **kw})
         return run_leg(req, env=env, engine=Engine(engine))
 
     yield run
@@ -138,12 +139,17 @@ def test_server_core_and_variant(leg: Any, registries: Any, imagetools: Any, uni
 
 
 @pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
-def test_anchor_tags_every_target(leg: Any, registries: Any, unique: str) -> None:
+def test_anchor_goes_to_the_cache_repository_only(leg: Any, registries: Any, unique: str) -> None:
+    """--anchor tags the leg keepalive-<run-id>... in the cache repository (the leg fixture's
+    CI_CACHE_IMAGE); the targets users browse get the digest and no tag (LocalAI's anchor-digest-in-cache.sh)."""
+    cache = f"{registries[0].host}/{unique}/ci-cache"
     res = leg(Family.BACKENDS, "-cpu-echo", "amd64", anchor=True, run_id="4242")
     for c in clients(registries, f"{unique}/backends"):
         with c:
-            assert c.list_tags() == ["keepalive-4242-cpu-echo-amd64"]
-            assert c.head_manifest("keepalive-4242-cpu-echo-amd64")[0] == res.digest  # type: ignore[index]
+            assert c.list_tags() == [] and c.head_manifest(res.digest) is not None
+    with RegistryClient(parse_image_name(cache), plain_http=True) as c:
+        assert "keepalive-4242-cpu-echo-amd64" in c.list_tags()
+        assert c.head_manifest("keepalive-4242-cpu-echo-amd64")[0] == res.digest  # type: ignore[index]
 
 
 @pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
@@ -256,7 +262,7 @@ def cache_leg(engine: Any, registries: Any, tmp_path: Path, unique: str) -> Iter
         return run_leg(req, env=env, engine=Engine(engine))
 
     yield run
-    for ref in (local, f"{registries[0].host}/{unique}/ci-cache:cache-cpu-cache-amd64"):
+    for ref in (local, f"{registries[0].host}/{unique}/ci-cache:cache-cpu-cache-"):
         try:
             engine.images.remove(ref, force=True)
         except Exception:
@@ -316,7 +322,7 @@ def test_registry_cache_is_written_on_push_and_reused_by_a_clean_engine(
 
     containerd = connect(dict(os.environ), timeout=60).facts().containerd_store
     cache_repo = parse_image_name(f"{registries[0].host}/{unique}/ci-cache")
-    cache_tag = "cache-cpu-cache-amd64"
+    cache_tag = "cache-cpu-cache-"
     first = cache_leg()
     out, err = capsys.readouterr()
     assert first.plan.cache_ref == cache_repo.with_tag(cache_tag)
@@ -372,7 +378,7 @@ def test_pull_request_reads_the_registry_cache_and_never_writes_it(
     first = cache_leg()
     cache_repo = parse_image_name(f"{registries[0].host}/{unique}/ci-cache")
     with RegistryClient(cache_repo, plain_http=True) as c:
-        before = c.head_manifest("cache-cpu-cache-amd64")
+        before = c.head_manifest("cache-cpu-cache-")
     assert before is not None
     capsys.readouterr()
     # a changed context: a cache export would change the cache manifest
@@ -383,8 +389,8 @@ def test_pull_request_reads_the_registry_cache_and_never_writes_it(
         or "importing cache manifest" in err
     assert INLINE_WARNING not in err
     with RegistryClient(cache_repo, plain_http=True) as c:
-        assert c.list_tags() == ["cache-cpu-cache-amd64"]
-        assert c.head_manifest("cache-cpu-cache-amd64") == before
+        assert c.list_tags() == ["cache-cpu-cache-"]
+        assert c.head_manifest("cache-cpu-cache-") == before
 
 
 @pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
@@ -404,3 +410,22 @@ def test_registry_cache_failure_is_a_warning(leg: Any, registries: Any, unique: 
     assert res.cache == "registry mode=max"
     assert "registry cache 127.0.0.1:9/cache:cache-cpu-echo- not exported" in err, err
     assert dead in res.cache_warning and f"warning: {res.cache_warning}" in out, out
+
+
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
+def test_without_push_a_build_sends_nothing_to_any_registry(leg: Any, registries: Any, unique: str,
+                                                            tmp_path: Path) -> None:
+    """A maintainer logged in to the real registries builds locally: without --push nothing is
+    written anywhere -- no blob, manifest, tag, anchor or cache export -- counted by a front that
+    sees every request to the registry (the images and the cache repository are behind it)."""
+    from hostile import HostileServer
+
+    with HostileServer("127.0.0.9", upstream=registries[0].host, lifetime=300) as front:
+        images = f"{front.host}/{unique}/backends"
+        env = leg_env(tmp_path, SOURCE_DATE_EPOCH="1700000000", CI_CACHE_IMAGE=f"{front.host}/{unique}/ci-cache")
+        res = leg(Family.BACKENDS, "-cpu-echo", "amd64", images=images, env=env, anchor=True, run_id="5", push=False)
+        assert res.image_id and res.digest == "" and not (tmp_path / "digests").exists()
+        writes = [s for s in front.seen if s.method in ("PUT", "POST", "PATCH", "DELETE")]
+        assert writes == [], writes
+        published = leg(Family.BACKENDS, "-cpu-echo", "amd64", images=images, env=env, anchor=True, run_id="5")
+        assert published.digest and [s for s in front.seen if s.method in ("PUT", "POST", "PATCH")]  # the front counts

@@ -150,16 +150,18 @@ def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_task_text_json_exit_codes_and_ignore() -> None:
-    done = _invoke("--matrix", str(MATRIX), "--references", str(RES / "gallery.yaml"))
+    done = _invoke("--matrix", str(MATRIX), "--references", str(RES / "gallery.yaml"), "--strict")
     assert done.returncode == 1, done.stderr
     assert "gallery.yaml:22: reference-latest-never-published:" in done.stdout
+    warned = _invoke("--matrix", str(MATRIX), "--references", str(RES / "gallery.yaml"))
+    assert warned.returncode == 0 and warned.stdout == done.stdout  # findings are warnings unless --strict
     js = _invoke("--matrix", str(MATRIX), "--references", str(RES / "gallery.yaml"), "--format", "json")
     data = json.loads(js.stdout)
     assert data["references"]["entries"] == 13 and len(data["references"]["findings"]) == 4
     assert data["references"]["findings"][0]["reference"].endswith(":latest-cpu-whispr")
     ignored = _invoke("--matrix", str(MATRIX), "--references", str(RES / "gallery.yaml"), "--ignore",
                       "reference-unknown-suffix,reference-latest-never-published,reference-unknown-tag,"
-                      "reference-unknown-repository")
+                      "reference-unknown-repository", "--strict")
     assert ignored.returncode == 0, ignored.stdout + ignored.stderr
     bad = _invoke("--matrix", str(MATRIX), "--references", str(RES / "gallery.yaml"), "--ignore", "reference-unknwn-tag")
     assert bad.returncode == 2 and "did you mean 'reference-unknown-tag'" in bad.stderr

@@ -27,6 +27,16 @@ def test_sign_command_is_by_digest_recursive_and_offline_when_asked() -> None:
     assert v[:4] == ["cosign", "verify", "--key", "k.pub"] and "--insecure-ignore-tlog=true" in v
 
 
+def test_keyless_signing_as_localai_signs_its_lists() -> None:
+    """What the merge workflow runs (LocalAI's backend_merge.yml): keyless, recursive, OCI 1.1 referrers."""
+    argv = sign_command(f"quay.io/x@{DIG}", SignOptions(referrers_mode="oci-1-1"), plain_http=False)
+    assert argv == ["cosign", "sign", "--yes", "--recursive", "--registry-referrers-mode=oci-1-1", f"quay.io/x@{DIG}"]
+    with pytest.raises(UserError, match="--registry-referrers-mode 'oci11'"):
+        sign_command(f"quay.io/x@{DIG}", SignOptions(referrers_mode="oci11"), plain_http=False)
+    code = main(["merge", "--tag-suffix=-cpu-x", "--registry-referrers-mode", "oci-1-1"], env={})
+    assert code == 2  # only with --sign
+
+
 @pytest.mark.parametrize("ref", ["quay.io/x:latest", "quay.io/x@sha256:abc"])
 def test_never_by_tag(ref: str) -> None:
     with pytest.raises(UserError):

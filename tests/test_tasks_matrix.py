@@ -9,16 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import os
+
 import pytest
-from localai_ref import M2608
+from localai_ref import M2608, RESOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "tests" / "resources" / "matrices"
 
 
-def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def invoke(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "invoke", "-r", str(ROOT), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, **env} if env else None)
 
 
 def snapshot(d: Path) -> dict[str, bytes]:
@@ -57,18 +60,47 @@ def test_bad_matrix_exit_2_and_nothing_written(tmp_path: Path, name: str) -> Non
     assert snapshot(tmp_path) == before
 
 
-def test_lint_real_matrix_exit_1_text_and_json(tmp_path: Path) -> None:
-    r = invoke("matrix.lint", "--matrix", str(M2608), "--ignore", "artifact-glob-overmatch", cwd=tmp_path)
-    assert r.returncode == 1
+def test_lint_real_matrix_text_and_json_findings_are_warnings_unless_strict(tmp_path: Path) -> None:
+    fixed, pr9730 = str(RESOURCES / "workflows.2026-08"), str(RESOURCES / "workflows.pr9730")
+    r = invoke("matrix.lint", "--matrix", str(M2608), "--workflows", fixed, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 10
     assert lines[0].startswith(f"{M2608}:448: retired-runner: -gpu-nvidia-cuda-12-llama-cpp [amd64]: ")
     assert lines[-1] == f"{M2608}: 9 findings in 457 entries (retired-runner 6, missing-sibling 3)"
-    j = invoke("matrix.lint", "--matrix", str(M2608), "--format", "json", "--retired", "nothing-retired", cwd=tmp_path)
-    assert j.returncode == 1
+    strict = invoke("matrix.lint", "--matrix", str(M2608), "--workflows", fixed, "--strict", cwd=tmp_path)
+    assert strict.returncode == 1 and strict.stdout == r.stdout
+    j = invoke("matrix.lint", "--matrix", str(M2608), "--format", "json", "--retired", "nothing-retired",
+               "--workflows", pr9730, cwd=tmp_path)
+    assert j.returncode == 0
     data = json.loads(j.stdout)
     assert data["counts"]["retired-runner"] == 0 and data["counts"]["missing-sibling"] == 3
     assert data["counts"]["artifact-glob-overmatch"] == 35
+
+
+def test_lint_github_format_annotates_and_summarizes(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    r = invoke("matrix.lint", "--matrix", str(M2608), "--workflows", str(RESOURCES / "workflows.2026-08"),
+               "--format", "github", cwd=tmp_path, env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 10 and all(line.startswith("::warning file=") for line in lines[:9])
+    assert lines[0].startswith(f"::warning file={M2608},line=448,title=matrix.lint retired-runner::"
+                               "-gpu-nvidia-cuda-12-llama-cpp [amd64]: runs on retired runner 'bigger-runner'")
+    assert lines[-1] == f"{M2608}: 9 findings in 457 entries (retired-runner 6, missing-sibling 3)"
+    md = summary.read_text()
+    assert md.startswith("### matrix.lint: ") and md.count("| retired-runner |") == 6
+
+
+def test_lint_reads_the_workflows_of_the_repository_holding_the_matrix(tmp_path: Path) -> None:
+    """This project's own matrix under its own workflows (the names invoke matrix.github computes): clean."""
+    r = invoke("matrix.lint", "--matrix", str(ROOT / "backends" / "matrix.yml"), "--strict", cwd=tmp_path)
+    assert (r.returncode, r.stdout.strip()) == (0, f"{ROOT / 'backends' / 'matrix.yml'}: clean (8 entries, 7 rules "
+                                                   "checked)"), r.stdout + r.stderr
+    alone = tmp_path / "m.yml"
+    alone.write_bytes((RES / "clean.yml").read_bytes())
+    out = invoke("matrix.lint", "--matrix", str(alone), cwd=tmp_path)
+    assert "note: artifact-glob-overmatch: no workflows were read (--workflows DIR)" in out.stdout
 
 
 def test_lint_clean_exit_0_and_report(tmp_path: Path) -> None:

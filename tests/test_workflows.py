@@ -314,7 +314,7 @@ def test_zizmor_finds_nothing_of_medium_or_high_severity() -> None:
     credentials: zizmor (offline) reports no medium or high finding."""
     exe = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
     assert Path(exe).exists(), "zizmor is not installed: pip install -e '.[dev]'"
-    done = subprocess.run([exe, "--offline", "--min-severity", "medium", "--format", "json", str(WORKFLOWS)],
+    done = subprocess.run([exe, "--offline", "--min-severity", "medium", "--format", "json", str(REPO / ".github")],
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     findings = json.loads(done.stdout or "[]")
     assert findings == [], "\n".join(f"{f['ident']} ({f['determinations']['severity']}): "
@@ -343,3 +343,103 @@ def test_the_audit_workflow_runs_the_audit_read_only() -> None:
     assert job["permissions"] == {"contents": "read"} and "secrets" not in triggers["workflow_call"]
     run = next(s["run"] for s in job["steps"] if "run" in s and "nox -s inspect" in s["run"])
     assert "--audit" in run and '--ref "$AUDIT_REF"' in run and "--references" in run
+
+
+# --- what LocalAI's workflows do, kept (issue 21) -----------------------------------------------
+
+DOCKER_STEP = re.compile(r"^docker/(setup-buildx|setup-qemu|login|build-push)-action@")
+
+
+@pytest.mark.parametrize("name", ["backend_build.yml", "image_build.yml"])
+def test_build_jobs_check_out_submodules_and_make_room_before_any_docker_step(name: str) -> None:
+    steps = load(name)["jobs"]["build"]["steps"]
+    checkout = next(s for s in steps if str(s.get("uses", "")).startswith("actions/checkout@"))
+    assert checkout["with"]["submodules"] is True  # LocalAI's kokoros backend is a submodule
+    uses = [str(s.get("uses", "")) for s in steps]
+    disk = uses.index("./.github/actions/build-disk")
+    first_docker = min(i for i, u in enumerate(uses) if DOCKER_STEP.match(u))
+    runs = [i for i, s in enumerate(steps) if "invoke build-" in s.get("run", "")]
+    assert disk < first_docker and disk < min(runs)
+
+
+def test_the_build_disk_action_moves_docker_to_mnt_on_hosted_x64_only() -> None:
+    action = yaml.safe_load((REPO / ".github" / "actions" / "build-disk" / "action.yml").read_text())
+    steps = action["runs"]["steps"]
+    assert action["runs"]["using"] == "composite" and len(steps) == 2
+    for step in steps:
+        assert "runner.environment == 'github-hosted'" in step["if"] and "runner.arch == 'X64'" in step["if"]
+    move = steps[1]["run"]
+    assert '"data-root" = "/mnt/docker-data"' in move and "TMPDIR=/mnt/docker-tmp" in move
+    assert move.index("systemctl stop docker") < move.index("systemctl start docker")
+    proc = subprocess.run([*check_jsonschema()[:1], "--builtin-schema", "vendor.github-actions",
+                           str(REPO / ".github" / "actions" / "build-disk" / "action.yml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name, task", [("backend_build.yml", "invoke build-backend"),
+                                        ("image_build.yml", "invoke build-image")])
+def test_only_the_publishing_build_pushes(name: str, task: str) -> None:
+    """Nothing leaves a runner without --push: the push-event step passes it, the pull-request step does not."""
+    steps = load(name)["jobs"]["build"]["steps"]
+    builds = [s for s in steps if task in s.get("run", "")]
+    publish = [s for s in builds if s.get("if") == "inputs.publish"]
+    assert len(publish) == 1 and "--push" in shlex.split(publish[0]["run"])
+    assert all("--push" not in shlex.split(s["run"]) for s in builds if s not in publish)
+
+
+@pytest.mark.parametrize("name, caller", [("backend_merge.yml", "backend.yml"), ("image_merge.yml", "image.yml")])
+def test_merges_sign_keyless_with_referrers_and_delete_anchors_through_quays_api(name: str, caller: str) -> None:
+    job = load(name)["jobs"]["merge"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    installer = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("sigstore/cosign-installer@"))
+    assert installer["with"]["cosign-release"] == "v2.4.1"  # the release LocalAI signs with
+    merge = next(s for s in job["steps"] if "nox -s merge" in s.get("run", ""))
+    tokens = shlex.split(merge["run"])
+    assert "--sign" in tokens and "--key" not in tokens  # keyless
+    assert tokens[tokens.index("--registry-referrers-mode") + 1] == "oci-1-1"
+    assert merge["env"]["COSIGN_EXPERIMENTAL"] == "1" and merge["env"]["QUAY_TOKEN"] == "${{ secrets.QUAY_TOKEN }}"
+    assert "--anchor" in tokens
+    # a reusable workflow gets no more permission than its caller grants
+    for jname, cjob in load(caller)["jobs"].items():
+        if cjob.get("uses") == f"./.github/workflows/{name}":
+            assert cjob["permissions"]["id-token"] == "write", jname
+            assert cjob["secrets"]["QUAY_TOKEN"] == "${{ secrets.QUAY_TOKEN }}", jname
+
+
+# GitHub's concurrency rule (docs: "Using concurrency"): in one group at most one run is running and
+# one pending; a newly queued run cancels the pending one, running ones are kept
+# (cancel-in-progress: false). Each push run builds what changed since that push's `before`.
+def simulate(pushes: list[str], group_of: Any) -> list[str]:
+    """The commits whose push runs GitHub runs to the end, for pushes queued while earlier runs still
+    run (the worst case: every push arrives while the previous one is running)."""
+    running: dict[str, str] = {}
+    pending: dict[str, str] = {}
+    finished: list[str] = []
+    for sha in pushes:
+        g = group_of(sha)
+        if g not in running:
+            running[g] = sha
+        else:
+            pending[g] = sha  # replaces (cancels) the pending one of this group, if any
+    while running:
+        g, sha = next(iter(running.items()))
+        finished.append(sha)
+        del running[g]
+        if g in pending:
+            running[g] = pending.pop(g)
+    return finished
+
+
+@pytest.mark.parametrize("name", ["backend.yml", "image.yml"])
+def test_no_push_is_cancelled_so_every_change_is_built(name: str) -> None:
+    """A runs, B queues, C queues and cancels B: with a group per branch B's changes are never built
+    (C diffs against B); with LocalAI's group per commit every push's run runs."""
+    group = load(name)["concurrency"]["group"]
+    assert "github.sha" in group and "github.ref" not in group
+    assert load(name)["concurrency"]["cancel-in-progress"] is False
+    pushes = ["A", "B", "C"]
+    per_commit = simulate(pushes, lambda sha: group.replace("${{ github.sha }}", sha))
+    assert sorted(per_commit) == pushes
+    per_branch = simulate(pushes, lambda sha: "backend-refs/heads/master")
+    assert "B" not in per_branch  # the failure mode the per-commit group avoids

@@ -75,8 +75,8 @@ class LegPlan:
     event: str
     publishes: bool  # push event: publish by digest + digest file
     tags: tuple[str, ...]  # tags added in every target (the PR tag)
-    anchor: str  # keepalive tag (--anchor), '' for none; only in the anchor registries' targets
-    anchor_registries: tuple[str, ...]  # target registries that get the anchor
+    anchor: str  # keepalive tag (--anchor), '' for none: in the anchor repository, never in a target
+    anchor_registries: tuple[str, ...]  # target registries whose untagged children the anchor protects
     config: FamilyConfig  # resolved once in planning: transports (plain HTTP), cache repository
     notes: tuple[str, ...] = field(default=())
     #: whether anything may leave this machine (``--push``): without it the leg is built and nothing is
@@ -99,12 +99,14 @@ class LegPlan:
 
     @property
     def anchored_images(self) -> tuple[ImageName, ...]:
-        """The target repositories that get the keepalive anchor."""
-        return tuple(i for i in self.images if self.anchor and i.registry in self.anchor_registries)
+        """Where the keepalive anchor goes: the family's cache repository (LocalAI's internal
+        ``ci-cache``), never a target users browse. It protects the untagged children in the targets
+        on the same registry: the merge copies a reaped child back from the anchor."""
+        return (self.config.cache,) if self.anchor and self.anchor_registries else ()
 
     def target_tags(self, image: ImageName) -> tuple[str, ...]:
-        """Every tag one target repository gets: the PR tag, and the anchor where it is needed."""
-        return (*self.tags, *((self.anchor,) if image in self.anchored_images else ()))
+        """Every tag one target repository gets: the PR tag (a push by digest gets none)."""
+        return self.tags
 
     def as_json(self) -> dict[str, object]:
         """The plan as ``--dry-run --format json`` prints it: the same data as :meth:`describe`."""
@@ -142,8 +144,10 @@ class LegPlan:
             lines.append("tags:       " + ", ".join(self.tags) + " (in every image above)")
         if self.anchor:
             lines.append(f"anchor:     {self.anchor} in " + (", ".join(str(i) for i in self.anchored_images) or "none")
-                         + f" (registries that garbage-collect untagged manifests; default all but {DOCKER_HUB}, "
-                         f"which cannot delete tags; {ENV_ANCHOR_REGISTRIES} overrides)")
+                         + " (the cache repository: it keeps the untagged child alive in "
+                         + (", ".join(self.anchor_registries) or "no target registry")
+                         + f" until the merge; registries that garbage-collect untagged manifests: default all but "
+                         f"{DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} overrides)")
         lines.append(f"artifact:   {self.artifact}" + (f" -> {self.digests_dir}/{self.artifact}/<hex>"
                                                        if self.digests_dir else " (no digest file)"))
         lines.append(f"cache ref:  {self.cache_ref} (BuildKit imports it"
@@ -237,11 +241,16 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
                 anchor_tag = keepalive_tag(rid, family, suffix, ptag)
             except ValueError as exc:
                 raise UserError(f"--anchor: {exc}") from None
-            anchored = tuple(r for r in config.registries
-                             if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB))
-            if not anchored:
-                notes.append(f"--anchor: no keepalive anchor in {', '.join(config.registries)} (default: every "
-                             f"registry but {DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} names those that get one)")
+            reaping = [r for r in config.registries if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB)]
+            anchored = tuple(r for r in reaping if r == config.cache.registry)
+            unprotected = [r for r in reaping if r != config.cache.registry]
+            if unprotected:
+                notes.append(f"--anchor: no anchor repository in {', '.join(unprotected)} (the anchor goes to the "
+                             f"cache repository {config.cache}, which protects children in its own registry only; "
+                             f"CI_CACHE_IMAGE or the settings' cache-image names it)")
+            if not reaping:
+                notes.append(f"--anchor: no keepalive anchor for {', '.join(config.registries)} (default: every "
+                             f"registry but {DOCKER_HUB}; {ENV_ANCHOR_REGISTRIES} names those that need one)")
     else:
         publishes, ddir = False, None
         if pr_push:
@@ -449,8 +458,13 @@ def publish_targets(plan: LegPlan) -> list[PushTarget]:
     configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
     from ..publish.leg import PushTarget
 
-    return [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
-                   plain_http_policy=plan.config.plain_http) for img in plan.images]
+    targets = [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
+                          plain_http_policy=plan.config.plain_http) for img in plan.images]
+    # the keepalive anchor: the leg by digest in the cache repository, tagged there only (its blobs are
+    # mounted from the target on the same registry)
+    targets += [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=(plan.anchor,),
+                           plain_http_policy=plan.config.plain_http) for img in plan.anchored_images]
+    return targets
 
 
 def publish_built(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache, clients: ClientFactory, *,

@@ -10,7 +10,9 @@ not evaluated, so every non-test file of a package counts and its imports are fo
 ``_test.go`` files are never compiled into a binary and are never inputs; a package that
 uses ``//go:embed`` also has its whole subtree as input (embedded files may live below it);
 a module package that is imported but not in the tree is reported as *generated* (LocalAI's
-``pkg/grpc/proto``, which ``make protogen-go`` writes), for the caller to find its generator.
+``pkg/grpc/proto``, which ``make protogen-go`` writes), for the caller to find its generator;
+the imports of other modules' packages (not the standard library's) are kept with the file that
+makes them, for :mod:`ci.changes.gomod` to follow through the module graph.
 """
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ _EMBED = re.compile(r"^//go:embed\s", re.M)
 
 def is_go_source(path: str) -> bool:
     return path.endswith(".go") and not path.endswith("_test.go")
+
+
+def is_standard(import_path: str) -> bool:
+    """Go's rule: an import path whose first element has no dot is the standard library's (or cgo's "C")."""
+    return "." not in import_path.split("/", 1)[0]
 
 
 def is_test_file(path: str) -> bool:
@@ -124,6 +131,7 @@ class Closure:
     packages: dict[str, Edge | None] = field(default_factory=dict)  # dir -> edge (None: a start)
     generated: dict[str, Edge] = field(default_factory=dict)  # module packages not in the tree
     embeds: frozenset[str] = frozenset()  # packages with //go:embed (their subtree is input)
+    external: dict[str, Edge] = field(default_factory=dict)  # import path of another module -> first edge
 
     def chain(self, directory: str) -> list[Edge]:
         """The import edges from a start package to ``directory`` (outermost first)."""
@@ -198,13 +206,18 @@ class GoGraph:
         packages: dict[str, Edge | None] = {s: None for s in starts}
         generated: dict[str, Edge] = {}
         embeds: set[str] = set()
+        external: dict[str, Edge] = {}
         todo = list(starts)
         while todo:
             directory = todo.pop()
             for src in self.sources(directory):
                 for imp in self.imports_of(src):
                     target = module.directory_of(imp)
-                    if target is None or target in packages or target in generated:
+                    if target is None:
+                        if not is_standard(imp) and imp not in external:
+                            external[imp] = Edge(src, imp)
+                        continue
+                    if target in packages or target in generated:
                         continue
                     if self.is_package(target):
                         packages[target] = Edge(src, imp)
@@ -213,4 +226,5 @@ class GoGraph:
                         generated[target] = Edge(src, imp)
                 if self._embeds.get(src):
                     embeds.add(directory)
-        return Closure(module=module, packages=packages, generated=generated, embeds=frozenset(embeds))
+        return Closure(module=module, packages=packages, generated=generated, embeds=frozenset(embeds),
+                       external=external)

@@ -48,7 +48,8 @@ from dataclasses import dataclass, field, replace
 from ..dockerfile.model import AUTOMATIC_ARGS, Dockerfile, Resolved, parse_dockerfile, resolve
 from ..dockerfile.ignore import Ignore, parse_dockerignore
 from ..errors import UserError
-from .gograph import GoGraph, is_test_file
+from .gograph import Closure, GoGraph, GoModule, is_test_file
+from .gomod import generator_imports
 from .makefile import Makefile, Rule, parse_makefile
 from ..matrix.model import Entry
 from .pathrefs import Lexed, MakeRun, Ref, Where, could_name_a_path, lex, make_runs, references
@@ -109,6 +110,17 @@ class MakeInput:
     via: Via
 
 
+@dataclass(eq=False)
+class GoUse:
+    """A module a leg builds in, and what of other modules it imports (for the go.mod/go.sum rule)."""
+
+    module: GoModule
+    via: Via  # why the module's go.mod/go.sum are inputs
+    files: list[str] = field(default_factory=list)  # its go.mod/go.sum, when they are inputs by this rule only
+    imports: dict[str, Via] = field(default_factory=dict)  # import path of another module's package -> why
+    generated: dict[str, tuple[tuple[str, ...] | None, Via]] = field(default_factory=dict)  # dir -> (its imports, why)
+
+
 @dataclass
 class LegInputs:
     """Everything one leg (or Darwin entry) depends on in the repository, with why."""
@@ -126,6 +138,7 @@ class LegInputs:
     notes: list[str] = field(default_factory=list)
     resolved: Resolved | None = None
     build_args: tuple[tuple[str, str], ...] = ()
+    go: dict[str, GoUse] = field(default_factory=dict)  # module root -> the leg's use of that Go module
 
     def match(self, path: str, ignoring: bool = True) -> tuple[str, Via] | None:
         """(the input that contains ``path``, why it is an input), or None. ``ignoring=False``
@@ -193,6 +206,12 @@ class LegInputs:
         out += [f"{p} ({v.text()})" for p, v in sorted(self.files.items())]
         out += [f"{m.makefile} target {' '.join(m.targets) or '(default goal)'} ({m.via.text()})"
                 for m in self.make_targets]
+        for use in self.go.values():
+            names = sorted(use.imports)
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            out.append(f"the build list of Go module {use.module.path}: what its packages import of other modules "
+                       f"({shown or 'nothing'}) and what those import, compared with the base revision's "
+                       f"go.mod/go.sum ({use.via.text()})")
         return out
 
 
@@ -553,9 +572,15 @@ class _Walk:
             if closure is None:
                 continue
             via0 = self.go_starts[starts[0]]
+            use = self.out.go.get(closure.module.root)
+            if use is None:
+                use = self.out.go[closure.module.root] = GoUse(
+                    closure.module, via0.then(f"go.mod/go.sum of module {closure.module.path}"))
             for f in closure.module.files:
-                if self.tree.is_file(f):
-                    self.out.files.setdefault(f, via0.then(f"go.mod/go.sum of module {closure.module.path}"))
+                if self.tree.is_file(f) and f not in self.out.files:
+                    self.out.files[f] = use.via
+                    use.files.append(f)
+            self._external(closure, use, via0)
             for pkg, edge in closure.packages.items():
                 if edge is None or any(p in self.out.dirs for p in [pkg] + parent_dirs(pkg)):
                     continue
@@ -566,13 +591,33 @@ class _Walk:
                 if pkg in closure.embeds:
                     self.out.dirs.setdefault(pkg, via.then(f"{chain} (//go:embed: its subtree too)"))
             for pkg, edge in closure.generated.items():
-                self.generated(pkg, edge.importer, edge.import_path, closure.module.root, via0)
+                self.generated(pkg, edge.importer, edge.import_path, closure.module.root, via0, use)
 
-    def generated(self, pkg: str, importer: str, import_path: str, module_root: str, via0: Via) -> None:
-        """A module package the build generates: the root Makefile rules whose recipes name its directory."""
+    def _external(self, closure: Closure, use: GoUse, via0: Via) -> None:
+        """The imports of other modules' packages, each with the in-repository chain that makes it."""
+        for imp, edge in closure.external.items():
+            if imp in use.imports:
+                continue
+            pkg = posixpath.dirname(edge.importer)
+            chain = closure.chain(pkg)
+            inner = " <- ".join(f"{e.importer} imports {e.import_path}" for e in reversed(chain))
+            start = posixpath.dirname(chain[0].importer) if chain else pkg
+            text = f"{edge.importer} imports {imp}" + (f" <- {inner}" if inner else "")
+            use.imports[imp] = self.go_starts.get(start, via0).then(text)
+
+    def generated(self, pkg: str, importer: str, import_path: str, module_root: str, via0: Via,
+                  use: GoUse | None = None) -> None:
+        """A module package the build generates: the root Makefile rules whose recipes name its directory
+        (and, for ``use``, what the generated code imports: :func:`ci.changes.gomod.generator_imports`)."""
         mk_path = join(module_root, "Makefile")
         mk = self.d.makefile(mk_path)
         via = via0.then(f"{importer} imports {import_path}, which the build generates ({pkg} is not in the tree)")
+        if use is not None and pkg not in use.generated:
+            recipe = [line for r in (mk.rules if mk is not None else ()) if any(
+                pkg in line and not _REMOVES.match(line) for line in r.recipe) for line in r.recipe]
+            protos = [t for w in " ".join(recipe).split() if w.endswith(".proto")
+                      for t in [self.tree.text(join(module_root, w))] if t is not None]
+            use.generated[pkg] = (generator_imports(recipe, protos) if recipe else None, via)
         if mk is None:
             self.out.notes.append(f"{pkg}: generated, and {mk_path} is not in the tree to say how")
             return

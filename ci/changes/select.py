@@ -13,6 +13,9 @@ the Go import graph), plus what is compared between the two revisions here:
 * the ``.dockerignore`` of its context: the files whose inclusion flipped count as changed;
 * ``.proto`` files: an additive-only edit (new fields, messages, enum values, RPCs) is not a
   change (:mod:`ci.proto`), unless ``strict_proto``;
+* a Go module's ``go.mod``/``go.sum``: only a change of what the leg's packages build with
+  (:mod:`ci.changes.goselect`: the changed modules, looked up in the package graph the Go
+  toolchain lists; without the toolchain, every leg building in the module);
 * workflows: the reusable build workflow selects every leg it builds; a caller workflow
   only where what it passes to the build changed (:mod:`ci.workflowcalls`): a new default
   for a matrix field selects the legs that leave the field empty and whose Dockerfile uses
@@ -39,6 +42,8 @@ from pathlib import PurePosixPath
 from ..dockerfile.model import Dockerfile, Resolved, parse_dockerfile, resolve
 from ..dockerfile.ignore import Ignore, parse_dockerignore
 from ..errors import MatrixError, UserError
+from .gomod import ModuleGraphs, Unavailable
+from .goselect import GoModRule
 from .inputs import Deriver, LegInputs
 from .makefile import Makefile, parse_makefile
 from ..matrix.model import Entry, Matrix, parse_matrix
@@ -57,6 +62,8 @@ BUILD_WORKFLOWS: Mapping[Family, str] = {
 #: LocalAI's reusable workflow that builds one includeDarwin entry.
 DARWIN_BUILD_WORKFLOW = ".github/workflows/backend_build_darwin.yml"
 WORKFLOWS_DIR = ".github/workflows/"
+#: the platform an includeDarwin entry builds for (its Go packages are listed for it)
+DARWIN_PLATFORM = "darwin/arm64"
 
 Key = tuple[str, str]
 
@@ -119,6 +126,8 @@ class Selection:
     notes: tuple[str, ...] = ()
     details: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # leg or Darwin key -> every reason
     inputs: Mapping[str, LegInputs] = field(default_factory=dict)  # leg or Darwin key -> derived inputs
+    spared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # leg or Darwin key -> why a changed
+    #                                                  input of it (go.mod/go.sum) did not select it
 
 
 def leg_key(entry: Entry) -> str:
@@ -282,10 +291,12 @@ class _Picks:
 
 
 def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: str, tree: Tree,
-                base: Base | None = None, strict_proto: bool = False, deriver: Deriver | None = None) -> Selection:
+                base: Base | None = None, strict_proto: bool = False, deriver: Deriver | None = None,
+                go: ModuleGraphs | Unavailable | None = None) -> Selection:
     """The legs whose inputs are among ``changed_files`` (repository-relative paths), with the
     repository at HEAD as ``tree`` and the base revision's files through ``base`` (``deriver``:
-    one already derived over ``tree``, to reuse its work)."""
+    one already derived over ``tree``, to reuse its work; ``go``: the Go toolchain's answers for
+    the go.mod/go.sum rule, :mod:`ci.changes.goselect`, or why there are none)."""
     base = base or Base()
     files = sorted({normalize_path(f).rstrip("/") for f in changed_files if f.strip()})
     notes: list[str] = []
@@ -370,11 +381,31 @@ def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: st
         li = deriver.leg(e)
         inputs[leg_key(e)] = li
         derived.append((e, li))
+    derived_darwin: list[tuple[str, LegInputs]] = []
+    for d in matrix.darwin:
+        key = "darwin " + darwin_key(d)
+        if everyone_darwin:
+            for why in everyone_darwin:
+                picks.add(key, why)
+            continue
+        li = deriver.darwin(d)
+        inputs[key] = li
+        derived_darwin.append((key, li))
+    # the go.mod/go.sum rule lists one package graph per module, for every leg using it
+    gorule = GoModRule(tree, base.text, base_problem="" if base.available else base.problem, graphs=go)
+    spared: dict[str, list[str]] = {}
+    for e, li in derived:
+        for use in li.go.values():
+            gorule.register(use, str(e.platform))
+    for _, li in derived_darwin:
+        for use in li.go.values():
+            gorule.register(use, DARWIN_PLATFORM)
     hits = _match_all([li for _, li in derived], effective)
     for e, li in derived:
         key = leg_key(e)
         if not _pick_by_files(picks, key, li, hits, bool(effective)):
             continue
+        _pick_by_go_modules(picks, spared, key, li, effective_set, gorule)
         if li.dockerfile in effective_set:
             diff = compare.dockerfile(li, e)
             if diff:
@@ -401,20 +432,12 @@ def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: st
                                    f"builds with (build arg {arg_name(fld)})")
 
     # Darwin entries
-    derived_darwin: list[tuple[str, LegInputs]] = []
-    for d in matrix.darwin:
-        key = "darwin " + darwin_key(d)
-        if everyone_darwin:
-            for why in everyone_darwin:
-                picks.add(key, why)
-            continue
-        li = deriver.darwin(d)
-        inputs[key] = li
-        derived_darwin.append((key, li))
     hits = _match_all([li for _, li in derived_darwin], effective)
     for key, li in derived_darwin:
         if _pick_by_files(picks, key, li, hits, bool(effective)):
             _pick_by_make_targets(picks, key, li, effective_set, compare)
+            _pick_by_go_modules(picks, spared, key, li, effective_set, gorule)
+    notes.extend(gorule.notes)
 
     # whole suffixes: a merge needs the digest of every leg of its suffix
     selected_suffixes = {e.tag_suffix for e in matrix if leg_key(e) in picks.legs}
@@ -430,28 +453,48 @@ def select_legs(matrix: Matrix, changed_files: Iterable[str], *, matrix_path: st
     reasons = {(e.tag_suffix, e.ptag): picks.legs[leg_key(e)][0] for e in chosen}
     dreasons = {darwin_key(d): picks.legs["darwin " + darwin_key(d)][0] for d in darwin}
     details = {k: tuple(v) for k, v in picks.legs.items()}
+    spared_out = {k: tuple(v) for k, v in spared.items() if k not in picks.legs}
     total = len(matrix) + len(matrix.darwin)
     count = len(chosen) + len(darwin)
     if count == total and total:
         return Selection(entries=chosen, everything=True, reason="every leg's inputs changed", reasons=reasons,
-                         darwin=darwin, darwin_reasons=dreasons, notes=tuple(notes), details=details, inputs=inputs)
+                         darwin=darwin, darwin_reasons=dreasons, notes=tuple(notes), details=details, inputs=inputs,
+                         spared=spared_out)
     summary = f"{len(chosen)} of {len(matrix)} legs have changed inputs ({len(files)} changed files)"
     if matrix.darwin:
         summary += f"; {len(darwin)} of {len(matrix.darwin)} includeDarwin entries"
     return Selection(entries=chosen, everything=False, reason=summary, reasons=reasons, darwin=darwin,
-                     darwin_reasons=dreasons, notes=tuple(notes), details=details, inputs=inputs)
+                     darwin_reasons=dreasons, notes=tuple(notes), details=details, inputs=inputs, spared=spared_out)
 
 
-def _pick_by_files(picks: _Picks, key: str, li: LegInputs, hits: Mapping[int, Sequence[str]], any_change: bool) -> bool:
-    """Pick ``key`` for every changed file among its inputs; False when its inputs are unknown
-    (then it is picked on any change and nothing else needs a look)."""
+def _pick_by_files(picks: _Picks, key: str, li: LegInputs, hits: Mapping[int, Sequence[tuple[str, str]]],
+                   any_change: bool) -> bool:
+    """Pick ``key`` for every changed file among its inputs (but the go.mod/go.sum the module rule
+    decides); False when its inputs are unknown (then it is picked on any change and nothing else
+    needs a look)."""
     if li.unknown:
         if any_change:
             picks.add(key, f"its inputs cannot be derived ({li.unknown}): selected on any change")
         return False
-    for why in hits.get(id(li.files), ()):
-        picks.add(key, why)
+    by_rule = {f for use in li.go.values() for f in use.files}
+    for f, why in hits.get(id(li.files), ()):
+        if f not in by_rule:
+            picks.add(key, why)
     return True
+
+
+def _pick_by_go_modules(picks: _Picks, spared: dict[str, list[str]], key: str, li: LegInputs, changed: set[str],
+                        rule: GoModRule) -> None:
+    """Pick ``key`` when a changed go.mod/go.sum changes what its Go packages build with (else say why not)."""
+    for use in li.go.values():
+        if not any(f in changed for f in use.files):
+            continue
+        verdict = rule.verdict(use, changed)
+        for why in verdict.selected:
+            picks.add(key, why)
+        for why in verdict.spared:
+            if why not in spared.setdefault(key, []):
+                spared[key].append(why)
 
 
 def _pick_by_make_targets(picks: _Picks, key: str, li: LegInputs, changed: set[str], compare: _Compare) -> None:
@@ -464,7 +507,7 @@ def _pick_by_make_targets(picks: _Picks, key: str, li: LegInputs, changed: set[s
                                f"<- {mt.via.text()}")
 
 
-def _match_all(legs: Sequence[LegInputs], files: Sequence[str]) -> dict[int, list[str]]:
+def _match_all(legs: Sequence[LegInputs], files: Sequence[str]) -> dict[int, list[tuple[str, str]]]:
     """For each group of legs sharing one derivation (keyed by ``id(inputs.files)``), the reasons
     the changed files give. An index of every input path keeps this linear in the changed files."""
     groups: dict[int, LegInputs] = {}
@@ -481,7 +524,7 @@ def _match_all(legs: Sequence[LegInputs], files: Sequence[str]) -> dict[int, lis
             below.setdefault(d, []).append(gid)
         for d in li.packages:
             packages.setdefault(d, []).append(gid)
-    out: dict[int, list[str]] = {}
+    out: dict[int, list[tuple[str, str]]] = {}
     for f in files:
         cands = set(exact.get(f, ()))
         for d in parent_dirs(f) + [""]:
@@ -490,7 +533,7 @@ def _match_all(legs: Sequence[LegInputs], files: Sequence[str]) -> dict[int, lis
         for gid in cands:
             m = groups[gid].match(f)
             if m is not None:
-                out.setdefault(gid, []).append(_reason(f, m[0], m[1].text()))
+                out.setdefault(gid, []).append((f, _reason(f, m[0], m[1].text())))
     return out
 
 

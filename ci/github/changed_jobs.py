@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from ..changes.gomod import ModuleGraphs, Unavailable
+from ..changes.gotool import GoToolchain
 from ..changes.select import Base, Selection, is_null_base, select_all, select_legs
 from ..errors import UserError
 from .jobs import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
@@ -20,6 +22,7 @@ from .actions import write_outputs, write_summary
 from ..matrix.model import Matrix, load_matrix
 from ..settings import load_settings
 from ..matrix.naming import Family
+from ..output.escape import terminal_text
 from ..git.worktree import checkout_tree
 
 
@@ -52,9 +55,18 @@ def git_base(git: Git, base: str) -> Base:
     return Base(name=rev[:12], reader=read, problem=f"cannot read the base revision {rev[:12]}")
 
 
+def go_toolchain(env: Mapping[str, str] | None) -> ModuleGraphs | Unavailable | None:
+    """The Go toolchain ``env`` names (``CI_GO``, else ``go`` on its PATH) for the go.mod/go.sum rule,
+    or why there is none; None without an environment (the rule without the toolchain)."""
+    if env is None:
+        return None
+    return GoToolchain.from_env(env)
+
+
 def select_from_git(matrix: Matrix, base: str | None, *, matrix_file: Path, strict_proto: bool = False,
-                    run: Runner | None = None) -> Selection:
-    """Select legs from ``git diff BASE...HEAD``; everything for a missing base or a failed diff."""
+                    run: Runner | None = None, go: ModuleGraphs | Unavailable | None = None) -> Selection:
+    """Select legs from ``git diff BASE...HEAD``; everything for a missing base or a failed diff
+    (``go``: the Go toolchain for the go.mod/go.sum rule, :func:`go_toolchain`)."""
     if is_null_base(base):
         return select_all(matrix, "no base revision (first push, tag, schedule or manual run): building everything")
     assert base is not None
@@ -64,7 +76,7 @@ def select_from_git(matrix: Matrix, base: str | None, *, matrix_file: Path, stri
     if isinstance(files, str):
         return select_all(matrix, f"git diff {base}...HEAD failed ({files}): building everything")
     return select_legs(matrix, files, matrix_path=rel, tree=checkout_tree(git.root, git), base=git_base(git, base),
-                       strict_proto=strict_proto)
+                       strict_proto=strict_proto, go=go)
 
 
 # --- the verb -----------------------------------------------------------------------------------
@@ -80,13 +92,14 @@ def repo_root(matrix_path: str | Path, root: str | Path | None) -> Path:
 def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS,
                     changed_files: str | None = None, base: str | None = None, force_all: bool = False,
                     shards: int = DEFAULT_SHARDS, root: str | Path | None = None,
-                    strict_proto: bool = False) -> tuple[JobPlan, float]:
+                    strict_proto: bool = False, env: Mapping[str, str] | None = None) -> tuple[JobPlan, float]:
     """Load, select, plan. Returns the plan and seconds taken.
 
     ``changed_files`` names a file with one repository-relative path per line (relative to
     ``root``: the repository the matrix's dockerfile and context paths are relative to; by
     default the git checkout holding the matrix); ``base`` runs ``git diff --name-only
-    BASE...HEAD``; neither builds everything.
+    BASE...HEAD``; neither builds everything. ``env``: the environment whose Go toolchain (and
+    module proxy settings) the go.mod/go.sum rule asks; None: the rule without the toolchain.
     """
     started = time.perf_counter()
     if changed_files is not None and base is not None:
@@ -104,9 +117,10 @@ def plan_from_files(matrix_path: str | Path, *, family: Family = Family.BACKENDS
         except ValueError:
             rel = mpath.as_posix()
         sel = select_legs(matrix, read_changed_files(changed_files), matrix_path=rel, tree=checkout_tree(repo),
-                          strict_proto=strict_proto)
+                          strict_proto=strict_proto, go=go_toolchain(env))
     elif base is not None:
-        sel = select_from_git(matrix, base, matrix_file=Path(matrix_path), strict_proto=strict_proto)
+        sel = select_from_git(matrix, base, matrix_file=Path(matrix_path), strict_proto=strict_proto,
+                              go=go_toolchain(env))
     else:
         sel = select_all(matrix, "no --changed-files or --base: building everything")
     result = plan(matrix, sel, shards)
@@ -129,12 +143,14 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
         raise UserError(f"--family {family!r}: use backends or server") from None
     path = matrix or str(load_settings(".").matrix_path(fam))
     result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
-                                      force_all=force_all, shards=shards, root=root, strict_proto=strict_proto)
+                                      force_all=force_all, shards=shards, root=root, strict_proto=strict_proto,
+                                      env=env)
     text_of_explain = ""
     if explain_suffixes:
         loaded = load_matrix(path, fam)
         text_of_explain = explain(result, loaded, explain_suffixes,
                                   tree=lambda: checkout_tree(repo_root(loaded.path, root)))
+    text_of_explain = terminal_text(text_of_explain)  # file names and module paths come from the repository
     if explain_suffixes and not (github_output or env.get("GITHUB_OUTPUT")):
         out.write(text_of_explain)
     else:
@@ -145,6 +161,6 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
             out.write(text_of_explain)
     write_summary(summary(result, seconds), env)
     for note in result.selection.notes:
-        print(f"note: {note}", file=err)
+        print(f"note: {terminal_text(note, newlines=False)}", file=err)
     print(describe(result, seconds), file=err)
     return result

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from ..changes.select import Selection, darwin_key, leg_key
 from ..errors import UserError
 from ..changes.inputs import Deriver
+from ..output.escape import markdown_text
 from ..output.markdown import md_table
 from ..matrix.model import Entry, Matrix, agreed_tag_latest, known_keys
 from ..matrix.naming import Family, artifact_pattern, class_artifact_pattern
@@ -268,7 +269,7 @@ def summary(p: JobPlan, seconds: float) -> str:
         rows.append(["includeDarwin", "-", str(len(p.darwin)), "-"])
     head = (f"### Build matrices ({p.family})\n\n{p.selection.reason}; "
             f"{p.legs} legs, {p.suffixes} suffixes to merge; planned in {seconds:.2f} s\n\n")
-    notes = "".join(f"\n- {n}" for n in p.selection.notes)
+    notes = "".join(f"\n- {markdown_text(n)}" for n in p.selection.notes)
     return head + md_table(["class", "shard", "legs", "merges"], rows) + (f"\nNotes:{notes}\n" if notes else "")
 
 
@@ -313,7 +314,10 @@ def explain(p: JobPlan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callab
             lines.append(f"  because {why}")
         if len(reasons) > EXPLAIN_REASONS:
             lines.append(f"  and {len(reasons) - EXPLAIN_REASONS} more changed files")
-        if key not in chosen:
+        spared = sel.spared.get(key, ())
+        for why in spared:
+            lines.append(f"  left out: {why}")
+        if key not in chosen and not spared:
             lines.append("  no changed file is one of its inputs" if not sel.everything else "")
         li = sel.inputs.get(key)
         if li is None:

@@ -235,12 +235,12 @@ class _NoAliasLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             ev = self.peek_event()
             raise yaml.constructor.ConstructorError(
-                None, None, "aliases (*name) are not allowed in a matrix file; write the values out", ev.start_mark)
+                None, None, "aliases (*name) are not allowed here; write the values out", ev.start_mark)
         ev = self.peek_event()
         anchor = getattr(ev, "anchor", None)
         if anchor:
             raise yaml.constructor.ConstructorError(
-                None, None, "anchors (&name) are not allowed in a matrix file; write the values out", ev.start_mark)
+                None, None, "anchors (&name) are not allowed here; write the values out", ev.start_mark)
         return super().compose_node(parent, index)
 
 

@@ -3,7 +3,9 @@
 Every multi-platform entry becomes one entry per platform, placed where the original was:
 same fields, ``platforms`` narrowed, ``platform-tag`` set (inserted right after ``platforms``),
 ``runs-on`` the native runner of that arch. A single-platform entry on a retired runner moves
-to the native runner of its arch. Only the changed entries' values are rewritten (in the
+to the native runner of its arch, unless the entry records why it stays there
+(``# localai-ci: allow-runner bigger-runner (5-6 hour builds)``, :func:`ci.matrix.lint.runner_exception`):
+it is then left as is, and the report says so. Only the changed entries' values are rewritten (in the
 quoting style they had); every other byte of the file -- comments, blank lines, key order,
 quoting, CRLF line ends -- is kept. The result is re-loaded and validated, and a second run
 changes nothing.
@@ -17,12 +19,14 @@ import difflib
 import os
 import re
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import CiError, MatrixError, OperationError, UserError
+from .lint import RunnerAllowance, runner_allowances, runner_exception
 from .model import Entry, Matrix, parse_matrix, read_matrix_text
 from .naming import Family
 from ..oci.platforms import Arch, Platform, RunnerPolicy, platform_tag
@@ -83,7 +87,8 @@ class SplitResult:
 
 
 def split_text(text: str, source: str = "<matrix>", policy: RunnerPolicy | None = None,
-               family: Family = Family.BACKENDS) -> SplitResult:
+               family: Family = Family.BACKENDS,
+               recorded: Callable[[Matrix], Mapping[tuple[str, str], RunnerAllowance]] | None = None) -> SplitResult:
     """Split multi-platform entries and move retired runners; untouched bytes are kept as they are."""
     policy = policy or RunnerPolicy()
     before = parse_matrix(text, source, family)
@@ -91,6 +96,7 @@ def split_text(text: str, source: str = "<matrix>", policy: RunnerPolicy | None 
         raise MatrixError(f"{source}: contains line breaks other than \\n or \\r\\n; "
                           "convert the file to \\n (or \\r\\n) line ends before splitting")
     nodes = _include_nodes(text)
+    allowances = {**(recorded(before) if recorded else {}), **runner_allowances(text, before)}
     legs = {(e.tag_suffix, e.ptag): e for e in before if not e.multi_platform}
     edits: list[tuple[int, int, str]] = []
     moved: list[tuple[str, str, str]] = []
@@ -117,6 +123,11 @@ def split_text(text: str, source: str = "<matrix>", policy: RunnerPolicy | None 
             split_n += 1
             created += len(e.platforms)
         elif policy.is_retired(e.runs_on):
+            allowed = runner_exception(e, allowances)
+            if allowed is not None:
+                reasons.append(f"{e.where}: {e.tag_suffix!r} stays on {e.runs_on!r}: allowed at {allowed.source} "
+                               f"({allowed.reason})")
+                continue
             target = policy.runner_for(e.platform.arch)
             if target is None:
                 reasons.append(f"{e.where}: {e.tag_suffix!r} is on retired {e.runs_on!r} and there is "
@@ -302,7 +313,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def split_file(matrix: str | Path, *, output: str | Path | None = None, in_place: bool = False,
                dry_run: bool = False, policy: RunnerPolicy | None = None,
-               family: Family = Family.BACKENDS) -> SplitOutcome:
+               family: Family = Family.BACKENDS,
+               recorded: Callable[[Matrix], Mapping[tuple[str, str], RunnerAllowance]] | None = None) -> SplitOutcome:
     """Split ``matrix`` and write it to ``output`` or back in place (nothing is written on dry runs)."""
     if in_place and output is not None:
         raise UserError("pass either --in-place or --output PATH, not both")
@@ -315,7 +327,7 @@ def split_file(matrix: str | Path, *, output: str | Path | None = None, in_place
     if target is not None and target.is_dir():
         raise UserError(f"--output {target} is a directory; give a file path")
     text = read_matrix_text(src)
-    result = split_text(text, str(matrix), policy, family)
+    result = split_text(text, str(matrix), policy, family, recorded)
     diff = unified_diff(text, result.text, str(matrix), str(target) if target is not None else None)
     if dry_run or target is None or (in_place and not result.report.changed):
         return SplitOutcome(result, diff, None)

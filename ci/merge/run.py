@@ -66,6 +66,7 @@ from ..oci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, De
 from ..output.markdown import md_table
 from ..matrix.model import Entry, Matrix, agreed_tag_latest
 from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
+from ..oci.quay import QuayApi, quay_api
 from ..oci.platforms import same_platform
 from ..oci.reference import ImageName, sha256_digest
 from ..oci.sign import SignOptions, sign_image
@@ -101,7 +102,8 @@ class MergeOptions:
     tag_latest: Latest | None = None  # None: from the matrix legs
     # tags the caller already decided per (family, suffix) (invoke pipeline plans them); others from tag_source
     planned_tags: Mapping[tuple[Family, str], tuple[str, ...]] = field(default_factory=dict)
-    anchor_run_id: str | None = None  # delete keepalive tags of this run after the merge
+    anchor_run_id: str | None = None  # restore reaped children from this run's keepalive anchors, delete them after
+    quay: QuayApi | None = None  # Quay's REST API (and token), to delete the anchors Quay's registry API cannot
     sign: SignOptions | None = None
     dry_run: bool = False
     jobs: int = 8
@@ -157,6 +159,7 @@ class SuffixResult:
     signed: bool = False
     keepalive_deleted: tuple[str, ...] = ()
     keepalive_problems: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()  # children copied back from their keepalive anchor (reaped from a target)
     tagged_images: tuple[str, ...] = field(default=())
     retries: int = 0  # registry requests retried (transient failures survived)
     requests: int = 0  # HTTP requests sent to the registries for this suffix (keepalive cleanup included)
@@ -216,8 +219,8 @@ def tag_latest_of(legs: Sequence[Entry], label: str) -> Latest:
 
 GC_HINT = ("a manifest pushed by digest carries no tag, and registries garbage-collect untagged manifests "
            "(Quay within hours), so it was probably reaped between build and merge. Rebuild and publish the "
-           "leg again; publish with --anchor (a keepalive tag per leg, deleted after the merge with "
-           "merge --anchor --run-id) to keep it alive until the merge")
+           "leg again; publish with --anchor (a keepalive tag per leg in the cache repository) and merge with "
+           "--anchor --run-id, which copies a reaped child back from its anchor and deletes the anchors")
 
 
 # ---- preflight (reads) ---------------------------------------------------------------------
@@ -445,43 +448,102 @@ def read_back(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], body
                 f"and check {img.registry} if it fails again")
 
 
-def delete_keepalive(target: MergeTarget, run_id: str, pool: ClientPool) -> tuple[list[str], list[str], int]:
-    """Delete the suffix's keepalive tags (exact names, never a prefix match) wherever they are.
+def delete_keepalive(target: MergeTarget, run_id: str, pool: ClientPool,
+                     quay: QuayApi | None = None) -> tuple[list[str], list[str], int]:
+    """Delete the suffix's keepalive anchors (exact names, never a prefix match) from the anchor
+    repository, the family's cache repository (builds tag nothing else).
 
-    Looks each exact tag up in every image of the family and in the cache repository. Returns
-    (deleted, problems, requests sent); never raises: a failure to delete does not fail the merge.
+    Quay refuses a tag delete through the registry API (405): its REST API deletes it when
+    ``QUAY_TOKEN`` is given (:mod:`ci.oci.quay`); another registry is asked through the registry API.
+    Returns (deleted, problems, requests sent); never raises: a failure to delete does not fail the
+    merge, the anchor stays in the internal cache repository until its retention removes it.
     """
     ptags = sorted({a.key.ptag for a in target.artifacts} | {e.ptag for e in target.matrix.legs_of(target.suffix)})
     try:
-        wanted = {keepalive_tag(run_id, target.family, target.suffix, p) for p in ptags}
+        wanted = sorted({keepalive_tag(run_id, target.family, target.suffix, p) for p in ptags})
     except ValueError as exc:
         return [], [f"keepalive tags: {exc}"], 0
+    repo = target.config.cache
     deleted: list[str] = []
     problems: list[str] = []
+    try:
+        client = pool.lease(repo, target.config)
+    except CiError as exc:
+        return [], [f"{repo}: {exc}"], 0
+    before, ok = client.requests_sent, False
     sent = 0
-    for img in dict.fromkeys((*target.config.images, target.config.cache)):
-        try:
-            client = pool.lease(img, target.config)
-        except CiError as exc:
-            problems.append(f"{img}: {exc}")
-            continue
-        before, ok = client.requests_sent, False
-        try:
-            # look each exact name up (HEAD) instead of listing a public repository's thousands of tags
-            for t in sorted(t for t in wanted if client.head_manifest(t) is not None):
-                if client.delete_tag(t):
-                    deleted.append(img.with_tag(t))
-                else:
-                    problems.append(f"{img.with_tag(t)}: the registry does not allow deleting a tag alone "
-                                    "(deleting by digest would remove the child); it stays until the "
-                                    "registry's retention removes it")
-            ok = True
-        except CiError as exc:
-            problems.append(f"{img}: deleting keepalive tags: {exc}")
-        finally:
-            sent += client.requests_sent - before
-            pool.give_back(img, target.config, client, reuse=ok)
+    try:
+        # look each exact name up (HEAD) instead of listing a repository's thousands of tags
+        for t in [t for t in wanted if client.head_manifest(t) is not None]:
+            if quay is not None and quay.speaks(repo.registry):
+                done, why = quay.delete_tag(repo, t, plain_http=target.config.plain_http)
+                sent += 1
+            else:
+                done, why = client.delete_tag(t), ("the registry does not allow deleting a tag alone (deleting by "
+                                                   "digest would remove the child)")
+            if done:
+                deleted.append(repo.with_tag(t))
+            else:
+                problems.append(f"{repo.with_tag(t)}: {why}; it stays in the cache repository until its retention "
+                                "removes it")
+        ok = True
+    except CiError as exc:
+        problems.append(f"{repo}: deleting keepalive tags: {exc}")
+    finally:
+        sent += client.requests_sent - before
+        pool.give_back(repo, target.config, client, reuse=ok)
     return deleted, problems, sent
+
+
+def restore_from_anchor(target: MergeTarget, clients: Mapping[ImageName, RegistryClient],
+                        pool: ClientPool) -> tuple[str, ...]:
+    """Copy back, from the anchor repository, every child a registry reaped from a target.
+
+    A leg is pushed by digest (untagged) into the targets and, with ``--anchor``, tagged
+    ``keepalive-...`` in the cache repository. Quay garbage-collects untagged manifests per
+    repository, so by the merge a target may have lost the child while the anchored copy lives on:
+    for each target on the cache repository's registry, a missing child's blobs are mounted from the
+    anchor repository and its manifest put back by digest, byte for byte (what LocalAI's
+    ``imagetools create`` from ``ci-cache@digest`` does). Returns the children restored (``image@digest``);
+    a child absent from the anchor too is left to the preflight, which names it."""
+    anchor = target.config.cache
+    images = [i for i in target.config.images if i.registry == anchor.registry and i != anchor]
+    if not images:
+        return ()
+    restored: list[str] = []
+    source: RegistryClient | None = None
+    ok = False
+    try:
+        for art in sorted(target.artifacts, key=lambda a: a.key.ptag):
+            for img in images:
+                cl = clients[img]
+                if cl.head_manifest(art.digest) is not None:
+                    continue
+                if source is None:
+                    source = pool.lease(anchor, target.config)
+                got = source.get_manifest(art.digest)
+                if got is None:
+                    continue
+                body, media, _ = got
+                try:
+                    parsed = parse_manifest(body, media)
+                except ValueError as exc:
+                    raise OperationError(f"merge {target.label}: the anchored child {anchor}@{art.digest} is not a "
+                                         f"manifest: {exc}") from exc
+                for blob in (parsed.config, *parsed.layers):
+                    if blob is not None and not cl.blob_exists(blob.digest) \
+                            and not cl.mount_blob(blob.digest, anchor.repository):
+                        raise OperationError(
+                            f"merge {target.label}: restoring child {art.digest} in {img} from its anchor in {anchor}: "
+                            f"{img.registry} did not mount blob {blob.digest} from {anchor.repository}; nothing else "
+                            "was written; check that the credentials can read the cache repository")
+                cl.put_manifest(art.digest, body, parsed.media_type or media)
+                restored.append(img.with_digest(art.digest))
+        ok = True
+    finally:
+        if source is not None:
+            pool.give_back(anchor, target.config, source, reuse=ok)
+    return tuple(restored)
 
 
 # ---- one suffix ------------------------------------------------------------------------------
@@ -545,12 +607,13 @@ def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -
         for img in images:
             clients[img] = pool.lease(img, target.config)
             start[img] = (clients[img].retries, clients[img].requests_sent)
+        restored = restore_from_anchor(target, clients, pool) if options.anchor_run_id and not options.dry_run else ()
         plan = plan_suffix(target, options, clients)
         base = SuffixResult(
             family=target.family, suffix=target.suffix, outcome=Outcome.MERGED, digest=plan.composed.digest,
             tags=plan.tags, images=tuple(str(i) for i in images),
             platforms=tuple(str(c.platform) for c in plan.children),
-            children=tuple(c.digest for c in plan.children), list_json=plan.composed.body.decode(),
+            children=tuple(c.digest for c in plan.children), list_json=plan.composed.body.decode(), restored=restored,
             commands=tuple(tuple(c) for c in plan.imagetools_commands()) if method is Method.IMAGETOOLS else ())
         if options.dry_run:
             ok = True
@@ -580,7 +643,7 @@ def merge_target(target: MergeTarget, options: MergeOptions, pool: ClientPool) -
         for img, cl in clients.items():
             pool.give_back(img, target.config, cl, reuse=ok)
     if options.anchor_run_id:
-        deleted, problems, sent = delete_keepalive(target, options.anchor_run_id, pool)
+        deleted, problems, sent = delete_keepalive(target, options.anchor_run_id, pool, options.quay)
         result = replace(result, keepalive_deleted=tuple(deleted), keepalive_problems=tuple(problems),
                          requests=result.requests + sent)
     return result
@@ -723,6 +786,7 @@ class MergeRequest:
     sign: bool = False
     key: str | None = None
     tlog: bool = True
+    referrers_mode: str = ""  # cosign --registry-referrers-mode (oci-1-1)
     method: str = "auto"
     dry_run: bool = False
     jobs: int = 8
@@ -746,9 +810,13 @@ def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str
         raise UserError("--run-id is only used with --anchor")
     if req.key and not req.sign:
         raise UserError("--key is only used with --sign")
+    if req.referrers_mode and not req.sign:
+        raise UserError("--registry-referrers-mode is only used with --sign")
     return MergeOptions(method=Method(req.method), tag_source=source,
                         tag_latest=parse_latest(req.tag_latest) if req.tag_latest else None, anchor_run_id=run_id,
-                        sign=SignOptions(key=req.key, tlog=req.tlog, env=env) if req.sign else None,
+                        quay=quay_api(env) if run_id else None,
+                        sign=SignOptions(key=req.key, tlog=req.tlog, referrers_mode=req.referrers_mode, env=env)
+                        if req.sign else None,
                         dry_run=req.dry_run, jobs=req.jobs)
 
 
@@ -832,6 +900,7 @@ def format_result(r: SuffixResult) -> str:
         lines.append(f"  {r.retries} registry request(s) retried after transient failures")
     if r.signed:
         lines.append("  signed (cosign, recursive, by digest)")
+    lines += [f"  child restored from its keepalive anchor: {d}" for d in r.restored]
     lines += [f"  keepalive tag deleted: {d}" for d in r.keepalive_deleted]
     lines += [f"  warning: keepalive tag not deleted: {p}" for p in r.keepalive_problems]
     return "\n".join(lines)

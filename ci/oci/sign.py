@@ -22,6 +22,7 @@ from ..errors import OperationError, UserError
 from .reference import parse_digest
 
 TIMEOUT = 180.0
+REFERRERS_MODES = ("legacy", "oci-1-1")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class SignOptions:
     key: str | None = None
     tlog: bool = True
     cosign: str = "cosign"
+    #: ``--registry-referrers-mode``: ``oci-1-1`` stores the signatures as OCI 1.1 referrers (LocalAI's
+    #: merge; cosign 2.4 needs COSIGN_EXPERIMENTAL=1 for it), '' for cosign's default
+    referrers_mode: str = ""
     # environment for cosign (COSIGN_PASSWORD, DOCKER_CONFIG); None: this process's. Never shown.
     env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
@@ -60,6 +64,10 @@ def sign_command(ref: str, opts: SignOptions, *, plain_http: bool) -> list[str]:
         args += ["--key", opts.key]
     if not opts.tlog:
         args.append("--tlog-upload=false")
+    if opts.referrers_mode:
+        if opts.referrers_mode not in REFERRERS_MODES:
+            raise UserError(f"--registry-referrers-mode {opts.referrers_mode!r}: use one of {', '.join(REFERRERS_MODES)}")
+        args.append(f"--registry-referrers-mode={opts.referrers_mode}")
     if plain_http:
         args.append("--allow-http-registry")
     return args + [_by_digest(ref)]

@@ -803,12 +803,11 @@ def publish_leg(engine: Engine, image: str, *, leg: LegKey,
                 log: Callable[[str], None] = lambda s: None, content_dirs: Sequence[str] = ()) -> PublishResult:
     """Publish one leg; write its digest file (when ``digests_dir``) only after every registry agrees.
 
-    ``tags`` go into every target repository, ``PushTarget.tags`` into that target only. Keepalive
-    anchors (``--anchor``) are per-target tags: registries like Quay garbage-collect untagged
-    manifests *per repository*, so an anchor tag in another repository (say, a shared cache
-    repository) would not protect the untagged child in this one; every repository of such a
-    registry that will hold the merged list needs its own (and Docker Hub, which cannot delete
-    tags through the API, gets none by default: see ``ci.build.plan_leg``).
+    ``tags`` go into every target repository, ``PushTarget.tags`` into that target only. A keepalive
+    anchor (``--anchor``) is one such target: the family's cache repository, with the anchor tag
+    (``ci.build.leg.publish_targets``); the repositories users browse get the digest and no tag. The
+    anchor keeps an untagged copy alive where the registry garbage-collects untagged manifests per
+    repository (Quay), and the merge copies a reaped child back from it (``ci.merge.run``).
     """
     name = leg.artifact
     report = push_image(engine, image, targets, cache=cache, client_factory=client_factory, tags=tags,
