@@ -32,7 +32,7 @@ from _common import print_table, scratch_dir  # noqa: E402
 from bench_handoff import library_pool  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 from localai_ci.oci.blobcache import Blob, BlobCache  # noqa: E402
-from localai_ci.oci.keychain import RegistryClients  # noqa: E402
+from localai_ci.oci.client import RegistryClients  # noqa: E402
 from localai_ci.oci.localregistry import start_registry  # noqa: E402
 from localai_ci.oci.manifest import DOCKER_CONFIG, Composed, Descriptor, compose_image_manifest  # noqa: E402
 from localai_ci.oci.manifest import DOCKER_LAYER_GZIP  # noqa: E402

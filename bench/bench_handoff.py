@@ -181,7 +181,7 @@ def child(side: str, root: str, images: str, cache_image: str, work: str) -> Non
     from localai_ci.docker.offline_bases import OfflineBases
     from localai_ci.matrix.naming import Family
     from localai_ci.oci.blobcache import BlobCache
-    from localai_ci.oci.keychain import RegistryClients
+    from localai_ci.oci.client import RegistryClients
 
     env = {**os.environ, "CI_CACHE_IMAGE": cache_image}
     req = BuildRequest(family=Family.BACKENDS, tag_suffix=SUFFIX, platform_tag="amd64", matrix=f"{root}/matrix.yml",
@@ -227,7 +227,7 @@ def reset(env: dict[str, str]) -> None:
 def run_side(side: str, env: dict[str, str], work: Path, regdir: Path, tag: str) -> Run:
     from localai_ci.oci.localregistry import start_registry
     from localai_ci.oci.reference import parse_image_name
-    from localai_ci.oci.registry import RegistryClient
+    from localai_ci.oci.client import RegistryClient
 
     reset(env)
     regs = [start_registry(regdir / f"{tag}-{name}") for name in ("quay", "hub")]

@@ -52,7 +52,7 @@ from localai_ci.matrix.tags import Latest, TagInput, TagSource, compute_tags  # 
 from localai_ci.merge.run import DEFAULT_JOBS, FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
 from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
 from localai_ci.oci.reference import parse_image_name, sha256_digest  # noqa: E402
-from localai_ci.oci.registry import RegistryClient  # noqa: E402
+from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.settings import family_config  # noqa: E402
 from oci_images import tiny_image, write_matrix  # noqa: E402
 

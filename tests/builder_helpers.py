@@ -30,7 +30,7 @@ def read_published_file(image: str, digest: str, path: str) -> str:
     import tarfile
 
     from localai_ci.oci.reference import parse_image_name
-    from localai_ci.oci.registry import RegistryClient
+    from localai_ci.oci.client import RegistryClient
 
     want = path.lstrip("/")
     with RegistryClient(parse_image_name(image), plain_http=True) as c:

@@ -20,7 +20,7 @@ from localai_ci.cli import main
 from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.reference import parse_image_name
-from localai_ci.oci.registry import RegistryClient
+from localai_ci.oci.client import RegistryClient
 from oci_archives import tar_dir, write_darwin_archive, write_oci_layout
 from oci_images import matrix_text
 

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache
     from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
-    from ..oci.keychain import ClientFactory, Keychain
+    from ..oci.client import ClientFactory
+    from ..oci.keychain import Keychain
     from ..docker.disk import DiskUse
     from ..publish.leg import PublishResult, PushTarget
 
@@ -572,7 +573,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
                 print(disk.describe(), file=stdout, flush=True)
                 return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran,
                                  seconds=time.monotonic() - t0, disk=disk)
-            from ..oci.keychain import RegistryClients
+            from ..oci.client import RegistryClients
 
             targets = publish_targets(plan)
             clients = RegistryClients(keychain, on_retry=on_retry)
@@ -640,7 +641,7 @@ def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, envir
     from ..docker.disk import DiskWatch
     from ..docker.engine import ImageInfo
     from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.keychain import RegistryClients
+    from ..oci.client import RegistryClients
     from ..oci.layout import read_layout
     from ..publish.leg import publish_layout_leg
 

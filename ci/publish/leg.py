@@ -67,7 +67,7 @@ from ..oci.platforms import Platform
 from ..oci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
 if TYPE_CHECKING:
-    from ..oci.keychain import ClientFactory
+    from ..oci.client import ClientFactory
 
 MAX_MOUNT_TRIES = 4
 UPLOADS_PER_TARGET = 3  # blobs sent to one repository at a time (docker push sends 5, containerd 3)
