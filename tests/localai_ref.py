@@ -31,7 +31,10 @@ SKIP_REASON = (f"compares with LocalAI's real tree: set {ENV_TREE}=PATH to a Loc
 
 
 #: where the flat reference layout keeps files that are not Dockerfiles or .docker scripts
-_FLAT = {"scripts/lib/backend-filter.mjs": "peer/backend-filter.mjs", "scripts/changed-backends.js": "peer/changed-backends.js"}
+_FLAT = {"scripts/lib/backend-filter.mjs": "peer/backend-filter.mjs", "scripts/changed-backends.js": "peer/changed-backends.js",
+         ".github/backend-matrix.yml": "backend-matrix.2026-08.yml"}
+#: LocalAI's backend workflows at M2608's commit (82c191af), carried beside the matrices
+WORKFLOWS_2608 = RESOURCES / "workflows.2026-08"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from localai_ci.matrix.buildargs import deps_refresh_key
 from localai_ci.matrix.model import Entry, load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.settings import family_config
-from localai_ref import LocalAITree
+from localai_ref import M2608, WORKFLOWS_2608, LocalAITree
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)
@@ -104,11 +104,11 @@ def declared_args(df: Dockerfile) -> set[str]:
 
 def localai_build(tree: LocalAITree, entry: Entry) -> dict[str, Any]:
     """What LocalAI's backend.yml + backend_build.yml run for one leg (its push-event build step)."""
-    caller = yaml.safe_load(tree.text(".github/workflows/backend.yml"))
+    caller = yaml.safe_load(workflow_text(tree, "backend.yml"))
     job = next(j for j in caller["jobs"].values() if str(j.get("uses", "")).endswith("backend_build.yml"))
     matrix = {k: v for k, v in entry.raw}
     inputs = {k: evaluate(str(v), {"matrix": matrix}) for k, v in job["with"].items()}
-    called = yaml.safe_load(tree.text(".github/workflows/backend_build.yml"))
+    called = yaml.safe_load(workflow_text(tree, "backend_build.yml"))
     steps = [s for j in called["jobs"].values() for s in j.get("steps", [])]
     build = next(s for s in steps if str(s.get("uses", "")).startswith("docker/build-push-action")
                  and "pull_request" in str(s.get("if", "")) and "!=" in str(s.get("if", "")))
@@ -126,14 +126,37 @@ def localai_build(tree: LocalAITree, entry: Entry) -> dict[str, Any]:
             "runs-on": inputs["runs-on"]}
 
 
-@pytest.fixture(scope="module")
-def workflows(localai_tree: LocalAITree) -> LocalAITree:
+def workflow_text(tree: LocalAITree, name: str) -> str:
+    """LocalAI's workflow ``name`` from the tree; for a tree without workflows whose matrix is M2608's,
+    the copy of that commit's workflow this repository carries (tests/resources/localai)."""
     try:
-        localai_tree.path(".github/workflows/backend.yml")
+        return tree.text(f".github/workflows/{name}")
     except FileNotFoundError:
-        pytest.skip(f"{localai_tree.root} has no .github/workflows/backend.yml: name a LocalAI checkout "
-                    "(CI_TEST_LOCALAI_TREE) to compare with LocalAI's workflows")
-    return localai_tree
+        if tree.path(".github/backend-matrix.yml").read_bytes() != M2608.read_bytes():
+            raise
+        return (WORKFLOWS_2608 / name).read_text()
+
+
+@pytest.fixture(scope="module")
+def workflows(localai_tree: LocalAITree, tmp_path_factory: pytest.TempPathFactory) -> LocalAITree:
+    """The named tree, checkout-shaped: the flat reference layout's matrix, Dockerfiles and workflows
+    are copied to their repository paths in a scratch tree (plan_leg reads ``root / dockerfile``)."""
+    try:
+        workflow_text(localai_tree, "backend.yml")
+    except FileNotFoundError:
+        pytest.skip(f"{localai_tree.root} has neither .github/workflows/backend.yml nor the matrix of "
+                    "tests/resources/localai/workflows.2026-08: name a LocalAI checkout (CI_TEST_LOCALAI_TREE)")
+    if (localai_tree.root / ".github" / "backend-matrix.yml").is_file():
+        return localai_tree
+    root = tmp_path_factory.mktemp("localai-checkout")
+    files = {rel: p.read_bytes() for rel, p in localai_tree.dockerfiles().items()}
+    files[".github/backend-matrix.yml"] = localai_tree.path(".github/backend-matrix.yml").read_bytes()
+    for name in ("backend.yml", "backend_build.yml"):
+        files[f".github/workflows/{name}"] = workflow_text(localai_tree, name).encode()
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return LocalAITree(root)
 
 
 def test_every_leg_plans_the_build_localais_workflows_run(workflows: LocalAITree) -> None:
