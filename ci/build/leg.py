@@ -28,6 +28,8 @@ from ..github.actions import Event
 from ..matrix.model import Entry, resolve_leg
 from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
 from ..oci.platforms import Platform, RunnerPolicy
+from ..output.console import say
+from ..output.markdown import code, md_cell
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
 
 if TYPE_CHECKING:
@@ -497,9 +499,9 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
         if req.plan_format == "json":
-            print(json.dumps({"legs": [plan.as_json()]}, indent=2), file=stdout)
+            say(json.dumps({"legs": [plan.as_json()]}, indent=2), file=stdout)
         else:
-            print(plan.describe(), file=stdout)
+            say(plan.describe(), file=stdout)
         return LegResult(plan)
     t0 = time.monotonic()
     eng = engine or connect(environ)
@@ -508,13 +510,13 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     check_free(data, min_free, plan.key.phrase)
 
     def log(msg: str) -> None:
-        print(msg, file=stdout, flush=True)
+        say(msg, file=stdout, flush=True)
 
     def on_retry(msg: str) -> None:
-        print(f"retry: {msg}", file=stdout, flush=True)
+        say(f"retry: {msg}", file=stdout, flush=True)
 
     title = plan.key.label
-    print(builder.caps().describe(), file=stdout, flush=True)
+    say(builder.caps().describe(), file=stdout, flush=True)
     watch = DiskWatch(data)
     with watch, OfflineBases(environ) as bases, Progress(1, err or sys.stderr) as progress:
         progress.step(title, f"building for {plan.platform}")
@@ -525,16 +527,16 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             raise
         progress.leg_done(title, "built")
     disk = watch.result()
-    print(disk.describe(), file=stdout, flush=True)
+    say(disk.describe(), file=stdout, flush=True)
     info = built.info
     ran = tuple(s.name for s in built.ran())
-    print(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}: {len(built.steps)} steps, "
+    say(f"built image {info.id} ({info.platform_text}) as {plan.local_tag}: {len(built.steps)} steps, "
           f"{len(ran)} run, {len(built.steps) - len(ran)} cached; registry cache: {built.cache}", file=stdout, flush=True)
     for n in plan.notes:
-        print(f"note: {n}", file=stdout)
+        say(f"note: {n}", file=stdout)
     if not plan.sends:
         if plan.images:  # a plan that would publish, without --push
-            print(f"not pushed (no --push): nothing left this machine; with --push the digest would go to "
+            say(f"not pushed (no --push): nothing left this machine; with --push the digest would go to "
                   f"{', '.join(str(i) for i in plan.images)}", file=stdout)
         settle_inline_cache(plan, built, eng, None, None, log=log)  # untags the inline-cache image
         return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0,
@@ -546,7 +548,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     cache_repo = (plan.config.cache,) if plan.publishes else ()
     for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
                               *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
-        print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+        say(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
     cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
     warning = built.cache_warning or None
     with cache:
@@ -555,26 +557,27 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     seconds = time.monotonic() - t0
     rep = res.report
     for t in rep.targets:
-        print(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
+        say(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
               f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
     for tag in dict.fromkeys(t for i in plan.images for t in plan.target_tags(i)):
-        print(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
+        say(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
     if warning:
-        print(f"warning: {warning}", file=stdout)
+        say(f"warning: {warning}", file=stdout)
     elif plan.publishes:
-        print(f"registry cache: {plan.cache_ref} ({built.cache})", file=stdout)
-    print(f"digest: {rep.digest}", file=stdout)
+        say(f"registry cache: {plan.cache_ref} ({built.cache})", file=stdout)
+    say(f"digest: {rep.digest}", file=stdout)
     if plan.publishes:
-        print(f"artifact-name: {res.artifact}", file=stdout)
-        print(f"digest file: {res.digest_file}", file=stdout)
+        say(f"artifact-name: {res.artifact}", file=stdout)
+        say(f"digest file: {res.digest_file}", file=stdout)
     if in_actions(environ) or environ.get("GITHUB_OUTPUT"):
         outputs: dict[str, object] = {"digest": rep.digest}
         if plan.publishes:
             outputs["artifact-name"] = res.artifact
         write_outputs(outputs, environ)
-    write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
-                  f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
-                  f" ({seconds:.1f}s; {disk.describe()})", environ)
+    where = (f"artifact {md_cell(code(res.artifact))}" if plan.publishes
+             else f"PR image {md_cell(code(*res.refs))}")
+    write_summary(f"- {md_cell(code(title))} {plan.platform}: {md_cell(code(rep.digest))} -> {where}"
+                  f" ({seconds:.1f}s; {md_cell(disk.describe())})", environ)
     return LegResult(plan, image_id=info.id, cache=built.cache, cache_warning=warning or "", digest=rep.digest,
                      digest_file=str(res.digest_file) if res.digest_file else "",
                      bytes_uploaded=rep.bytes_uploaded, seconds=seconds, refs=res.refs, steps_run=ran, disk=disk)

@@ -22,6 +22,7 @@ from .actions import write_outputs, write_summary
 from ..matrix.model import Matrix, load_matrix
 from ..settings import load_settings
 from ..matrix.naming import Family
+from ..output.console import say
 from ..output.escape import terminal_text
 from ..git.worktree import checkout_tree
 
@@ -150,17 +151,17 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
         loaded = load_matrix(path, fam)
         text_of_explain = explain(result, loaded, explain_suffixes,
                                   tree=lambda: checkout_tree(repo_root(loaded.path, root)))
-    text_of_explain = terminal_text(text_of_explain)  # file names and module paths come from the repository
+    # file names and module paths come from the repository: everything below goes through say()
     if explain_suffixes and not (github_output or env.get("GITHUB_OUTPUT")):
-        out.write(text_of_explain)
+        say(text_of_explain, out, end="")
     else:
         text = write_outputs(outputs(result), env, github_output)
         if text is not None:
-            out.write(text)
+            say(text, out, end="")
         if text_of_explain:
-            out.write(text_of_explain)
+            say(text_of_explain, out, end="")
     write_summary(summary(result, seconds), env)
     for note in result.selection.notes:
-        print(f"note: {terminal_text(note, newlines=False)}", file=err)
-    print(describe(result, seconds), file=err)
+        say(f"note: {terminal_text(note, newlines=False)}", err)
+    say(describe(result, seconds), err)
     return result

@@ -63,7 +63,7 @@ from ..errors import CiError, OperationError, RegistryError, UserError, Verifica
 from ..settings import FamilyConfig
 from ..oci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
                          config_platform, is_attestation, is_attestation_manifest, parse_manifest)
-from ..output.markdown import md_table
+from ..output.markdown import Cell, code, md_table
 from ..matrix.model import Entry, Matrix, agreed_tag_latest
 from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
 from ..oci.quay import QuayApi, quay_api
@@ -871,12 +871,12 @@ def run_merge(req: MergeRequest, env: Mapping[str, str], *, note: Callable[[str]
 
 def summary_markdown(report: MergeReport) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: merged tags and digests per registry, skipped with why."""
-    rows: list[list[str]] = []
+    rows: list[list[Cell]] = []
     for r in report.results:
         if r.outcome is Outcome.MERGED:
             for img in r.images:
-                rows.append([r.label, "merged" + (" (dry run)" if r.dry_run else ""), img,
-                             ", ".join(f"`{t}`" for t in r.tags), f"`{r.digest}`"])
+                rows.append([r.label, "merged" + (" (dry run)" if r.dry_run else ""), str(img), code(*r.tags),
+                             code(r.digest)])
         else:
             rows.append([r.label, r.outcome.value, "", "", r.reason])
     return "### Merged manifest lists\n\n" + md_table(["suffix", "result", "registry", "tags", "list digest / reason"], rows)

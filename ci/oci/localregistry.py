@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import CiError, OperationError
+from ..output.console import say
 
 BINARIES = ("docker-registry", "registry")
 CONTAINER_IMAGE = "registry:2"
@@ -569,16 +570,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "serve":
             reg = start_registry(args.root, args.port, detach=True)
             pid = reg.pid if reg.pid is not None else getattr(reg._container, "id", "-")
-            print(f"{reg.host} {pid}", flush=True)
-            print(f"registry {reg.host} serving {reg.root}; stop it with: "
+            say(f"{reg.host} {pid}", flush=True)
+            say(f"registry {reg.host} serving {reg.root}; stop it with: "
                   f"python -m {_MODULE} stop --root {reg.root}", file=sys.stderr)
             if reg._proc is not None:  # detached on purpose: keep Popen from warning that it still runs
                 reg._proc.returncode = 0
         else:
             host = stop_registry_at(args.root)
-            print(f"registry {host} stopped", file=sys.stderr)
+            say(f"registry {host} stopped", file=sys.stderr)
     except CiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -5,7 +5,8 @@ lines printed above it. Not on a terminal (CI logs, pipes, tests): one plain lin
 event, prefixed by the elapsed time and the legs count, e.g.
 ``[  3.2s 2/7] backends -cpu-hello arm64: building``.
 
-Thread-safe: legs run on a thread pool and report from their threads.
+Thread-safe: legs run on a thread pool and report from their threads. Every text shown (step names,
+BuildKit's log lines and errors, registry notes) goes through ``terminal_text`` on both paths.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from .console import say, say_rich
+from .escape import terminal_text
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,15 @@ class Progress:
     # ---- events --------------------------------------------------------------------------------
     def _line(self, text: str) -> None:
         if self._rich is not None:
-            self._rich.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._rich.console.print(terminal_text(text), markup=False, highlight=False, soft_wrap=True)
         else:
-            print(f"[{self.elapsed:6.1f}s {self.done_count}/{self.total}] {text}", file=self.out, flush=True)
+            say(f"[{self.elapsed:6.1f}s {self.done_count}/{self.total}] {text}", self.out, flush=True)
 
     def step(self, what: str, text: str) -> None:
         """The current step of ``what`` (a leg, or a phase such as ``merge``)."""
         with self._lock:
             if self._rich is not None:
-                self._rich.update(self._task, description=f"{what}: {text}"[:120])
+                self._rich.update(self._task, description=terminal_text(f"{what}: {text}", newlines=False)[:120])
             else:
                 self._line(f"{what}: {text}")
 
@@ -96,7 +100,8 @@ class Progress:
         with self._lock:
             self.done_count += 1
             if self._rich is not None:
-                self._rich.update(self._task, completed=self.done_count, description=f"{what}: {outcome}"[:120])
+                self._rich.update(self._task, completed=self.done_count,
+                                  description=terminal_text(f"{what}: {outcome}", newlines=False)[:120])
             self._line(f"{what}: {outcome}")
 
 
@@ -153,9 +158,8 @@ def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None
     """The final table: rich on a terminal, plain text otherwise."""
     stream = out or sys.stdout
     if not (stream.isatty() if tty is None else tty):
-        print(format_table(rows), file=stream, flush=True)
+        say(format_table(rows), stream, flush=True)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="pipeline")
@@ -163,5 +167,6 @@ def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None
         table.add_column(h, overflow="fold")
     for r in rows:
         style = "red" if r.failed else ("yellow" if r.result.startswith("skipped") else "green")
-        table.add_row(r.suffix, r.legs, r.digest, r.tags.replace(", ", "\n"), r.result, style=style)
-    Console(file=stream, highlight=False).print(table)
+        table.add_row(*(terminal_text(c) for c in (r.suffix, r.legs, r.digest, r.tags.replace(", ", "\n"), r.result)),
+                      style=style)
+    say_rich(table, stream)
