@@ -198,6 +198,20 @@ def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
     return frozenset(out) if names else None
 
 
+def inside_root(root: Path, entry: Entry, field: str) -> Path:
+    """The entry's ``context`` or ``dockerfile`` with every symlink resolved; bad input (exit 2) unless it
+    lies inside the repository root (``root``, resolved): the matrix's ``..``/absolute-path check cannot see
+    a committed symlink to a directory elsewhere, through which the build would read and publish files
+    from outside the repository."""
+    value = str(getattr(entry, field))
+    resolved = (root / value).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UserError(f"{entry.where}: {field} {value!r} resolves to {resolved}, outside the repository root {root} "
+                        "(a symlink on the way leads out); the build would read and publish files from outside the "
+                        f"repository: point {field} at a path inside it")
+    return resolved
+
+
 def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
              digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
              pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
@@ -218,8 +232,8 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         raise UserError(f"{entry.where}: tag-suffix {suffix!r} lists {len(entry.platforms)} platforms; a leg builds "
                         "one platform on its native runner: split the entry (invoke matrix split)")
     root_path = Path(root).resolve()
-    context = (root_path / entry.context).resolve()
-    dockerfile = (root_path / entry.dockerfile).resolve()
+    context = inside_root(root_path, entry, "context")
+    dockerfile = inside_root(root_path, entry, "dockerfile")
     try:
         df_rel = str(dockerfile.relative_to(context))
     except ValueError:
