@@ -482,3 +482,25 @@ def test_a_symlink_out_of_the_repository_is_refused_before_buildkit_starts(how: 
         assert f"matrix.yml line 2: {field} " in done.stderr and "outside the repository root" in done.stderr \
             and f"point {field} at a path inside it" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "secret" not in done.stdout + done.stderr
+
+
+def test_a_failed_republish_leaves_no_digest_file_of_the_older_image(tmp_path: Path) -> None:
+    """A leg republished with --push removes its previous digest file before anything else: when the
+    build or the publish then fails (here: no engine at all), the merge finds no digest of the older
+    image to tag as this run's."""
+    from localai_ci.github.artifacts import read_digests_dir, write_digest_file
+    from localai_ci.matrix.naming import Family, LegKey
+
+    digests = tmp_path / "digests"
+    old = "sha256:" + "7" * 64
+    write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-hello", "amd64"), old)
+    write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-hello", "arm64"), "sha256:" + "8" * 64)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
+           "GITHUB_REF": "refs/heads/master", "GITHUB_SHA": "89abcdef" * 5, "GITHUB_EVENT_NAME": "push"}
+    done = subprocess.run([sys.executable, "-m", "localai_ci", "build-backend", "--tag-suffix=-cpu-hello",
+                           "--platform-tag", "amd64", "--images", "127.0.0.1:1/x/y", "--digests-dir", str(digests),
+                           "--push"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"removed the previous digest file of -cpu-hello [amd64] ({old})" in done.stdout, done.stdout
+    assert [a.key.ptag for a in read_digests_dir(digests)] == ["arm64"]  # the other leg is left alone

@@ -518,6 +518,14 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             say(plan.describe(), file=stdout)
         return LegResult(plan)
     t0 = time.monotonic()
+    if plan.sends and plan.digests_dir:
+        # this run writes the leg's digest file: the one an earlier run left goes first, so a build or a
+        # publish that fails leaves none (the merge would tag the older image as this run's)
+        from ..github.artifacts import remove_digest_file
+
+        for old in remove_digest_file(plan.digests_dir, plan.key):
+            say(f"note: removed the previous digest file of {plan.key.label} ({old}); it is written again "
+                "once every registry has the new image", file=stdout)
     eng = engine or connect(environ)
     builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
     data = disk_path(builder.caps().engine.root_dir)

@@ -536,14 +536,26 @@ def _inspect(s: SuffixStep, tags: Sequence[str], config: FamilyConfig, clients: 
 
 def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None, out: TextIO | None = None,
                  err: TextIO | None = None, tty: bool | None = None) -> PipelineReport:
-    """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring)."""
-    from ..oci.platforms import host_arch
-    from .state import load_state
+    """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring). A run (not a
+    dry run) holds its state directory for its whole length (``state.lock_state_dir``): a second run there
+    is refused, naming the first, instead of adopting its registries and clearing its digests."""
+    from .state import lock_state_dir
 
     environ = dict(os.environ if env is None else env)
     stdout, stderr = out or sys.stdout, err or sys.stderr
     t0 = time.monotonic()
     state_dir = options.state_path.resolve()
+    if options.dry_run:  # reads, starts and writes nothing
+        return _run(options, environ, stdout, stderr, tty, t0, state_dir)
+    with lock_state_dir(state_dir):
+        return _run(options, environ, stdout, stderr, tty, t0, state_dir)
+
+
+def _run(options: PipelineOptions, environ: dict[str, str], stdout: TextIO, stderr: TextIO, tty: bool | None,
+         t0: float, state_dir: Path) -> PipelineReport:
+    from ..oci.platforms import host_arch
+    from .state import load_state
+
     state_file = state_dir / "state.json"
     digests_dir = state_dir / "digests"
     engine = _connect(environ, required=not options.dry_run)
