@@ -479,3 +479,18 @@ def test_client_pool_reuses_idle_clients_and_closes_failed_ones() -> None:
         assert pool.lease(a, cfg) is c1
         pool.give_back(a, cfg, c1)
     assert c1._closed  # closed with the pool
+
+
+def test_a_push_to_a_non_ascii_branch_is_merged_and_tagged_as_metadata_action_tags_it(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """``fix-ü`` is a valid git branch: the merge tags it ``fix---cpu-hello`` (metadata-action's sanitizeTag),
+    from the Actions environment, instead of refusing the ref with exit 2 and tagging nothing."""
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")
+    argv = [a for a in world.args("--tag-suffix", "-cpu-hello") if a not in BRANCH]
+    env = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/fix-ü", "GITHUB_SHA": "0123456789abcdef" * 2 + "01234567"}
+    code, out, err = run(capsys, argv, env)
+    assert code == 0, out + err
+    digests = {resolve(img, "fix---cpu-hello") for img in world.images}
+    assert len(digests) == 1 and None not in digests, digests
+    assert {resolve(img, "sha-0123456-cpu-hello") for img in world.images} == digests

@@ -500,7 +500,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..docker.builder import builder_for, check_builder_name
+    from ..docker.builder import builder_for, builder_name
     from ..docker.engine import connect
     from ..github.actions import in_actions, write_outputs, write_summary
     from ..output.progress import Progress
@@ -518,6 +518,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             say(plan.describe(), file=stdout)
         return LegResult(plan)
     t0 = time.monotonic()
+    builder_to_use = builder_name(req.builder, environ)  # bad input before anything changes
     if plan.sends and plan.digests_dir:
         # this run writes the leg's digest file: the one an earlier run left goes first, so a build or a
         # publish that fails leaves none (the merge would tag the older image as this run's)
@@ -527,7 +528,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             say(f"note: removed the previous digest file of {plan.key.label} ({old}); it is written again "
                 "once every registry has the new image", file=stdout)
     eng = engine or connect(environ)
-    builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
+    builder = builder_for(eng, environ, builder_to_use)
     data = disk_path(builder.caps().engine.root_dir)
     check_free(data, min_free, plan.key.phrase)
 

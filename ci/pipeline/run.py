@@ -539,20 +539,23 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
     """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring). A run (not a
     dry run) holds its state directory for its whole length (``state.lock_state_dir``): a second run there
     is refused, naming the first, instead of adopting its registries and clearing its digests."""
+    from ..docker.builder import builder_name
     from .state import lock_state_dir
 
     environ = dict(os.environ if env is None else env)
     stdout, stderr = out or sys.stdout, err or sys.stderr
     t0 = time.monotonic()
     state_dir = options.state_path.resolve()
+    name = builder_name(options.builder, environ)  # --builder / CI_BUILDER: bad input before anything is touched
     if options.dry_run:  # reads, starts and writes nothing
-        return _run(options, environ, stdout, stderr, tty, t0, state_dir)
+        return _run(options, environ, stdout, stderr, tty, t0, state_dir, name)
     with lock_state_dir(state_dir):
-        return _run(options, environ, stdout, stderr, tty, t0, state_dir)
+        return _run(options, environ, stdout, stderr, tty, t0, state_dir, name)
 
 
 def _run(options: PipelineOptions, environ: dict[str, str], stdout: TextIO, stderr: TextIO, tty: bool | None,
-         t0: float, state_dir: Path) -> PipelineReport:
+         t0: float, state_dir: Path, name: str) -> PipelineReport:
+    from ..docker.builder import builder_for
     from ..oci.platforms import host_arch
     from .state import load_state
 
@@ -560,9 +563,7 @@ def _run(options: PipelineOptions, environ: dict[str, str], stdout: TextIO, stde
     digests_dir = state_dir / "digests"
     engine = _connect(environ, required=not options.dry_run)
     if engine is not None:
-        from ..docker.builder import builder_for, check_builder_name
-
-        made = builder_for(engine, environ, check_builder_name(options.builder or ""))
+        made = builder_for(engine, environ, name)
         builder: Builder | None = made
         caps = made.caps()
     else:
