@@ -574,6 +574,10 @@ def test_bad_platform_flag(flag: str, match: str) -> None:
     ("FROM alpine\nRUN --mount=from=${S},target=/x true\n", r"line 2: .*'from' does not support variable expansion"),
     ("FROM alpine\nARG =x\n", r"line 2: ARG '=x' has no name"),
     ("# syntax=a\n# syntax=b\nFROM alpine\n", r"line 2: a second syntax parser directive"),
+    ("FROM alpine\nRUN ok\n\\\n\n# c\n", r"line 3: an instruction with no keyword"),
+    ('FROM alpine\nRUN ["a", 1]\n', r"line 2: when using JSON array syntax, arrays must be comprised of strings only"),
+    ("# escape=x\nFROM alpine\n", r"line 1: invalid escape token 'x' does not match ` or \\"),
+    ("FROM alpine\nCOPY <<${X:-a b} /x\n", r"line 2: failed to process \"\$\{X:-a\": syntax error: missing '\}'"),
 ])
 def test_parse_errors_name_file_and_line(text: str, match: str) -> None:
     with pytest.raises(UserError, match=match) as info:

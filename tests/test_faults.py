@@ -339,21 +339,26 @@ def test_gc_of_untagged_child_between_build_and_merge(anchor: bool, registry_fac
     repo, run_id = f"{unique}/backends", "777"
     images = [f"{r.host}/{repo}" for r in regs]
     digests, matrix, children = two_legs(tmp_path, [r.host for r in regs], repo)
-    if anchor:  # what build-backend --anchor --run-id 777 adds: a keepalive tag per leg in every target
+    cache = f"{regs[1].host}/{unique}/ci-cache"
+    if anchor:  # what build-backend --anchor --run-id 777 adds: the leg, tagged keepalive, in the cache repository
+        from localai_ci.oci.manifest import parse_manifest
+
         for ptag, child in zip(("amd64", "arm64"), children):
             tag = keepalive_tag(run_id, Family.BACKENDS, "-cpu-f", ptag)
-            for img in images:
-                with client(img) as c:
-                    got = c.get_manifest(child)
-                    assert got is not None
-                    c.put_manifest(tag, got[0], got[1])
+            with client(images[1]) as src, client(cache) as c:
+                got = src.get_manifest(child)
+                assert got is not None
+                parsed = parse_manifest(got[0], got[1])
+                for blob in (parsed.config, *parsed.layers):
+                    assert blob is not None and c.mount_blob(blob.digest, repo)
+                c.put_manifest(tag, got[0], got[1])
     deleted = gc_untagged(regs[1])
-    assert bool(deleted) is not anchor
+    assert deleted and all(d.startswith(f"{repo}@") for d in deleted)  # the targets lose their untagged children
     before = [registry_revisions(r) for r in regs]
 
     args = ["merge", "--digests-dir", str(digests), "--matrix", str(matrix), "--images", ",".join(images),
             "--tag-suffix=-cpu-f", "--event", "push", "--ref", "refs/heads/master", "--sha", SHA]
-    code = main(args + (["--anchor", "--run-id", run_id] if anchor else []), env={})
+    code = main(args + (["--anchor", "--run-id", run_id] if anchor else []), env={"CI_CACHE_IMAGE": cache})
     out, err = capsys.readouterr()
     if not anchor:
         assert code == 1, out + err
@@ -366,6 +371,8 @@ def test_gc_of_untagged_child_between_build_and_merge(anchor: bool, registry_fac
         for img in images:
             for t in TAGS:
                 assert list_children(img, t) == set(children)
+        # the reaped children were copied back from their anchors in the cache repository
+        assert all(f"child restored from its keepalive anchor: {images[1]}@{c}" in out for c in children), out
         assert "keepalive tag" in out  # deleted, or reported as not deletable (never fatal)
 
 

@@ -1,8 +1,9 @@
 """Dockerfiles: the parsed model, ARG expansion, stage resolution and engine features (pure).
 
-Parsing is BuildKit's own Go parser, through the ``dockerfile`` package (asottile/dockerfile).
-This module adds what BuildKit's ``dockerfile2llb`` does on top of that parser, for the
-questions this project asks before it builds anything:
+Parsing is BuildKit's own parser, ported to Python in :mod:`localai_ci.dockerfile.syntax` (the same
+commands and messages as BuildKit's Go parser, plus the line of each error). This module adds
+what BuildKit's ``dockerfile2llb`` does on top of that parser, for the questions this project
+asks before it builds anything:
 
 * :func:`parse_dockerfile` -> :class:`Dockerfile`: parser directives, the global ARGs and the
   stages, with errors that name the file and line;
@@ -30,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import dockerfile as _parser
-
 from ..errors import UserError
 from ..oci.platforms import Arch, Platform, parse_platform
+from .syntax import Command, ParseError, parse_string
 
 MAX_DOCKERFILE_BYTES = 4 * 1024 * 1024
 
@@ -261,14 +261,13 @@ def parse_dockerfile(text: str, source: str) -> Dockerfile:
         text = text[1:]
     directives, directive_lines = _parse_directives(text, source)
     try:
-        commands = _parser.parse_string(text)
-    except _parser.GoParseError as exc:
+        commands = parse_string(text)
+    except ParseError as exc:
         message = str(exc)
         if message == "file with no instructions":
             raise UserError(f"{source}: no instructions (the file is empty or only comments); "
                             f"a Dockerfile needs at least one FROM") from None
-        line = _error_line(text)
-        raise UserError(f"{source} line {line}: {message}; fix the instruction that starts on or "
+        raise UserError(f"{source} line {exc.line}: {message}; fix the instruction that starts on or "
                         f"before that line (BuildKit's Dockerfile parser refused it)") from None
 
     preamble: list[Instruction] = []
@@ -276,6 +275,10 @@ def parse_dockerfile(text: str, source: str) -> Dockerfile:
     stages: list[tuple[Instruction, list[Instruction]]] = []
     for cmd in commands:
         ins = _instruction(cmd)
+        if not ins.keyword:  # a line continuation with nothing after it, e.g. a lone '\'
+            raise UserError(f"{source} line {ins.line}: an instruction with no keyword (a line continuation "
+                            f"that continues into nothing but blank lines, comments or the end of the file); "
+                            f"remove the escape character that ends line {ins.line}")
         if ins.keyword not in KEYWORDS:
             close = difflib.get_close_matches(ins.keyword, KEYWORDS, n=1)
             hint = f"did you mean {close[0]}?" if close else f"known instructions: {', '.join(KEYWORDS)}"
@@ -335,24 +338,7 @@ def _parse_directives(text: str, source: str) -> tuple[tuple[tuple[str, str], ..
     return tuple(found), tuple(lines)
 
 
-def _error_line(text: str) -> int:
-    """The line where BuildKit's parser stops accepting the text: one past the longest prefix
-    (in whole lines) that still parses. The Go parser's messages carry no line."""
-    lines = text.splitlines(keepends=True)
-    for k in range(len(lines) - 1, 0, -1):
-        try:
-            _parser.parse_string("".join(lines[:k]))
-        except _parser.GoParseError:
-            continue
-        # skip blank and comment lines between the last good instruction and the bad one
-        n = k
-        while n < len(lines) and (not lines[n].strip() or lines[n].lstrip().startswith("#")):
-            n += 1
-        return min(n, len(lines) - 1) + 1
-    return 1
-
-
-def _instruction(cmd: _parser.Command) -> Instruction:
+def _instruction(cmd: Command) -> Instruction:
     flags = []
     for raw in cmd.flags:
         name, _, value = raw.removeprefix("--").partition("=")
@@ -360,10 +346,10 @@ def _instruction(cmd: _parser.Command) -> Instruction:
     args = tuple(cmd.value)
     if cmd.sub_cmd:  # ONBUILD RUN ...: keep the inner keyword (the parser drops its flags)
         args = (cmd.sub_cmd.upper(),) + args
-    return Instruction(
-        keyword=cmd.cmd.upper(), flags=tuple(flags), args=args, json=bool(cmd.json),
+    return Instruction(  # the parser gives None for an empty keyword or text
+        keyword=(cmd.cmd or "").upper(), flags=tuple(flags), args=args, json=bool(cmd.json),
         line=cmd.start_line, end_line=cmd.end_line,
-        heredocs=tuple(h.name for h in cmd.heredocs), original=cmd.original)
+        heredocs=tuple(h.name for h in cmd.heredocs), original=cmd.original or "")
 
 
 def _arg_pairs(ins: Instruction, source: str) -> list[tuple[str, str | None]]:
