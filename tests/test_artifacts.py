@@ -73,3 +73,23 @@ def test_remove_digest_file_leaves_nothing_of_the_leg(tmp_path: Path) -> None:
     assert remove_digest_file(digests, LEG) == ["sha256:" + "3" * 64]
     assert [a.key for a in read_digests_dir(digests)] == [other]
     assert remove_digest_file(digests, LEG) == []  # nothing left, nothing to do
+
+
+def test_an_artifact_of_100000_files_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    """A leg directory holding 100,000 files was refused with a 6.6 MB one-line error naming every one."""
+    import os
+
+    leg = tmp_path / "digests" / LEG.artifact
+    leg.mkdir(parents=True)
+    for i in range(100_000):
+        os.close(os.open(leg / f"{i:064x}", os.O_CREAT | os.O_WRONLY, 0o644))
+    from oci_images import write_matrix
+
+    write_matrix(tmp_path / "matrix.yml", [("-cpu-race", "amd64")])
+    done = subprocess.run([sys.executable, "-m", "localai_ci", "merge", "--tag-suffix=-cpu-race", "--digests-dir",
+                           str(tmp_path / "digests"), "--matrix", str(tmp_path / "matrix.yml"), "--images",
+                           "127.0.0.1:1/x/y", "--ref", "refs/heads/master", "--sha", "1" * 40],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stdout + done.stderr[:2000]
+    assert "expected exactly one digest file, found 100000" in done.stderr and "and 99995 more" in done.stderr
+    assert len(done.stderr) < 2000 and done.stderr.count("\n") <= 2, done.stderr[:2000]

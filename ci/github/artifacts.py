@@ -22,6 +22,7 @@ from ..matrix.naming import Family, LegKey, parse_artifact_name
 from ..oci.reference import is_hex64, parse_digest
 
 TMP_PREFIX = ".digest-"  # write_digest_file's temporaries, each of a unique name
+NAMES_SHOWN = 5  # names an error lists of a directory holding too many (one with 100,000 files stays one line)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,9 @@ def read_digests_dir(digests_dir: str | Path) -> list[DigestArtifact]:
             raise ArtifactError(f"{p}: {exc}") from None
         files = _entries(p)
         if len(files) != 1:
-            names = ", ".join(f.name for f in files) or "nothing"
+            shown = [repr(f.name) for f in files[:NAMES_SHOWN]]
+            names = ", ".join(shown) + (f" and {len(files) - NAMES_SHOWN} more" if len(files) > NAMES_SHOWN else "") \
+                if files else "nothing"
             raise ArtifactError(f"{p}: expected exactly one digest file, found {len(files)} ({names}); "
                                 "one leg has one digest: clear the directory and download the artifact again")
         f = files[0]

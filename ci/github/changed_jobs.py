@@ -36,7 +36,17 @@ def read_changed_files(path: str | Path) -> list[str]:
                         "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--changed-files {path}: cannot read it: {exc}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name.startswith("/") or ".." in name.replace("\\", "/").split("/"):
+            raise UserError(f"--changed-files {path} line {number}: {name[:200]!r} is not a repository-relative "
+                            "path; list paths as `git diff --name-only BASE...HEAD` prints them (a/b.go, no leading "
+                            "'/' and no '..')")
+        out.append(name)
+    return out
 
 
 # --- git-backed selection -----------------------------------------------------------------------
