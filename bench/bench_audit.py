@@ -38,7 +38,7 @@ from localai_ci.matrix.model import load_matrix  # noqa: E402
 from localai_ci.merge.run import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
 from localai_ci.matrix.tags import TagSource  # noqa: E402
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
-from localai_ci.oci.registry import RegistryClient  # noqa: E402
+from localai_ci.oci.client import RegistryClient  # noqa: E402
 from oci_images import push_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

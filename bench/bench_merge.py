@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _common import registry_pair, scratch_dir  # noqa: E402
 from localai_ci.docker import imagetools  # noqa: E402
 from localai_ci.github.artifacts import read_digests_dir, write_digest_file  # noqa: E402
-from localai_ci.oci.keychain import RegistryClients  # noqa: E402
+from localai_ci.oci.client import RegistryClient, RegistryClients  # noqa: E402
 from localai_ci.settings import family_config  # noqa: E402
 from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
 from localai_ci.oci.manifest import DOCKER_LIST, Descriptor, compose_index  # noqa: E402
@@ -51,7 +51,6 @@ from localai_ci.merge.run import (FamilySetup, MergeOptions, Method, Outcome,  #
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
 from localai_ci.oci.platforms import parse_platform  # noqa: E402
 from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest  # noqa: E402
-from localai_ci.oci.registry import RegistryClient  # noqa: E402
 from localai_ci.matrix.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
 from oci_images import tiny_image, write_matrix  # noqa: E402
 

@@ -59,7 +59,7 @@ def child(image: str, targets: list[str], cache_dir: str) -> None:
     """Publish ``image`` to ``targets`` (in this process, engine from DOCKER_HOST) and print a JSON report."""
     from localai_ci.oci.blobcache import BlobCache
     from localai_ci.docker.engine import connect
-    from localai_ci.oci.keychain import RegistryClients
+    from localai_ci.oci.client import RegistryClients
     from localai_ci.publish.leg import PushTarget, push_image
     from localai_ci.oci.reference import parse_image_name
 

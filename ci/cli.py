@@ -246,7 +246,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .verify.audit import audit, format_text, summary_markdown, to_json
     from .matrix.model import load_matrix
     from .matrix.references import read_references
-    from .oci.keychain import RegistryClients
+    from .oci.client import RegistryClients
     from .matrix.tags import check_ref
 
     if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
@@ -279,7 +279,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
-    from .oci.keychain import RegistryClients
+    from .oci.client import RegistryClients
 
     if args.refs or args.tag or args.expect_platforms:
         raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
@@ -302,7 +302,7 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                to_json)
     from .settings import ENV_INSECURE, ENV_TLS
     from .oci.reference import registry_set, uses_plain_http
-    from .oci.keychain import RegistryClients
+    from .oci.client import RegistryClients
     from .oci.sign import VerifyOptions
 
     if args.audit:

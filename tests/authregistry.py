@@ -1,5 +1,6 @@
 """A real distribution registry with htpasswd auth (optionally TLS) on loopback, for the auth and
-secret-leak tests: user ``tester``, password :data:`KNOWN_PASSWORD`."""
+secret-leak tests: user ``tester``, password :data:`KNOWN_PASSWORD`; or one with token auth
+(:func:`start_token_registry`, its token service in :mod:`tokenservice`)."""
 from __future__ import annotations
 
 import json
@@ -18,10 +19,24 @@ HTPASSWD = "tester:$2b$04$GNQp0BlqpzEJ5WaFJ1q35OeKWWUeRQryuJbZEchgAUcwJXopKBLrW\
 
 def start_auth_registry(root: Path, tls: bool) -> tuple[subprocess.Popen[bytes], str]:
     """Start it under ``root`` (cert at ``root/cert.pem`` when ``tls``); (process, host)."""
-    binary = find_registry_binary()
-    assert binary, "docker-registry is not installed (run .ci/run)"
     root.mkdir(parents=True, exist_ok=True)
     (root / "htpasswd").write_text(HTPASSWD)
+    return _start(root, tls, {"htpasswd": {"realm": "test", "path": str(root / "htpasswd")}})
+
+
+def start_token_registry(root: Path, *, realm: str, service: str, issuer: str,
+                         rootcertbundle: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A registry that takes only bearer tokens (distribution's token auth): JWTs from ``issuer`` for
+    ``service``, signed by a key certified in ``rootcertbundle``; its challenges name ``realm``.
+    Plain HTTP on 127.0.0.1 (put a TLS front before it); (process, host)."""
+    root.mkdir(parents=True, exist_ok=True)
+    return _start(root, False, {"token": {"realm": realm, "service": service, "issuer": issuer,
+                                          "rootcertbundle": str(rootcertbundle)}})
+
+
+def _start(root: Path, tls: bool, auth: dict[str, object]) -> tuple[subprocess.Popen[bytes], str]:
+    binary = find_registry_binary()
+    assert binary, "docker-registry is not installed (run .ci/run)"
     port = free_port()
     http: dict[str, object] = {"addr": f"127.0.0.1:{port}"}
     if tls:
@@ -32,7 +47,7 @@ def start_auth_registry(root: Path, tls: bool) -> tuple[subprocess.Popen[bytes],
         http["tls"] = {"certificate": str(root / "cert.pem"), "key": str(root / "key.pem")}
     cfg = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
            "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-           "http": http, "auth": {"htpasswd": {"realm": "test", "path": str(root / "htpasswd")}}}
+           "http": http, "auth": auth}
     (root / "config.yml").write_text(json.dumps(cfg))
     with open(root / "registry.log", "wb") as log:
         proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT,

@@ -15,7 +15,8 @@ from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, Composed, 
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.platforms import Platform, parse_platform
 from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest
-from localai_ci.oci.registry import RegistryClient, RetryPolicy
+from localai_ci.oci.client import RegistryClient
+from localai_ci.oci.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.2, deadline=10, request_timeout=10)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localai_ci.errors import CiError  # noqa: E402
-from localai_ci.oci.registry import RegistryClient, RetryPolicy  # noqa: E402
+from localai_ci.oci.client import RegistryClient  # noqa: E402
+from localai_ci.oci.retry import RetryPolicy  # noqa: E402
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=20.0, request_timeout=5.0)
 

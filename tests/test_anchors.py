@@ -27,7 +27,7 @@ from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family, keepalive_tag
 from localai_ci.oci.localregistry import find_registry_binary
 from localai_ci.oci.reference import ImageName, parse_image_name
-from localai_ci.oci.registry import RegistryClient
+from localai_ci.oci.client import RegistryClient
 from localai_ci.settings import family_config
 from oci_images import client, push_image, tags_of, write_matrix
 

@@ -16,7 +16,7 @@ from localai_ci.cli import main
 from localai_ci.oci.manifest import Descriptor, compose_index, parse_manifest
 from localai_ci.matrix.model import load_matrix
 from localai_ci.oci.reference import parse_image_name
-from localai_ci.oci.registry import RegistryClient
+from localai_ci.oci.client import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX = ROOT / "backends" / "matrix.yml"

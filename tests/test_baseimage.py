@@ -115,7 +115,7 @@ def test_offline_bases_registry_is_private_and_leaves_nothing_behind(tmp_path: A
 
     from localai_ci.docker.offline_bases import OfflineBases, offline_image
     from localai_ci.oci.reference import parse_image_name
-    from localai_ci.oci.registry import RegistryClient
+    from localai_ci.oci.client import RegistryClient
 
     name = "ci-offline/ubuntu:24.04"
     with OfflineBases(dict(os.environ)) as bases:

@@ -343,7 +343,8 @@ def test_base_image_from_an_authenticated_registry(builder: Any, engine: Any, tm
     from authregistry import KNOWN_PASSWORD, auth_registries
     from localai_ci.docker.offline_bases import offline_image, push_offline_image
     from localai_ci.oci.reference import parse_image_name
-    from localai_ci.oci.registry import Credentials, RegistryClient
+    from localai_ci.oci.client import RegistryClient
+    from localai_ci.oci.keychain import Credentials
 
     with auth_registries(tmp_path / "auth") as make:
         host = make(True)

@@ -6,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from localai_ci.oci.keychain import Keychain, RegistryClients, login_keychain
+from localai_ci.oci.client import RegistryClients
+from localai_ci.oci.keychain import Credentials, Keychain, login_keychain
 from localai_ci.errors import RegistryError, UserError
 from localai_ci.settings import family_config
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.reference import ImageName
-from localai_ci.oci.registry import Credentials
 
 ROBOT = Credentials("robot", "Quay-robot-pw-31")
 

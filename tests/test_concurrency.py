@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from localai_ci.oci.blobcache import BlobCache
-from localai_ci.oci.keychain import RegistryClients
+from localai_ci.oci.client import RegistryClients
 from localai_ci.docker.engine import Engine
 from localai_ci.settings import family_config
 from localai_ci.matrix.model import load_matrix

@@ -35,7 +35,8 @@ from localai_ci.merge.run import FamilySetup, MergeOptions, Outcome, format_resu
 from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
 from localai_ci.publish.leg import PushTarget, push_image
 from localai_ci.oci.reference import ImageName
-from localai_ci.oci.registry import RegistryClient, RetryPolicy
+from localai_ci.oci.client import RegistryClient
+from localai_ci.oci.retry import RetryPolicy
 from localai_ci.matrix.tags import TagSource
 from faultproxy import FaultProxy, Faults
 from oci_images import client, push_image as push_tiny, tags_of, write_matrix
@@ -63,7 +64,7 @@ class Counted:
         self.messages: list[str] = []
 
     def __call__(self, img: ImageName, plain_http: Callable[[str], bool]) -> RegistryClient:
-        """A ``localai_ci.oci.keychain.ClientFactory``: publish and merge take the same one."""
+        """A ``localai_ci.oci.client.ClientFactory``: publish and merge take the same one."""
         c = self.cls(img, plain_http=plain_http(img.registry), retry=self.policy, on_retry=self.messages.append,
                      plain_http_policy=plain_http)
         self.made.append(c)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -33,7 +34,9 @@ from localai_ci.merge.run import FamilySetup, MergeOptions, merge_suffix
 from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName, sha256_digest
-from localai_ci.oci.registry import Credentials, RegistryClient, RetryPolicy
+from localai_ci.oci.client import RegistryClient
+from localai_ci.oci.keychain import Credentials
+from localai_ci.oci.retry import RetryPolicy
 from localai_ci.matrix.tags import TagSource
 from authregistry import KNOWN_PASSWORD, start_auth_registry, stop
 from hostile import Forward, HostileServer, Reply, Request, TlsFiles, make_tls, pieces
@@ -532,6 +535,47 @@ def test_credentials_in_an_image_name_are_refused_without_repeating_them(
     assert_no_secret(out, err)
     code, out, err = cli(["inspect", f"127.0.0.2:99999/{unique}/x:v1"], {}, capsys)
     assert code == 2 and "registry port 99999, outside 1-65535" in err, err
+
+
+# ---- tag lists: every page, and no endless paging ------------------------------------------------
+def test_tag_lists_follow_every_page_and_pages_that_come_round_again_are_refused(upstream: str, unique: str) -> None:
+    """A front pages the real registry's tag list (distribution 2.8 sends it whole) the way distribution 3
+    and Quay do: ``n`` tags after ``last``, then ``Link: <...?n=2&last=...>; rel="next"``; every page is
+    read. A registry whose next page is one already read fails the listing, named, instead of looping."""
+    repo = f"{unique}/tags"
+    with RegistryClient(ImageName(upstream, repo), plain_http=True, retry=FAST) as c:
+        idx = push_list(c, unique)
+        for tag in ("a", "b", "c", "d", "e"):
+            c.put_manifest(tag, idx.body, idx.media_type)
+
+    def paginate(req: Request, status: int, headers: list[tuple[str, str]], body: bytes
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+        query = dict(parse_qsl(req.path.partition("?")[2]))
+        everything = sorted(json.loads(body)["tags"])
+        after = [t for t in everything if t > query.get("last", "")]
+        page, more = after[:int(query.get("n", "2"))], after[int(query.get("n", "2")):]
+        link = [("Link", f'</v2/{repo}/tags/list?n=2&last={page[-1]}>; rel="next"')] if more else []
+        return status, [(n, v) for n, v in headers if n.lower() != "link"] + link, \
+            json.dumps({"name": repo, "tags": page}).encode()
+
+    def round_again(req: Request) -> Reply | None:
+        if "/tags/list" in req.path:
+            return Reply(200, [("Content-Type", "application/json"),
+                               ("Link", f'</v2/{repo}/tags/list?n=1&last=a>; rel="next"')],
+                         json.dumps({"name": repo, "tags": ["a"]}).encode())
+        return None
+
+    with HostileServer("127.0.0.2", lambda r: Forward(paginate) if "/tags/list" in r.path else None,
+                       upstream=upstream) as front, \
+            RegistryClient(ImageName(front.host, repo), plain_http=True, retry=FAST) as c:
+        assert c.list_tags() == ["a", "b", "c", "d", "e"]
+        assert [s.path.partition("?")[2] for s in front.requests("GET", "/tags/list")] == [
+            "", "n=2&last=b", "n=2&last=d"]
+    with HostileServer("127.0.0.2", round_again, upstream=upstream) as front, \
+            RegistryClient(ImageName(front.host, repo), plain_http=True, retry=FAST) as c:
+        with pytest.raises(RegistryError, match="malformed answer from .*: its tag list pages come round again") as err:
+            c.list_tags()
+        assert len(front.requests("GET", "/tags/list")) == 2 and not err.value.transient
 
 
 # ---- malformed answers: RegistryError naming the registry, exit 1, no traceback ----------------------

@@ -18,7 +18,7 @@ from localai_ci.merge.run import (ClientPool, FamilySetup, MergeOptions, MergeRe
 from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName
-from localai_ci.oci.registry import RegistryClient
+from localai_ci.oci.client import RegistryClient
 from localai_ci.matrix.tags import TagSource
 from faultproxy import FaultProxy
 from oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix

@@ -21,7 +21,7 @@ from localai_ci.errors import EngineError
 from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.reference import parse_image_name
-from localai_ci.oci.registry import RegistryClient
+from localai_ci.oci.client import RegistryClient
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 ROOT = Path(__file__).resolve().parents[1]

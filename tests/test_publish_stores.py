@@ -31,7 +31,7 @@ import pytest
 
 from localai_ci.docker.offline_bases import ensure_base_image, write_base_archive
 from localai_ci.oci.blobcache import BlobCache
-from localai_ci.oci.keychain import RegistryClients
+from localai_ci.oci.client import RegistryClient, RegistryClients
 from localai_ci.docker.engine import Engine, ImageInfo
 from localai_ci.errors import EngineError, OperationError
 from localai_ci.oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
@@ -39,7 +39,6 @@ from localai_ci.oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MA
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.publish.leg import PushReport, StagedImage, PushTarget, push_image, stage_image
 from localai_ci.oci.reference import ImageName, sha256_digest
-from localai_ci.oci.registry import RegistryClient
 
 real = [pytest.mark.engine, pytest.mark.registry]
 MiB = 1 << 20

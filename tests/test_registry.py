@@ -1,4 +1,4 @@
-"""localai_ci.oci.registry against real distribution registries (shared ``registries`` fixture), a TLS +
+"""localai_ci.oci.client against real distribution registries (shared ``registries`` fixture), a TLS +
 htpasswd registry started here (auth and secret redaction), and the fault proxy (retries)."""
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from localai_ci.errors import RegistryError, UserError
 from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Composed, Descriptor, compose_image_manifest, compose_index
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest
-from localai_ci.oci.registry import Credentials, RegistryClient, RetryPolicy, credentials_for, retry_after_seconds
+from localai_ci.oci.client import RegistryClient
+from localai_ci.oci.keychain import Credentials, credentials_for
+from localai_ci.oci.retry import RetryPolicy, retry_after_seconds
 from authregistry import KNOWN_PASSWORD, auth_registries
 from faultproxy import FaultProxy, Faults
 
@@ -167,11 +169,11 @@ def test_retry_after_forms_and_backoff_bounds() -> None:
 def test_docker_hub_goes_to_registry_1_and_tls_by_default() -> None:
     c = RegistryClient(parse_image_name("localai/localai"), plain_http=False)
     assert c.registry == "docker.io"
-    assert c._dxf._base_url == "https://registry-1.docker.io/v2/"  # no network touched
-    assert c._dxf._repo == "localai/localai"
+    assert c._base_url == "https://registry-1.docker.io/v2/"  # no network touched
+    assert c._repo_url == "https://registry-1.docker.io/v2/localai/localai/"
     c.close()
     with RegistryClient(parse_image_name("ubuntu"), plain_http=False) as official:
-        assert official._dxf._repo == "library/ubuntu"
+        assert official._repo_url == "https://registry-1.docker.io/v2/library/ubuntu/"
 
 
 def test_credentials_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -379,7 +381,7 @@ def test_request_deadlines_share_one_watchdog_thread(reg: str, unique: str) -> N
     session's deadlines, and nothing stays armed after the requests end."""
     import threading
 
-    from localai_ci.oci.registry import _DEADLINES
+    from localai_ci.oci.deadline import _DEADLINES
 
     with FaultProxy(reg, Faults(slow=1.0, slow_seconds=0.6)) as px, client(px.host, f"{unique}/w") as c, \
             client(reg, f"{unique}/w") as other:
@@ -400,7 +402,7 @@ def test_deadline_alarm_shuts_the_sockets_down_and_a_cancelled_one_does_not() ->
     import socket
     import weakref
 
-    from localai_ci.oci.registry import _DEADLINES
+    from localai_ci.oci.deadline import _DEADLINES
 
     class Conn:  # what the alarm looks at: a connection's ``sock``
         def __init__(self, sock: socket.socket) -> None:
@@ -432,14 +434,14 @@ def test_proxies_from_the_environment_are_requests_own_looked_up_once_per_origin
         monkeypatch: pytest.MonkeyPatch) -> None:
     import requests
 
-    from localai_ci.oci.registry import _ScopedSession
+    from localai_ci.oci.transport import ScopedSession
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    ours = _ScopedSession("https://quay.io/v2/", lambda host: False, RetryPolicy())
+    ours = ScopedSession("https://quay.io/v2/", lambda host: False, RetryPolicy())
     theirs = requests.Session()
     try:
         for url in ("https://quay.io/v2/x/manifests/t", "http://127.0.0.1:5000/v2/x/manifests/t",

@@ -27,7 +27,8 @@ from localai_ci.settings import family_config
 from localai_ci.matrix.model import parse_matrix
 from localai_ci.matrix.naming import Family, LegKey, artifact_name, parse_artifact_name
 from localai_ci.oci.reference import ImageName, uses_plain_http
-from localai_ci.oci.registry import RegistryClient, RetryPolicy
+from localai_ci.oci.client import RegistryClient
+from localai_ci.oci.retry import RetryPolicy
 from authregistry import KNOWN_PASSWORD, auth_registries
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache
     from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
-    from ..oci.keychain import ClientFactory, Keychain
+    from ..oci.client import ClientFactory
+    from ..oci.keychain import Keychain
     from ..docker.disk import DiskUse
     from ..publish.leg import PublishResult, PushTarget
 
@@ -564,7 +565,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
         settle_inline_cache(plan, built, eng, None, None, log=log)  # untags the inline-cache image
         return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran, seconds=time.monotonic() - t0,
                          disk=disk)
-    from ..oci.keychain import RegistryClients
+    from ..oci.client import RegistryClients
 
     targets = publish_targets(plan)
     clients = RegistryClients(keychain, on_retry=on_retry)

@@ -469,7 +469,8 @@ class OfflineBases:
     def context(self, name: str) -> str:
         """``docker-image://<host>/<repo>:<tag>@<index digest>`` for base ``name`` (pushed on first use)."""
         from ..errors import CiError
-        from ..oci.keychain import Keychain, RegistryClients
+        from ..oci.client import RegistryClients
+        from ..oci.keychain import Keychain
         from ..oci.reference import parse_image_name
 
         with self._lock:

@@ -58,7 +58,7 @@ from typing import TypeVar
 
 from ..docker import imagetools
 from ..github.artifacts import DigestArtifact, read_digests_dir, select_artifacts
-from ..oci.keychain import ClientFactory, RegistryClients
+from ..oci.client import ClientFactory, RegistryClient, RegistryClients
 from ..errors import CiError, OperationError, RegistryError, UserError, VerificationError
 from ..settings import FamilyConfig
 from ..oci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
@@ -69,7 +69,6 @@ from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_labe
 from ..oci.quay import QuayApi, quay_api
 from ..oci.platforms import same_platform
 from ..oci.reference import ImageName, sha256_digest
-from ..oci.registry import RegistryClient
 from ..oci.sign import SignOptions, sign_image
 from ..matrix.tags import Latest, TagSource, check_ref, check_sha, parse_latest
 

@@ -1,35 +1,80 @@
-"""How every verb gets a registry client (adapter): credentials from a :class:`Keychain`, the
-transport from the family's plain-HTTP policy, made by one :class:`RegistryClients` factory.
+"""Registry credentials (adapter): typed :class:`Credentials`, where they are found
+(:func:`credentials_for`: an explicit login, else the Docker config and its credential helpers),
+and the :class:`Keychain` of a run.
 
 - A :class:`Keychain` resolves each registry's credentials once per run and hands out typed
-  :class:`ci.registry.Credentials`: the explicit login (``--username``/``--password-stdin``) for
+  :class:`Credentials`: the explicit login (``--username``/``--password-stdin``) for
   the one registry it was given for (:func:`login_registry`: a Quay robot password must never
   reach Docker Hub's token service), else the Docker config and its credential helpers. A
   registry the run only uses on a best-effort basis (the build cache) is anonymous when its
   lookup fails; any other lookup failure is an error, raised where the keychain is filled
   (:meth:`Keychain.resolve`, before anything is built).
-- A :data:`ClientFactory` is ``factory(image, plain_http) -> RegistryClient``: ``plain_http(host)``
-  says whether a host is reached over plain HTTP (the registry itself, and any redirect target
-  or upload ``Location``: ``ci.families.FamilyConfig.plain_http``). Publishing, merging,
-  inspecting, auditing, signing and the pipeline all take one; tests pass their own to count
-  clients or set a retry policy.
+- Which host a credential may be sent to is not decided here: :mod:`ci.oci.auth` (the registry's
+  own challenge and token realm) and :mod:`ci.oci.transport` (every request) keep it there.
+  Clients are made with a keychain by :class:`ci.oci.client.RegistryClients`.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
 
-from ..errors import CiError, UserError
-from .reference import DOCKER_HUB, DOCKER_HUB_API, ImageName
-from .registry import Credentials, RegistryClient, RetryPolicy, credentials_for
+import docker.auth
+import docker.errors
 
-PlainHttp = Callable[[str], bool]
+from ..errors import CiError, RegistryError, UserError
+from ..redaction import register_secret, secret_forms
+from .answers import first_line
+from .reference import DOCKER_HUB, DOCKER_HUB_API
+
 Lookup = Callable[[str], "Credentials | None"]
 
 
-class ClientFactory(Protocol):
-    def __call__(self, image: ImageName, plain_http: PlainHttp) -> RegistryClient: ...
+@dataclass(frozen=True)
+class Credentials:
+    """Registry login; the password never appears in repr/str."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        register_secret(*secret_forms(self.username, self.password))
+
+    def __str__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+def credentials_for(registry: str, *, username: str | None = None, password: str | None = None,
+                    config_dir: str | None = None) -> Credentials | None:
+    """Credentials for ``registry``: explicit > Docker ``config.json`` ``auths`` > ``credHelpers``/``credsStore``.
+
+    ``config_dir`` is a Docker config directory (default: ``$DOCKER_CONFIG`` or ``~/.docker``,
+    resolved by the Docker SDK). Returns None for anonymous access. A half-given explicit
+    pair (only username or only password) is a :class:`ci.errors.UserError`.
+    """
+    if username is not None or password is not None:
+        if not username or password is None:
+            raise UserError(f"credentials for {registry}: give both --username and --password-stdin "
+                            "(or neither, to use the Docker config / credential helpers)")
+        return Credentials(username, password)
+    path = os.path.join(config_dir, "config.json") if config_dir else None
+    try:
+        cfg = docker.auth.load_config(config_path=path)
+        entry = cfg.resolve_authconfig(registry)
+    except (docker.errors.DockerException, OSError, ValueError) as exc:
+        # helper failures: the message names the helper, never a secret (the cause, shown with --debug
+        # only, is redacted like every other text)
+        raise RegistryError(f"reading Docker credentials for {registry}: {type(exc).__name__}: "
+                            f"{first_line(str(exc))}; run `docker login {registry}` or pass "
+                            "--username/--password-stdin", registry=registry) from exc
+    if not entry:
+        return None
+    user = entry.get("Username") or entry.get("username")
+    secret = entry.get("Password") or entry.get("password")
+    if not user or not secret:
+        return None  # identity tokens (OAuth refresh) are not supported: anonymous
+    return Credentials(str(user), str(secret))
 
 
 class Keychain:
@@ -37,7 +82,7 @@ class Keychain:
 
     def __init__(self, explicit: Mapping[str, Credentials | None] | None = None, *, best_effort: Iterable[str] = (),
                  lookup: Lookup | None = None) -> None:
-        """``lookup``: how a registry's credentials are found (default: :func:`ci.registry.credentials_for`,
+        """``lookup``: how a registry's credentials are found (default: :func:`credentials_for`,
         the Docker config and its credential helpers)."""
         self._known: dict[str, Credentials | None] = dict(explicit or {})
         self._best_effort = frozenset(best_effort)
@@ -105,22 +150,3 @@ def login_keychain(registries: Sequence[str], *, username: str | None, password:
     login = login_registry(registries, explicit=explicit, named=named)
     given = {login: credentials_for(login, username=username, password=password)} if login else {}
     return Keychain(given, best_effort=best_effort).resolve(registries)
-
-
-class RegistryClients:
-    """The :data:`ClientFactory` of this project: real :class:`ci.registry.RegistryClient`s with the
-    keychain's credentials. ``on_retry`` hears every retried request; ``retry`` is the policy."""
-
-    def __init__(self, keychain: Keychain | None = None, *, on_retry: Callable[[str], None] | None = None,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
-        self.keychain = keychain if keychain is not None else Keychain()
-        self.on_retry = on_retry
-        self.retry = retry
-
-    def __call__(self, image: ImageName, plain_http: PlainHttp) -> RegistryClient:
-        return RegistryClient(image, plain_http=plain_http(image.registry), credentials=self.keychain.get(image.registry),
-                              plain_http_policy=plain_http, on_retry=self.on_retry, retry=self.retry)
-
-    def retrying(self, on_retry: Callable[[str], None] | None) -> RegistryClients:
-        """The same keychain and policy, another retry listener."""
-        return RegistryClients(self.keychain, on_retry=on_retry, retry=self.retry)

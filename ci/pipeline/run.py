@@ -55,12 +55,12 @@ if TYPE_CHECKING:
     from ..oci.blobcache import BlobCache
     from ..build.leg import LegPlan
     from ..docker.builder import Builder, BuilderCaps
-    from ..oci.keychain import ClientFactory, Keychain
+    from ..oci.client import ClientFactory, RegistryClient
+    from ..oci.keychain import Keychain
     from ..docker.engine import Engine
     from ..settings import FamilyConfig
     from ..build.feasibility import Feasibility
     from ..merge.run import SuffixResult
-    from ..oci.registry import RegistryClient
 
 STATE_DIR = ".localai-ci"
 LOCAL_REF = "refs/heads/local"  # what tags come from in a directory that is no git checkout
@@ -447,7 +447,7 @@ class _Runner:
         self._state_lock = threading.Lock()
 
     def _clients(self, step: LegStep) -> list[RegistryClient]:
-        from ..oci.keychain import RegistryClients
+        from ..oci.client import RegistryClients
 
         make = RegistryClients(self.plan.keychain)
         return [make(img, step.plan.config.plain_http) for img in step.plan.images]
@@ -473,7 +473,7 @@ class _Runner:
     def run(self, step: LegStep, cache: BlobCache) -> LegOutcome:
         from ..github.artifacts import write_digest_file
         from ..build.leg import build_leg, publish_built, settle_inline_cache
-        from ..oci.keychain import RegistryClients
+        from ..oci.client import RegistryClients
 
         p = step.plan
         t0 = time.monotonic()
@@ -639,7 +639,7 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
 
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.keychain import RegistryClients
+    from ..oci.client import RegistryClients
     from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all
 
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only

@@ -58,7 +58,7 @@ from ..matrix.naming import LegKey
 from ..oci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
 if TYPE_CHECKING:
-    from ..oci.keychain import ClientFactory
+    from ..oci.client import ClientFactory
 
 MAX_MOUNT_TRIES = 4
 

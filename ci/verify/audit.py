@@ -30,7 +30,7 @@ from ..matrix.naming import Family, suffix_label
 from ..oci.platforms import Platform
 from ..oci.reference import ImageName
 from ..matrix.references import Reference
-from ..oci.registry import RegistryClient
+from ..oci.client import RegistryClient
 from ..matrix.tags import Latest, TagInput, compute_tags, parse_latest
 
 ClientFor = Callable[[ImageName], RegistryClient]  # a ci.clients.ClientFactory with the family's transport

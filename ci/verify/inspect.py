@@ -29,7 +29,7 @@ from ..oci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_at
                          parse_manifest)
 from ..oci.platforms import Platform, normalize, parse_platform, same_platform
 from ..oci.reference import ImageName, has_userinfo, mask_userinfo, parse_digest, parse_image_name, parse_tag
-from ..oci.registry import RegistryClient
+from ..oci.client import RegistryClient
 from ..oci.sign import VerifyOptions, verify_image
 
 CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "tag-matches-digest",
