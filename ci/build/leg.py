@@ -573,7 +573,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
                               *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
         say(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
-    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ))
+    cache = BlobCache(Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ),
+                      warn=lambda text: say(f"warning: {text}", file=stdout, flush=True))
     warning = built.cache_warning or None
     with cache:
         res = publish_built(plan, info.id, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))

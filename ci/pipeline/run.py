@@ -650,7 +650,7 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
                          root=options.state_path.resolve() / "registries" / "bases")
     with Progress(len(plan.legs), stderr, tty) as progress, bases:
         runner = _Runner(plan, options, env, engine, builder, bases, progress, state, state_file)
-        with BlobCache(default_cache_dir(env)) as cache:
+        with BlobCache(default_cache_dir(env), warn=lambda text: progress.log(f"warning: {text}")) as cache:
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
                 for o in pool.map(lambda s: runner.run(s, cache), plan.legs):
                     outcomes[o.leg] = o
