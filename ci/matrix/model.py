@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,14 +157,20 @@ class Matrix:
         """Tag-suffixes in file order, each once."""
         return list(dict.fromkeys(e.tag_suffix for e in self.entries))
 
+    @cached_property
+    def _by_suffix(self) -> dict[str, list[Entry]]:
+        """The legs of each tag-suffix, in file order: built once, so a lookup per suffix stays linear overall
+        (a merge --all of thousands of suffixes looked every one up in the whole matrix)."""
+        out: dict[str, list[Entry]] = {}
+        for e in self.entries:
+            out.setdefault(e.tag_suffix, []).append(e)
+        return out
+
     def legs_of(self, suffix: str) -> list[Entry]:
-        return [e for e in self.entries if e.tag_suffix == suffix]
+        return list(self._by_suffix.get(suffix, ()))
 
     def find(self, suffix: str, ptag: str) -> Entry | None:
-        for e in self.entries:
-            if e.tag_suffix == suffix and e.ptag == ptag:
-                return e
-        return None
+        return next((e for e in self._by_suffix.get(suffix, ()) if e.ptag == ptag), None)
 
 
 # ---- the one leg a command names --------------------------------------------------------------

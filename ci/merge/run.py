@@ -715,15 +715,18 @@ def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetu
     """Every (family, suffix) in the digests directory whose family is in ``setups`` (and, with ``only``,
     whose suffix is listed), in a stable order."""
     arts = read_digests_dir(digests_dir) if only is None or Path(digests_dir).exists() else []
-    keys = sorted({(a.key.family, a.key.suffix) for a in arts})
+    grouped: dict[tuple[Family, str], list[DigestArtifact]] = {}  # one pass: linear in the artifacts
+    for a in arts:
+        grouped.setdefault((a.key.family, a.key.suffix), []).append(a)
+    wanted = None if only is None else set(only)
     out: list[MergeTarget] = []
-    for fam, suf in keys:
+    for (fam, suf), selected in sorted(grouped.items(), key=lambda kv: kv[0]):
         if fam not in setups:  # a family not asked for (``--all --family X``)
             continue
-        if only is not None and suf not in only:  # another class's suffix: not this job's
+        if wanted is not None and suf not in wanted:  # another class's suffix: not this job's
             continue
         s = setups[fam]
-        out.append(MergeTarget(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
+        out.append(MergeTarget(fam, suf, s.config, s.matrix, tuple(selected)))
     return out
 
 
