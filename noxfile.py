@@ -12,14 +12,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 import nox
 import nox.command
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: nox's own dependency
-    import tomli as tomllib  # type: ignore[no-redef]
 
 from localai_ci.sessions import inspect, merge  # noqa: F401  (registers the shipped sessions)
 
@@ -64,7 +60,7 @@ def _manylinux(arch: str) -> tuple[str, ...]:
 #: newer; GitHub's runners), macOS on Apple silicon (14: GitHub's oldest arm64 runner image)
 WHEEL_PLATFORMS = {"linux x86_64": _manylinux("x86_64"), "linux aarch64": _manylinux("aarch64"),
                    "macOS arm64": ("macosx_14_0_arm64",)}
-WHEEL_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+WHEEL_PYTHONS = ("3.11", "3.12", "3.13", "3.14")  # 3.10 reached its end of life in October 2026
 
 
 def _pip_reason(done: subprocess.CompletedProcess[str]) -> str:
@@ -82,7 +78,7 @@ def _pip_reason(done: subprocess.CompletedProcess[str]) -> str:
 
 @nox.session(python=False, default=False)
 def wheels(session: nox.Session) -> None:
-    """Check that every runtime dependency (pyproject.toml's [project] dependencies and theirs) installs from wheels on linux x86_64/aarch64 and macOS arm64, Python 3.10-3.13 (pip download --only-binary=:all:; needs PyPI)."""
+    """Check that every runtime dependency (pyproject.toml's [project] dependencies and theirs) installs from wheels on linux x86_64/aarch64 and macOS arm64, Python 3.11-3.14 (pip download --only-binary=:all:; needs PyPI)."""
     with open("pyproject.toml", "rb") as f:
         dependencies = tomllib.load(f)["project"]["dependencies"]
     pairs = [(name, version) for name in WHEEL_PLATFORMS for version in WHEEL_PYTHONS]

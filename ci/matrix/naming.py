@@ -15,7 +15,7 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ..compat import StrEnum
+from enum import StrEnum
 
 MAX_SUFFIX_LEN = 64
 MAX_PTAG_LEN = 16

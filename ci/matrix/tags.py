@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ..compat import StrEnum
+from enum import StrEnum
 
 from ..errors import UserError
 from .naming import Family, check_suffix

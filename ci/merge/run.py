@@ -52,7 +52,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from ..compat import StrEnum
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 

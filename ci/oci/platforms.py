@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from ..compat import StrEnum
+from enum import StrEnum
 
 
 class Arch(StrEnum):
