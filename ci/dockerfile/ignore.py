@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from ..changes.tree import clean_path
 
 
-# a glob compiled to tokens: what one step of the path may be
-_LIT, _ONE, _STAR, _DSTAR, _TAIL, _CLASS = range(6)
-_LOOPS = (_STAR, _DSTAR, _TAIL)  # tokens that match the empty string (skipped) or stay on a character
+# a glob compiled to tokens: what one step of the path may be. A middle ``**`` (``(.*/)?``) is three
+# states for the state-set matcher: enter (skip all of it, or go on), any characters, then a '/'.
+_LIT, _ONE, _STAR, _DSTAR, _TAIL, _CLASS, _DANY, _DSLASH = range(8)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class Glob:
 
     tokens: tuple[tuple[int, str], ...]
     regex: re.Pattern[str] | None  # the fast path, or None for the state-set matcher
-    loops: int = 0  # one bit per token that matches the empty string
+    states: tuple[tuple[int, str], ...] = ()  # the tokens with each middle ``**`` as its three states
+    loops: int = 0  # states one may leave for the next without a character (``*``, ``.*``, entering ``**``)
+    skips: int = 0  # entering a middle ``**``: skip its three states (it matched nothing)
     _classes: dict[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
     _steps: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -50,7 +52,7 @@ class Glob:
         ``MatchesOrParentMatches``); ``path`` is clean (no ``//``, no trailing ``/``)."""
         if self.regex is not None:
             return self.regex.match(path) is not None
-        accept = 1 << len(self.tokens)
+        accept = 1 << len(self.states)
         state = self._close(1)
         for ch in path:
             if ch == "/" and state & accept:
@@ -63,7 +65,7 @@ class Glob:
 
     def _close(self, state: int) -> int:
         while True:
-            more = state | ((state & self.loops) << 1)
+            more = state | ((state & self.loops) << 1) | ((state & self.skips) << 3)
             if more == state:
                 return state
             state = more
@@ -73,12 +75,12 @@ class Glob:
         got = self._steps.get(ch)
         if got is None:
             advance = stay = 0
-            for i, (kind, arg) in enumerate(self.tokens):
+            for i, (kind, arg) in enumerate(self.states):
                 bit = 1 << i
                 if kind == _LIT and arg == ch or kind == _ONE and ch != "/" or \
-                        kind == _CLASS and self._class(arg).fullmatch(ch) or kind == _DSTAR and ch == "/":
+                        kind == _CLASS and self._class(arg).fullmatch(ch) or kind == _DSLASH and ch == "/":
                     advance |= bit
-                if kind == _STAR and ch != "/" or kind in (_DSTAR, _TAIL) and ch != "\n":  # Go's '.'
+                if kind == _STAR and ch != "/" or kind in (_DANY, _TAIL) and ch != "\n":  # Go's '.' is no newline
                     stay |= bit
             got = self._steps[ch] = (advance, stay)
         return got
@@ -148,7 +150,24 @@ def compile_glob(pattern: str) -> Glob:
         body = "".join(re.escape(arg) if kind == _LIT else arg if kind == _CLASS else _REGEX_OF[kind]
                        for kind, arg in tokens)
         return Glob(tokens, re.compile(f"^{body}(?:/|\\Z)"))
-    return Glob(tokens, None, sum(1 << i for i, (kind, _) in enumerate(tokens) if kind in _LOOPS))
+    return state_set(tokens)
+
+
+def state_set(tokens: tuple[tuple[int, str], ...]) -> Glob:
+    """The pattern as a state-set matcher (any pattern; :func:`compile_glob` uses it where ``re`` could not
+    be bounded)."""
+    states: list[tuple[int, str]] = []
+    loops = skips = 0
+    for kind, arg in tokens:
+        if kind == _DSTAR:
+            skips |= 1 << len(states)
+            loops |= (1 << len(states)) | (1 << (len(states) + 1))
+            states += [(_DSTAR, ""), (_DANY, ""), (_DSLASH, "")]
+            continue
+        if kind in (_STAR, _TAIL):
+            loops |= 1 << len(states)
+        states.append((kind, arg))
+    return Glob(tokens, None, tuple(states), loops, skips)
 
 
 def _segments(tokens: tuple[tuple[int, str], ...]) -> list[list[int]]:
