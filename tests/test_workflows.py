@@ -22,7 +22,7 @@ from localai_ref import M2608
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
-EXPECTED = ["audit.yml", "backend.yml", "backend_build.yml", "backend_merge.yml", "backend_pr.yml",
+EXPECTED = ["audit.yml", "backend.yml", "backend_build.yml", "backend_build_darwin.yml", "backend_merge.yml", "backend_pr.yml",
             "image.yml", "image_build.yml", "image_merge.yml"]
 CLASSES = ["multi-arch"] + [f"single-arch-{i}" for i in range(1, DEFAULT_SHARDS + 1)]
 BUILDS = {"backend_build.yml": (Family.BACKENDS, "invoke build-backend"),
@@ -226,7 +226,7 @@ def test_push_workflow_merges_each_class_in_one_job_after_its_own_builds_only() 
     assert on["push"]["branches"] == ["master", "main"] and on["push"]["tags"] == ["v*"]
     assert on["schedule"] and "workflow_dispatch" in on
     declared = wf["jobs"]["generate-matrix"]["outputs"]
-    for c in CLASSES:
+    for c in [*CLASSES, "darwin"]:  # the includeDarwin legs are one more class (backend_build_darwin.yml)
         job = wf["jobs"][f"merge-{c}"]
         assert job["needs"] == ["generate-matrix", f"build-{c}"]  # never another class's builds
         assert job["if"].startswith("${{ !cancelled() && ") and f"has-{c} == 'true'" in job["if"]
@@ -237,7 +237,7 @@ def test_push_workflow_merges_each_class_in_one_job_after_its_own_builds_only() 
         assert {f"{c}-merge-suffixes", f"{c}-merge-pattern"} <= set(declared)
     audit = wf["jobs"]["audit"]
     assert audit["uses"] == "./.github/workflows/audit.yml" and "github.ref_type == 'tag'" in audit["if"]
-    assert audit["needs"] == [f"merge-{c}" for c in CLASSES]
+    assert audit["needs"] == [f"merge-{c}" for c in [*CLASSES, "darwin"]]
 
 
 def _brace_alternatives(pattern: str) -> list[str]:
@@ -256,7 +256,8 @@ def test_every_suffix_of_the_2026_08_matrix_is_merged_by_exactly_one_job() -> No
     outs = outputs(plan(m, select_all(m, "all"), DEFAULT_SHARDS))
     wf = load("backend.yml")
     merge_jobs = [j for j, job in wf["jobs"].items() if job.get("uses") == "./.github/workflows/backend_merge.yml"]
-    artifacts = [artifact_name(e.family, e.tag_suffix, e.ptag) for e in m]
+    darwin = {d["tag-suffix"]: artifact_name(Family.BACKENDS, d["tag-suffix"], "arm64") for d in m.darwin}
+    artifacts = [artifact_name(e.family, e.tag_suffix, e.ptag) for e in m] + list(darwin.values())
     merged: list[str] = []
     for j in merge_jobs:
         c = wf["jobs"][j]["with"]["class"]
@@ -267,9 +268,10 @@ def test_every_suffix_of_the_2026_08_matrix_is_merged_by_exactly_one_job() -> No
             alts = _brace_alternatives(str(outs[f"{c}-merge-pattern"]))
             got = {a for a in artifacts if any(fnmatch.fnmatchcase(a, p) for p in alts)}
             want = {artifact_name(e.family, e.tag_suffix, e.ptag) for e in m if e.tag_suffix in suffixes}
+            want |= {a for sfx, a in darwin.items() if sfx in suffixes}
             assert got == want, c
-    assert sorted(merged) == sorted(m.suffixes()) and len(merged) == len(set(merged)) == 386
-    assert len(merge_jobs) == 1 + DEFAULT_SHARDS  # from 386 jobs to 5 (image.yml adds the server's)
+    assert sorted(merged) == sorted([*m.suffixes(), *darwin]) and len(merged) == len(set(merged)) == 386 + 62
+    assert len(merge_jobs) == 2 + DEFAULT_SHARDS  # from 448 jobs to 6 (image.yml adds the server's)
 
 
 def test_image_workflow_fans_out_and_merges_the_server_image() -> None:
@@ -462,3 +464,27 @@ def test_every_job_ends_within_its_timeout() -> None:
             if not isinstance(job.get("timeout-minutes"), int) or job["timeout-minutes"] <= 0:
                 problems.append(f"{path.name}: job {name} has no timeout-minutes")
     assert problems == []
+
+
+def test_darwin_legs_build_on_macos_and_publish_their_archive_like_any_leg() -> None:
+    """LocalAI's Darwin entries: built on a macOS runner by the repository's own make targets into
+    backend-images/<backend>.tar, then published by digest with --from-oci (pushed, anchored, its digest
+    artifact uploaded under the name the task printed) for the darwin class's merge."""
+    wf = load("backend_build_darwin.yml")
+    build, publish = wf["jobs"]["build"], wf["jobs"]["publish"]
+    assert build["runs-on"] == "${{ fromJSON(inputs.entry)['runs-on'] || 'macos-latest' }}"
+    checkout = next(s for s in build["steps"] if str(s.get("uses", "")).startswith("actions/checkout@"))
+    assert checkout["with"]["submodules"] is True
+    make = next(s for s in build["steps"] if s.get("name") == "Build the image archive")["run"]
+    assert 'make "build-darwin-$BACKEND_LANG-backend"' in make and 'make "backends/$BACKEND-darwin"' in make
+    upload = next(s for s in build["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+    assert upload["with"]["path"] == "backend-images/${{ fromJSON(inputs.entry)['backend'] }}.tar"
+    assert publish["needs"] == "build" and publish["if"] == "inputs.publish"
+    step = next(s for s in publish["steps"] if "invoke build-backend" in s.get("run", ""))
+    tokens = shlex.split(step["run"])
+    assert tokens[tokens.index("--from-oci") + 1] == "$ARCHIVE" and "--push" in tokens and "--anchor" in tokens
+    digests = next(s for s in publish["steps"] if s.get("name") == "Upload digest artifact")
+    assert digests["with"]["name"] == "${{ steps.publish.outputs.artifact-name }}" and step["id"] == "publish"
+    caller = load("backend.yml")["jobs"]["build-darwin"]
+    assert caller["strategy"]["matrix"] == "${{ fromJSON(needs.generate-matrix.outputs.darwin-matrix) }}"
+    assert caller["with"] == {"entry": "${{ toJSON(matrix) }}", "publish": True}

@@ -19,7 +19,9 @@ Outputs (``invoke matrix.github``; compact JSON values):
   artifacts): what the class's one merge job (``merge --all --suffixes``) needs
 * ``has-single-arch``, ``has-builds``, ``legs``, ``suffixes``, ``shards``
 * ``darwin-matrix`` / ``has-darwin``: the selected ``includeDarwin:`` entries (their fields as
-  written), for a macOS build job (LocalAI's ``matrix-darwin``); ``run-all``: everything selected
+  written), for a macOS build job (LocalAI's ``matrix-darwin``); ``darwin-merge-suffixes`` /
+  ``darwin-merge-pattern``: their merge class (each Darwin entry is one leg, published from its
+  image archive with ``--from-oci``); ``run-all``: everything selected
 * ``<backend>``: ``true``/``false`` for every backend of the matrix (Linux and Darwin), true when
   one of its legs or Darwin entries is selected (LocalAI's per-backend outputs)
 
@@ -191,7 +193,7 @@ _OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def reserved_outputs(shards: int) -> set[str]:
     names = {"multi-arch-matrix", "multi-arch-merge-matrix", "has-multi-arch", "has-single-arch", "has-builds",
              "legs", "suffixes", "shards", "darwin-matrix", "has-darwin", "run-all", "multi-arch-merge-suffixes",
-             "multi-arch-merge-pattern"}
+             "multi-arch-merge-pattern", "darwin-merge-suffixes", "darwin-merge-pattern"}
     for i in range(1, shards + 1):
         names |= {f"single-arch-{i}-matrix", f"single-arch-{i}-merge-matrix", f"has-single-arch-{i}",
                   f"single-arch-{i}-merge-suffixes", f"single-arch-{i}-merge-pattern"}
@@ -250,6 +252,8 @@ def outputs(p: JobPlan) -> dict[str, object]:
     out["shards"] = str(len(p.shards))
     out["darwin-matrix"] = {"include": [dict(d) for d in p.darwin]}
     out["has-darwin"] = bool(p.darwin)
+    # the Darwin legs are merged like any single-arch class (published with --from-oci by their jobs)
+    out.update(class_merge_outputs("darwin", p.family, [{"tag-suffix": d.get("tag-suffix", "")} for d in p.darwin]))
     out["run-all"] = p.selection.everything
     for name, chosen in p.backends:
         out[name] = chosen
