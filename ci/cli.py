@@ -9,8 +9,9 @@ stderr and returns its exit status (0 ok, 1 a failure, 2 bad input); ``--debug``
 ``CI_DEBUG=1``) adds the traceback. New subcommands register in :data:`COMMANDS`.
 
 Everything written here -- stdout, stderr, ``--format json``, the job summary, tracebacks --
-passes through :func:`ci.redaction.redact` first: strings a registry sent (media
-types, digests, error texts) are shown to users, and a registry may echo a credential in them.
+is redacted (:func:`ci.redaction.redact`: a registry may echo a credential in the strings it
+sent) and made inert (:mod:`ci.output.escape`, one function per sink: stdout and stderr through
+:func:`ci.output.console.say`, the job summary's fragments through ``markdown_text``/``md_table``).
 """
 from __future__ import annotations
 
@@ -26,13 +27,12 @@ from .errors import CiError, UserError, failure
 from .settings import SETTINGS_FILE, family_config, load_settings
 from .github.actions import write_summary as _write_summary
 from .matrix.naming import Family
+from .output.console import say
 
 
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
-    """Print for the user, redacted (see the module docstring)."""
-    from .redaction import redact
-
-    print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
+    """Print for the user: redacted and made inert (:func:`localai_ci.output.console.say`)."""
+    say(text, file=sys.stderr if err else sys.stdout, flush=flush)
 
 
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
@@ -396,10 +396,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """``localai-ci VERB ...``: run one verb; return its exit status (usage errors exit 2 as well)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        print(overview())
+        say(overview())
         return 0 if args else 2
     if args[0] == "--version":
-        print(f"localai-ci {version()}")
+        say(f"localai-ci {version()}")
         return 0
     if args[0] in COMMANDS:
         return run_command(args, env)
@@ -410,7 +410,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
     close = difflib.get_close_matches(args[0], [*COMMANDS, *tasks], n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    print(f"error: {args[0]!r} is not a localai-ci verb; {hint}`localai-ci --help` lists them", file=sys.stderr)
+    say(f"error: {args[0]!r} is not a localai-ci verb; {hint}`localai-ci --help` lists them", file=sys.stderr)
     return 2
 
 
@@ -486,5 +486,5 @@ def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> in
         return COMMANDS[args.command].run(args, environ)
     except (CiError, KeyboardInterrupt) as exc:
         message, code = failure(exc, debug=debug)
-        print(message, file=sys.stderr)
+        say(message, file=sys.stderr)
         return code

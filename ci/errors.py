@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import traceback
 
-from .redaction import redact
+from .output.escape import terminal_text
 
 
 class CiError(Exception):
@@ -69,10 +69,12 @@ def failure(exc: CiError | KeyboardInterrupt, *, debug: bool = False) -> tuple[s
     """The one mapping from an error a verb raised to what the user reads and the exit status, for
     both front ends (``localai-ci`` / ``python -m localai_ci`` / nox in ``localai_ci.cli``, invoke in ``tasks.py``): ``error: ...``
     with the error's exit code (2 bad input, 1 a failed operation), 130 for an interrupt,
-    redacted, the traceback only with ``--debug`` / ``CI_DEBUG``."""
+    redacted and made inert for a terminal or an Actions log (``terminal_text``: an error quoting a
+    registry's text carries no control character and no workflow command), the traceback only with
+    ``--debug`` / ``CI_DEBUG``."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
     text = f"error: {exc}"
     if debug:
         text = "".join(traceback.format_exception(exc)).rstrip() + "\n" + text
-    return redact(text), exc.exit_code
+    return terminal_text(text), exc.exit_code

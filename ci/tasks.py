@@ -14,8 +14,15 @@ from typing import TypeVar
 from invoke import Collection, Exit, Task, task
 
 from .errors import CiError, failure
+from .output.console import say, say_command, say_rich
+from .output.escape import terminal_text
 
 T = TypeVar("T")
+
+
+def _bad(message: str, code: int = 2) -> Exit:
+    """invoke's Exit for bad input, its message made inert like every error's (``terminal_text``)."""
+    return Exit(terminal_text(message), code=code)
 
 
 def run_verb(fn: Callable[..., T], *args: object, debug: bool = False, **kwargs: object) -> T:
@@ -44,7 +51,7 @@ def no_extra_args(c: object) -> None:
     """invoke silently drops what follows a bare ``--``; refuse it instead (exit 2)."""
     rest = getattr(c, "remainder", "")
     if rest:
-        raise Exit(f"error: unexpected arguments after '--': {rest!r}; invoke tasks take their options "
+        raise _bad(f"error: unexpected arguments after '--': {rest!r}; invoke tasks take their options "
                    "directly (only nox sessions need '--')", code=2)
 
 
@@ -53,9 +60,9 @@ def int_option(flag: str, value: object, minimum: int = 1) -> int:
     try:
         number = int(str(value))
     except ValueError:
-        raise Exit(f"error: {flag} {value!r} is not a whole number", code=2) from None
+        raise _bad(f"error: {flag} {value!r} is not a whole number", code=2) from None
     if number < minimum:
-        raise Exit(f"error: {flag} {number} must be at least {minimum}", code=2)
+        raise _bad(f"error: {flag} {number} must be at least {minimum}", code=2)
     return number
 
 
@@ -101,14 +108,17 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
     """Summarize a matrix: entries, legs per arch, suffixes, pairs, runners, darwin entries."""
     no_extra_args(c)
     from .matrix.model import load_matrix
-    from .matrix.summary import print_summary, summarize
+    from .matrix.summary import rich_table, summarize
     if format not in ("text", "json"):
-        raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
+        raise _bad(f"error: --format {format!r} is not 'text' or 'json'", code=2)
     summary = summarize(run_verb(load_matrix, _matrix(matrix)), _policy(retired, runner_amd64, runner_arm64))
     if format == "json":
-        print(summary.render_json())
+        say(summary.render_json())
     else:
-        print_summary(summary, tty=sys.stdout.isatty())
+        if sys.stdout.isatty():
+            say_rich(rich_table(summary))
+        else:
+            say(summary.render_text())
 
 
 @ci_task(help={"matrix": _MATRIX_HELP,
@@ -137,9 +147,9 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
     from .matrix.lint import lint_file
     from .matrix.references import REFERENCE_RULES, lint_references_of
     if format not in ("text", "json", "github"):
-        raise Exit(f"error: --format {format!r} is not 'text', 'json' or 'github'", code=2)
+        raise _bad(f"error: --format {format!r} is not 'text', 'json' or 'github'", code=2)
     if family not in ("backends", "server"):
-        raise Exit(f"error: --family {family!r}: use backends or server", code=2)
+        raise _bad(f"error: --family {family!r}: use backends or server", code=2)
     fam = _Family(family)
     policy = _policy(retired, runner_amd64, runner_arm64)
     ignored = [r.strip() for r in ignore.split(",") if r.strip()]
@@ -151,17 +161,19 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
         refs = run_verb(lint_references_of, references, matrix=matrix, images=images, server_matrix=server_matrix,
                         server_images=server_images, branches=branches, ignore=ignored, env=os.environ)
     if format == "json":
-        print(result.render_json() if refs is None else
+        say(result.render_json() if refs is None else
               '{"matrix": ' + result.render_json() + ', "references": ' + refs.render_json() + "}")
     elif format == "github":
         for r in (result, refs):
             if r is not None:
-                print("\n".join(filter(None, [r.render_github(), r.render_text().split("\n", len(r.findings))[-1]])))
+                for command in r.annotations():
+                    say_command(command)
+                say(r.render_text().split("\n", len(r.findings))[-1])
         write_summary(result.render_markdown() + (refs.render_markdown() if refs is not None else ""), os.environ)
     else:
-        print(result.render_text())
+        say(result.render_text())
         if refs is not None:
-            print(refs.render_text())
+            say(refs.render_text())
     worst = max(result.exit_code, refs.exit_code if refs is not None else 0)
     exit_with(worst if strict else 0)
 
@@ -177,11 +189,11 @@ def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run
     policy = _policy(retired, runner_amd64, runner_arm64)
     outcome = run_verb(split_file, _matrix(matrix), output=output, in_place=in_place, dry_run=dry_run, policy=policy,
                        recorded=_settings().runner_allowances)
-    print(outcome.result.report.render())
+    say(outcome.result.report.render())
     if dry_run and outcome.diff:
-        print(outcome.diff, end="")
+        say(outcome.diff, end="")
     if outcome.written:
-        print(f"wrote {outcome.written}")
+        say(f"wrote {outcome.written}")
 
 
 # ---- build and publish one leg (issue 3) ----------------------------------------------------
@@ -261,9 +273,9 @@ def _build(family: str, tag_suffix: str | None, platform_tag: str | None, backen
 
 def _check_format(format: str, dry_run: bool) -> None:  # noqa: A002
     if format not in ("text", "json"):
-        raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
+        raise _bad(f"error: --format {format!r} is not 'text' or 'json'", code=2)
     if format == "json" and not dry_run:
-        raise Exit("error: --format json prints the plan: use it with --dry-run", code=2)
+        raise _bad("error: --format json prints the plan: use it with --dry-run", code=2)
 
 
 def _build_task(family: str, name: str, doc: str) -> Task:

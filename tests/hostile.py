@@ -92,6 +92,7 @@ class Reply:
     ``body``: bytes, or a function returning an iterator of pieces (generated, never held whole).
     ``length``: the Content-Length to declare (default: ``len(body)`` for bytes; for generated
     bodies None means chunked). ``drip``: seconds between the bytes of the status line and headers.
+    ``reason``: the reason phrase of the status line (any text a server may send there).
     """
 
     status: int = 200
@@ -99,6 +100,7 @@ class Reply:
     body: bytes | Callable[[], Iterable[bytes]] = b""
     length: int | None = None
     drip: float = 0.0
+    reason: str | None = None  # the status line's reason phrase (default: the standard one)
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ class _Handler(QuietHandler):
         body = r.body
         gen = body if callable(body) else None
         length = r.length if r.length is not None else (len(body) if isinstance(body, bytes) else None)
-        head = [f"HTTP/1.1 {r.status} {http.client.responses.get(r.status, 'Status')}\r\n"]
+        reason = r.reason if r.reason is not None else http.client.responses.get(r.status, "Status")
+        head = [f"HTTP/1.1 {r.status} {reason}\r\n"]
         names = {n.lower() for n, _ in r.headers}
         head += [f"{n}: {v}\r\n" for n, v in r.headers]
         chunked = length is None and "content-length" not in names and self.command != "HEAD"

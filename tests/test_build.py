@@ -1,6 +1,7 @@
 """Unit tests of leg resolution and planning (no engine, no registry), and the task's exit codes."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -451,3 +452,67 @@ def test_build_refuses_a_disk_too_full_before_building(engine, registries, uniqu
         run_leg(req, env={**os.environ, "CI_BLOB_CACHE": str(tmp_path / "blobs")}, engine=Engine(engine))
     assert err.value.exit_code == 1 and not (tmp_path / "digests").exists()
     assert not any(req.local_tag in t for i in engine.images.list() for t in i.tags)  # nothing was built
+
+
+# ---- the build never leaves the repository -----------------------------------------------------------
+@pytest.mark.parametrize("how", ["context", "dockerfile", "dir-on-the-way"])
+def test_a_symlink_out_of_the_repository_is_refused_before_buildkit_starts(how: str, tmp_path: Path) -> None:
+    """A committed symlink passes the matrix's ``..``/absolute-path check; after resolving, the context and
+    the Dockerfile must lie inside the repository root, else exit 2 naming the entry and the field. The
+    engine socket does not exist: the refusal comes before anything talks to an engine or BuildKit."""
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    (repo / "backends").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "Dockerfile.backend").write_text("FROM scratch\nCOPY secret.txt /\n")
+    (outside / "secret.txt").write_text("not the repository's\n")
+    (repo / "backends" / "Dockerfile.backend").write_text("FROM scratch\n")
+    field = "context" if how == "context" else "dockerfile"
+    if how == "context":  # backends/ itself is a link to a directory elsewhere
+        (repo / "backends" / "Dockerfile.backend").unlink()
+        (repo / "backends").rmdir()
+        (repo / "backends").symlink_to(outside, target_is_directory=True)
+    elif how == "dockerfile":  # the Dockerfile is a link to a file elsewhere
+        (repo / "backends" / "Dockerfile.backend").unlink()
+        (repo / "backends" / "Dockerfile.backend").symlink_to(outside / "Dockerfile.backend")
+    else:  # the Dockerfile is reached through a directory link inside the context
+        (repo / "backends" / "df").symlink_to(outside, target_is_directory=True)
+    from oci_images import matrix_text
+
+    text = matrix_text([("-cpu-out", "amd64")])
+    if how == "dir-on-the-way":
+        text = text.replace('dockerfile: "./backends/Dockerfile.backend"', 'dockerfile: "./backends/df/Dockerfile.backend"')
+    (repo / "matrix.yml").write_text(text)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    for args in (["build-backend", "--tag-suffix=-cpu-out", "--platform-tag", "amd64", "--matrix", "matrix.yml",
+                  "--images", "127.0.0.1:5999/x/y", "--push"],
+                 ["build-backend", "--tag-suffix=-cpu-out", "--platform-tag", "amd64", "--matrix", "matrix.yml",
+                  "--dry-run"],
+                 ["pipeline", "--dry-run", "--matrix", "matrix.yml"]):
+        done = subprocess.run([sys.executable, "-m", "localai_ci", *args], cwd=repo, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL, env=env)
+        assert done.returncode == 2, (args, done.stdout + done.stderr)
+        assert f"matrix.yml line 2: {field} " in done.stderr and "outside the repository root" in done.stderr \
+            and f"point {field} at a path inside it" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "secret" not in done.stdout + done.stderr
+
+
+def test_a_failed_republish_leaves_no_digest_file_of_the_older_image(tmp_path: Path) -> None:
+    """A leg republished with --push removes its previous digest file before anything else: when the
+    build or the publish then fails (here: no engine at all), the merge finds no digest of the older
+    image to tag as this run's."""
+    from localai_ci.github.artifacts import read_digests_dir, write_digest_file
+    from localai_ci.matrix.naming import Family, LegKey
+
+    digests = tmp_path / "digests"
+    old = "sha256:" + "7" * 64
+    write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-hello", "amd64"), old)
+    write_digest_file(digests, LegKey(Family.BACKENDS, "-cpu-hello", "arm64"), "sha256:" + "8" * 64)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
+           "GITHUB_REF": "refs/heads/master", "GITHUB_SHA": "89abcdef" * 5, "GITHUB_EVENT_NAME": "push"}
+    done = subprocess.run([sys.executable, "-m", "localai_ci", "build-backend", "--tag-suffix=-cpu-hello",
+                           "--platform-tag", "amd64", "--images", "127.0.0.1:1/x/y", "--digests-dir", str(digests),
+                           "--push"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"removed the previous digest file of -cpu-hello [amd64] ({old})" in done.stdout, done.stdout
+    assert [a.key.ptag for a in read_digests_dir(digests)] == ["arm64"]  # the other leg is left alone

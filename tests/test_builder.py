@@ -203,6 +203,38 @@ def test_progress_lines_name_state_and_duration() -> None:
     assert build_event_text(BuildEvent("log", "s", "text")) is None
 
 
+@pytest.mark.parametrize("how, name", [("option", "-x"), ("option", "--help"), ("env", "--debug"), ("env", "-h"),
+                                       ("env", "x;y"), ("option", "ü")])
+def test_a_builder_name_that_is_no_name_is_refused_wherever_it_comes_from(how: str, name: str, tmp_path: Path) -> None:
+    """``--builder`` and ``CI_BUILDER`` go through one check: a name starting with '-' would become an option of
+    ``docker buildx inspect``. Exit 2 naming where it came from, before any docker command runs (a ``docker`` on
+    PATH that records each call stays uncalled) or any engine is asked."""
+    import sys
+
+    from localai_ci.docker.builder import BuildxBuilder
+    from localai_ci.errors import UserError
+
+    bin_dir, calls = tmp_path / "bin", tmp_path / "docker-calls"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", **({"CI_BUILDER": name} if how == "env" else {})}
+    source = "--builder" if how == "option" else "CI_BUILDER"
+    option = [f"--builder={name}"] if how == "option" else []
+    root = Path(__file__).resolve().parents[1]
+    for args in (["build-backend", "--tag-suffix=-cpu-hello", "--platform-tag", "amd64", *option],
+                 ["pipeline", "--root", str(tmp_path), "--matrix", str(root / "backends" / "matrix.yml"), *option]):
+        done = subprocess.run([sys.executable, "-m", "localai_ci", *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2, (args, done.stdout + done.stderr)
+        assert f"{source} {name!r}: a buildx builder name starts with a letter or digit" in done.stderr, done.stderr
+    assert not calls.exists(), calls.read_text()
+    assert not (tmp_path / ".localai-ci").exists()  # the pipeline took no lock, started nothing
+    with pytest.raises(UserError, match=source):
+        BuildxBuilder(None, env, name=name if how == "option" else "")  # type: ignore[arg-type]
+
+
 # ---- real builds -------------------------------------------------------------------------------------
 FEATURES = """\
 ARG BASE_IMAGE=ci-offline/ubuntu:24.04

@@ -10,6 +10,10 @@ hold exactly its suffix's children, with the right platforms, under one digest i
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -98,3 +102,133 @@ def test_parallel_publishes_and_concurrent_merge_all(engine: Any, registries: An
                     assert {(m["digest"], m["platform"]["architecture"]) for m in lst["manifests"]} == {
                         (published[(suffix, a)], a) for a in ARCHES}
         assert len(seen) == 1, f"{suffix}: list digests differ: {seen}"
+
+
+# ---- two invoke pipeline runs in one directory, and one killed half-way ---------------------------
+PIPE_DOCKERFILE = """ARG BASE_IMAGE=ci-offline/ubuntu:24.04
+FROM ${BASE_IMAGE} AS builder
+ARG BACKEND
+COPY src/ /src/
+RUN sleep "$(cat /src/$BACKEND.delay)" && echo "$BACKEND UNIQUE" > /out
+FROM scratch
+COPY --from=builder /out /out
+"""
+
+
+def _pipeline_repo(tmp_path: Path, unique: str) -> Path:
+    """A repository with two one-leg backends: -cpu-slow (a RUN step of 25 s) and -cpu-fast."""
+    root = tmp_path / "repo"
+    (root / "backends" / "src").mkdir(parents=True)
+    (root / "backends" / "Dockerfile").write_text(PIPE_DOCKERFILE.replace("UNIQUE", unique))
+    (root / "backends" / "src" / "slow.delay").write_text("25\n")
+    (root / "backends" / "src" / "fast.delay").write_text("0\n")
+    from oci_images import matrix_text
+
+    text = matrix_text([("-cpu-slow", "amd64"), ("-cpu-fast", "amd64")])
+    text = text.replace('dockerfile: "./backends/Dockerfile.backend"', 'dockerfile: "./backends/Dockerfile"')
+    text = text.replace('backend: "hello"', 'backend: "BACKEND"')
+    parts = text.split("  - ")
+    text = parts[0] + "  - " + parts[1].replace("BACKEND", "slow") + "  - " + parts[2].replace("BACKEND", "fast")
+    (root / "backends" / "matrix.yml").write_text(text.replace("ci-offline/ubuntu:24.04", f"ci-offline/{unique}:24.04"))
+    return root
+
+
+def _pipeline_env(tmp_path: Path, busybox: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_BACKEND", "CI_SERVER"))}
+    env.update(busybox, CI_BLOB_CACHE=str(tmp_path / "blobs"), GITHUB_REF="refs/heads/master", GITHUB_SHA=SHA,
+               HOME=str(tmp_path))
+    return env
+
+
+def _start_pipeline(root: Path, suffix: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "localai_ci", "pipeline", "--root", str(root), "--only", suffix],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def _wait_for(proc: subprocess.Popen[str], text: str, seen: list[str], timeout: float = 300) -> None:
+    """Read the run's stderr until a line holds ``text`` (the lines go to ``seen``)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError(f"the run ended before {text!r}:\n" + "".join(seen))
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"no {text!r} within {timeout}s:\n" + "".join(seen))
+
+
+def _registry_pids(root: Path) -> list[int]:
+    return [json.loads((root / ".localai-ci" / "registries" / n / "localregistry.json").read_text())["pid"]
+            for n in ("quay", "hub")]
+
+
+def _stop_registries(root: Path) -> None:
+    """What a killed run leaves: its registries, stopped here so a failing test leaks no process."""
+    from localai_ci.oci.localregistry import stop_registry_at
+
+    for name in ("quay", "hub"):
+        try:
+            stop_registry_at(root / ".localai-ci" / "registries" / name)
+        except Exception:
+            pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.usefixtures("engine")
+def test_a_second_pipeline_in_the_same_directory_is_refused_and_the_first_completes(
+        tmp_path: Path, unique: str, busybox: dict[str, str]) -> None:
+    root, env = _pipeline_repo(tmp_path, unique), _pipeline_env(tmp_path, busybox)
+    first = _start_pipeline(root, "-cpu-slow", env)
+    seen: list[str] = []
+    try:
+        _wait_for(first, "building", seen)
+        second = subprocess.run([sys.executable, "-m", "localai_ci", "pipeline", "--root", str(root), "--only",
+                                 "-cpu-fast"], cwd=root, env=env, capture_output=True, text=True, timeout=120,
+                                stdin=subprocess.DEVNULL)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"another invoke pipeline (pid {first.pid}) is running with the state directory" in second.stderr
+        assert "reusing" not in second.stderr
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=60)
+            _stop_registries(root)
+    assert first.returncode == 0, "".join(seen) + err + out
+    assert "-cpu-slow" in out and "merged" in out, out
+
+
+@pytest.mark.usefixtures("engine")
+def test_a_killed_pipelines_registries_are_stopped_by_the_next_run(tmp_path: Path, unique: str,
+                                                                   busybox: dict[str, str]) -> None:
+    root, env = _pipeline_repo(tmp_path, unique), _pipeline_env(tmp_path, busybox)
+    first = _start_pipeline(root, "-cpu-slow", env)
+    seen: list[str] = []
+    try:
+        _wait_for(first, "building", seen)
+        orphans = _registry_pids(root)
+    finally:
+        first.kill()  # a crash: nothing of it stops its registries
+        first.communicate(timeout=60)
+    assert all(_running(p) for p in orphans)
+    try:
+        second = subprocess.run([sys.executable, "-m", "localai_ci", "pipeline", "--root", str(root), "--only",
+                                 "-cpu-fast"], cwd=root, env=env, capture_output=True, text=True, timeout=600,
+                                stdin=subprocess.DEVNULL)
+    finally:
+        for pid in orphans:  # whatever the second run did: no process outlives the test
+            if _running(pid):
+                os.kill(pid, 9)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stderr.count("ended without stopping it") == 2 and "reusing" not in second.stderr, second.stderr
+    assert not any(_running(p) for p in orphans)
+    assert not any(_running(p) for p in _registry_pids(root))  # and the second run stopped its own

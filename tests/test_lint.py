@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -337,3 +339,20 @@ def test_annotations_and_summary_escape_what_came_from_outside() -> None:
     assert "\n" not in line
     md = r.render_markdown()
     assert "odd%dir,x:y z.yml" in md and "\\`# localai-ci: allow-runner bigger-runner (why)\\`" in md
+
+
+@pytest.mark.parametrize("expr", ["!" * 5000 + " matrix.tag-suffix", "(" * 5000 + "matrix.tag-suffix" + ")" * 5000],
+                         ids=["5000-negations", "5000-parentheses"])
+def test_a_deep_expression_in_a_workflow_is_no_traceback(expr: str, tmp_path: Path) -> None:
+    """A workflow's ``${{ }}`` expression is evaluated without recursing into its depth: 5,000 '!' are one
+    step, and parentheses nested deeper than GitHub allows (50) leave the template unevaluated, said in a note."""
+    wf = tmp_path / "workflows"
+    wf.mkdir()
+    (wf / "b.yml").write_text(
+        "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - uses: actions/upload-artifact@v4\n"
+        f"        with:\n          name: digests${{{{ matrix.tag-suffix }}}}--x\n  m:\n    runs-on: x\n    steps:\n"
+        f"      - uses: actions/download-artifact@v4\n        with:\n          pattern: digests${{{{ {expr} }}}}-*\n")
+    code = ("import sys\nfrom localai_ci.matrix.lint import lint_file\n"
+            f"r = lint_file({str(RES / 'clean.yml')!r}, workflows={str(wf)!r})\nprint(r.render_text())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -195,3 +195,105 @@ def test_cli_serve_prints_host_and_pid_then_stop(tmp_path: Path) -> None:
 def test_stop_without_state_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(OperationError, match="serve --root"):
         stop_registry_at(tmp_path)
+
+
+# ---- who owns a registry: the run that started it --------------------------------------------------
+RUN = """
+import sys, time
+from pathlib import Path
+from localai_ci.oci.localregistry import start_registry_set
+regs = start_registry_set(Path(sys.argv[1]), ("quay", "hub"), keep=False, log=lambda s: None)
+print(" ".join(str(r.pid) for r in regs.owned), flush=True)
+time.sleep(300)
+"""
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _a_run(parent: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """Another process that started the registries under ``parent`` for itself and is still running."""
+    proc = subprocess.Popen([sys.executable, "-c", RUN, str(parent)], stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip(), "the run printed no registry pids"
+    return proc, [int(p) for p in line.split()]
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.mark.registry
+def test_registries_of_a_killed_run_are_reaped_by_the_next_run_not_adopted(tmp_path: Path) -> None:
+    from localai_ci.oci.localregistry import start_registry_set
+
+    parent = tmp_path / "registries"
+    proc, orphans = _a_run(parent)
+    _kill(proc)  # a crash: nobody stops its registries
+    assert not any(_gone(p, within=0.5) for p in orphans), "the registries should outlive the killed run"
+    logs: list[str] = []
+    regs = start_registry_set(parent, ("quay", "hub"), keep=False, log=logs.append)
+    try:
+        assert all(_gone(p) for p in orphans), logs
+        assert sum("ended without stopping it" in line for line in logs) == 2, logs
+        assert not any("reusing" in line for line in logs), logs
+        assert {r.pid for r in regs.owned}.isdisjoint(orphans) and len(regs.owned) == 2
+        assert all(probe(h)[0] == 200 for h in regs.hosts)
+    finally:
+        regs.stop()
+
+
+@pytest.mark.registry
+def test_registries_of_a_run_still_running_are_not_taken(tmp_path: Path) -> None:
+    from localai_ci.oci.localregistry import start_registry_set
+
+    parent = tmp_path / "registries"
+    proc, pids = _a_run(parent)
+    try:
+        with pytest.raises(OperationError, match=f"belongs to the run with pid {proc.pid}, which is still running"):
+            start_registry_set(parent, ("quay", "hub"), keep=False, log=lambda s: None)
+        assert not any(_gone(p, within=0.2) for p in pids)  # untouched
+    finally:
+        _kill(proc)
+        start_registry_set(parent, ("quay", "hub"), keep=False, log=lambda s: None).stop()  # reaps, then stops
+    assert all(_gone(p) for p in pids)
+
+
+@pytest.mark.registry
+def test_kept_registries_are_adopted_and_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
+    from localai_ci.oci.localregistry import start_registry_set
+
+    parent = tmp_path / "registries"
+    kept = start_registry_set(parent, ("quay",), keep=True, log=lambda s: None)
+    logs: list[str] = []
+    again = start_registry_set(parent, ("quay",), keep=False, log=logs.append)
+    assert again.hosts == kept.hosts and not again.owned and "reusing" in logs[0], logs
+    subprocess.run([sys.executable, "-m", "localai_ci.oci.localregistry", "stop", "--root", str(parent / "quay")],
+                   capture_output=True, timeout=60, check=True)
+    # its recorded pid now names another process (pid reuse): that process is left alone
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        state = json.loads((parent / "quay" / STATE_FILE).read_text())
+        state.update(pid=other.pid, kept=False, owner={"pid": 1, "start": "0"})
+        (parent / "quay" / STATE_FILE).write_text(json.dumps(state))
+        fresh = start_registry_set(parent, ("quay",), keep=False, log=lambda s: None)
+        fresh.stop()
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(timeout=30)

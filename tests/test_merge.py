@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from growth import assert_linear
+
 from localai_ci.github.artifacts import DigestArtifact, write_digest_file
 from localai_ci.cli import main
 from localai_ci.errors import MatrixError, UserError
@@ -514,3 +516,51 @@ def test_client_pool_reuses_idle_clients_and_closes_failed_ones() -> None:
         assert pool.lease(a, cfg) is c1
         pool.give_back(a, cfg, c1)
     assert c1._closed  # closed with the pool
+
+
+def test_a_push_to_a_non_ascii_branch_is_merged_and_tagged_as_metadata_action_tags_it(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """``fix-ü`` is a valid git branch: the merge tags it ``fix---cpu-hello`` (metadata-action's sanitizeTag),
+    from the Actions environment, instead of refusing the ref with exit 2 and tagging nothing."""
+    write_matrix(world.matrix, [("-cpu-hello", "amd64"), ("-cpu-hello", "arm64")])
+    world.leg("-cpu-hello", "amd64"), world.leg("-cpu-hello", "arm64")
+    argv = [a for a in world.args("--tag-suffix", "-cpu-hello") if a not in BRANCH]
+    env = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/fix-ü", "GITHUB_SHA": "0123456789abcdef" * 2 + "01234567"}
+    code, out, err = run(capsys, argv, env)
+    assert code == 0, out + err
+    digests = {resolve(img, "fix---cpu-hello") for img in world.images}
+    assert len(digests) == 1 and None not in digests, digests
+    assert {resolve(img, "sha-0123456-cpu-hello") for img in world.images} == digests
+
+
+MERGE_ALL = """
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, TESTS)
+from oci_images import write_matrix
+from localai_ci.github.artifacts import write_digest_file
+from localai_ci.matrix.model import load_matrix
+from localai_ci.matrix.naming import Family, LegKey
+from localai_ci.merge.run import FamilySetup, check_legs, discover_targets
+from localai_ci.settings import family_config
+root = Path(tempfile.mkdtemp())
+legs = [(f"-cpu-s{i}", p) for i in range(n) for p in ("amd64", "arm64")]
+write_matrix(root / "matrix.yml", legs)
+for j, (s, p) in enumerate(legs):
+    write_digest_file(root / "digests", LegKey(Family.BACKENDS, s, p), "sha256:" + f"{j:064x}")
+setups = {Family.BACKENDS: FamilySetup(config=family_config(Family.BACKENDS, images="127.0.0.1:1/x/y", env={}),
+                                       matrix=load_matrix(root / "matrix.yml"))}
+only = [s for s, p in legs if p == "amd64"]
+def run():
+    for chosen in (None, only):
+        targets = discover_targets(root / "digests", setups, chosen)
+        assert len(targets) == n and [len(check_legs(t)) for t in targets] == [2] * n
+"""
+
+
+def test_merge_all_plans_in_time_linear_in_the_artifacts() -> None:
+    """merge --all grew with the square of the artifact count (each suffix's artifacts and legs looked up in
+    all of them; 16,000 artifacts: 11-19 s before any request): 600 and 6,000 artifacts, with and without
+    --suffixes, ten times as many in about ten times the time."""
+    setup = MERGE_ALL.replace("TESTS", repr(str(Path(__file__).parent)))
+    assert_linear(setup, "run()", 300, timeout=300, repeat=2)

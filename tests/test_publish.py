@@ -167,6 +167,21 @@ def test_pull_request_writes_no_digest_file(leg: Any, registries: Any, unique: s
             assert c.list_tags() == [] and c.head_manifest(pushed.digest) is None
 
 
+@pytest.mark.usefixtures("busybox")  # builds RUN steps on an offline base
+def test_a_republish_that_fails_after_the_build_leaves_no_older_digest_file(
+        leg: Any, registries: Any, unique: str, tmp_path: Path) -> None:
+    """The leg is published once (its digest file written), then built again and published to a registry
+    that is down: exit 1 (an OperationError), and the leg has no digest file left for a merge to tag."""
+    from localai_ci.errors import OperationError
+    from localai_ci.github.artifacts import read_digests_dir
+
+    first = leg(Family.BACKENDS, "-cpu-echo", "amd64")
+    assert [a.digest for a in read_digests_dir(tmp_path / "digests")] == [first.digest]
+    with pytest.raises(OperationError):
+        leg(Family.BACKENDS, "-cpu-echo", "amd64", images=f"127.0.0.1:1/{unique}/backends")
+    assert read_digests_dir(tmp_path / "digests") == []
+
+
 def test_arch_mismatch_fails_without_digest_file(engine: Any, registries: Any, tmp_path: Path,
                                                   unique: str) -> None:
     """A final stage ``FROM --platform=$BUILDPLATFORM`` holds the build platform's (amd64) files even for an

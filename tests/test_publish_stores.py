@@ -588,3 +588,77 @@ def test_put_stream_checks_the_digest(tmp_path: Path) -> None:
         with pytest.raises(OperationError):
             cache.put_stream(io.BytesIO(b"hello"), sha256_digest(b"hello"), size=6)
         assert not any((tmp_path / "tmp").iterdir())
+
+
+# ---- a blob cache that is corrupt or lies never reaches a registry (issue 24) ------------------------
+def layers_match_config(registry: str, repo: str, digest: str) -> None:
+    """Every layer of the published image decompresses to its config's diff_id (read from the registry)."""
+    with RegistryClient(ImageName(registry, repo), plain_http=True) as c:
+        got = c.get_manifest(digest)
+        assert got is not None, f"{registry}/{repo}@{digest} is missing"
+        manifest = json.loads(got[0])
+        diff_ids = json.loads(c.get_blob(manifest["config"]["digest"]))["rootfs"]["diff_ids"]
+        for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True):
+            assert sha256_digest(gzip.decompress(c.get_blob(layer["digest"]))) == diff_id, layer
+
+
+@pytest.mark.engine
+@pytest.mark.registry
+def test_a_corrupt_or_lying_blob_cache_never_reaches_a_registry(engine: Any, buildkit: Any, registries: Any,
+                                                                unique: str, tmp_path: Path) -> None:
+    """One cache, four kinds of bad entry, each followed by a publish to a repository that lacks the image: a
+    flipped byte in a cached layer (was: DIGEST_INVALID for ever), a layer index entry naming another layer's
+    blob (was: exit 0, a layer that does not match its config), a malformed index entry (was: a traceback),
+    and a staged-image record naming another image with the same layers (a label apart). Each publish
+    succeeds with the image's own digest, warns, and every published layer matches its config."""
+    rng = random.Random(unique)
+    files = {"big.bin": rng.randbytes(2 * MiB), "a.txt": unique.encode()}
+    x = buildkit("x", files)
+    twin = buildkit("twin", files, dockerfile="FROM scratch\nCOPY big.bin /big.bin\nCOPY a.txt /a.txt\nLABEL twin=1\n")
+    other = buildkit("other", {"big.bin": rng.randbytes(2 * MiB), "b.txt": b"other"})
+    cache_dir, first, reg = tmp_path / "cache", registries[0], registries[1]  # the second lacks everything at first
+    eng = Engine(engine)
+    warnings: list[str] = []
+
+    def publish_to(tag: str, repo: str, to: Any = reg) -> PushReport:
+        with BlobCache(cache_dir, warn=warnings.append) as cache:
+            return push_image(eng, tag, [PushTarget(ImageName(to.host, repo), plain_http=True)], cache=cache,
+                              client_factory=RegistryClients())
+
+    honest = publish_to(x, f"{unique}/x0", first)
+    publish_to(twin, f"{unique}/t0", first)
+    theirs = publish_to(other, f"{unique}/o0", first)
+    cache = BlobCache(cache_dir)
+    info = eng.inspect(x)
+    manifest = json.loads(cache.read_blob(honest.digest, 1 << 20) or b"{}")
+    their_layers = json.loads(cache.read_blob(theirs.digest, 1 << 20) or b"{}")["layers"]
+    records = cache.root / "images" / cache.params
+    twin_record = (records / eng.inspect(twin).id[7:]).read_bytes()
+
+    # 1. a flipped byte in the biggest cached layer of x
+    layer = max(manifest["layers"], key=lambda d: d["size"])
+    path = cache.blob_path(layer["digest"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    # 2. x's layer index entries name the other image's blobs; 3. ... or are malformed (no record: they are read)
+    def lie_about_layers(how: str) -> None:
+        for f in records.iterdir():
+            f.unlink()
+        for i, diff_id in enumerate(info.diff_ids):
+            blob = their_layers[min(i, len(their_layers) - 1)]  # in the cache, whole: another image's layer
+            line = f"{blob['digest']} {blob['size']}\n" if how == "wrong" else "sha256:nope twelve\n"
+            (cache.root / "layers" / cache.params / diff_id[7:]).write_text(line)
+
+    for n, how in enumerate(("flipped", "wrong", "malformed", "record")):
+        if how in ("wrong", "malformed"):
+            lie_about_layers(how)
+        if how == "record":  # x's record names its twin's manifest: the same layers, another config
+            (records / info.id[7:]).write_bytes(twin_record)
+        warnings.clear()
+        again = publish_to(x, f"{unique}/x{n + 1}")
+        assert again.digest == honest.digest, how
+        layers_match_config(reg.host, f"{unique}/x{n + 1}", again.digest)
+        expect = {"flipped": "does not hash to its name", "wrong": "decompresses to another layer",
+                  "malformed": "is malformed", "record": "is wrong"}[how]
+        assert any(expect in w for w in warnings), (how, warnings)

@@ -80,7 +80,10 @@ def test_nothing_to_tag_is_a_user_error() -> None:
 
 @pytest.mark.parametrize("ref", ["master", "refs/heads/a b", "refs/heads/x..y", "refs/heads/x;rm -rf /",
                                  "refs/heads/.hidden", "refs/heads/x/", "refs/heads/" + "a" * 300,
-                                 "refs/heads/a\nb", "refs/heads/$(id)"])
+                                 "refs/heads/a\nb", "refs/heads/a\x1bb", "refs/heads/a\x7fb", "refs/heads/a~1",
+                                 "refs/heads/a^", "refs/heads/a:b", "refs/heads/a?", "refs/heads/a*", "refs/heads/a[b",
+                                 "refs/heads/a\\b", "refs/heads/a@{1}", "refs/heads/a.lock", "refs/heads/a//b",
+                                 "refs/heads/a.", "refs/heads/a\u00a0b\udcff", "refs/heads/$(id)"])
 def test_bad_refs_are_refused_with_exit_2(ref: str) -> None:
     with pytest.raises(UserError) as ei:
         tags(ref)
@@ -92,6 +95,25 @@ def test_bad_refs_are_refused_with_exit_2(ref: str) -> None:
 def test_bad_shas_are_refused(sha: str) -> None:
     with pytest.raises(UserError, match="--sha"):
         check_sha(sha)
+
+
+# docker/metadata-action's sanitizeTag (src/meta.ts, v5.9.0 and v6: tag.replace(/[^a-zA-Z0-9._-]+/g, '-')), run
+# with node on "<branch>-cpu-x" for each branch: git accepts each of these refs (check-ref-format forbids only ASCII
+# controls, space and ~^:?*[\\, '..', '@{', a leading '.' in a component, '.lock', '//' and a trailing '/' or '.')
+METADATA_ACTION = {"fix-ü": "fix---cpu-x", "feat/😀x": "feat-x-cpu-x", "ñandú/ß": "-and--cpu-x",
+                   "日本語-x": "--x-cpu-x", "x$(id)": "x-id--cpu-x", "release/v1.0.0+b1": "release-v1.0.0-b1-cpu-x"}
+
+
+@pytest.mark.parametrize("branch", METADATA_ACTION)
+def test_a_valid_branch_of_any_script_is_tagged_as_metadata_action_tags_it(branch: str) -> None:
+    assert check_ref(f"refs/heads/{branch}") == f"refs/heads/{branch}"
+    expect = METADATA_ACTION[branch]
+    assert sanitize_tag(f"{branch}-cpu-x") == expect
+    if expect.startswith("-"):  # metadata-action makes it too, and the push of such a tag fails: said, exit 2
+        with pytest.raises(UserError, match="computed tag is invalid"):
+            tags(f"refs/heads/{branch}", suffix="-x")
+        return
+    assert tags(f"refs/heads/{branch}", suffix="-cpu-x") == (expect, "sha-0123456-cpu-x")
 
 
 def test_produced_tags_are_validated() -> None:

@@ -135,13 +135,14 @@ def test_split_dry_run_then_in_place(tmp_path: Path) -> None:
 
 def test_report_summary_and_rich_table(capsys: pytest.CaptureFixture[str]) -> None:
     from localai_ci.matrix.model import load_matrix
-    from localai_ci.matrix.summary import print_summary, summarize
+    from localai_ci.matrix.summary import rich_table, summarize
+    from localai_ci.output.console import say_rich
 
     s = summarize(load_matrix(RES / "multi.yml"))
     assert (s.entries, s.suffixes, s.pairs, s.single_arch, s.multi_platform, s.darwin) == (5, 4, 3, 1, 2, 1)
     assert s.legs_per_arch == {"amd64": 2, "arm64": 1}
     assert s.retired_runners == {"bigger-runner": 1, "arc-runner-set": 1}
-    print_summary(s, tty=True)
+    say_rich(rich_table(s))
     out = capsys.readouterr().out
     assert "multi-platform entries" in out and "│" in out  # a rich table
     assert json.loads(s.render_json())["pairs"] == 3

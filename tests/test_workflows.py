@@ -447,6 +447,25 @@ def test_no_push_is_cancelled_so_every_change_is_built(name: str) -> None:
     assert "B" not in per_branch  # the failure mode the per-commit group avoids
 
 
+def test_every_job_ends_within_its_timeout() -> None:
+    """No input makes a workflow hang for the platform's six hours: every job on a runner has
+    ``timeout-minutes``, and a job that calls a reusable workflow (which cannot have one) calls one whose
+    jobs all do."""
+    problems = []
+    for path in all_workflows():
+        for name, job in (load(path.name).get("jobs") or {}).items():
+            if "uses" in job:
+                called = str(job["uses"])
+                if called.startswith("./.github/workflows/"):
+                    jobs = load(Path(called).name).get("jobs") or {}
+                    problems += [f"{path.name}: {name} calls {called}, whose job {j} has no timeout-minutes"
+                                 for j, inner in jobs.items() if "uses" not in inner and not inner.get("timeout-minutes")]
+                continue
+            if not isinstance(job.get("timeout-minutes"), int) or job["timeout-minutes"] <= 0:
+                problems.append(f"{path.name}: job {name} has no timeout-minutes")
+    assert problems == []
+
+
 def test_darwin_legs_build_on_macos_and_publish_their_archive_like_any_leg() -> None:
     """LocalAI's Darwin entries: built on a macOS runner by the repository's own make targets into
     backend-images/<backend>.tar, then published by digest with --from-oci (pushed, anchored, its digest

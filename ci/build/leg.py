@@ -28,6 +28,8 @@ from ..github.actions import Event
 from ..matrix.model import Entry, resolve_leg
 from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
 from ..oci.platforms import Platform, RunnerPolicy
+from ..output.console import say
+from ..output.markdown import code, md_cell
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
 
 if TYPE_CHECKING:
@@ -197,6 +199,20 @@ def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
     return frozenset(out) if names else None
 
 
+def inside_root(root: Path, entry: Entry, field: str) -> Path:
+    """The entry's ``context`` or ``dockerfile`` with every symlink resolved; bad input (exit 2) unless it
+    lies inside the repository root (``root``, resolved): the matrix's ``..``/absolute-path check cannot see
+    a committed symlink to a directory elsewhere, through which the build would read and publish files
+    from outside the repository."""
+    value = str(getattr(entry, field))
+    resolved = (root / value).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UserError(f"{entry.where}: {field} {value!r} resolves to {resolved}, outside the repository root {root} "
+                        "(a symlink on the way leads out); the build would read and publish files from outside the "
+                        f"repository: point {field} at a path inside it")
+    return resolved
+
+
 def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: SourceInfo, event: Event,
              digests_dir: str | Path = "digests", anchor: bool = False, run_id: str = "",
              pr_push: bool = False, mount_from: tuple[ImageName, ...] = (),
@@ -217,8 +233,8 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         raise UserError(f"{entry.where}: tag-suffix {suffix!r} lists {len(entry.platforms)} platforms; a leg builds "
                         "one platform on its native runner: split the entry (invoke matrix split)")
     root_path = Path(root).resolve()
-    context = (root_path / entry.context).resolve()
-    dockerfile = (root_path / entry.dockerfile).resolve()
+    context = inside_root(root_path, entry, "context")
+    dockerfile = inside_root(root_path, entry, "dockerfile")
     try:
         df_rel = str(dockerfile.relative_to(context))
     except ValueError:
@@ -505,7 +521,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..docker.builder import builder_for, check_builder_name
+    from ..docker.builder import builder_for, builder_name
     from ..docker.engine import connect
     from ..github.actions import in_actions
     from ..output.progress import Progress
@@ -519,28 +535,37 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
         if req.plan_format == "json":
-            print(json.dumps({"legs": [plan.as_json()]}, indent=2), file=stdout)
+            say(json.dumps({"legs": [plan.as_json()]}, indent=2), file=stdout)
         else:
-            print(plan.describe(), file=stdout)
+            say(plan.describe(), file=stdout)
         if req.from_oci:
-            print(f"from:       {req.from_oci} (published as it is, not built)", file=stdout)
+            say(f"from:       {req.from_oci} (published as it is, not built)", file=stdout)
         return LegResult(plan)
+    builder_to_use = builder_name(req.builder, environ)  # bad input before anything changes
+    if plan.sends and plan.digests_dir:
+        # this run writes the leg's digest file: the one an earlier run left goes first, so a build or a
+        # publish that fails leaves none (the merge would tag the older image as this run's)
+        from ..github.artifacts import remove_digest_file
+
+        for old in remove_digest_file(plan.digests_dir, plan.key):
+            say(f"note: removed the previous digest file of {plan.key.label} ({old}); it is written again "
+                "once every registry has the new image", file=stdout)
     if req.from_oci:
         return publish_from_oci(req, plan, keychain, environ, stdout)
     t0 = time.monotonic()
     eng = engine or connect(environ)
-    builder = builder_for(eng, environ, check_builder_name(req.builder or ""))
+    builder = builder_for(eng, environ, builder_to_use)
     data = disk_path(builder.caps().engine.root_dir)
     check_free(data, min_free, plan.key.phrase)
 
     def log(msg: str) -> None:
-        print(msg, file=stdout, flush=True)
+        say(msg, file=stdout, flush=True)
 
     def on_retry(msg: str) -> None:
-        print(f"retry: {msg}", file=stdout, flush=True)
+        say(f"retry: {msg}", file=stdout, flush=True)
 
     title = plan.key.label
-    print(builder.caps().describe(), file=stdout, flush=True)
+    say(builder.caps().describe(), file=stdout, flush=True)
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ)
     # the peak over the whole leg: build, export, publish, blob cache (every filesystem they write to)
     watch = DiskWatch(disk_paths(builder.caps().engine.root_dir, cache_dir, environ))
@@ -558,19 +583,19 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             info = built.info
             ran = tuple(s.name for s in built.ran())
             where = f"OCI layout {built.layout}" if built.layout else f"the engine as {plan.local_tag}"
-            print(f"built image {info.id} ({info.platform_text}) into {where}: {len(built.steps)} steps, "
+            say(f"built image {info.id} ({info.platform_text}) into {where}: {len(built.steps)} steps, "
                   f"{len(ran)} run, {len(built.steps) - len(ran)} cached; registry cache: {built.cache}",
                   file=stdout, flush=True)
             for n in plan.notes:
-                print(f"note: {n}", file=stdout)
+                say(f"note: {n}", file=stdout)
             if not plan.sends:
                 if plan.images:  # a plan that would publish, without --push
-                    print(f"not pushed (no --push): nothing left this machine; with --push the digest would go to "
+                    say(f"not pushed (no --push): nothing left this machine; with --push the digest would go to "
                           f"{', '.join(str(i) for i in plan.images)}", file=stdout)
                 settle_inline_cache(plan, built, eng, None, None, log=log)  # untags the inline-cache image
                 watch.sample()
                 disk = watch.result()
-                print(disk.describe(), file=stdout, flush=True)
+                say(disk.describe(), file=stdout, flush=True)
                 return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran,
                                  seconds=time.monotonic() - t0, disk=disk)
             from ..oci.client import RegistryClients
@@ -580,8 +605,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             cache_repo = (plan.config.cache,) if plan.publishes else ()
             for reg in dict.fromkeys([*(t.image.registry for t in targets if t.plain_http),
                                       *(c.registry for c in cache_repo if plan.config.plain_http(c.registry))]):
-                print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
-            cache = BlobCache(cache_dir)
+                say(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+            cache = BlobCache(cache_dir, warn=lambda text: say(f"warning: {text}", file=stdout, flush=True))
             warning = built.cache_warning or None
             with cache:
                 res = publish_built(plan, built, eng, cache, clients, log=log, content_dirs=eng.content_store(environ))
@@ -592,7 +617,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
             if built.layout:  # published (or failed): the next build exports a fresh one
                 remove_layout(built.layout)
     disk = watch.result()
-    print(disk.describe(), file=stdout, flush=True)
+    say(disk.describe(), file=stdout, flush=True)
     seconds = time.monotonic() - t0
     _report(plan, res, seconds, disk, stdout, environ, cache_note=warning or (f"{plan.cache_ref} ({built.cache})"
                                                                           if plan.publishes else ""),
@@ -611,26 +636,27 @@ def _report(plan: LegPlan, res: PublishResult, seconds: float, disk: DiskUse, st
     title = plan.key.label
     rep = res.report
     for t in rep.targets:
-        print(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
+        say(f"pushed {t.image}@{rep.digest}: {t.uploaded} uploaded ({t.bytes_uploaded} bytes), "
               f"{t.mounted} mounted, {t.present} already present, {t.retries} retries", file=stdout)
     for tag in dict.fromkeys(t for i in plan.images for t in plan.target_tags(i)):
-        print(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
+        say(f"tagged {tag} in {', '.join(str(i) for i in plan.images if tag in plan.target_tags(i))}", file=stdout)
     if warned:
-        print(f"warning: {cache_note}", file=stdout)
+        say(f"warning: {cache_note}", file=stdout)
     elif cache_note:
-        print(f"registry cache: {cache_note}", file=stdout)
-    print(f"digest: {rep.digest}", file=stdout)
+        say(f"registry cache: {cache_note}", file=stdout)
+    say(f"digest: {rep.digest}", file=stdout)
     if plan.publishes:
-        print(f"artifact-name: {res.artifact}", file=stdout)
-        print(f"digest file: {res.digest_file}", file=stdout)
+        say(f"artifact-name: {res.artifact}", file=stdout)
+        say(f"digest file: {res.digest_file}", file=stdout)
     if in_actions(environ) or environ.get("GITHUB_OUTPUT"):
         outputs: dict[str, object] = {"digest": rep.digest}
         if plan.publishes:
             outputs["artifact-name"] = res.artifact
         write_outputs(outputs, environ)
-    write_summary(f"- `{title}` {plan.platform}: `{rep.digest}` -> "
-                  f"{'artifact `' + res.artifact + '`' if plan.publishes else 'PR image ' + ', '.join(res.refs)}"
-                  f" ({seconds:.1f}s; {disk.describe()})", environ)
+    where = (f"artifact {md_cell(code(res.artifact))}" if plan.publishes
+             else f"PR image {md_cell(code(*res.refs))}")
+    write_summary(f"- {md_cell(code(title))} {plan.platform}: {md_cell(code(rep.digest))} -> {where}"
+                  f" ({seconds:.1f}s; {md_cell(disk.describe())})", environ)
 
 
 def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, environ: Mapping[str, str],
@@ -652,28 +678,28 @@ def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, envir
                         f"for {plan.config.pr_image.registry})")
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir(environ)
     if not plan.sends:  # read and checked, nothing sent
-        with BlobCache(cache_dir) as cache:
+        with BlobCache(cache_dir, warn=lambda text: say(f"warning: {text}", file=stdout)) as cache:
             image = read_layout(path, cache, platform=plan.platform)
         os_, arch, variant = image.platform
         check_platform(ImageInfo(id="", os=os_, architecture=arch, variant=variant, diff_ids=image.diff_ids, size=0),
                        plan.platform, f"{plan.key.phrase} ({path})")
-        print(f"not pushed (no --push): {image.kind} {path} ({image.platform_text}) is {plan.key.label}; with --push "
+        say(f"not pushed (no --push): {image.kind} {path} ({image.platform_text}) is {plan.key.label}; with --push "
               f"it would go to {', '.join(str(i) for i in plan.images)}", file=stdout)
         return LegResult(plan)
 
     def log(msg: str) -> None:
-        print(msg, file=stdout, flush=True)
+        say(msg, file=stdout, flush=True)
 
-    with DiskWatch([cache_dir]) as watch, BlobCache(cache_dir) as cache:
+    with DiskWatch([cache_dir]) as watch, BlobCache(cache_dir, warn=lambda text: log(f"warning: {text}")) as cache:
         image = read_layout(path, cache, platform=plan.platform, log=log)
         os_, arch, variant = image.platform
         check_platform(ImageInfo(id=image.manifest_digest or image.config_digest, os=os_, architecture=arch,
                                  variant=variant, diff_ids=image.diff_ids, size=image.size, labels=image.labels),
                        plan.platform, f"{plan.key.phrase} ({path})")
-        print(f"publishing {image.kind} {path} ({image.platform_text}, {len(image.layers)} layer(s), "
+        say(f"publishing {image.kind} {path} ({image.platform_text}, {len(image.layers)} layer(s), "
               f"{image.size / 2**20:.1f} MiB compressed) as {plan.key.label}", file=stdout, flush=True)
         for reg in dict.fromkeys(i.registry for i in plan.images if plan.config.plain_http(i.registry)):
-            print(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
+            say(f"note: using plain HTTP for {reg} (loopback or listed in CI_INSECURE_REGISTRIES)", file=stdout)
         res = publish_layout_leg(path, leg=plan.key, platform=plan.platform, targets=publish_targets(plan),
                                  cache=cache, client_factory=RegistryClients(keychain), digests_dir=plan.digests_dir,
                                  mount_from=plan.mount_from, log=log)

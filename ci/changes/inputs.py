@@ -72,13 +72,22 @@ def is_build_file(path: str, text: str | None = None) -> bool:
 
 
 class Via:
-    """Why a path is an input: the chain of steps from the leg's definition down to it."""
+    """Why a path is an input: the chain of steps from the leg's definition down to it.
 
-    __slots__ = ("step", "parent")
+    A chain shares its parent with its siblings (a Go package's Via is its importer's plus one
+    step), so reaching 10,000 packages down one import chain takes 10,000 steps, not 50 million,
+    and :meth:`text` shows at most ``2 * SHOWN`` of them: the innermost and the outermost."""
+
+    __slots__ = ("step", "parent", "depth", "top")
+    SHOWN = 8  # steps shown at each end of a longer chain
 
     def __init__(self, step: str, parent: Via | None = None) -> None:
         self.step = step
         self.parent = parent
+        self.depth: int = 1 if parent is None else parent.depth + 1
+        # the outermost SHOWN steps, shared by every chain below them
+        self.top: tuple[str, ...] = (step,) if parent is None else (
+            parent.top + (step,) if parent.depth < self.SHOWN else parent.top)
 
     def then(self, step: str) -> Via:
         return Via(step, self)
@@ -94,8 +103,17 @@ class Via:
         return tuple(reversed(out))
 
     def text(self) -> str:
-        """Innermost first: ``what reached it <- what reached that <- ... <- the Dockerfile``."""
-        return " <- ".join(reversed(self.steps))
+        """Innermost first: ``what reached it <- what reached that <- ... <- the Dockerfile``; a chain of
+        more than ``2 * SHOWN`` steps says how many it leaves out in the middle."""
+        if self.depth <= 2 * self.SHOWN:
+            return " <- ".join(reversed(self.steps))
+        inner: list[str] = []
+        v: Via | None = self
+        while v is not None and len(inner) < self.SHOWN:
+            inner.append(v.step)
+            v = v.parent
+        hidden = self.depth - 2 * self.SHOWN
+        return " <- ".join([*inner, f"... {hidden} more steps ...", *reversed(self.top)])
 
     def __repr__(self) -> str:
         return f"Via({self.text()!r})"
@@ -580,30 +598,37 @@ class _Walk:
                 if self.tree.is_file(f) and f not in self.out.files:
                     self.out.files[f] = use.via
                     use.files.append(f)
-            self._external(closure, use, via0)
+            vias = self._package_vias(closure, via0)
+            self._external(closure, use, vias, via0)
             for pkg, edge in closure.packages.items():
                 if edge is None or any(p in self.out.dirs for p in [pkg] + parent_dirs(pkg)):
                     continue
-                chain = " <- ".join(f"{e.importer} imports {e.import_path}" for e in reversed(closure.chain(pkg)))
-                via = self.go_starts.get(posixpath.dirname(closure.chain(pkg)[0].importer), via0) if closure.chain(pkg) \
-                    else via0
-                self.out.packages.setdefault(pkg, via.then(chain))
+                self.out.packages.setdefault(pkg, vias[pkg])
                 if pkg in closure.embeds:
-                    self.out.dirs.setdefault(pkg, via.then(f"{chain} (//go:embed: its subtree too)"))
+                    self.out.dirs.setdefault(pkg, vias[pkg].then("//go:embed: its subtree too"))
             for pkg, edge in closure.generated.items():
                 self.generated(pkg, edge.importer, edge.import_path, closure.module.root, via0, use)
 
-    def _external(self, closure: Closure, use: GoUse, via0: Via) -> None:
+    def _package_vias(self, closure: Closure, via0: Via) -> dict[str, Via]:
+        """Every reached package's Via: its start's, then one step per import edge (``IMPORTER imports
+        PATH``), each package's built on its importer's (the closure lists an importer before what it
+        reaches), so the whole graph takes one step per package however deep it goes."""
+        vias: dict[str, Via] = {}
+        for pkg, edge in closure.packages.items():
+            if edge is None:
+                vias[pkg] = self.go_starts.get(pkg, via0)
+            else:
+                parent = vias.get(posixpath.dirname(edge.importer), via0)
+                vias[pkg] = parent.then(f"{edge.importer} imports {edge.import_path}")
+        return vias
+
+    def _external(self, closure: Closure, use: GoUse, vias: dict[str, Via], via0: Via) -> None:
         """The imports of other modules' packages, each with the in-repository chain that makes it."""
         for imp, edge in closure.external.items():
             if imp in use.imports:
                 continue
             pkg = posixpath.dirname(edge.importer)
-            chain = closure.chain(pkg)
-            inner = " <- ".join(f"{e.importer} imports {e.import_path}" for e in reversed(chain))
-            start = posixpath.dirname(chain[0].importer) if chain else pkg
-            text = f"{edge.importer} imports {imp}" + (f" <- {inner}" if inner else "")
-            use.imports[imp] = self.go_starts.get(start, via0).then(text)
+            use.imports[imp] = vias.get(pkg, via0).then(f"{edge.importer} imports {imp}")
 
     def generated(self, pkg: str, importer: str, import_path: str, module_root: str, via0: Via,
                   use: GoUse | None = None) -> None:

@@ -69,10 +69,11 @@ Key = tuple[str, str]
 
 
 def normalize_path(path: str) -> str:
-    """Repository-relative POSIX path without ``./``; a trailing ``/`` is kept for directories."""
+    """Repository-relative POSIX path without ``./`` or a leading ``/``; a trailing ``/`` is kept for
+    directories."""
     text = path.strip().replace("\\", "/")
     is_dir = text.endswith("/")
-    parts = [p for p in PurePosixPath(text).parts if p not in (".", "")]
+    parts = [p for p in PurePosixPath(text).parts if p not in (".", "", "/", "//")]
     norm = "/".join(parts)
     return norm + "/" if is_dir and norm else norm
 

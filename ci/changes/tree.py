@@ -30,12 +30,13 @@ def clean_path(path: str) -> str:
 
 
 def parent_dirs(path: str) -> list[str]:
-    """``a/b/c.txt`` -> ``['a/b', 'a']`` (nearest first; the root '' is not included)."""
+    """``a/b/c.txt`` -> ``['a/b', 'a']`` (nearest first; the root '' is not included). Each step moves
+    left past one ``/``, so it ends for any text (``posixpath.dirname`` stays at ``//`` for ever)."""
     out = []
-    head = posixpath.dirname(path)
-    while head:
-        out.append(head)
-        head = posixpath.dirname(head)
+    end = path.rfind("/")
+    while end > 0:
+        out.append(path[:end])
+        end = path.rfind("/", 0, end)
     return out
 
 

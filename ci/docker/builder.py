@@ -36,6 +36,7 @@ kernel has a binfmt handler (the builder then lists that platform); ``caps().pla
 from __future__ import annotations
 
 import base64
+import re
 import json
 import os
 import shutil
@@ -478,7 +479,7 @@ class BuildxBuilder:
                  docker: str = "docker") -> None:
         self.engine = engine
         self.env = dict(os.environ if env is None else env)
-        self.name = name or self.env.get(ENV_BUILDER, "")
+        self.name = builder_name(name, self.env)
         self.docker = docker
         self._caps: BuilderCaps | None = None
         self._lock = threading.Lock()
@@ -642,9 +643,22 @@ def builder_for(engine: Engine, env: Mapping[str, str] | None = None, name: str 
     return BuildxBuilder(engine, env, name=name)
 
 
-def check_builder_name(name: str) -> str:
-    """A buildx builder instance name as given on the command line; UserError for anything else."""
-    if name and not all(c.isalnum() or c in "-_." for c in name):
-        raise UserError(f"--builder {name!r}: a buildx builder name has letters, digits, '-', '_' and '.' only "
-                        "(see `docker buildx ls`)")
+_BUILDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_builder_name(name: str, source: str = "--builder") -> str:
+    """A buildx builder instance name ('' for buildx's current one); UserError naming ``source`` for anything
+    else: a name starts with a letter or digit (one starting with '-' would be an option of
+    ``docker buildx``) and has ASCII letters, digits, '-', '_' and '.' only."""
+    if name and (len(name) > 128 or not _BUILDER_NAME.match(name)):
+        raise UserError(f"{source} {name!r}: a buildx builder name starts with a letter or digit and has letters, "
+                        "digits, '-', '_' and '.' only (see `docker buildx ls`)")
     return name
+
+
+def builder_name(option: str | None, env: Mapping[str, str]) -> str:
+    """The builder to build with: ``--builder``, else ``CI_BUILDER``, else '' (buildx's current), checked
+    whichever it comes from (:func:`check_builder_name`)."""
+    if option:
+        return check_builder_name(option, "--builder")
+    return check_builder_name(env.get(ENV_BUILDER, ""), ENV_BUILDER)

@@ -808,23 +808,24 @@ def _stage_refs(ins: Instruction, src: str) -> list[str]:
 
 def _reachable(df: Dockerfile, target: int, deps: list[list[tuple[int, int]]]) -> set[int]:
     """Stages the target needs; a dependency cycle is a UserError naming it."""
-    state: dict[int, int] = {}  # 1 = on the current path, 2 = done
-    path: list[int] = []
-
-    def visit(i: int) -> None:
-        state[i] = 1
-        path.append(i)
-        for j, line in deps[i]:
-            if state.get(j) == 1:
-                cycle = " -> ".join(df.stages[k].label for k in path[path.index(j):] + [j])
-                raise UserError(f"{df.source} line {line}: circular dependency between stages ({cycle}); "
-                                f"a stage cannot use itself or a stage that uses it")
-            if j not in state:
-                visit(j)
-        path.pop()
-        state[i] = 2
-
-    visit(target)
+    state: dict[int, int] = {target: 1}  # 1 = on the current path, 2 = done
+    path: list[int] = [target]
+    todo = [iter(deps[target])]  # a depth-first walk with its own stack: a chain of 1,200 stages is valid
+    while todo:
+        step = next(todo[-1], None)
+        if step is None:
+            todo.pop()
+            state[path.pop()] = 2
+            continue
+        j, line = step
+        if state.get(j) == 1:
+            cycle = " -> ".join(df.stages[k].label for k in path[path.index(j):] + [j])
+            raise UserError(f"{df.source} line {line}: circular dependency between stages ({cycle}); "
+                            f"a stage cannot use itself or a stage that uses it")
+        if j not in state:
+            state[j] = 1
+            path.append(j)
+            todo.append(iter(deps[j]))
     return set(state)
 
 

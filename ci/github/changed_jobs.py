@@ -22,6 +22,7 @@ from .actions import write_outputs, write_summary
 from ..matrix.model import Matrix, load_matrix
 from ..settings import load_settings
 from ..matrix.naming import Family
+from ..output.console import say
 from ..output.escape import terminal_text
 from ..git.worktree import checkout_tree
 
@@ -35,7 +36,17 @@ def read_changed_files(path: str | Path) -> list[str]:
                         "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--changed-files {path}: cannot read it: {exc}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name.startswith("/") or ".." in name.replace("\\", "/").split("/"):
+            raise UserError(f"--changed-files {path} line {number}: {name[:200]!r} is not a repository-relative "
+                            "path; list paths as `git diff --name-only BASE...HEAD` prints them (a/b.go, no leading "
+                            "'/' and no '..')")
+        out.append(name)
+    return out
 
 
 # --- git-backed selection -----------------------------------------------------------------------
@@ -150,17 +161,17 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
         loaded = load_matrix(path, fam)
         text_of_explain = explain(result, loaded, explain_suffixes,
                                   tree=lambda: checkout_tree(repo_root(loaded.path, root)))
-    text_of_explain = terminal_text(text_of_explain)  # file names and module paths come from the repository
+    # file names and module paths come from the repository: everything below goes through say()
     if explain_suffixes and not (github_output or env.get("GITHUB_OUTPUT")):
-        out.write(text_of_explain)
+        say(text_of_explain, out, end="")
     else:
         text = write_outputs(outputs(result), env, github_output)
         if text is not None:
-            out.write(text)
+            say(text, out, end="")
         if text_of_explain:
-            out.write(text_of_explain)
+            say(text_of_explain, out, end="")
     write_summary(summary(result, seconds), env)
     for note in result.selection.notes:
-        print(f"note: {terminal_text(note, newlines=False)}", file=err)
-    print(describe(result, seconds), file=err)
+        say(f"note: {terminal_text(note, newlines=False)}", err)
+    say(describe(result, seconds), err)
     return result

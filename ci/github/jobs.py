@@ -271,7 +271,7 @@ def summary(p: JobPlan, seconds: float) -> str:
              for i, (s, m) in enumerate(zip(p.shards, p.shard_merges), start=1)]
     if p.darwin:
         rows.append(["includeDarwin", "-", str(len(p.darwin)), "-"])
-    head = (f"### Build matrices ({p.family})\n\n{p.selection.reason}; "
+    head = (f"### Build matrices ({p.family})\n\n{markdown_text(p.selection.reason)}; "
             f"{p.legs} legs, {p.suffixes} suffixes to merge; planned in {seconds:.2f} s\n\n")
     notes = "".join(f"\n- {markdown_text(n)}" for n in p.selection.notes)
     return head + md_table(["class", "shard", "legs", "merges"], rows) + (f"\nNotes:{notes}\n" if notes else "")

@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MatrixError, UserError
-from ..output.escape import markdown_text, terminal_text, workflow_command
-from ..output.markdown import md_table
+from ..output.escape import WorkflowCommand, markdown_text, terminal_text, workflow_command
+from ..output.markdown import Cell, md_table
 from .model import Entry, Matrix, parse_matrix, read_matrix_text, tag_latest_dissenters
 from .naming import Family
 from .workflownames import (
@@ -91,7 +91,7 @@ class Finding:
         what = self.reference or f"{self.suffix or repr('')} [{self.ptag}]"
         return f"{self.source}:{self.line}: {self.rule}: {what}: {self.message} (fix: {self.fix})"
 
-    def annotation(self) -> str:
+    def annotation(self) -> WorkflowCommand:
         """The finding as a GitHub ``::warning`` on its file and line (escaped)."""
         what = self.reference or f"{self.suffix or repr('')} [{self.ptag}]"
         return workflow_command("warning", f"{what}: {self.message} (fix: {self.fix})", file=self.source,
@@ -130,15 +130,19 @@ class LintResult:
         lines = [f.text() for f in self.findings] + [f"note: {n}" for n in self.notes] + [self.summary()]
         return terminal_text("\n".join(lines))
 
-    def render_github(self) -> str:
+    def annotations(self) -> list[WorkflowCommand]:
         """One ``::warning file=...,line=...::`` workflow command per finding (shown on the file in a run)."""
-        return "\n".join(f.annotation() for f in self.findings)
+        return [f.annotation() for f in self.findings]
+
+    def render_github(self) -> str:
+        """:meth:`annotations`, one per line."""
+        return "\n".join(self.annotations())
 
     def render_markdown(self) -> str:
         """The job summary: the counts, a table of the findings, the notes."""
         head = f"### matrix.lint: {markdown_text(self.summary())}\n\n"
-        rows = [[f.rule, f"{markdown_text(f.source)}:{f.line}", markdown_text(f.reference or f"{f.suffix} [{f.ptag}]"),
-                 markdown_text(f.message), markdown_text(f.fix)] for f in self.findings]
+        rows: list[list[Cell]] = [[f.rule, f"{f.source}:{f.line}", f.reference or f"{f.suffix} [{f.ptag}]", f.message,
+                                   f.fix] for f in self.findings]
         table = md_table(["rule", "where", "leg", "finding", "fix"], rows) if rows else ""
         notes = "".join(f"- {markdown_text(n)}\n" for n in self.notes)
         return head + table + (f"\nNot checked:\n{notes}" if notes else "")

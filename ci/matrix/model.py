@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,12 +162,20 @@ class Matrix:
         """Tag-suffixes in file order, each once."""
         return list(dict.fromkeys(e.tag_suffix for e in self.entries))
 
+    @cached_property
+    def _by_suffix(self) -> dict[str, list[Entry]]:
+        """The legs of each tag-suffix, in file order: built once, so a lookup per suffix stays linear overall
+        (a merge --all of thousands of suffixes looked every one up in the whole matrix)."""
+        out: dict[str, list[Entry]] = {}
+        for e in self.entries:
+            out.setdefault(e.tag_suffix, []).append(e)
+        return out
+
     def legs_of(self, suffix: str) -> list[Entry]:
         """The legs of a tag-suffix: its ``include:`` entries, else its ``includeDarwin:`` one."""
-        return [e for e in self.entries if e.tag_suffix == suffix] or \
-            [e for e in self.darwin_legs if e.tag_suffix == suffix]
+        return list(self._by_suffix.get(suffix, ()) or self._darwin_by_suffix.get(suffix, ()))
 
-    @property
+    @cached_property
     def darwin_legs(self) -> tuple[Entry, ...]:
         """Each ``includeDarwin:`` entry as a leg (built elsewhere, published with ``--from-oci``): platform
         ``darwin/arm64`` unless the entry names ``platforms``, no Dockerfile; MatrixError naming the line
@@ -174,11 +183,15 @@ class Matrix:
         return tuple(_darwin_leg(self, d, self.darwin_lines[i] if i < len(self.darwin_lines) else 0)
                      for i, d in enumerate(self.darwin))
 
+    @cached_property
+    def _darwin_by_suffix(self) -> dict[str, list[Entry]]:
+        out: dict[str, list[Entry]] = {}
+        for e in self.darwin_legs:
+            out.setdefault(e.tag_suffix, []).append(e)
+        return out
+
     def find(self, suffix: str, ptag: str) -> Entry | None:
-        for e in self.entries:
-            if e.tag_suffix == suffix and e.ptag == ptag:
-                return e
-        return None
+        return next((e for e in self._by_suffix.get(suffix, ()) if e.ptag == ptag), None)
 
 
 def _darwin_leg(matrix: Matrix, d: dict[str, str], line: int) -> Entry:

@@ -5,7 +5,10 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from typing import Any
+
 from .model import Matrix
+from ..output.escape import terminal_text
 from ..oci.platforms import Arch, RunnerPolicy
 
 
@@ -69,17 +72,13 @@ def summarize(matrix: Matrix, policy: RunnerPolicy | None = None) -> MatrixSumma
     )
 
 
-def print_summary(summary: MatrixSummary, *, tty: bool) -> None:
-    """Print as a rich table on a terminal, as plain aligned text otherwise."""
-    if not tty:
-        print(summary.render_text())
-        return
-    from rich.console import Console
+def rich_table(summary: MatrixSummary) -> Any:
+    """The summary as a rich table for a terminal (its cells through ``terminal_text``)."""
     from rich.table import Table
 
-    table = Table(title=f"matrix {summary.source}", show_header=False)
+    table = Table(title=terminal_text(f"matrix {summary.source}"), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     for k, v in summary.rows():
-        table.add_row(k, v)
-    Console().print(table)
+        table.add_row(terminal_text(k), terminal_text(v))
+    return table

@@ -19,9 +19,12 @@ The action's rules for that configuration (``src/meta.ts``), reproduced here:
   A tag ref that is not semver (``v3.4``) gives no semver tag;
 - ``type=ref,event=branch``: only for ``refs/heads/<branch>``;
 - ``type=sha``: ``sha-<first 7 hex>`` when a SHA is known;
-- the suffix is appended to every value, then each value is sanitised: every run of
-  characters outside ``[A-Za-z0-9._-]`` becomes one ``-`` (``feature/Foo_bar`` ->
-  ``feature-Foo_bar``, ``v1.0.0+b1`` -> ``v1.0.0-b1``);
+- the suffix is appended to every value, then each value is sanitised (``Meta.sanitizeTag``,
+  ``tag.replace(/[^a-zA-Z0-9._-]+/g, '-')``, the same in v5 and v6): every run of characters
+  outside ``[A-Za-z0-9._-]`` becomes one ``-`` (``feature/Foo_bar`` -> ``feature-Foo_bar``,
+  ``v1.0.0+b1`` -> ``v1.0.0-b1``, ``fix-ü`` -> ``fix--``: git allows any non-control character
+  in a branch name, and the JavaScript regex replaces a non-ASCII letter -- or the two UTF-16
+  halves of one outside the BMP, a single run -- like any other);
 - ``latest``: ``true`` always adds it, ``false`` never, ``auto`` only when the first value
   came from a non-prerelease semver tag; it comes last, with the suffix (``onlatest=true``);
   no tag at all is produced when no type produced a value.
@@ -51,9 +54,11 @@ _SEMVER = re.compile(
     rf"^v?{_NUM}\.{_NUM}\.{_NUM}(?P<pre>-{_PRE_ID}(?:\.{_PRE_ID})*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
 _SANITIZE = re.compile(r"[^a-zA-Z0-9._-]+")
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-# git check-ref-format, reduced: printable ASCII without space ~ ^ : ? * [ \ and no '..' / '@{'
-_REF = re.compile(r"^refs/(?:heads|tags|pull|remotes)/[\x21-\x7e]+$")
-_REF_FORBIDDEN = re.compile(r"[ ~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)|/$|\.$")
+# git check-ref-format: no ASCII control character, space ~ ^ : ? * [ \, no '..' or '@{', no component starting
+# with '.' or ending in '.lock', no '//', no trailing '/' or '.'. Anything else is a valid ref, non-ASCII
+# included (a push to 'fix-ü' is one); metadata-action's sanitizeTag then makes its tag ('fix--cpu-x').
+_REF = re.compile(r"^refs/(?:heads|tags|pull|remotes)/[^\x00-\x20\x7f\ud800-\udfff]+$")
+_REF_FORBIDDEN = re.compile(r"[~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)|/$|\.$")
 MAX_REF_LEN = 255
 
 

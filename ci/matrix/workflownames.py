@@ -37,6 +37,7 @@ from .naming import Family, artifact_name, artifact_pattern
 
 MAX_WORKFLOW_BYTES = 1024 * 1024
 MAX_WORKFLOWS = 500
+MAX_EXPRESSION_DEPTH = 50  # the Actions runner's own limit on an expression's nesting (ExpressionConstants.MaxDepth)
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|&&|\|\||[!()\[\].,])|(?P<num>\d+(?:\.\d+)?)|"
                     r"(?P<id>[A-Za-z_][A-Za-z0-9_-]*))")
@@ -195,6 +196,7 @@ class _Eval:
         self.t = tokens
         self.i = 0
         self.resolve = resolve  # (root, properties) -> Value
+        self.depth = 0  # parentheses open: bounded, as GitHub bounds it (the recursion goes no deeper)
 
     def peek(self) -> str:
         return self.t[self.i][1] if self.i < len(self.t) else ""
@@ -237,16 +239,23 @@ class _Eval:
         return v
 
     def unary(self) -> Value:
-        if self.peek() == "!":
+        negations = 0
+        while self.peek() == "!":  # counted, not recursed into: '!' * 5000 is one step
             self.take()
-            return not _truthy(self.unary())
-        return self.primary()
+            negations += 1
+        v = self.primary()
+        return v if not negations else (not _truthy(v)) if negations % 2 else _truthy(v)
 
     def primary(self) -> Value:
         kind, tok = self.take()
         if tok == "(":
+            self.depth += 1
+            if self.depth > MAX_EXPRESSION_DEPTH:
+                raise Unevaluable(f"parentheses nested more than {MAX_EXPRESSION_DEPTH} deep (GitHub refuses such an "
+                                  "expression too)")
             v = self.or_()
             self.take(")")
+            self.depth -= 1
             return v
         if kind == "str":
             return tok[1:-1].replace("''", "'")

@@ -68,7 +68,7 @@ from ..errors import CiError, OperationError, RegistryError, UserError, Verifica
 from ..settings import FamilyConfig
 from ..oci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
                          config_platform, is_attestation, is_attestation_manifest, parse_manifest)
-from ..output.markdown import md_table
+from ..output.markdown import Cell, code, md_cell, md_table
 from ..matrix.model import Entry, Matrix, agreed_tag_latest
 from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
 from ..oci.quay import QuayApi, quay_api
@@ -778,15 +778,18 @@ def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetu
     """Every (family, suffix) in the digests directory whose family is in ``setups`` (and, with ``only``,
     whose suffix is listed), in a stable order."""
     arts = read_digests_dir(digests_dir) if only is None or Path(digests_dir).exists() else []
-    keys = sorted({(a.key.family, a.key.suffix) for a in arts})
+    grouped: dict[tuple[Family, str], list[DigestArtifact]] = {}  # one pass: linear in the artifacts
+    for a in arts:
+        grouped.setdefault((a.key.family, a.key.suffix), []).append(a)
+    wanted = None if only is None else set(only)
     out: list[MergeTarget] = []
-    for fam, suf in keys:
+    for (fam, suf), selected in sorted(grouped.items(), key=lambda kv: kv[0]):
         if fam not in setups:  # a family not asked for (``--all --family X``)
             continue
-        if only is not None and suf not in only:  # another class's suffix: not this job's
+        if wanted is not None and suf not in wanted:  # another class's suffix: not this job's
             continue
         s = setups[fam]
-        out.append(MergeTarget(fam, suf, s.config, s.matrix, tuple(select_artifacts(arts, fam, suf))))
+        out.append(MergeTarget(fam, suf, s.config, s.matrix, tuple(selected)))
     return out
 
 
@@ -947,17 +950,17 @@ def run_merge(req: MergeRequest, env: Mapping[str, str], *, note: Callable[[str]
 def summary_markdown(report: MergeReport, pull_counted: frozenset[str] = frozenset({DOCKER_HUB})) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: merged tags and digests per registry, skipped with why, and the
     requests sent (manifest GETs per registry: Docker Hub counts each against the pull limit)."""
-    rows: list[list[str]] = []
+    rows: list[list[Cell]] = []
     for r in report.results:
         if r.outcome is Outcome.MERGED:
             for img in r.images:
-                rows.append([r.label, "merged" + (" (dry run)" if r.dry_run else ""), img,
-                             ", ".join(f"`{t}`" for t in r.tags), f"`{r.digest}`"])
+                rows.append([r.label, "merged" + (" (dry run)" if r.dry_run else ""), str(img), code(*r.tags),
+                             code(r.digest)])
         else:
             rows.append([r.label, r.outcome.value, "", "", r.reason])
     line = report.requests_line(pull_counted)
     return ("### Merged manifest lists\n\n" + md_table(["suffix", "result", "registry", "tags", "list digest / reason"], rows)
-            + (f"\n{line}\n" if line else ""))
+            + (f"\n{md_cell(line)}\n" if line else ""))
 
 
 def format_result(r: SuffixResult) -> str:

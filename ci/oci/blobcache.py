@@ -9,7 +9,19 @@ else ``~/.cache/localai-ci/blobs``)::
     images/<params>/<image-id hex>     {"manifest": <digest>, "mediaType": <type>, "engineManifest": <bool>}:
                                        the manifest staged for an engine image id (bytes in sha256/)
     where/<hex>                        "<registry> <repository>" lines: where this machine pushed a blob
+    verified/<diff-id hex>-<hex>       empty: blob <hex> was found to decompress to layer <diff-id>
     tmp/                               partial files, renamed into place when complete
+
+Nothing in it is trusted by its name or size. A blob is hashed the first time a process uses it
+(:meth:`BlobCache.get_blob`; one flipped byte would otherwise make every upload of it fail with
+``DIGEST_INVALID`` for ever), and a layer index entry or a staged image's layer is used only once
+the blob is known to decompress to the layer's diff_id (:meth:`BlobCache.layer_matches`: checked by
+decompressing it the first time, then remembered in ``verified/``, a fact about the two digests'
+contents that no later change of an index line can make true). A bad entry -- a corrupt blob, a
+malformed or wrong index line -- is removed with a warning (``warn``) and made again by the caller;
+never a traceback. A partial file in ``tmp/`` is locked (``flock``) by the process writing it; one
+that nobody holds and that is a minute old (left by a killed publish) is reclaimed when a cache is
+opened.
 
 An ``images/`` record lets a re-publish skip ``docker save``: the engine image id is the
 config digest on the classic image store but the manifest (or index) digest on the
@@ -40,18 +52,22 @@ not won back on the wire until a link slower than that.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
+import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import OperationError
 from .reference import parse_digest
@@ -63,6 +79,7 @@ SAMPLE = 64 << 10  # probe this much of a chunk to decide deflate vs store
 STORE_RATIO = 0.97  # a probe that compresses worse than this is stored
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, OS unknown
 _COPY = 1 << 20
+STALE_TMP_SECONDS = 60.0  # a partial file nobody locks and untouched this long: left by a killed writer
 
 
 def default_cache_dir(env: Mapping[str, str]) -> Path:
@@ -109,7 +126,7 @@ class BlobCache:
     """The cache directory plus the compression setting and worker pool used to fill it."""
 
     def __init__(self, root: str | Path, *, level: int = DEFAULT_LEVEL, chunk_size: int = DEFAULT_CHUNK,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, warn: Callable[[str], None] | None = None) -> None:
         if not 0 <= level <= 9:
             raise ValueError(f"gzip level {level} is not in 0..9")
         if chunk_size < SAMPLE:
@@ -120,33 +137,139 @@ class BlobCache:
         self.workers = max(1, workers or (os.cpu_count() or 1))
         self.params = f"gz{level}-c{chunk_size // 1024}k"
         self._pool: ThreadPoolExecutor | None = None
+        self.warn = warn or (lambda text: None)  # a bad entry dropped, partial files reclaimed
+        self._whole: dict[str, tuple[int, int, int]] = {}  # digest -> (size, mtime, inode) of the file found whole
         try:
-            for sub in ("sha256", f"layers/{self.params}", f"images/{self.params}", "tmp", "where"):
+            for sub in ("sha256", f"layers/{self.params}", f"images/{self.params}", "tmp", "where", "verified"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OperationError(f"creating the blob cache at {self.root}: {exc.strerror or exc}; "
                                  f"set {ENV_CACHE_DIR} to a writable directory") from None
+        self._reclaim_tmp()
 
     # -- lookups ----------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
         return self.root / "sha256" / parse_digest(digest).split(":", 1)[1]
 
     def get_blob(self, digest: str) -> Blob | None:
+        """The cached blob ``digest``, once its file is known to hash to it (hashed the first time this
+        process uses it); a file that does not is removed with a warning, and None returned."""
         p = self.blob_path(digest)
         try:
-            return Blob(digest, p.stat().st_size, p)
-        except FileNotFoundError:
+            st = p.stat()
+        except OSError:
             return None
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._whole.get(digest) != key:
+            try:
+                found = _file_digest(p)
+            except OSError:
+                return None
+            if found != digest:
+                self._drop(p, f"blob cache: {p} does not hash to its name (it hashes to {found}: a changed byte on "
+                              "disk); removed, it is made again")
+                return None
+            self._whole[digest] = key
+        return Blob(digest, st.st_size, p)
 
     def layer(self, diff_id: str) -> Blob | None:
-        """The compressed blob of an uncompressed layer, when this setting produced it before."""
+        """The compressed blob of an uncompressed layer, when this setting produced it before: its index
+        entry well formed, the blob whole and known to decompress to ``diff_id``. A malformed or wrong
+        entry is removed with a warning (the caller compresses the layer again)."""
         idx = self.root / "layers" / self.params / parse_digest(diff_id).split(":", 1)[1]
         try:
-            digest, size = idx.read_text().split()
-        except (FileNotFoundError, ValueError):
+            text = idx.read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return None
+        parts = text.split()
+        try:
+            digest, size = parse_digest(parts[0]), int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else -1
+        except (IndexError, ValueError):
+            digest, size = "", -1
+        if size < 0:
+            self._drop(idx, f"blob cache: the layer index entry {idx} is malformed ({text[:100]!r}); removed, the layer "
+                            "is compressed again")
             return None
         blob = self.get_blob(digest)
-        return blob if blob is not None and blob.size == int(size) else None
+        if blob is None or blob.size != size:
+            return None
+        if not self.layer_matches(blob, diff_id):
+            self._drop(idx, f"blob cache: the layer index entry for {diff_id} names {digest}, which decompresses to "
+                            "another layer; removed, the layer is compressed again")
+            return None
+        return blob
+
+    def layer_matches(self, blob: Blob, diff_id: str) -> bool:
+        """True when the (whole) gzip ``blob`` decompresses to the layer ``diff_id``: decompressed and hashed
+        the first time, remembered in ``verified/`` (a fact about the two contents) after that."""
+        fact = self.root / "verified" / f"{parse_digest(diff_id)[7:]}-{parse_digest(blob.digest)[7:]}"
+        if fact.exists():
+            return True
+        try:
+            found = _gunzip_digest(blob.path)
+        except (OSError, zlib.error, EOFError):
+            found = None
+        if found != diff_id:
+            return False
+        self._remember_match(diff_id, blob.digest)
+        return True
+
+    def _remember_match(self, diff_id: str, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.root / "verified" / f"{diff_id[7:]}-{digest[7:]}").touch()
+
+    def _drop(self, path: Path, message: str) -> None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        self.warn(message)
+
+    # -- temporary files ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self, mode: str = "wb") -> Iterator[tuple[IO[Any], Path]]:
+        """A new file in ``tmp/``, locked (``flock``) from its creation until it is renamed into place (by
+        :meth:`_commit`, inside the block) or removed: a partial file is reclaimed only when its writer is gone."""
+        fd, name = tempfile.mkstemp(dir=self.root / "tmp")
+        tmp = Path(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with os.fdopen(fd, mode, closefd=False) as fh:
+                yield fh, tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()  # not committed
+            os.close(fd)  # releases the lock
+
+    def _commit(self, fh: IO[Any], tmp: Path, target: Path) -> None:
+        fh.flush()
+        os.replace(tmp, target)
+
+    def _reclaim_tmp(self) -> None:
+        """Remove partial files nobody writes any more (a killed publish's), see the module docstring."""
+        count = size = 0
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.root / "tmp"))
+        except OSError:
+            return
+        for ent in entries:
+            try:
+                st = ent.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < STALE_TMP_SECONDS:
+                    continue
+                fd = os.open(ent.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(ent.path)
+                count, size = count + 1, size + st.st_size
+            except OSError:
+                continue  # a live writer holds it (or it is gone already)
+            finally:
+                os.close(fd)
+        if count:
+            self.warn(f"blob cache: reclaimed {count} partial file(s) ({size} bytes) a killed publish left in "
+                      f"{self.root / 'tmp'}")
 
     # -- writes -----------------------------------------------------------------------------
     def put_bytes(self, data: bytes) -> Blob:
@@ -155,12 +278,17 @@ class BlobCache:
         blob = self.get_blob(digest)
         if blob is not None:
             return blob
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
         p = self.blob_path(digest)
-        os.replace(tmp, p)
-        return Blob(digest, len(data), p)
+        with self._writing() as (fh, tmp):
+            fh.write(data)
+            self._commit(fh, tmp, p)
+        return self._known_whole(digest, p)
+
+    def _known_whole(self, digest: str, p: Path) -> Blob:
+        """A blob this process just wrote (its bytes hashed on the way in): no need to hash it again."""
+        st = p.stat()
+        self._whole[digest] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        return Blob(digest, st.st_size, p)
 
     def put_stream(self, stream: IO[bytes], digest: str | None, *, size: int | None = None,
                    on_chunk: Callable[[bytes], None] | None = None) -> Blob:
@@ -173,31 +301,22 @@ class BlobCache:
         """
         if digest is not None:
             parse_digest(digest)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
         h, got = hashlib.sha256(), 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(_COPY):
-                    h.update(chunk)
-                    got += len(chunk)
-                    out.write(chunk)
-                    if on_chunk is not None:
-                        on_chunk(chunk)
+        with self._writing() as (out, tmp):
+            while chunk := stream.read(_COPY):
+                h.update(chunk)
+                got += len(chunk)
+                out.write(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
             found = "sha256:" + h.hexdigest()
             digest = digest or found
             if found != digest or (size is not None and got != size):
                 raise OperationError(f"blob {digest} ({size if size is not None else '?'} bytes) arrived as "
                                      f"{got} bytes hashing to {found}; the data is truncated or corrupt: retry")
             target = self.blob_path(digest)
-            os.replace(tmp, target)
-            tmp = ""
-            return Blob(digest, got, target)
-        finally:
-            if tmp:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+            self._commit(out, tmp, target)
+        return self._known_whole(digest, target)
 
     def read_blob(self, digest: str, max_bytes: int) -> bytes | None:
         """The bytes of a small cached blob (manifest, config), checked against its digest; None when
@@ -230,16 +349,19 @@ class BlobCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # the caller exports again
 
+    def forget_image(self, image_id: str, message: str) -> None:
+        """Drop the record of ``image_id`` (it named what is not that image), with a warning."""
+        self._drop(self._record_path(image_id), message)
+
     def record_image(self, image_id: str, manifest_digest: str, media_type: str, *,
                      engine_manifest: bool) -> None:
         """Remember which manifest (its bytes already in the cache) was staged for ``image_id``."""
         body = json.dumps({"manifest": parse_digest(manifest_digest), "mediaType": media_type,
                            "engineManifest": engine_manifest}, sort_keys=True)
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-            with os.fdopen(fd, "w") as fh:
+            with self._writing("w") as (fh, tmp):
                 fh.write(body + "\n")
-            os.replace(tmp, self._record_path(image_id))
+                self._commit(fh, tmp, self._record_path(image_id))
         except OSError:
             pass  # only an optimisation: the next publish exports again
 
@@ -255,12 +377,11 @@ class BlobCache:
         Memory stays bounded: at most ``2 * workers`` chunks are in flight.
         """
         pool = self._pool_get()
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
         raw_hash, gz_hash = hashlib.sha256(), hashlib.sha256()
         crc, isize, gz_size = 0, 0, 0
         inflight: deque[Future[bytes]] = deque()
         try:
-            with os.fdopen(fd, "wb") as out:
+            with self._writing() as (out, tmp):
                 def emit(data: bytes) -> None:
                     nonlocal gz_size
                     out.write(data)
@@ -283,31 +404,25 @@ class BlobCache:
                 while inflight:
                     emit(inflight.popleft().result())
                 emit(_FINAL_EMPTY_BLOCK + struct.pack("<II", crc & 0xFFFFFFFF, isize & 0xFFFFFFFF))
-            diff_id = "sha256:" + raw_hash.hexdigest()
-            if expected_diff_id is not None and diff_id != expected_diff_id:
-                raise OperationError(f"layer content hashed to {diff_id}, expected {expected_diff_id}; "
-                                     "the image changed during export: retry")
-            digest = "sha256:" + gz_hash.hexdigest()
-            target = self.blob_path(digest)
-            os.replace(tmp, target)
-            tmp = ""
+                diff_id = "sha256:" + raw_hash.hexdigest()
+                if expected_diff_id is not None and diff_id != expected_diff_id:
+                    raise OperationError(f"layer content hashed to {diff_id}, expected {expected_diff_id}; "
+                                         "the image changed during export: retry")
+                digest = "sha256:" + gz_hash.hexdigest()
+                target = self.blob_path(digest)
+                self._commit(out, tmp, target)
+            self._remember_match(diff_id, digest)  # made here from those very bytes
             self._index(diff_id, digest, gz_size)
-            return diff_id, Blob(digest, gz_size, target)
+            return diff_id, self._known_whole(digest, target)
         finally:
             for f in inflight:
                 f.cancel()
-            if tmp:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
     def _index(self, diff_id: str, digest: str, size: int) -> None:
         idx = self.root / "layers" / self.params / diff_id.split(":", 1)[1]
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        with os.fdopen(fd, "w") as fh:
+        with self._writing("w") as (fh, tmp):
             fh.write(f"{digest} {size}\n")
-        os.replace(tmp, idx)
+            self._commit(fh, tmp, idx)
 
     def remember_location(self, digest: str, registry: str, repository: str) -> None:
         """Record that ``registry/repository`` holds ``digest`` (a hint for cross-repository mounts)."""
@@ -340,6 +455,35 @@ class BlobCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_COPY):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _gunzip_digest(path: Path) -> str:
+    """The digest of what the gzip file ``path`` decompresses to (every member, in constant memory)."""
+    h = hashlib.sha256()
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = b""
+    with open(path, "rb") as fh:
+        while True:
+            if not pending:
+                pending = fh.read(_COPY)
+                if not pending:
+                    break
+            if d.eof:  # the member before ended: the next one starts here
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            h.update(d.decompress(pending, _COPY))
+            pending = d.unused_data if d.eof else d.unconsumed_tail
+        h.update(d.flush())
+    if not d.eof:
+        raise EOFError(f"{path} ends in the middle of a gzip stream")
+    return "sha256:" + h.hexdigest()
 
 
 def _read_full(stream: IO[bytes], n: int) -> bytes:

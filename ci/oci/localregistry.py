@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import CiError, OperationError
+from ..output.console import say
 
 BINARIES = ("docker-registry", "registry")
 CONTAINER_IMAGE = "registry:2"
@@ -112,6 +113,15 @@ def probe(host: str, timeout: float = 2.0) -> tuple[int, str]:
         conn.close()
 
 
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (``/proc/PID/stat`` field 22, clock ticks since boot): with the pid, what names
+    one process even after its pid is reused; None when it does not run (or no /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     """True when ``pid`` runs and is not a zombie (PID 1 in a container may not reap)."""
     try:
@@ -137,6 +147,7 @@ class LocalRegistry:
     client: Any = None  # Docker SDK client for the container fallback
     token: str = field(default_factory=lambda: secrets.token_hex(8))
     owned: bool = True  # False for a registry attached by host (someone else stops it)
+    kept: bool = False  # meant to outlive the run that started it (serve, --keep): adopted by a later run
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _container: Any = field(default=None, repr=False)
     _detached_pid: int | None = field(default=None, repr=False)
@@ -337,11 +348,17 @@ class LocalRegistry:
             raise OperationError(f"cannot {verb} registry {self.host}: it was attached, not started here")
 
     def _write_state(self) -> None:
+        """``localregistry.json``: where it listens, its process, and who owns it -- the run (this process,
+        with its start time) for a registry that dies with its run, or nobody (``kept``) for one that
+        outlives it; a later run reaps one whose owner is gone (:func:`start_registry_set`)."""
         if self.root is None:
             return
-        state = {"host": self.host, "pid": self.pid,
-                 "container": getattr(self._container, "id", None)}
-        (self.root / STATE_FILE).write_text(json.dumps(state) + "\n")
+        me = os.getpid()
+        state = {"host": self.host, "pid": self.pid, "container": getattr(self._container, "id", None),
+                 "kept": self.kept, "owner": None if self.kept else {"pid": me, "start": process_start(me)}}
+        tmp = self.root / f".{STATE_FILE}.{me}.tmp"
+        tmp.write_text(json.dumps(state) + "\n")
+        os.replace(tmp, self.root / STATE_FILE)
 
     def __enter__(self) -> LocalRegistry:
         return self
@@ -380,12 +397,14 @@ def _container_client(client: Any) -> Any:
         return None
 
 
-def start_registry(root: Path, port: int = 0, *, client: Any = None, detach: bool = False) -> LocalRegistry:
+def start_registry(root: Path, port: int = 0, *, client: Any = None, detach: bool = False,
+                   kept: bool = False) -> LocalRegistry:
     """Start a throwaway registry storing under ``root`` on ``127.0.0.1:port`` (0 = a free port).
 
     ``client`` is the Docker SDK client for the ``registry:2`` fallback (``docker.from_env()``
     when None). ``detach`` puts the process in its own session so it outlives the caller
-    (the CLI uses it). Raises OperationError saying what to install when nothing can run it.
+    (the CLI uses it); ``kept`` records that it is meant to (a later run adopts it instead of reaping
+    it). Raises OperationError saying what to install when nothing can run it.
     """
     root = Path(root).resolve()
     binary = find_registry_binary()
@@ -399,7 +418,7 @@ def start_registry(root: Path, port: int = 0, *, client: Any = None, detach: boo
     attempts = 1 if port else PORT_ATTEMPTS
     last: OperationError | None = None
     for _ in range(attempts):
-        reg = LocalRegistry(root=root, port=port or free_port(), binary=binary, client=fallback)
+        reg = LocalRegistry(root=root, port=port or free_port(), binary=binary, client=fallback, kept=kept)
         try:
             root.mkdir(parents=True, exist_ok=True)
             if binary:
@@ -458,21 +477,53 @@ def _previous_port(root: Path) -> int:
     return int(host.rpartition(":")[2]) if host else 0
 
 
-def _kept_and_alive(root: Path) -> str | None:
-    """Host of a registry left running (``--keep``) in ``root``: its pid alive and answering."""
+def _serves_root(pid: int, root: Path) -> bool:
+    """True when process ``pid`` is the registry serving ``root`` (its command line names the root's
+    config): a recorded pid that now belongs to another process is never signalled."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return os.fsencode(str(root / CONFIG_FILE)) in args
+
+
+def _owner_alive(owner: object) -> int | None:
+    """The pid of the run that owns a registry, when that run still runs (pid and start time match)."""
+    if not isinstance(owner, dict):
+        return None
+    pid, start = owner.get("pid"), owner.get("start")
+    if not isinstance(pid, int) or pid <= 0 or not _pid_alive(pid):
+        return None
+    return pid if start is None or process_start(pid) == start else None
+
+
+def adopt_or_reap(root: Path, name: str, log: Callable[[str], None]) -> str | None:
+    """What runs in ``root`` from an earlier run: the host of a registry to reuse (kept by an earlier
+    ``--keep`` run or ``serve``: alive, its process the one recorded, answering), else None -- after
+    stopping a registry whose run ended without stopping it (killed, crashed: an orphan nobody would
+    stop). A registry whose owning run still runs is not taken: OperationError naming that run."""
     try:
         state = json.loads((root / STATE_FILE).read_text())
         host, pid = str(state.get("host", "")), state.get("pid")
     except (OSError, ValueError, AttributeError):
         return None
-    if not pid or not host:
-        return None
-    try:
-        if not _pid_alive(int(pid)):
-            return None
-    except ValueError:
-        return None
-    return host if probe(host, timeout=1.0)[0] == 200 else None
+    if not isinstance(pid, int) or pid <= 0 or not _pid_alive(pid) or not _serves_root(pid, root):
+        return None  # nothing of it runs (its recorded pid is gone, or is another process now)
+    owner = _owner_alive(state.get("owner"))
+    if owner is not None and owner != os.getpid():
+        raise OperationError(f"registry {name} ({host}, storage {root}) belongs to the run with pid {owner}, which "
+                             "is still running; wait for it to finish, or give this run its own --root/--state-dir")
+    kept = state.get("kept", True)  # state files of before ownership was recorded: kept, as they were taken
+    if kept and probe(host, timeout=1.0)[0] == 200:
+        log(f"registry {name}: reusing {host} (kept by an earlier --keep run)")
+        return host
+    why = "it does not answer" if kept else \
+        f"the run that started it (pid {(state.get('owner') or {}).get('pid', '?')}) ended without stopping it"
+    log(f"registry {name}: stopping {host} (pid {pid}) left in {root}: {why}")
+    orphan = LocalRegistry(root=root, port=int(host.rpartition(":")[2] or 0), binary=find_registry_binary())
+    orphan._detached_pid = pid
+    orphan.stop()
+    return None
 
 
 @dataclass
@@ -517,16 +568,17 @@ def start_registry_set(parent: Path, names: tuple[str, ...], *, keep: bool,
                        log: Callable[[str], None]) -> RegistrySet:
     """Start (or reuse one kept by an earlier ``keep`` run) a registry per name under ``parent``, each on
     its previous port where free, so a second run finds what the first published. ``keep``: they
-    outlive this process (stopped with ``python -m localai_ci.oci.localregistry stop``)."""
+    outlive this process (stopped with ``python -m localai_ci.oci.localregistry stop``); otherwise this
+    run owns them, stops them at its end, and a later run stops them should this one be killed first
+    (:func:`adopt_or_reap`)."""
     regs = RegistrySet(roots=(), hosts=(), owned=[], detached=[])
     roots, hosts = [], []
     try:
         for name in names:
             root = (parent / name).resolve()
             roots.append(root)
-            kept = _kept_and_alive(root)
+            kept = adopt_or_reap(root, name, log)
             if kept:
-                log(f"registry {name}: reusing {kept} (kept by an earlier --keep run)")
                 hosts.append(kept)
                 regs.detached.append(root)
                 continue
@@ -567,18 +619,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "serve":
-            reg = start_registry(args.root, args.port, detach=True)
+            reg = start_registry(args.root, args.port, detach=True, kept=True)
             pid = reg.pid if reg.pid is not None else getattr(reg._container, "id", "-")
-            print(f"{reg.host} {pid}", flush=True)
-            print(f"registry {reg.host} serving {reg.root}; stop it with: "
+            say(f"{reg.host} {pid}", flush=True)
+            say(f"registry {reg.host} serving {reg.root}; stop it with: "
                   f"python -m {_MODULE} stop --root {reg.root}", file=sys.stderr)
             if reg._proc is not None:  # detached on purpose: keep Popen from warning that it still runs
                 reg._proc.returncode = 0
         else:
             host = stop_registry_at(args.root)
-            print(f"registry {host} stopped", file=sys.stderr)
+            say(f"registry {host} stopped", file=sys.stderr)
     except CiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -12,7 +12,9 @@ Actions (``actions=True``) every finished step's output is printed too, in a col
 (:mod:`ci.output.escape`): a line of build output is never executed as a workflow command.
 Every other line this class prints goes through :func:`ci.output.escape.inert`.
 
-Thread-safe: legs run on a thread pool and report from their threads.
+Thread-safe: legs run on a thread pool and report from their threads. Every text shown (step names,
+BuildKit's log lines and errors, registry notes) goes through ``terminal_text`` on both paths; only
+the workflow commands that open and close a group or a raw block are written as they are.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .escape import group_block, inert, new_token, raw_block
+from .console import say, say_command, say_rich
+from .escape import WorkflowCommand, group_block, inert, new_token, raw_block, terminal_text
 
 
 @dataclass(frozen=True)
@@ -94,26 +97,29 @@ class Progress:
     def _line(self, text: str) -> None:
         text = inert(text)
         if self._rich is not None:
-            self._rich.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._rich.console.print(terminal_text(text), markup=False, highlight=False, soft_wrap=True)
         else:
-            print(f"[{self.elapsed:6.1f}s {self.done_count}/{self.total}] {text}", file=self.out, flush=True)
+            say(f"[{self.elapsed:6.1f}s {self.done_count}/{self.total}] {text}", self.out, flush=True)
 
     def _block(self, lines: Iterator[str] | list[str]) -> None:
         """Lines as they are (raw output, workflow commands), one after the other; the caller holds the lock
         or no one else prints."""
         if self._rich is not None:
             for line in lines:
-                self._rich.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                self._rich.console.print(terminal_text(line), markup=False, highlight=False, soft_wrap=True)
             return
         for line in lines:
-            self.out.write(line + "\n")
+            if isinstance(line, WorkflowCommand):
+                say_command(line, self.out)
+            else:
+                say(line, self.out)
         self.out.flush()
 
     def step(self, what: str, text: str) -> None:
         """The current step of ``what`` (a leg, or a phase such as ``merge``)."""
         with self._lock:
             if self._rich is not None:
-                self._rich.update(self._task, description=f"{what}: {text}"[:120])
+                self._rich.update(self._task, description=terminal_text(f"{what}: {text}", newlines=False)[:120])
             else:
                 self._line(f"{what}: {text}")
 
@@ -127,7 +133,8 @@ class Progress:
         with self._lock:
             self.done_count += 1
             if self._rich is not None:
-                self._rich.update(self._task, completed=self.done_count, description=f"{what}: {outcome}"[:120])
+                self._rich.update(self._task, completed=self.done_count,
+                                  description=terminal_text(f"{what}: {outcome}", newlines=False)[:120])
             self._line(f"{what}: {outcome}")
 
 
@@ -230,9 +237,8 @@ def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None
     """The final table: rich on a terminal, plain text otherwise."""
     stream = out or sys.stdout
     if not (stream.isatty() if tty is None else tty):
-        print(format_table(rows), file=stream, flush=True)
+        say(format_table(rows), stream, flush=True)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="pipeline")
@@ -240,5 +246,6 @@ def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None
         table.add_column(h, overflow="fold")
     for r in rows:
         style = "red" if r.failed else ("yellow" if r.result.startswith("skipped") else "green")
-        table.add_row(r.suffix, r.legs, r.digest, r.tags.replace(", ", "\n"), r.result, style=style)
-    Console(file=stream, highlight=False).print(table)
+        table.add_row(*(terminal_text(c) for c in (r.suffix, r.legs, r.digest, r.tags.replace(", ", "\n"), r.result)),
+                      style=style)
+    say_rich(table, stream)

@@ -45,6 +45,7 @@ from ..matrix.model import Entry, Matrix
 from ..settings import SETTINGS_FILE, Settings, load_settings
 from ..matrix.naming import Family, LegKey, normalize_suffix, suffix_label
 from ..oci.platforms import Arch, Platform
+from ..output.console import say
 from ..output.progress import Progress, Row, print_table
 from .state import STATE_FILE, BuildInputs, State, inputs_digest, save_state
 from ..matrix.tags import TagSource
@@ -542,28 +543,41 @@ def _inspect(s: SuffixStep, tags: Sequence[str], config: FamilyConfig, clients: 
 
 def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None, out: TextIO | None = None,
                  err: TextIO | None = None, tty: bool | None = None) -> PipelineReport:
-    """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring)."""
-    from ..oci.platforms import host_arch
-    from .state import load_state
+    """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring). A run (not a
+    dry run) holds its state directory for its whole length (``state.lock_state_dir``): a second run there
+    is refused, naming the first, instead of adopting its registries and clearing its digests."""
+    from ..docker.builder import builder_name
+    from .state import lock_state_dir
 
     environ = dict(os.environ if env is None else env)
     stdout, stderr = out or sys.stdout, err or sys.stderr
     t0 = time.monotonic()
     state_dir = options.state_path.resolve()
+    name = builder_name(options.builder, environ)  # --builder / CI_BUILDER: bad input before anything is touched
+    if options.dry_run:  # reads, starts and writes nothing
+        return _run(options, environ, stdout, stderr, tty, t0, state_dir, name)
+    with lock_state_dir(state_dir):
+        return _run(options, environ, stdout, stderr, tty, t0, state_dir, name)
+
+
+def _run(options: PipelineOptions, environ: dict[str, str], stdout: TextIO, stderr: TextIO, tty: bool | None,
+         t0: float, state_dir: Path, name: str) -> PipelineReport:
+    from ..docker.builder import builder_for
+    from ..oci.platforms import host_arch
+    from .state import load_state
+
     state_file = state_dir / "state.json"
     digests_dir = state_dir / "digests"
     engine = _connect(environ, required=not options.dry_run)
     if engine is not None:
-        from ..docker.builder import builder_for, check_builder_name
-
-        made = builder_for(engine, environ, check_builder_name(options.builder or ""))
+        made = builder_for(engine, environ, name)
         builder: Builder | None = made
         caps = made.caps()
     else:
         builder, caps = None, builder_caps_without_engine(host_arch(os.uname().machine), registered_binfmt())
     state = load_state(state_file)
     for note in state.notes:
-        print(f"note: {note}", file=stderr)
+        say(f"note: {note}", file=stderr)
 
     configured = bool(options.images or options.server_images or any(environ.get(v) for v in ENV_IMAGES.values()))
     emb: RegistrySet | None = None
@@ -573,24 +587,24 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
             hosts = planned_hosts(state_dir / "registries", REGISTRY_NAMES)
         else:
             emb = start_registry_set(state_dir / "registries", REGISTRY_NAMES, keep=options.keep,
-                                     log=lambda s: print(s, file=stderr, flush=True))
+                                     log=lambda s: say(s, file=stderr, flush=True))
             hosts = emb.hosts
     try:
         plan = plan_pipeline(options, environ, hosts=hosts, engine=engine, caps=caps, digests_dir=digests_dir)
         for note in plan.notes:
-            print(f"note: {note}", file=stderr)
-        print(f"builder: {caps.describe()}", file=stderr, flush=True)
+            say(f"note: {note}", file=stderr)
+        say(f"builder: {caps.describe()}", file=stderr, flush=True)
         if options.dry_run:
             if options.plan_format == "json":
-                print(json.dumps(plan.as_json(), indent=2), file=stdout)
+                say(json.dumps(plan.as_json(), indent=2), file=stdout)
                 return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
             if emb is None and hosts is not None:
-                print(f"note: dry run: the embedded registries would start on {', '.join(hosts)} "
+                say(f"note: dry run: the embedded registries would start on {', '.join(hosts)} "
                       f"(storage under {state_dir / 'registries'}); nothing was started", file=stdout)
-            print(plan.describe(state), file=stdout)
+            say(plan.describe(state), file=stdout)
             blocked = [leg for leg in plan.legs if not leg.feasibility.runs]
             if blocked:
-                print(f"note: {len(blocked)} of {len(plan.legs)} leg(s) would be skipped (not built above); a run "
+                say(f"note: {len(blocked)} of {len(plan.legs)} leg(s) would be skipped (not built above); a run "
                       f"fails on them unless --allow-skip is given", file=stdout)
             return PipelineReport((), (), (), time.monotonic() - t0, dry_run=True)
         if hosts is None and not options.push:
@@ -645,7 +659,7 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
 
     with Progress(len(plan.legs), stderr, tty, actions=in_actions(env)) as progress, bases:
         runner = _Runner(plan, options, env, engine, builder, bases, progress, state, state_file)
-        with BlobCache(default_cache_dir(env)) as cache:
+        with BlobCache(default_cache_dir(env), warn=lambda text: progress.log(f"warning: {text}")) as cache:
             with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="leg") as pool:
                 for o in pool.map(lambda s: runner.run(s, cache), plan.legs):
                     outcomes[o.leg] = o
@@ -674,28 +688,28 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
     done = PipelineReport(tuple(outcomes.values()), tuple(rows), tuple(failures), seconds,
                           allow_skip=options.allow_skip)
     print_table(rows, stdout, tty)
-    print(f"{len(plan.legs)} leg(s): " + ", ".join(
+    say(f"{len(plan.legs)} leg(s): " + ", ".join(
         f"{sum(1 for o in outcomes.values() if o.result == k)} {k}" for k in ("built", "up to date", "skipped", "failed"))
           + f"; {seconds:.1f}s", file=stdout)
     if any(o.digest for o in outcomes.values()):
-        print("published to: " + "; ".join(f"{fam}: {imgs}" for fam, imgs in plan.images.items()), file=stdout)
+        say("published to: " + "; ".join(f"{fam}: {imgs}" for fam, imgs in plan.images.items()), file=stdout)
     else:
-        print("published: nothing (no leg was built or up to date)", file=stdout)
-    print(f"state: {plan.state_file} (what each leg was built from); digests: {plan.digests_dir}; to start from "
+        say("published: nothing (no leg was built or up to date)", file=stdout)
+    say(f"state: {plan.state_file} (what each leg was built from); digests: {plan.digests_dir}; to start from "
           f"scratch: rm -rf {Path(plan.state_file).parent} (or --force to rebuild every leg)", file=stdout)
     if emb is not None and emb.detached:
-        print(emb.how_to_reach(EMBEDDED_REPOS[Family.BACKENDS][0]), file=stdout)
+        say(emb.how_to_reach(EMBEDDED_REPOS[Family.BACKENDS][0]), file=stdout)
     elif emb is not None:
-        print("the embedded registries stop now; run with --keep to look at the images afterwards", file=stdout)
+        say("the embedded registries stop now; run with --keep to look at the images afterwards", file=stdout)
     if failures:  # listed last: the first line of each, then its details (e.g. the build log tail)
-        print(f"failures ({len(failures)}):", file=stderr)
+        say(f"failures ({len(failures)}):", file=stderr)
         for f in failures:
             first, *rest = f.splitlines() or [""]
-            print(f"error: {first}", file=stderr)
+            say(f"error: {first}", file=stderr)
             for line in rest:
-                print(f"  | {line}", file=stderr)
+                say(f"  | {line}", file=stderr)
     if done.skipped:
-        print(skip_summary(done.skipped, len(plan.legs), options.allow_skip), file=stderr)
+        say(skip_summary(done.skipped, len(plan.legs), options.allow_skip), file=stderr)
     return done
 
 

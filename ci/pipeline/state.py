@@ -25,16 +25,19 @@ Layout: :func:`inputs_digest` and :func:`context_digest` are pure; :func:`contex
 per context, however many Dockerfiles share it), :func:`hash_context`,
 :func:`load_state` and :func:`save_state` read and write local files (the save is atomic:
 temporary file + ``os.replace``). A corrupt or foreign state file is treated as empty
-(everything rebuilds) and says so, never crashes the pipeline.
+(everything rebuilds) and says so, never crashes the pipeline. :func:`lock_state_dir`: one run at a
+time per state directory (its registries, digests and record are that run's).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,3 +255,35 @@ def save_state(path: str | Path, state: State) -> None:
             raise
     except OSError as exc:
         raise OperationError(f"writing pipeline state {p}: {exc.strerror or exc}") from None
+
+
+LOCK_FILE = "lock"
+
+
+@contextmanager
+def lock_state_dir(state_dir: str | Path) -> Iterator[None]:
+    """Hold the state directory for one run (an exclusive ``flock`` on ``<dir>/lock``, which holds the
+    holder's pid): a second run in the same directory would adopt the first's registries and clear its
+    digests. Not waited for: OperationError naming the run that holds it. The kernel releases the
+    lock when the holder ends, however it ends (a killed run leaves no stale lock)."""
+    from ..errors import OperationError
+
+    d = Path(state_dir)
+    path = d / LOCK_FILE
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise OperationError(f"locking {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise OperationError(f"another invoke pipeline (pid {holder}) is running with the state directory {d}; "
+                                 "wait for it to finish, or give this run its own --root") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

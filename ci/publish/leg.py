@@ -57,10 +57,9 @@ from ..github.artifacts import write_digest_file
 from ..oci.blobcache import Blob, BlobCache
 from ..docker.engine import Engine, ImageInfo
 from ..errors import EngineError, OperationError, RegistryError, VerificationError
-from ..oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP,
-                         IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, OCI_LAYER_GZIP, Composed, Descriptor,
-                         compose_image_manifest, is_attestation_entry,
-                         is_attestation_manifest, parse_manifest, platform_key)
+from ..oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES,
+                           MAX_MANIFEST_BYTES, OCI_LAYER_GZIP, Composed, Descriptor, compose_image_manifest,
+                           is_attestation_entry, is_attestation_manifest, parse_manifest, platform_key)
 from ..matrix.naming import LegKey
 from ..oci.layout import read_layout
 from ..oci.platforms import Platform
@@ -250,8 +249,17 @@ def _stage_from_cache(info: ImageInfo, cache: BlobCache,
         if body is not None:
             try:
                 config, layers = _cached_parts(body, info, cache)
+                ours = _names_this_image(info, rec.manifest, config.digest, cache)
+                if ours is None:  # an index id whose bytes the cache lacks: cannot tell, export again
+                    return None, []
+                if not ours:
+                    raise _WrongRecord(f"its manifest {rec.manifest} and config {config.digest} are not image {info.id}")
                 return StagedImage(info.id, config, layers, Composed(body, rec.media_type), exported=False,
                                    engine_manifest=rec.engine_manifest), []
+            except _WrongRecord as exc:
+                cache.forget_image(info.id, f"blob cache: the record staged for image {info.id} is wrong ({exc}); "
+                                            "removed, the image is exported again")
+                return None, []
             except ValueError:
                 try:  # some blob is missing: send what is there while exporting
                     parsed = parse_manifest(body)
@@ -365,6 +373,30 @@ def _diff_ids(config: bytes | None) -> list[str] | None:
     return [str(d) for d in ids] if isinstance(ids, list) else None
 
 
+def _names_this_image(info: ImageInfo, manifest: str, config: str, cache: BlobCache) -> bool | None:
+    """Whether a manifest (with its config) is engine image ``info``: the id is the config's digest (classic
+    image store) or the manifest's; else (containerd image store) the id names the engine's own index, which
+    lists the manifest, or its own manifest, over the same config (one composed here over our gzip of its
+    uncompressed layers). The engine's bytes are kept in the cache when the image is exported (hash-checked
+    when read); None when they are not there."""
+    if info.id in (manifest, config):
+        return True
+    body = cache.read_blob(info.id, MAX_MANIFEST_BYTES)
+    if body is None:
+        return None
+    try:
+        parsed = parse_manifest(body)
+    except ValueError:
+        return False
+    if parsed.is_index:
+        return any(d.digest == manifest for d in parsed.children)
+    return parsed.config is not None and parsed.config.digest == config
+
+
+class _WrongRecord(ValueError):
+    """A staged-image record that names what is not this image (not merely a blob missing from the cache)."""
+
+
 def _cached_parts(body: bytes, info: ImageInfo, cache: BlobCache) -> tuple[Blob, tuple[Blob, ...]]:
     """Config and layer blobs of image manifest ``body``, all in the cache; ValueError saying what is not."""
     parsed = parse_manifest(body)
@@ -385,9 +417,13 @@ def _cached_parts(body: bytes, info: ImageInfo, cache: BlobCache) -> tuple[Blob,
     if diff_ids is None:
         raise ValueError(f"config {config.digest} is not an image config")
     if diff_ids != list(info.diff_ids) or len(diff_ids) != len(parsed.layers):
-        raise ValueError(f"it has {len(parsed.layers)} layer(s) and its config {len(diff_ids)} diff_id(s), "
-                         f"the engine's image {len(info.diff_ids)}")
-    return config, tuple(blob(d, f"layer {i + 1}") for i, d in enumerate(parsed.layers))
+        raise _WrongRecord(f"it has {len(parsed.layers)} layer(s) and its config {len(diff_ids)} diff_id(s), "
+                           f"the engine's image {len(info.diff_ids)}")
+    layers = tuple(blob(d, f"layer {i + 1}") for i, d in enumerate(parsed.layers))
+    for i, (b, diff_id) in enumerate(zip(layers, diff_ids)):
+        if not cache.layer_matches(b, diff_id):  # never trusted by name: it must decompress to the layer
+            raise _WrongRecord(f"its layer {i + 1} {b.digest} does not decompress to {diff_id}")
+    return config, layers
 
 
 def _stage_from_export(engine: Engine, image: str, info: ImageInfo, cache: BlobCache,
@@ -419,6 +455,9 @@ def _stage_from_export(engine: Engine, image: str, info: ImageInfo, cache: BlobC
     except OSError as exc:
         raise OperationError(f"staging {image} in the blob cache at {cache.root}: {exc.strerror or exc}") from None
     cache.put_bytes(staged.manifest.body)
+    top = ex.json_blob(info.id, cache) if info.id not in (staged.manifest.digest, staged.config.digest) else None
+    if top is not None:  # the engine's own index or manifest: what shows a later record names this image
+        cache.put_bytes(top)
     cache.record_image(info.id, staged.manifest.digest, staged.manifest.media_type,
                        engine_manifest=staged.engine_manifest)
     kept = [b for b in dict.fromkeys(staged.layers) if b.digest in ex.raw or b.digest in ex.small]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..errors import CiError
 from ..settings import FamilyConfig
 from .inspect import Failure, InspectRef, ListObservation, observe, verify
-from ..output.markdown import md_table
+from ..output.markdown import Cell, code, md_cell, md_table
 from ..matrix.model import Matrix
 from ..matrix.naming import Family, suffix_label
 from ..oci.platforms import Platform
@@ -213,10 +213,11 @@ def to_json(report: AuditReport) -> str:
 
 
 def summary_markdown(report: AuditReport) -> str:
-    rows = [[f"`{s.label}`", ", ".join(f"`{t}`" for t in s.tags), ", ".join(str(p) for p in s.platforms),
-             s.verdict()] for s in report.suffixes]
+    rows: list[list[Cell]] = [[code(s.label), code(*s.tags), ", ".join(str(p) for p in s.platforms), s.verdict()]
+                              for s in report.suffixes]
     text = "### Catalog audit\n\n" + md_table(["suffix", "tags", "platforms", "result"], rows)
     if report.missing_references:
         text += "\n**Missing references:**\n\n" + "".join(
-            f"- `{r.reference}` ({r.source}:{r.line}): {r.error}\n" for r in report.missing_references)
+            f"- {md_cell(code(r.reference))} ({md_cell(f'{r.source}:{r.line}')}): {md_cell(r.error)}\n"
+            for r in report.missing_references)
     return text

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import CiError, UserError
-from ..output.markdown import md_table
+from ..output.markdown import code, md_cell, md_table
 from ..oci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_attestation, is_attestation_manifest,
                          parse_manifest)
 from ..oci.platforms import Platform, normalize, parse_platform, same_platform
@@ -324,10 +324,12 @@ def to_json(report: InspectReport) -> str:
 
 
 def summary_markdown(report: InspectReport) -> str:
-    text = "### Inspected manifest lists\n\n" + md_table(HEADERS, [[f"`{c}`" if c != "-" else c for c in r] for r in _rows(report)])
+    text = "### Inspected manifest lists\n\n" + md_table(HEADERS, [[code(c) if c != "-" else c for c in r]
+                                                                    for r in _rows(report)])
     if report.ok:
         return text + "\nAll checks passed.\n"
-    return text + "\n**Failed checks:**\n\n" + "".join(f"- `{f.check}` {f.ref}: {f.message}\n" for f in report.failures)
+    return text + "\n**Failed checks:**\n\n" + "".join(
+        f"- {md_cell(code(f.check))} {md_cell(f.ref)}: {md_cell(f.message)}\n" for f in report.failures)
 
 
 
