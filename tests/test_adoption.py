@@ -1,6 +1,6 @@
 """Adopting localai-ci in a LocalAI-shaped repository, through the installed wheel (issue 21).
 
-The repository is made by the tests (``localai_tree.py``): its matrix at ``.github/backend-matrix.yml``,
+The repository is made by the tests (``tests/support/localai_tree.py``): its matrix at ``.github/backend-matrix.yml``,
 Dockerfiles under ``backend/``, and a ``ci/`` package of its own (LocalAI-like repositories have
 one; it used to shadow the tool, whose import name was ``ci``). The tool is this project built as a
 wheel and installed into a directory of its own (``pip install --no-deps --target``: its code, its
@@ -21,7 +21,7 @@ import pytest
 from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.settings import DEFAULT_BUILD_ARGS
-from localai_tree import MATRIX_PATH, files, matrix_text
+from tests.support.localai_tree import MATRIX_PATH, files, matrix_text
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS_PY = "from localai_ci.tasks import ns  # noqa: F401\n"

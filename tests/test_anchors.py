@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hostile import HostileServer, Reply, Request
+from tests.support.hostile import HostileServer, Reply, Request
 from localai_ci.build.leg import plan_leg, publish_targets
 from localai_ci.cli import main
 from localai_ci.git.repo import SourceInfo
@@ -29,7 +29,7 @@ from localai_ci.oci.localregistry import find_registry_binary
 from localai_ci.oci.reference import ImageName, parse_image_name
 from localai_ci.oci.client import RegistryClient
 from localai_ci.settings import family_config
-from oci_images import client, push_image, tags_of, write_matrix
+from tests.support.oci_images import client, push_image, tags_of, write_matrix
 
 pytestmark = pytest.mark.registry
 

@@ -1,6 +1,6 @@
 """localai_ci.oci.auth: the WWW-Authenticate parser (pure, hostile inputs) and the bearer token
 handshake against a real ``docker-registry`` with token auth, behind a TLS front, with a small
-real token service (:mod:`tokenservice`) issuing the JWTs the registry verifies."""
+real token service (:mod:`tests.support.tokenservice`) issuing the JWTs the registry verifies."""
 from __future__ import annotations
 
 import base64
@@ -25,9 +25,9 @@ from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, Composed, 
 from localai_ci.oci.reference import ImageName, sha256_digest
 from localai_ci.oci.retry import RetryPolicy
 from localai_ci.redaction import redact
-from authregistry import KNOWN_PASSWORD, start_token_registry, stop
-from hostile import HostileServer, Reply, Request, TlsFiles, make_tls
-from tokenservice import GOOD, ISSUER, SERVICE, Asked, Signer, TokenService
+from tests.support.authregistry import KNOWN_PASSWORD, start_token_registry, stop
+from tests.support.hostile import HostileServer, Reply, Request, TlsFiles, make_tls
+from tests.support.tokenservice import GOOD, ISSUER, SERVICE, Asked, Signer, TokenService
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=20.0, request_timeout=5.0)
 CREDS = Credentials("tester", KNOWN_PASSWORD)

@@ -397,7 +397,7 @@ def test_build_backend_builds_with_buildkit_and_shows_its_steps(engine, registri
     import io
     import os
 
-    from builder_helpers import read_file, read_published_file
+    from tests.support.builder_helpers import read_file, read_published_file
     from localai_ci.docker.builder import BuildxBuilder
     from localai_ci.docker.engine import Engine
 

@@ -21,7 +21,7 @@ from localai_ci.docker.builder import (BuildEvent, BuilderCaps, BuildSpec, Cache
                         parse_buildx_inspect)
 from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, EngineFacts
 from localai_ci.errors import EngineError
-from builder_helpers import read_file
+from tests.support.builder_helpers import read_file
 from localai_ci.oci.platforms import parse_platform
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
@@ -348,7 +348,7 @@ def test_base_image_from_an_authenticated_registry(builder: Any, engine: Any, tm
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """FROM an image that exists only in a TLS + htpasswd registry: pulled with the Docker config's
     credentials (buildx's session), and the password appears in no event nor error."""
-    from authregistry import KNOWN_PASSWORD, auth_registries
+    from tests.support.authregistry import KNOWN_PASSWORD, auth_registries
     from localai_ci.docker.offline_bases import offline_image, push_offline_image
     from localai_ci.oci.reference import parse_image_name
     from localai_ci.oci.client import RegistryClient

@@ -1,6 +1,6 @@
 """Change detection on real git repositories: derived inputs, the peer's 41 scenarios, our own, the task.
 
-The fixture (``tests/localai_tree.py``) is a small LocalAI-shaped repository; every scenario
+The fixture (``tests/support/localai_tree.py``) is a small LocalAI-shaped repository; every scenario
 is a real commit on a branch from its base and goes through ``select_from_git`` (or, where the
 peer hands its filter no previous revision, a changed-file list without a base).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from change_scenarios import (
+from tests.support.change_scenarios import (
     DARWIN_BACKENDS, OURS, PEER, PEER_FUNCTION_TESTS, Scenario, expand, peer_view_backends, view_of, view_universe,
 )
 from localai_ci.changes.select import is_null_base, leg_key, select_legs
@@ -24,8 +24,8 @@ from localai_ci.github.changed_jobs import plan_from_files, select_from_git
 from localai_ci.changes.inputs import Deriver
 from localai_ci.matrix.model import load_matrix
 from localai_ci.git.worktree import checkout_tree
-from localai_tree import GIT_ENV, MATRIX_PATH, Repo, git, write
-from localai_ref import M2608
+from tests.support.localai_tree import GIT_ENV, MATRIX_PATH, Repo, git, write
+from tests.support.localai_ref import M2608
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -307,7 +307,7 @@ def test_this_projects_example_backends(own: Path, path: str, suffixes: set[str]
 
 @pytest.fixture(scope="module", params=["shaped", "real"])
 def scale(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from localai_scale import build_tree
+    from tests.support.localai_scale import build_tree
 
     tree = request.getfixturevalue("localai_tree") if request.param == "real" else None
     return build_tree(tmp_path_factory.mktemp("scale") / "tree", M2608, localai=tree)

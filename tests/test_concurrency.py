@@ -26,7 +26,7 @@ from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.publish.leg import PushTarget, publish_leg
 from localai_ci.oci.reference import ImageName
 from localai_ci.matrix.tags import TagSource
-from oci_images import client, write_matrix
+from tests.support.oci_images import client, write_matrix
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""localai_ci.dockerfile.model: LocalAI-shaped Dockerfiles (written by the tests, ``localai_tree.py``) and, when a
+"""localai_ci.dockerfile.model: LocalAI-shaped Dockerfiles (written by the tests, ``tests/support/localai_tree.py``) and, when a
 LocalAI tree is named (``CI_TEST_LOCALAI_TREE``), LocalAI's real ones parse and resolve to the stages,
 paths and images BuildKit would use; ARG scoping, expansion, platforms and engine checks follow BuildKit."""
 from __future__ import annotations
@@ -21,8 +21,8 @@ from localai_ci.dockerfile.model import (
 )
 from localai_ci.errors import UserError
 from localai_ci.oci.platforms import Arch, Platform, parse_platform
-from localai_ref import LocalAITree
-from localai_tree import files as shaped_files
+from tests.support.localai_ref import LocalAITree
+from tests.support.localai_tree import files as shaped_files
 
 # LocalAI's Dockerfiles at commit 82c191af (2026-08-22), by their path in LocalAI's repository
 LOCALAI_FILES = ["Dockerfile"] + [f"backend/Dockerfile.{k}" for k in (
@@ -67,7 +67,7 @@ def paths(sources: tuple[Source, ...]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- LocalAI-shaped files
-# Written by the tests (``localai_tree.py``), with the features of LocalAI's own: heredoc RUN, RUN
+# Written by the tests (``tests/support/localai_tree.py``), with the features of LocalAI's own: heredoc RUN, RUN
 # --mount=type=bind, ARG TARGETARCH, FROM ${BUILDER_TARGET} AS builder, a FROM scratch final stage.
 
 

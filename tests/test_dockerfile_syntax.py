@@ -4,7 +4,7 @@ The oracle is the PyPI ``dockerfile`` package: BuildKit v0.12.5's own parser thr
 wheels for x86_64 Linux only (the dev extra installs it there). So that the comparison runs on
 every machine:
 
-* ``tests/dockerfile_syntax_corpus.py`` holds the corpus: one construct or one error per case,
+* ``tests/support/dockerfile_syntax_corpus.py`` holds the corpus: one construct or one error per case,
   and the one canonical form of a result (``outcome``);
 * ``tests/resources/dockerfile_syntax_golden.json`` holds the oracle's outcome for every corpus
   case and every ``backends/Dockerfile.*``, with the digest of the text it was made from;
@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localai_ci.dockerfile.syntax import Command, Heredoc, ParseError, parse_string
-from dockerfile_syntax_corpus import CORPUS, GOLDEN, REPO, REPO_DOCKERFILES, outcome, stored, text_digest
+from tests.support.dockerfile_syntax_corpus import CORPUS, GOLDEN, REPO, REPO_DOCKERFILES, outcome, stored, text_digest
 
 try:
     import dockerfile as oracle

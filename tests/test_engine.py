@@ -20,7 +20,7 @@ from localai_ci.oci.blobcache import BlobCache
 from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, Engine, ImageInfo, check_platform
 from localai_ci.errors import EngineError
 from localai_ci.oci.platforms import parse_platform
-from conftest import in_ci
+from tests.conftest import in_ci
 
 
 def info(arch: str, variant: str = "") -> ImageInfo:

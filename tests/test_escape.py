@@ -5,7 +5,7 @@ import pytest
 
 from localai_ci.output.escape import markdown_text, terminal_text, workflow_command
 from localai_ci.output.escape import ZWSP, group_block, inert, raw_block
-from actions_runner import HOSTILE, runner_commands
+from tests.support.actions_runner import HOSTILE, runner_commands
 
 
 def test_workflow_command_escapes_as_github_documents() -> None:
@@ -32,7 +32,7 @@ def test_markdown_text_is_one_literal_line() -> None:
     assert markdown_text("a|b <script> `x` [l](u) *b*\nc") == "a\\|b \\<script\\> \\`x\\` \\[l\\](u) \\*b\\* c"
 
 
-# ---- text from outside in an Actions log: raw blocks and inert lines (tests/actions_runner.py reads them) ----
+# ---- text from outside in an Actions log: raw blocks and inert lines (tests/support/actions_runner.py reads them) ----
 def test_the_runner_emulation_sees_commands() -> None:
     """The emulation itself: each hostile line but the last is a command when printed as it is (and the
     guessed stop-commands would hide every line after it)."""

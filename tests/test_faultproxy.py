@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from faultproxy import FaultProxy, Faults
+from tests.support.faultproxy import FaultProxy, Faults
 
 
 def _conn(host: str) -> http.client.HTTPConnection:

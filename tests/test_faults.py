@@ -38,8 +38,8 @@ from localai_ci.oci.reference import ImageName
 from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.retry import RetryPolicy
 from localai_ci.matrix.tags import TagSource
-from faultproxy import FaultProxy, Faults
-from oci_images import client, push_image as push_tiny, tags_of, write_matrix
+from tests.support.faultproxy import FaultProxy, Faults
+from tests.support.oci_images import client, push_image as push_tiny, tags_of, write_matrix
 
 pytestmark = [pytest.mark.registry, pytest.mark.slow]
 

@@ -122,7 +122,7 @@ def _amd64_builder_verdicts(df: Any, name: str) -> None:
                                   "backend/Dockerfile.llama-cpp"])
 def test_localai_shaped_dockerfiles_on_an_amd64_builder(name: str) -> None:
     from localai_ci.dockerfile.model import parse_dockerfile
-    from localai_tree import files
+    from tests.support.localai_tree import files
 
     _amd64_builder_verdicts(parse_dockerfile(files()[name], name), name)
 

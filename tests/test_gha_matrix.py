@@ -18,7 +18,7 @@ from localai_ci.github.jobs import (
 from localai_ci.matrix.model import Entry, Matrix, load_matrix, parse_matrix
 from localai_ci.matrix.naming import Family, artifact_name, artifact_pattern
 from localai_ci.oci.platforms import parse_platform
-from localai_ref import M2608, M9730
+from tests.support.localai_ref import M2608, M9730
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """The go.mod/go.sum rule with the real Go toolchain (ci/changes/goselect.py, ci/changes/gotool.py).
 
-The fixture repository (``tests/localai_tree.py``) builds its Go backends in the root module;
-here its go.mod requires small modules a file-based module proxy serves (``tests/goproxy.py``):
+The fixture repository (``tests/support/localai_tree.py``) builds its Go backends in the root module;
+here its go.mod requires small modules a file-based module proxy serves (``tests/support/goproxy.py``):
 gRPC, which every Go backend reaches through ``pkg/grpc`` and which imports ``golang.org/x/net``;
 containerd, imported only by the server's ``pkg/oci``; go-processmanager, imported only by the
 server, whose next version raises ``golang.org/x/net`` through its own go.mod. Every commit goes
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from change_scenarios import GO_SUFFIXES
-from goproxy import GoProxy, go_env, go_sum, localai_go_files, localai_go_mod, localai_world
+from tests.support.change_scenarios import GO_SUFFIXES
+from tests.support.goproxy import GoProxy, go_env, go_sum, localai_go_files, localai_go_mod, localai_world
 from localai_ci.changes.gomod import ModuleFiles, Unavailable
 from localai_ci.changes.gotool import GoToolchain
 from localai_ci.changes.select import Selection
 from localai_ci.github.changed_jobs import go_toolchain, select_from_git, write_github_matrices
 from localai_ci.matrix.model import load_matrix
-from localai_tree import MATRIX_PATH, Repo
+from tests.support.localai_tree import MATRIX_PATH, Repo
 
 DARWIN_GO = "darwin -metal-darwin-arm64-whisper"
 

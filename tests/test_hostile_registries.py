@@ -1,8 +1,8 @@
 """Registries that misbehave the way real ones and attackers do: small hostile servers on other
-loopback addresses (127.0.0.2, 127.0.0.3, ...; :mod:`hostile`) in front of a real ``docker-registry``.
+loopback addresses (127.0.0.2, 127.0.0.3, ...; :mod:`tests.support.hostile`) in front of a real ``docker-registry``.
 
 Each class of issue 12 has its tests here: credentials scoped to their registry, redirects,
-bounds and deadlines (peak RSS measured in a subprocess, :mod:`rss_probe`), read-back
+bounds and deadlines (peak RSS measured in a subprocess, :mod:`tests.support.rss_probe`), read-back
 verification of every write, redaction of every string a registry sent, malformed answers.
 The commands run as users run them (``localai_ci.cli.main``) wherever no retry policy needs to be made
 fast; the deadline test drives the verbs with a fast policy, as the fault tests do.
@@ -38,9 +38,10 @@ from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.keychain import Credentials
 from localai_ci.oci.retry import RetryPolicy
 from localai_ci.matrix.tags import TagSource
-from authregistry import KNOWN_PASSWORD, start_auth_registry, stop
-from hostile import Forward, HostileServer, Reply, Request, TlsFiles, make_tls, pieces
-from oci_images import tiny_image, write_matrix
+from tests.support.authregistry import KNOWN_PASSWORD, start_auth_registry, stop
+from tests.support.hostile import Forward, HostileServer, Reply, Request, TlsFiles, make_tls, pieces
+from tests.support.oci_images import tiny_image, write_matrix
+from tests.support.paths import SUPPORT
 
 pytestmark = pytest.mark.registry
 
@@ -289,8 +290,8 @@ def test_redirects_are_bounded_and_writes_are_never_redirected(upstream: str, un
 
 # ---- bounds: memory and time --------------------------------------------------------------------
 def rss_probe(spec: dict[str, object]) -> dict[str, Any]:
-    """Run ``tests/rss_probe.py`` (one verb in a fresh interpreter); its peak RSS and outcome."""
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("rss_probe.py")), json.dumps(spec)],
+    """Run ``tests/support/rss_probe.py`` (one verb in a fresh interpreter); its peak RSS and outcome."""
+    done = subprocess.run([sys.executable, str(SUPPORT / "rss_probe.py"), json.dumps(spec)],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0 and done.stdout.strip(), done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

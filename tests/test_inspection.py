@@ -12,7 +12,7 @@ from localai_ci.verify.inspect import (ChildObservation, ListObservation, Inspec
 from localai_ci.oci.manifest import DOCKER_LIST, DOCKER_MANIFEST, Descriptor, compose_index
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName
-from oci_images import client, push_image
+from tests.support.oci_images import client, push_image
 
 D = {k: "sha256:" + k * 64 for k in "abcdef0123"}
 AMD, ARM = parse_platform("linux/amd64"), parse_platform("linux/arm64")

@@ -1,6 +1,6 @@
 """localai_ci.oci.layout: OCI image layouts and image archives read into one publishable image (files only).
 
-The shapes are written the way their tools write them (``tests/oci_archives.py``): BuildKit's OCI
+The shapes are written the way their tools write them (``tests/support/oci_archives.py``): BuildKit's OCI
 layout directory, the same as a tar, go-containerregistry's docker-archive (LocalAI's Darwin
 backends), ``docker save`` before Docker 25.
 """
@@ -22,7 +22,7 @@ from localai_ci.oci.layout import (LayoutError, new_layout_dir, read_layout, rem
 from localai_ci.oci.manifest import DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import sha256_digest
-from oci_archives import tar_dir, write_darwin_archive, write_legacy_archive, write_oci_layout
+from tests.support.oci_archives import tar_dir, write_darwin_archive, write_legacy_archive, write_oci_layout
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from localai_ci.matrix.split import split_text
 from localai_ci.matrix.model import load_matrix, parse_matrix
 from localai_ci.matrix.workflownames import artifact_templates, read_workflows
 from localai_ci.oci.platforms import Arch
-from localai_ref import M2608, M9730, RESOURCES
+from tests.support.localai_ref import M2608, M9730, RESOURCES
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"

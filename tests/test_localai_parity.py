@@ -27,7 +27,7 @@ from localai_ci.matrix.buildargs import deps_refresh_key
 from localai_ci.matrix.model import Entry, load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.settings import family_config
-from localai_ref import LocalAITree
+from tests.support.localai_ref import LocalAITree
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)

@@ -10,7 +10,7 @@ from localai_ci.errors import MatrixError
 from localai_ci.matrix.model import MAX_MATRIX_BYTES, load_matrix, parse_matrix, read_matrix_text
 from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.oci.platforms import Arch
-from localai_ref import M2608, M9730
+from tests.support.localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"
@@ -195,7 +195,7 @@ def test_deep_nesting_is_refused_with_or_without_libyaml(libyaml: bool, monkeypa
     import yaml
 
     if libyaml and not getattr(yaml, "__with_libyaml__", False):
-        from conftest import unavailable
+        from tests.conftest import unavailable
 
         unavailable("this PyYAML has no libyaml: pip install --force-reinstall PyYAML (its wheels carry it)")
     monkeypatch.setattr(yaml, "__with_libyaml__", libyaml)

@@ -20,9 +20,9 @@ from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName
 from localai_ci.oci.client import RegistryClient
 from localai_ci.matrix.tags import TagSource
-from faultproxy import FaultProxy
-from oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix
-from tcprelay import TcpRelay
+from tests.support.faultproxy import FaultProxy
+from tests.support.oci_images import client, matrix_text, push_image, resolve, tags_of, write_matrix
+from tests.support.tcprelay import TcpRelay
 
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 BRANCH = ["--ref", "refs/heads/master", "--sha", SHA, "--event", "push"]

@@ -26,7 +26,7 @@ from localai_ci.matrix.naming import (
     pr9730_artifact_name,
     pr9730_download_glob,
 )
-from localai_ref import MATRICES
+from tests.support.localai_ref import MATRICES
 
 PTAGS = ("amd64", "arm64", "single", "armv7", "amd64-arm64")
 

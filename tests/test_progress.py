@@ -1,11 +1,11 @@
 """localai_ci.output.progress: the build log -- in GitHub Actions every step's output in a group, a failing step's
 whole output everywhere, and no line of build output ever executed as a workflow command (the log read as the
-runner reads it: tests/actions_runner.py)."""
+runner reads it: tests/support/actions_runner.py)."""
 from __future__ import annotations
 
 import io
 
-from actions_runner import HOSTILE, runner_commands
+from tests.support.actions_runner import HOSTILE, runner_commands
 from localai_ci.docker.builder import BuildEvent, SolveStatusReader
 from localai_ci.output.progress import Progress
 

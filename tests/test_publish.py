@@ -425,7 +425,7 @@ def test_without_push_a_build_sends_nothing_to_any_registry(leg: Any, registries
     """A maintainer logged in to the real registries builds locally: without --push nothing is
     written anywhere -- no blob, manifest, tag, anchor or cache export -- counted by a front that
     sees every request to the registry (the images and the cache repository are behind it)."""
-    from hostile import HostileServer
+    from tests.support.hostile import HostileServer
 
     with HostileServer("127.0.0.9", upstream=registries[0].host, lifetime=300) as front:
         images = f"{front.host}/{unique}/backends"

@@ -2,7 +2,7 @@
 
 LocalAI's Darwin backends are built on macOS runners by ``local-ai util create-oci-image``, which
 writes a docker-archive (go-containerregistry's ``tarball.Write``, platform ``darwin/arm64``); the
-test writes one the same way (``tests/oci_archives.py``), publishes it through the invoke task the
+test writes one the same way (``tests/support/oci_archives.py``), publishes it through the invoke task the
 Darwin workflow job calls, merges it and inspects the list, as for any leg. No engine is involved.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.reference import parse_image_name
 from localai_ci.oci.client import RegistryClient
-from oci_archives import tar_dir, write_darwin_archive, write_oci_layout
-from oci_images import matrix_text
+from tests.support.oci_archives import tar_dir, write_darwin_archive, write_oci_layout
+from tests.support.oci_images import matrix_text
 
 pytestmark = pytest.mark.registry
 

@@ -23,8 +23,8 @@ from localai_ci.oci.reference import ImageName, parse_image_name, sha256_digest
 from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.keychain import Credentials, credentials_for
 from localai_ci.oci.retry import RetryPolicy, retry_after_seconds
-from authregistry import KNOWN_PASSWORD, auth_registries
-from faultproxy import FaultProxy, Faults
+from tests.support.authregistry import KNOWN_PASSWORD, auth_registries
+from tests.support.faultproxy import FaultProxy, Faults
 
 FAST = RetryPolicy(attempts=10, base_delay=0.01, max_delay=0.05, deadline=30.0, request_timeout=5.0)
 
@@ -361,7 +361,7 @@ def test_failed_upload_restarts_from_a_fresh_stream(reg: str, unique: str) -> No
 def test_one_keep_alive_connection_serves_a_clients_requests_and_they_are_counted(reg: str, unique: str) -> None:
     """Through a request-counting proxy behind a connection-counting relay: the client's counters
     are what went over the wire, and 20 requests take one TCP connection."""
-    from tcprelay import TcpRelay
+    from tests.support.tcprelay import TcpRelay
 
     with client(reg, f"{unique}/k") as direct:  # blobs direct (an upload Location names the proxy, not the relay)
         m = push_image(direct)

@@ -29,7 +29,7 @@ from localai_ci.matrix.naming import Family, LegKey, artifact_name, parse_artifa
 from localai_ci.oci.reference import ImageName, uses_plain_http
 from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.retry import RetryPolicy
-from authregistry import KNOWN_PASSWORD, auth_registries
+from tests.support.authregistry import KNOWN_PASSWORD, auth_registries
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "ci").glob("*.py"), ROOT / "tasks.py", ROOT / "noxfile.py"])
@@ -188,7 +188,7 @@ def test_known_password_leaks_nowhere(auth_registry: tuple[str, Path], engine: A
     image = f"{host}/{unique}/backends"
     base = f"ci-offline/{unique}:24.04"
     matrix = tmp_path / "matrix.yml"
-    from oci_images import matrix_text
+    from tests.support.oci_images import matrix_text
     matrix.write_text(matrix_text([("-cpu-sec", "amd64")]).replace("ci-offline/ubuntu:24.04", base))
     home = tmp_path / "home"
     home.mkdir()
@@ -256,7 +256,7 @@ def test_known_password_leaks_nowhere(auth_registry: tuple[str, Path], engine: A
 def test_merge_says_when_it_uses_plain_http(registries: Any, unique: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     from localai_ci.cli import main
-    from oci_images import push_image, write_matrix
+    from tests.support.oci_images import push_image, write_matrix
 
     images = [f"{r.host}/{unique}/backends" for r in registries]
     d = push_image(images, "linux/amd64", unique)

@@ -10,7 +10,7 @@ from localai_ci.cli import main
 from localai_ci.errors import UserError
 from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.oci.sign import SignOptions, VerifyOptions, sign_command, sign_image, verify_command
-from oci_images import push_image, resolve, write_matrix
+from tests.support.oci_images import push_image, resolve, write_matrix
 from localai_ci.github.artifacts import write_digest_file
 
 DIG = "sha256:" + "a" * 64

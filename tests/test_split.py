@@ -11,7 +11,7 @@ from localai_ci.errors import MatrixError, UserError
 from localai_ci.matrix.lint import lint_matrix, runner_policy
 from localai_ci.matrix.model import Matrix, load_matrix, parse_matrix, read_matrix_text
 from localai_ci.matrix.split import split_file, split_text
-from localai_ref import M2608, M9730
+from tests.support.localai_ref import M2608, M9730
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "resources" / "matrices"

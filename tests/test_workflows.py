@@ -18,7 +18,7 @@ from localai_ci.github.jobs import DEFAULT_SHARDS, element_fields, outputs, plan
 from localai_ci.changes.select import select_all
 from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family, artifact_name
-from localai_ref import M2608
+from tests.support.localai_ref import M2608
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"

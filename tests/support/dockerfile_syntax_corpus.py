@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = REPO / "tests" / "resources" / "dockerfile_syntax_golden.json"
+from tests.support.paths import REPO, RESOURCES
+
+GOLDEN = RESOURCES / "dockerfile_syntax_golden.json"
 #: the repository's own Dockerfiles, compared with the oracle like the corpus
 REPO_DOCKERFILES = tuple(sorted(p.relative_to(REPO).as_posix() for p in (REPO / "backends").glob("Dockerfile.*")))
 #: outcomes larger than this are kept in the golden file as a digest

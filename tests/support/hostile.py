@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Union
 
-from faultproxy import PIECE, QuietHandler, body_pieces, close_listener
+from tests.support.faultproxy import PIECE, QuietHandler, body_pieces, close_listener
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})

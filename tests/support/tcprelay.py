@@ -1,6 +1,6 @@
 """A byte-for-byte TCP relay on loopback that counts the connections it accepts (stdlib only).
 
-In front of a registry (or of a :class:`faultproxy.FaultProxy`), it shows from outside the
+In front of a registry (or of a :class:`tests.support.faultproxy.FaultProxy`), it shows from outside the
 client how many TCP connections the client opened: keep-alive reuse, observable. It reads and
 changes nothing; each accepted connection gets its own connection upstream and two pump
 threads (daemons). Use it as a context manager.

@@ -1,6 +1,6 @@
 """A real distribution registry with htpasswd auth (optionally TLS) on loopback, for the auth and
 secret-leak tests: user ``tester``, password :data:`KNOWN_PASSWORD`; or one with token auth
-(:func:`start_token_registry`, its token service in :mod:`tokenservice`)."""
+(:func:`start_token_registry`, its token service in :mod:`tests.support.tokenservice`)."""
 from __future__ import annotations
 
 import json

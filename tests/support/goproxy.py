@@ -137,7 +137,7 @@ def localai_world(proxy: GoProxy) -> None:
 
 
 def localai_go_files() -> dict[str, str]:
-    """The fixture repository's Go files that import other modules (tests/localai_tree.py has the rest):
+    """The fixture repository's Go files that import other modules (tests/support/localai_tree.py has the rest):
     every Go backend reaches gRPC through pkg/grpc; only the server reaches pkg/oci and go-processmanager."""
     lai = "github.com/mudler/LocalAI"
     return {

@@ -1,10 +1,10 @@
 """A small real token service for the bearer tests (distribution's "Token Authentication
-Specification"): a :class:`hostile.HostileServer` rule that answers ``GET /token?service=&scope=...``
-with a JWT the real ``docker-registry`` (token auth, :func:`authregistry.start_token_registry`)
+Specification"): a :class:`tests.support.hostile.HostileServer` rule that answers ``GET /token?service=&scope=...``
+with a JWT the real ``docker-registry`` (token auth, :func:`tests.support.authregistry.start_token_registry`)
 verifies: RS256, signed with ``openssl dgst`` by a key whose self-signed certificate is the
 registry's ``rootcertbundle`` (sent as ``x5c``).
 
-Grants: ``tester`` / :data:`authregistry.KNOWN_PASSWORD` (HTTP Basic) gets every action it asks
+Grants: ``tester`` / :data:`tests.support.authregistry.KNOWN_PASSWORD` (HTTP Basic) gets every action it asks
 for; anonymous callers get ``pull`` on :attr:`TokenService.public` repositories only; a wrong
 password gets ``401``. Every request is recorded (:attr:`TokenService.asked`: the Authorization
 header, the service and the scopes). The answer's shape is configurable: ``token`` or
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from authregistry import KNOWN_PASSWORD
-from hostile import Reply, Request
+from tests.support.authregistry import KNOWN_PASSWORD
+from tests.support.hostile import Reply, Request
 
 ISSUER = "localai-ci-tests"
 SERVICE = "token-registry"
@@ -70,7 +70,7 @@ class Asked:
 
 @dataclass
 class TokenService:
-    """The rule of a TLS :class:`hostile.HostileServer` (see the module docstring)."""
+    """The rule of a TLS :class:`tests.support.hostile.HostileServer` (see the module docstring)."""
 
     signer: Signer
     public: frozenset[str] = frozenset()

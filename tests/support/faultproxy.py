@@ -47,7 +47,7 @@ PIECE = 64 * 1024
 
 def body_pieces(rfile: Any, headers: Any) -> Iterator[bytes]:
     """Yield a request body read from ``rfile`` in pieces (Content-Length or chunked, as
-    ``headers`` say), never all at once. Shared with :mod:`hostile`."""
+    ``headers`` say), never all at once. Shared with :mod:`tests.support.hostile`."""
     if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
         while True:
             line = rfile.readline(1024)
@@ -119,7 +119,7 @@ def _rst(sock: socket.socket, *, other_thread: bool = False) -> None:
 
 def close_listener(sock: socket.socket | None) -> None:
     """Shut a listening socket down (unblocking its accept loop) and close it; errors ignored.
-    Shared with :mod:`hostile`."""
+    Shared with :mod:`tests.support.hostile`."""
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
@@ -128,7 +128,7 @@ def close_listener(sock: socket.socket | None) -> None:
 
 class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive, no log lines, and a client that went away is not an error (shared
-    with :mod:`hostile`)."""
+    with :mod:`tests.support.hostile`)."""
 
     protocol_version = "HTTP/1.1"
 

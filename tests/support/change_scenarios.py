@@ -1,4 +1,4 @@
-"""Change-detection scenarios on the LocalAI-shaped fixture (``tests/localai_tree.py``); not a test module.
+"""Change-detection scenarios on the LocalAI-shaped fixture (``tests/support/localai_tree.py``); not a test module.
 
 ``PEER`` holds every test of LocalAI's own filter suite (``scripts/lib/backend-filter_test.mjs``,
 41 tests) in this project's terms: the same change, made as a real commit (or, where the
@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from localai_tree import MATRIX_PATH, MORE_INCLUDES, PEER_DARWIN, PEER_INCLUDES, PROTO, Repo, entry, matrix_text
+from tests.support.localai_tree import (MATRIX_PATH, MORE_INCLUDES, PEER_DARWIN, PEER_INCLUDES, PROTO, Repo, entry,
+                                       matrix_text)
 
 ALL = frozenset({"*"})
 Edits = Callable[[Repo], Mapping[str, "str | None"]]

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-RESOURCES = Path(__file__).resolve().parent / "resources" / "localai"
+from tests.support import paths
+
+RESOURCES = paths.RESOURCES / "localai"
 #: LocalAI's matrix at commit 82c191af (2026-08-22): 457 Linux legs, 62 Darwin entries
 M2608 = RESOURCES / "backend-matrix.2026-08.yml"
 #: LocalAI's matrix right after PR #9730 (2026-05-09): 271 legs

@@ -2,7 +2,7 @@
 
 For a real matrix (``tests/resources/localai/backend-matrix.2026-08.yml``: 457 legs, 62 Darwin
 entries) it writes what change detection reads: backend Dockerfiles, a ``.dockerignore`` and
-``.docker/llama-cpp-compile.sh`` -- LocalAI-shaped ones written by the tests (``localai_tree.py``),
+``.docker/llama-cpp-compile.sh`` -- LocalAI-shaped ones written by the tests (``tests/support/localai_tree.py``),
 or, given a named LocalAI tree (``CI_TEST_LOCALAI_TREE``), LocalAI's real ones copied from it at run
 time (never committed here) --, every backend directory the matrix names
 with a Makefile, packaging script and sources shaped like LocalAI's, a root Go module of
@@ -18,9 +18,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from localai_ref import LocalAITree
-from localai_tree import _AUDIO_DF, _COMPILE, _LLAMA_DF, GIT_ENV, PROTO, _go_main, _pkg
-from localai_tree import files as shaped_files
+from tests.support.localai_ref import LocalAITree
+from tests.support.localai_tree import _AUDIO_DF, _COMPILE, _LLAMA_DF, GIT_ENV, PROTO, _go_main, _pkg
+from tests.support.localai_tree import files as shaped_files
 
 KINDS = ("python", "golang", "llama-cpp", "turboquant", "bonsai", "ik-llama-cpp", "ds4", "privacy-filter",
          "audio-cpp", "rust")

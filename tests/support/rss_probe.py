@@ -1,6 +1,6 @@
 """Run one registry-reading verb in this process and report its peak RSS (a subprocess of the tests).
 
-``python tests/rss_probe.py SPEC_JSON`` with SPEC::
+``python tests/support/rss_probe.py SPEC_JSON`` with SPEC::
 
     {"verb": "inspect", "refs": ["127.0.0.2:P/repo:tag", ...]}
     {"verb": "merge", "digests": DIR, "matrix": PATH, "suffix": S, "images": "h1/r,h2/r"}
@@ -17,7 +17,7 @@ import resource
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository (a script, run as a file)
 
 from localai_ci.errors import CiError  # noqa: E402
 from localai_ci.oci.client import RegistryClient  # noqa: E402
