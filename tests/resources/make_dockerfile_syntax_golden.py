@@ -8,7 +8,7 @@ changing ``tests/support/dockerfile_syntax_corpus.py`` or a ``backends/Dockerfil
 
 It writes, for every corpus case and every repository Dockerfile, the digest of its text and the
 oracle's outcome (``tests/support/dockerfile_syntax_corpus.py``: ``outcome``/``stored``), so
-``tests/test_dockerfile_syntax.py`` compares ``localai_ci.dockerfile.syntax`` with BuildKit on machines
+``tests/dockerfile/test_dockerfile_syntax.py`` compares ``localai_ci.dockerfile.syntax`` with BuildKit on machines
 where the oracle does not install. No text outside this repository goes into it.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@
 41 tests) in this project's terms: the same change, made as a real commit (or, where the
 peer hands in no previous revision, as a changed-file list without a base), with what the
 peer's test asserts and what this project selects. Where they differ, ``note`` says why on
-purpose. ``OURS`` are the cases the peer has no test for (issue 11). ``tests/test_changes.py``
+purpose. ``OURS`` are the cases the peer has no test for (issue 11). ``tests/changes/test_changes.py``
 runs them all; ``bench/bench_changes.py --scenarios`` runs them side by side with the peer's
 ``filterMatrix`` itself.
 
@@ -209,7 +209,7 @@ PEER: tuple[Scenario, ...] = (
              listed=("backend/backend.proto",), linux=ALL, darwin=ALL),
 )
 
-#: the peer test this project pins as a function, not a selection (see tests/test_changes.py)
+#: the peer test this project pins as a function, not a selection (see tests/changes/test_changes.py)
 PEER_FUNCTION_TESTS = ("audio-cpp resolves to its C++ sources on Darwin, not backend/go",)
 
 EVERY_LINUX = frozenset(PEER_SUFFIXES + MORE_SUFFIXES)

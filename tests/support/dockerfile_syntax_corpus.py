@@ -1,6 +1,6 @@
 """The Dockerfile-syntax corpus and the one way to compare parser results (not a test module).
 
-Shared by ``tests/test_dockerfile_syntax.py`` and ``tests/resources/make_dockerfile_syntax_golden.py``:
+Shared by ``tests/dockerfile/test_dockerfile_syntax.py`` and ``tests/resources/make_dockerfile_syntax_golden.py``:
 :data:`CORPUS` (case name -> Dockerfile text, one construct or one error each), :func:`outcome`
 (a parse result as plain JSON data, the same for ``localai_ci.dockerfile.syntax`` and the PyPI
 ``dockerfile`` package) and :func:`stored` (what the golden file keeps of an outcome).

@@ -22,8 +22,8 @@ from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.settings import DEFAULT_BUILD_ARGS
 from tests.support.localai_tree import MATRIX_PATH, files, matrix_text
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS_PY = "from localai_ci.tasks import ns  # noqa: F401\n"
 NOXFILE_PY = "from localai_ci.sessions import inspect, merge  # noqa: F401\n"
 

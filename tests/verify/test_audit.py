@@ -17,8 +17,8 @@ from localai_ci.oci.manifest import Descriptor, compose_index, parse_manifest
 from localai_ci.matrix.model import load_matrix
 from localai_ci.oci.reference import parse_image_name
 from localai_ci.oci.client import RegistryClient
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MATRIX = ROOT / "backends" / "matrix.yml"
 SUFFIXES = ("-cpu-hello", "-cpu-echo", "-cpu-hello-extra")
 SHA = "0123456789abcdef0123456789abcdef01234567"

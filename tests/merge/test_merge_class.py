@@ -10,7 +10,7 @@ import pytest
 
 from localai_ci.cli import main
 from tests.support.oci_images import client, resolve, tags_of, write_matrix
-from tests.test_merge import World, run
+from tests.merge.test_merge import World, run
 
 BRANCH = ["--event", "push", "--ref", "refs/heads/master", "--sha", "89abcdef0123456789abcdef0123456789abcdef"]
 

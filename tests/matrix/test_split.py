@@ -12,9 +12,9 @@ from localai_ci.matrix.lint import lint_matrix, runner_policy
 from localai_ci.matrix.model import Matrix, load_matrix, parse_matrix, read_matrix_text
 from localai_ci.matrix.split import split_file, split_text
 from tests.support.localai_ref import M2608, M9730
+from tests.support.paths import RESOURCES
 
-HERE = Path(__file__).resolve().parent
-RES = HERE / "resources" / "matrices"
+RES = RESOURCES / "matrices"
 
 
 # ---- fixture ------------------------------------------------------------------------------------

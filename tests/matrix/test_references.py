@@ -16,8 +16,8 @@ from localai_ci.matrix.naming import Family
 from localai_ci.matrix.references import (check_references, closest_suffix, find_references, lint_references, parse_branches,
                            read_references, tag_shapes)
 from localai_ci.matrix.tags import Latest, TagInput, compute_tags
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "tests" / "resources" / "references"
 MATRIX = RES / "matrix.yml"
 

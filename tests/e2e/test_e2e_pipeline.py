@@ -21,10 +21,10 @@ import pytest
 
 from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 LIST_TYPES = {"application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"}
 
 

@@ -19,8 +19,8 @@ from localai_ci.matrix.model import Entry, Matrix, load_matrix, parse_matrix
 from localai_ci.matrix.naming import Family, artifact_name, artifact_pattern
 from localai_ci.oci.platforms import parse_platform
 from tests.support.localai_ref import M2608, M9730
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def entry_yaml(suffix: str, platform: str = "linux/amd64", ptag: str | None = None, tag_latest: str = "auto",

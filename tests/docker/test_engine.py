@@ -1,6 +1,6 @@
 """Engine adapter: platform check (pure); facts, inspect and export against the real engine.
 
-Builds are the builder's (``tests/test_builder.py``); here they only make images to inspect and export.
+Builds are the builder's (``tests/docker/test_builder.py``); here they only make images to inspect and export.
 """
 from __future__ import annotations
 

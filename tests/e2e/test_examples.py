@@ -25,8 +25,8 @@ from localai_ci.build.feasibility import leg_feasibility
 from localai_ci.matrix.model import Entry, Matrix, load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.platforms import Arch, parse_platform
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ROOT / "backends" / "matrix.yml"
 IMAGES = ROOT / "backends" / "images.yml"
 CPP = ROOT / "backends" / "Dockerfile.cpp"

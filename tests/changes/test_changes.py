@@ -26,8 +26,8 @@ from localai_ci.matrix.model import load_matrix
 from localai_ci.git.worktree import checkout_tree
 from tests.support.localai_tree import GIT_ENV, MATRIX_PATH, Repo, git, write
 from tests.support.localai_ref import M2608
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from localai_ci.matrix.model import MAX_MATRIX_BYTES, load_matrix, parse_matrix,
 from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.oci.platforms import Arch
 from tests.support.localai_ref import M2608, M9730
+from tests.support.paths import REPO, RESOURCES
 
-HERE = Path(__file__).resolve().parent
-RES = HERE / "resources" / "matrices"
+RES = RESOURCES / "matrices"
 
 FIELDS = {
     "build-type": "''", "cuda-major-version": "''", "cuda-minor-version": "''", "platforms": "'linux/amd64'",
@@ -78,7 +78,7 @@ def test_entry_spans_cover_exactly_the_entry_lines() -> None:
 
 
 def test_project_matrix_loads() -> None:
-    m = load_matrix(HERE.parent / "backends" / "matrix.yml")
+    m = load_matrix(REPO / "backends" / "matrix.yml")
     assert len(m) >= 1 and all(not e.multi_platform for e in m)
 
 

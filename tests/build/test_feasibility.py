@@ -1,7 +1,6 @@
 """localai_ci.build.feasibility: can this builder build a leg, and how (pure verdicts on resolved Dockerfiles)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,10 +8,10 @@ import pytest
 from localai_ci.dockerfile.model import parse_dockerfile, resolve
 from localai_ci.build.feasibility import Feasibility, assess
 from localai_ci.oci.platforms import Arch, Platform, parse_platform
+from tests.support.paths import REPO as ROOT
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
 BASE = "ci-offline/ubuntu:24.04"
-ROOT = Path(__file__).resolve().parents[1]
 
 TARGET_RUN = f"FROM {BASE}\nRUN make\n"  # RUN on the target platform (LocalAI's builder stages)
 CROSS = f"FROM --platform=$BUILDPLATFORM {BASE} AS b\nRUN make\nFROM scratch\nCOPY --from=b /out /\n"
@@ -54,7 +53,7 @@ def test_cross_build_and_copy_only_need_no_emulation() -> None:
 
 
 def test_a_final_stage_on_the_build_platform_is_refused() -> None:
-    """BuildKit would label its amd64 files arm64 (tests/test_infra.py shows it): refused before building."""
+    """BuildKit would label its amd64 files arm64 (tests/e2e/test_infra.py shows it): refused before building."""
     v = verdict(f"FROM {BASE} AS b\nRUN make\nFROM --platform=$BUILDPLATFORM {BASE}\nCOPY --from=b /o /o\n", ARM64)
     assert not v.runs and v.how == "final stage is linux/amd64"
     assert "the final stage stage-1 (line 3) is built for linux/amd64, not the leg's linux/arm64" in v.reason

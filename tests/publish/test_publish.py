@@ -22,9 +22,9 @@ from localai_ci.oci.manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, 
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.reference import parse_image_name
 from localai_ci.oci.client import RegistryClient
+from tests.support.paths import REPO as ROOT
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG_OF = {DOCKER_MANIFEST: DOCKER_CONFIG, OCI_MANIFEST: OCI_CONFIG}
 
 

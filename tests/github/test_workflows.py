@@ -19,8 +19,8 @@ from localai_ci.changes.select import select_all
 from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family, artifact_name
 from tests.support.localai_ref import M2608
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 EXPECTED = ["audit.yml", "backend.yml", "backend_build.yml", "backend_build_darwin.yml", "backend_merge.yml", "backend_pr.yml",
             "image.yml", "image_build.yml", "image_merge.yml"]

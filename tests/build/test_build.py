@@ -15,8 +15,8 @@ from localai_ci.github.actions import Event
 from localai_ci.matrix.model import load_matrix, parse_matrix, resolve_leg
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.reference import parse_image_name
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ROOT / "backends" / "matrix.yml"
 IMAGES = ROOT / "backends" / "images.yml"
 SRC = SourceInfo(url="https://github.com/o/r", revision="abc123", created="2024-01-02T03:04:05Z")

@@ -19,8 +19,8 @@ from localai_ci.output.progress import Progress, Row, format_table
 from localai_ci.pipeline.state import (BuildInputs, State, hash_context, inputs_digest, load_state, save_state, state_from_json,
                       state_to_json)
 from localai_ci.matrix.tags import TagSource
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
 
@@ -335,7 +335,7 @@ def test_integer_options_are_exit_2_not_a_traceback(argv: list[str], message: st
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     done = subprocess.run([sys.executable, "-m", "invoke", "-r", str(root), *argv], capture_output=True, text=True,
                           cwd=root, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2

@@ -14,9 +14,9 @@ from localai_ci.matrix.model import load_matrix, parse_matrix
 from localai_ci.matrix.workflownames import artifact_templates, read_workflows
 from localai_ci.oci.platforms import Arch
 from tests.support.localai_ref import M2608, M9730, RESOURCES
+from tests.support.paths import REPO, RESOURCES as TEST_RESOURCES  # RESOURCES above: LocalAI's files
 
-HERE = Path(__file__).resolve().parent
-RES = HERE / "resources" / "matrices"
+RES = TEST_RESOURCES / "matrices"
 #: LocalAI's backend workflows: PR #9730's over-matching artifact names, and the 2026-08 ones that fixed them
 PR9730_WORKFLOWS = artifact_templates(read_workflows(RESOURCES / "workflows.pr9730"), "workflows.pr9730")
 FIXED_WORKFLOWS = artifact_templates(read_workflows(RESOURCES / "workflows.2026-08"), "workflows.2026-08")
@@ -321,9 +321,9 @@ def test_templates_that_cannot_be_evaluated_are_named_not_guessed(tmp_path: Path
 
 
 def test_this_projects_workflows_name_artifacts_that_never_over_match() -> None:
-    naming = artifact_templates(read_workflows(HERE.parent / ".github" / "workflows"), ".github/workflows")
+    naming = artifact_templates(read_workflows(REPO / ".github" / "workflows"), ".github/workflows")
     assert [t.text for t in naming.downloads] == ["${{ inputs.pattern }}", "${{ inputs.pattern }}"]
-    for m in (load_matrix(HERE.parent / "backends" / "matrix.yml"), load_matrix(M2608), load_matrix(M9730)):
+    for m in (load_matrix(REPO / "backends" / "matrix.yml"), load_matrix(M2608), load_matrix(M9730)):
         r = lint_matrix(m, naming=naming)
         assert r.counts()["artifact-glob-overmatch"] == 0 and r.notes == (), r.notes
 

@@ -23,10 +23,10 @@ from localai_ci.oci.reference import parse_image_name
 from localai_ci.oci.client import RegistryClient
 from tests.support.oci_archives import tar_dir, write_darwin_archive, write_oci_layout
 from tests.support.oci_images import matrix_text
+from tests.support.paths import REPO as ROOT
 
 pytestmark = pytest.mark.registry
 
-ROOT = Path(__file__).resolve().parents[1]
 SUFFIX = "-metal-darwin-arm64-llama-cpp"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DARWIN = f"""includeDarwin:

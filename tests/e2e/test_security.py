@@ -30,9 +30,9 @@ from localai_ci.oci.reference import ImageName, uses_plain_http
 from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.retry import RetryPolicy
 from tests.support.authregistry import KNOWN_PASSWORD, auth_registries
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted([*(ROOT / "ci").glob("*.py"), ROOT / "tasks.py", ROOT / "noxfile.py"])
+SOURCES = sorted([*(ROOT / "ci").rglob("*.py"), ROOT / "tasks.py", ROOT / "noxfile.py"])  # every package
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 # calls that start a process, by their last name (``subprocess.run``, ``run`` imported from subprocess,
 # ``asyncio.create_subprocess_exec``): only these can take a ``shell=`` that reaches a shell. Other
