@@ -40,6 +40,7 @@ from localai_ci.oci.retry import RetryPolicy
 from localai_ci.matrix.tags import TagSource
 from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.oci_images import client, push_image as push_tiny, tags_of, write_matrix
+from tests.support.served import Served
 
 pytestmark = [pytest.mark.registry, pytest.mark.slow]
 
@@ -402,49 +403,38 @@ def test_one_registry_down_during_merge_publishes_nothing_then_rerun_completes(r
 class SocketForwarder:
     """A unix socket relaying every connection, byte for byte, to the engine's socket (HTTP, the hijacked
     BuildKit session and gRPC streams alike). :meth:`close` drops the listener and every open connection at
-    once: to the docker CLI and the SDK on this side, the engine went away (the shared engine keeps running)."""
+    once: to the docker CLI and the SDK on this side, the engine went away (the shared engine keeps running).
+    Its lifecycle: :mod:`tests.support.served`."""
 
     def __init__(self, upstream: str, path: Path) -> None:
         self.upstream = upstream
         self.path = path
-        self.closed = threading.Event()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(path))
-        self._listener.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._served = Served(self._forward, name="engine-forwarder", path=path, drop=_shut_and_close).start()
 
     @property
     def docker_host(self) -> str:
         return f"unix://{self.path}"
 
-    def _track(self, *socks: socket.socket) -> bool:
-        with self._lock:
-            if self.closed.is_set():
-                return False
-            self._socks.extend(socks)
-            return True
+    @property
+    def closed(self) -> threading.Event:
+        return self._served.stopped
 
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                up.connect(self.upstream)
-            except OSError:
-                conn.close()
-                up.close()
-                continue
-            if not self._track(conn, up):
-                conn.close()
-                up.close()
-                return
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+    def _forward(self, conn: socket.socket, addr: Any) -> None:
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            up.connect(self.upstream)
+        except OSError:
+            up.close()
+            return
+        if not self._served.track(up):
+            up.close()
+            return
+        back = threading.Thread(target=self._pump, args=(up, conn), daemon=True)
+        back.start()
+        self._pump(conn, up)
+        back.join()
+        self._served.forget(up)
+        _shut_and_close(up)
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -456,16 +446,14 @@ class SocketForwarder:
             pass
 
     def close(self) -> None:
-        with self._lock:
-            self.closed.set()
-            socks, self._socks = self._socks, []
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        for sk in socks:
-            with contextlib.suppress(OSError):
-                sk.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sk.close()
+        self._served.stop()
+
+
+def _shut_and_close(sk: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sk.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sk.close()
 
 
 class StopOnLine(io.StringIO):

@@ -21,7 +21,7 @@ requests by method and kind (``("GET", "manifests")``: what Docker Hub counts ag
 
 Bounded: at most ``max_connections`` concurrent connections (more are reset),
 socket timeouts of ``io_timeout``, and the proxy stops itself after ``lifetime``
-seconds. Threads are daemons. Use it as a context manager.
+seconds. Threads are daemons. Use it as a context manager (its lifecycle: :mod:`tests.support.served`).
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
+
+from tests.support.served import Served
 
 KINDS = ("error", "throttle", "reset", "slow")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -116,15 +118,6 @@ def _rst(sock: socket.socket, *, other_thread: bool = False) -> None:
         sock.close()
 
 
-
-def close_listener(sock: socket.socket | None) -> None:
-    """Shut a listening socket down (unblocking its accept loop) and close it; errors ignored.
-    Shared with :mod:`tests.support.hostile`."""
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            sock.close()
 
 class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive, no log lines, and a client that went away is not an error (shared
@@ -274,19 +267,16 @@ class FaultProxy:
         self.seen: deque[tuple[str, str, str]] = deque(maxlen=2000)  # (method, path, fault or "")
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_connections)
         self._all: str | None = None
         self._next: list[str] = []
-        self._conns: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self._port = port
-        self._stopped = threading.Event()
-        self._timer: threading.Timer | None = None
+        self._served = Served(self._serve, name="faultproxy", port=port, backlog=64, max_connections=max_connections,
+                              io_timeout=io_timeout, lifetime=lifetime, refuse=_rst,
+                              drop=lambda c: _rst(c, other_thread=True))
 
     # ---- identity ------------------------------------------------------------------------
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._port}"
+        return self._served.host
 
     @property
     def url(self) -> str:
@@ -315,13 +305,9 @@ class FaultProxy:
     def set_down(self, down: bool) -> None:
         """Down: refuse new connections (listener closed) and reset open ones. Up: listen again, same port."""
         if down:
-            self._close_listener()
-            with self._lock:
-                conns, self._conns = list(self._conns), set()
-            for c in conns:
-                _rst(c, other_thread=True)
-        elif self._listener is None and not self._stopped.is_set():
-            self._listen()
+            self._served.down()
+        else:
+            self._served.up()
 
     @property
     def total_faults(self) -> int:
@@ -329,17 +315,11 @@ class FaultProxy:
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> FaultProxy:
-        self._listen()
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
+        self._served.start()
         return self
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._timer is not None:
-            self._timer.cancel()
-        self.set_down(True)
+        self._served.stop()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -348,48 +328,11 @@ class FaultProxy:
         self.stop()
 
     # ---- internals -----------------------------------------------------------------------
-    def _listen(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        sock.listen(64)
-        self._port = sock.getsockname()[1]
-        self._listener = sock
-        threading.Thread(target=self._accept_loop, args=(sock,), name=f"faultproxy-{self._port}",
-                         daemon=True).start()
-
-    def _close_listener(self) -> None:
-        sock, self._listener = self._listener, None
-        close_listener(sock)
-
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                conn, addr = listener.accept()
-            except OSError:
-                return
-            if not self._slots.acquire(blocking=False):
-                _rst(conn)
-                continue
-            conn.settimeout(self.io_timeout)
-            with self._lock:
-                self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn, addr), daemon=True).start()
-
     def _serve(self, conn: socket.socket, addr: Any) -> None:
-        try:
-            _Handler(conn, addr, self)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - a broken client connection must not kill the proxy
-            pass
-        finally:
-            self._forget(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
-            self._slots.release()
+        _Handler(conn, addr, self)  # type: ignore[arg-type]
 
     def _forget(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._conns.discard(conn)
+        self._served.forget(conn)
 
     def _paced(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         """``pieces`` at no more than ``rate`` bytes per second."""

@@ -16,7 +16,8 @@ naming the upstream are rewritten to the server, so upload sessions keep going t
 
 Bounded: at most ``max_connections`` concurrent connections (more are reset), socket timeouts of
 ``io_timeout``, generated bodies end when the client goes away, and the server stops itself after
-``lifetime`` seconds. Threads are daemons; use it as a context manager (stopped at teardown).
+``lifetime`` seconds. Threads are daemons; use it as a context manager (stopped at teardown; its
+lifecycle: :mod:`tests.support.served`).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Union
 
-from tests.support.faultproxy import PIECE, QuietHandler, body_pieces, close_listener
+from tests.support.faultproxy import PIECE, QuietHandler, body_pieces
+from tests.support.served import Served
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
@@ -168,7 +170,7 @@ class _Handler(QuietHandler):
         if r.drip > 0:
             self.close_connection = True
             for i in range(len(raw)):
-                if self.server._stopped.is_set():
+                if self.server.stopped.is_set():
                     return
                 self.wfile.write(raw[i:i + 1])
                 self.wfile.flush()
@@ -181,7 +183,7 @@ class _Handler(QuietHandler):
             self.wfile.write(body)  # type: ignore[arg-type]
             return
         for piece in gen():
-            if self.server._stopped.is_set():
+            if self.server.stopped.is_set():
                 self.close_connection = True
                 return
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
@@ -262,12 +264,8 @@ class HostileServer:
         self.io_timeout = io_timeout
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._conns: set[socket.socket] = set()
-        self._stopped = threading.Event()
-        self._listener: socket.socket | None = None
-        self._port = 0
-        self._timer: threading.Timer | None = None
+        self._served = Served(self._serve, name="hostile", address=address, backlog=32,
+                              max_connections=max_connections, io_timeout=io_timeout, lifetime=lifetime)
         self._ctx: ssl.SSLContext | None = None
         if tls is not None:
             self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -275,7 +273,12 @@ class HostileServer:
 
     @property
     def host(self) -> str:
-        return f"{self.address}:{self._port}"
+        return self._served.host
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set once stopped: a dripping or generated answer ends."""
+        return self._served.stopped
 
     @property
     def url(self) -> str:
@@ -291,29 +294,11 @@ class HostileServer:
             return [s for s in self.seen if (method is None or s.method == method) and contains in s.path]
 
     def start(self) -> HostileServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.address, 0))
-        sock.listen(32)
-        self._port = sock.getsockname()[1]
-        self._listener = sock
-        threading.Thread(target=self._accept_loop, args=(sock,), name=f"hostile-{self.host}", daemon=True).start()
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
+        self._served.start()
         return self
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._timer is not None:
-            self._timer.cancel()
-        sock, self._listener = self._listener, None
-        close_listener(sock)
-        with self._lock:
-            conns, self._conns = list(self._conns), set()
-        for c in conns:
-            with contextlib.suppress(OSError):
-                c.shutdown(socket.SHUT_RDWR)
+        self._served.stop()
 
     def __enter__(self) -> HostileServer:
         return self.start()
@@ -321,32 +306,12 @@ class HostileServer:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, addr = listener.accept()
-            except OSError:
-                return
-            if not self._slots.acquire(blocking=False):
-                with contextlib.suppress(OSError):
-                    conn.close()
-                continue
-            conn.settimeout(self.io_timeout)
-            with self._lock:
-                self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn, addr), daemon=True).start()
-
     def _serve(self, conn: socket.socket, addr: Any) -> None:
         sock: socket.socket = conn
         try:
             if self._ctx is not None:
                 sock = self._ctx.wrap_socket(conn, server_side=True)
             _Handler(sock, addr, self)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - a client going away must not kill the server
-            pass
         finally:
-            with self._lock:
-                self._conns.discard(conn)
             with contextlib.suppress(OSError):
                 sock.close()
-            self._slots.release()

@@ -2,8 +2,8 @@
 
 In front of a registry (or of a :class:`tests.support.faultproxy.FaultProxy`), it shows from outside the
 client how many TCP connections the client opened: keep-alive reuse, observable. It reads and
-changes nothing; each accepted connection gets its own connection upstream and two pump
-threads (daemons). Use it as a context manager.
+changes nothing; each accepted connection gets its own connection upstream and two pumps
+(daemon threads). Use it as a context manager (its lifecycle: :mod:`tests.support.served`).
 """
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import contextlib
 import socket
 import threading
 from types import TracebackType
+from typing import Any
+
+from tests.support.served import Served, close_quietly
 
 
 class TcpRelay:
@@ -19,29 +22,18 @@ class TcpRelay:
         self.upstream = (host, int(port))
         self.accepted = 0
         self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="tcprelay", daemon=True)
+        self._served = Served(self._relay, name="tcprelay", drop=close_quietly)
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+        return self._served.host
 
     def start(self) -> TcpRelay:
-        self._thread.start()
+        self._served.start()
         return self
 
     def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(5)
-        self._listener.close()
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.close()
+        self._served.stop()
 
     def __enter__(self) -> TcpRelay:
         return self.start()
@@ -49,24 +41,22 @@ class TcpRelay:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    def _accept_loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(self.upstream, timeout=10)
-            except OSError:
-                conn.close()
-                continue
-            with self._lock:
-                self.accepted += 1
-                self._socks += [conn, up]
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+    def _relay(self, conn: socket.socket, addr: Any) -> None:
+        try:
+            up = socket.create_connection(self.upstream, timeout=10)
+        except OSError:
+            return  # not counted; the connection is closed
+        if not self._served.track(up):
+            close_quietly(up)
+            return
+        with self._lock:
+            self.accepted += 1
+        back = threading.Thread(target=self._pump, args=(up, conn), daemon=True)
+        back.start()
+        self._pump(conn, up)
+        back.join()
+        self._served.forget(up)
+        close_quietly(up)
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
