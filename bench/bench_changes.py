@@ -3,13 +3,13 @@
 Three runs, each printing a table:
 
 * default: the real 2026-08 matrix (457 legs, 62 includeDarwin entries; ``tests/resources/localai/``) on a
-  generated LocalAI-sized tree (``tests/localai_scale.py``: LocalAI's backend Dockerfiles, every
+  generated LocalAI-sized tree (``tests/support/localai_scale.py``: LocalAI's backend Dockerfiles, every
   backend directory, a Go module of ``--packages`` packages, ~``--docs`` pages, a git
   repository). For each change: ``invoke matrix.github`` end to end (a fresh process, as the
   workflow runs it: ``--base`` against a real commit, and ``--changed-files``), the selection
   alone in-process, and LocalAI's ``filterMatrix`` (``scripts/lib/backend-filter.mjs`` of the LocalAI
   tree named by ``--localai``, run by node: the process end to end, and one call alone), with what each selects;
-* ``--scenarios``: every scenario of ``tests/change_scenarios.py`` (LocalAI's 41-test suite in
+* ``--scenarios``: every scenario of ``tests/support/change_scenarios.py`` (LocalAI's 41-test suite in
   this project's terms plus this project's own) through both, on the fixture repository,
   with the legs on which they differ;
 * ``--replay REPO --commits N``: the last N first-parent commits of a LocalAI clone (a bare
@@ -52,7 +52,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import median, print_table  # noqa: E402
 from localai_ci.changes.gomod import (  # noqa: E402
@@ -63,7 +62,7 @@ from localai_ci.changes.inputs import Deriver  # noqa: E402
 from localai_ci.changes.select import Base, Selection, leg_key, select_legs  # noqa: E402
 from localai_ci.errors import MatrixError  # noqa: E402
 from localai_ci.matrix.model import Matrix, parse_matrix  # noqa: E402
-from localai_ref import ENV_TREE, M2608, LocalAITree  # noqa: E402
+from tests.support.localai_ref import ENV_TREE, M2608, LocalAITree  # noqa: E402
 
 PEER_FILE = "scripts/lib/backend-filter.mjs"  # LocalAI's filterMatrix
 PEER = Path()  # set by main() from --localai
@@ -135,7 +134,7 @@ class Revisions:
 
 
 def git(repo: Path, *args: str) -> str:
-    from localai_tree import GIT_ENV
+    from tests.support.localai_tree import GIT_ENV
 
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
                           env=GIT_ENV).stdout
@@ -152,7 +151,7 @@ CHANGES: tuple[tuple[str, dict[str, str]], ...] = (
 
 
 def timing(args: argparse.Namespace) -> int:
-    from localai_scale import build_tree, copy_matrix
+    from tests.support.localai_scale import build_tree, copy_matrix
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-changes-"))
     try:
@@ -231,11 +230,11 @@ def timing(args: argparse.Namespace) -> int:
 # --- --scenarios --------------------------------------------------------------------------------
 
 def scenarios(args: argparse.Namespace) -> int:
-    from change_scenarios import OURS, PEER as PEER_SCENARIOS
+    from tests.support.change_scenarios import OURS, PEER as PEER_SCENARIOS
     from localai_ci.github.changed_jobs import select_from_git
     from localai_ci.matrix.model import load_matrix
     from localai_ci.git.worktree import checkout_tree
-    from localai_tree import MATRIX_PATH, Repo
+    from tests.support.localai_tree import MATRIX_PATH, Repo
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scenarios-"))
     try:
@@ -494,7 +493,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (default %(default)s)")
     ap.add_argument("--packages", type=int, default=300, help="Go packages in the generated module (default %(default)s)")
     ap.add_argument("--docs", type=int, default=1500, help="documentation pages in the generated tree (default %(default)s)")
-    ap.add_argument("--scenarios", action="store_true", help="compare both on every scenario of tests/change_scenarios.py")
+    ap.add_argument("--scenarios", action="store_true", help="compare both on every scenario of tests/support/change_scenarios.py")
     ap.add_argument("--replay", metavar="REPO", help="compare both on the last --commits commits of a LocalAI clone")
     ap.add_argument("--commits", type=int, default=100, help="with --replay: commits to compare (default %(default)s)")
     ap.add_argument("--rev", default="HEAD", help="with --replay: the commit to start from (default %(default)s)")

@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import print_table, scratch_dir  # noqa: E402
 from bench_handoff import library_pool  # noqa: E402
-from faultproxy import FaultProxy  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
 from localai_ci.oci.blobcache import Blob, BlobCache  # noqa: E402
 from localai_ci.oci.client import RegistryClients  # noqa: E402
 from localai_ci.oci.localregistry import start_registry  # noqa: E402

@@ -3,7 +3,7 @@
     python bench/bench_merge.py [--suffixes 386] [--latency-ms 20] [--parallel 1,8,20] [--rounds 3] [--jobs N]
 
 Two loopback registries ("quay" and "hub", the Docker Hub stand-in), each behind a proxy
-(``tests/faultproxy.py``, in a process of its own so that its threads share no interpreter with
+(``tests/support/faultproxy.py``, in a process of its own so that its threads share no interpreter with
 either side) that holds every request ``--latency-ms`` on its way there and every answer as long
 on its way back -- registries that far away -- and counts the requests by kind.
 Every side merges the same children (pushed untimed, by digest, into a repository of its own in
@@ -41,7 +41,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import print_table, registry_pair, scratch_dir  # noqa: E402
 from localai_ci.docker import imagetools  # noqa: E402
@@ -54,7 +53,7 @@ from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
 from localai_ci.oci.reference import parse_image_name, sha256_digest  # noqa: E402
 from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.settings import family_config  # noqa: E402
-from oci_images import tiny_image, write_matrix  # noqa: E402
+from tests.support.oci_images import tiny_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 REF = "refs/tags/v9.9.9"
@@ -122,8 +121,8 @@ class Proxies:
 
 
 def _serve_proxies(upstreams: list[str], latency: float, conn: object) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from faultproxy import FaultProxy as Proxy
+    sys.path.insert(0, str(ROOT))
+    from tests.support.faultproxy import FaultProxy as Proxy
 
     proxies = [Proxy(u, latency=latency, lifetime=24 * 3600, max_connections=512, io_timeout=120).start()
                for u in upstreams]

@@ -1,6 +1,6 @@
 """Benchmark (not a test): planning LocalAI's whole matrix, side by side with ``docker buildx bake --print``.
 
-On a generated LocalAI-sized tree (``tests/localai_scale.py``: the real 2026-08 matrix of 457
+On a generated LocalAI-sized tree (``tests/support/localai_scale.py``: the real 2026-08 matrix of 457
 legs at ``backends/matrix.yml``, LocalAI's real backend Dockerfiles, a Go module, docs; no
 server matrix, as in LocalAI), each run a fresh process as a user starts it:
 
@@ -30,8 +30,7 @@ from pathlib import Path
 
 from _common import ROOT, median, note, print_table, scratch_dir, spread
 
-sys.path.insert(0, str(ROOT / "tests"))
-from localai_ref import M2608  # noqa: E402  (LocalAI's matrix, tests/resources/localai/)
+from tests.support.localai_ref import M2608  # noqa: E402  (LocalAI's matrix, tests/resources/localai/)
 
 
 def bake_file(tree: Path, matrix: Path) -> Path:
@@ -86,7 +85,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep-dir", action="store_true")
     args = ap.parse_args()
-    from localai_scale import build_tree, copy_matrix
+    from tests.support.localai_scale import build_tree, copy_matrix
 
     with scratch_dir("bench-plan-", args.keep_dir) as tmp:
         tree = build_tree(tmp / "tree", M2608, commit=True)

@@ -46,9 +46,9 @@ Fixtures
     The path of ``cosign``.
 ``go`` (session)
     The path of ``go`` (the Go toolchain change detection asks for module graphs); the tests run it
-    against a file-based module proxy they write (``tests/goproxy.py``), never the network.
+    against a file-based module proxy they write (``tests/support/goproxy.py``), never the network.
 ``localai_tree`` (session)
-    :class:`localai_ref.LocalAITree` named by ``CI_TEST_LOCALAI_TREE``; skips (also in CI) without it.
+    :class:`tests.support.localai_ref.LocalAITree` named by ``CI_TEST_LOCALAI_TREE``; skips (also in CI) without it.
 
 ``imagetools`` (session)
     ``run(*args) -> CompletedProcess``: ``docker buildx imagetools ARGS`` (the independent peer
@@ -93,11 +93,11 @@ from localai_ci.docker.offline_bases import OFFLINE_PREFIX, ensure_base_image
 from localai_ci.errors import OperationError
 from localai_ci.oci.localregistry import LocalRegistry, find_registry_binary, start_registry, unix_socket_present
 from localai_ci.oci.platforms import Arch, Platform, parse_platform
-from localai_ref import ENV_TREE, SKIP_REASON, LocalAITree, named_tree
+from tests.support.localai_ref import ENV_TREE, SKIP_REASON, LocalAITree, named_tree
+from tests.support.paths import REPO
 
 ENV_REGISTRIES = "CI_TEST_REGISTRIES"
 ENV_ENGINES = "CI_TEST_ENGINES"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def in_ci() -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from localai_ci.oci.localregistry import LocalRegistry
-from conftest import registry_pair
+from tests.conftest import registry_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "resources" / "bad"

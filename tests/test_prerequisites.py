@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import READS_BESIDE, REPO, engines_under_test, unavailable
-from localai_ref import ENV_TREE
+from tests.conftest import READS_BESIDE, REPO, engines_under_test, unavailable
+from tests.support.localai_ref import ENV_TREE
 
 PROBE = """
 def test_probe({fixture}):
@@ -24,8 +24,8 @@ def run_probe(tmp_path: Path, fixture: str, env: dict[str, str]) -> subprocess.C
     """A one-test session that needs ``fixture``, with conftest's fixtures loaded as a plugin."""
     (tmp_path / "test_probe.py").write_text(PROBE.format(fixture=fixture))
     base = {k: v for k, v in os.environ.items() if k not in ("CI", "CI_TEST_REGISTRIES", "PYTEST_ADDOPTS")}
-    base.update({"PYTHONPATH": str(REPO / "tests"), **env})
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-q", "-rsf", "-p", "no:cacheprovider",
+    base.update({"PYTHONPATH": str(REPO), **env})
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-rsf", "-p", "no:cacheprovider",
                            "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_probe.py")],
                           cwd=tmp_path, env=base, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
@@ -100,9 +100,12 @@ def test_a_read_beside_the_repository_fails_the_test(tmp_path: Path, monkeypatch
     assert len(READS_BESIDE) == before
 
 
-# Paths that walk above the repository root from a file inside it: ../shared, parents[2] from tests/,
-# REPO.parent / "...", "../" in a shell script's cd. A user names outside paths; code never assumes them.
-_OUTSIDE = re.compile(r"""\.\./shared|parents\[[2-9]\]|(?:REPO|ROOT)\.parent\s*/|["']shared["']\s*/""")
+# Paths that walk above the repository root from a file inside it: ../shared, REPO.parent / "...",
+# "../" in a shell script's cd, and Path(__file__)'s parents[N] with N at least the file's depth
+# (parents[2] is the root from tests/support/paths.py, beside it from tests/conftest.py). A user names
+# outside paths; code never assumes them.
+_OUTSIDE = re.compile(r"""\.\./shared|(?:REPO|ROOT)\.parent\s*/|["']shared["']\s*/""")
+_PARENTS = re.compile(r"parents\[(\d+)\]")
 
 
 # .ci/run is the one user of this repository that names a tree beside it (the reference LocalAI
@@ -118,6 +121,6 @@ def test_no_file_in_the_repository_reaches_beside_it() -> None:
                 or rel.split("/", 1)[0] in (".git", ".venv", ".nox", "build") or rel in _NAMES_A_TREE):
             continue
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if _OUTSIDE.search(line):
+            if _OUTSIDE.search(line) or any(int(n) >= rel.count("/") + 1 for n in _PARENTS.findall(line)):
                 offenders.append(f"{rel}:{number}: {line.strip()}")
     assert offenders == [], "\n".join(offenders)

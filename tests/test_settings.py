@@ -14,7 +14,7 @@ from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family
 from localai_ci.oci.platforms import Arch
 from localai_ci.settings import DEFAULT_BUILD_ARGS, SETTINGS_FILE, family_config, load_settings, parse_settings
-from oci_images import write_matrix
+from tests.support.oci_images import write_matrix
 
 FULL = """\
 backends:

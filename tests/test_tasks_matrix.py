@@ -12,7 +12,7 @@ from pathlib import Path
 import os
 
 import pytest
-from localai_ref import M2608, RESOURCES
+from tests.support.localai_ref import M2608, RESOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "tests" / "resources" / "matrices"

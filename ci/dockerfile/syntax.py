@@ -28,7 +28,7 @@ Two things differ from Go, on purpose:
   here-document words and nested JSON arrays use explicit stacks, not recursion, and nothing is
   rescanned (Go v0.12.5 itself appends here-document content quadratically).
 
-Fidelity notes (each checked against the package; see ``tests/test_dockerfile_syntax.py``):
+Fidelity notes (each checked against the package; see ``tests/dockerfile/test_dockerfile_syntax.py``):
 
 * Go works on bytes. Where BuildKit's byte-wise scanning splits a multi-byte character (a flag
   word or a HEALTHCHECK type next to a character whose UTF-8 form holds byte 0x85 or 0xA0, which

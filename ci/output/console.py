@@ -5,7 +5,7 @@ shown escaped, no line a workflow command the Actions runner would execute), so 
 text, a file name or a BuildKit log line printed inside a message stays data. :func:`say_command`
 writes a workflow command this tool composed (:func:`ci.output.escape.workflow_command`), the one
 kind of line written as it is; :func:`say_rich` a rich table whose cells went through
-``terminal_text``. ``tests/test_escape.py`` checks that nothing under ``ci/`` prints any other way.
+``terminal_text``. ``tests/output/test_escape.py`` checks that nothing under ``ci/`` prints any other way.
 """
 from __future__ import annotations
 

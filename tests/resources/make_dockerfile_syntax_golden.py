@@ -2,13 +2,13 @@
 
 The oracle is the PyPI ``dockerfile`` package (BuildKit v0.12.5's Go parser through cgo; wheels
 for x86_64 Linux only, installed by ``pip install -e '.[dev]'`` there). Run it from anywhere after
-changing ``tests/dockerfile_syntax_corpus.py`` or a ``backends/Dockerfile.*``::
+changing ``tests/support/dockerfile_syntax_corpus.py`` or a ``backends/Dockerfile.*``::
 
     python tests/resources/make_dockerfile_syntax_golden.py
 
 It writes, for every corpus case and every repository Dockerfile, the digest of its text and the
-oracle's outcome (``tests/dockerfile_syntax_corpus.py``: ``outcome``/``stored``), so
-``tests/test_dockerfile_syntax.py`` compares ``localai_ci.dockerfile.syntax`` with BuildKit on machines
+oracle's outcome (``tests/support/dockerfile_syntax_corpus.py``: ``outcome``/``stored``), so
+``tests/dockerfile/test_dockerfile_syntax.py`` compares ``localai_ci.dockerfile.syntax`` with BuildKit on machines
 where the oracle does not install. No text outside this repository goes into it.
 """
 from __future__ import annotations
@@ -18,10 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.support
 
 import dockerfile  # noqa: E402  (the oracle)
-from dockerfile_syntax_corpus import CORPUS, GOLDEN, REPO, REPO_DOCKERFILES, outcome, stored, text_digest  # noqa: E402
+from tests.support.dockerfile_syntax_corpus import (  # noqa: E402
+    CORPUS, GOLDEN, REPO, REPO_DOCKERFILES, outcome, stored, text_digest)
 
 
 def golden() -> dict[str, object]:
