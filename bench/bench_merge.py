@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing
-import os
 import shutil
 import statistics
 import sys
@@ -44,17 +43,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import print_table, registry_pair, scratch_dir  # noqa: E402
+from oci_images import tiny_image, write_matrix  # noqa: E402
+
 from localai_ci.docker import imagetools  # noqa: E402
 from localai_ci.github.artifacts import read_digests_dir, write_digest_file  # noqa: E402
 from localai_ci.matrix.model import load_matrix  # noqa: E402
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
 from localai_ci.matrix.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
 from localai_ci.merge.run import DEFAULT_JOBS, FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
+from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
 from localai_ci.oci.reference import parse_image_name, sha256_digest  # noqa: E402
-from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.settings import family_config  # noqa: E402
-from oci_images import tiny_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 REF = "refs/tags/v9.9.9"

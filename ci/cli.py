@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from .errors import CiError, UserError, failure
-from .settings import SETTINGS_FILE, family_config, load_settings
 from .github.actions import write_summary as _write_summary
 from .matrix.naming import Family
+from .settings import SETTINGS_FILE, family_config, load_settings
 
 
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
@@ -248,11 +248,11 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .verify.audit import audit, format_text, summary_markdown, to_json
     from .matrix.model import load_matrix
     from .matrix.references import read_references
-    from .oci.client import RegistryClients
     from .matrix.tags import check_ref
+    from .oci.client import RegistryClients
+    from .verify.audit import audit, format_text, summary_markdown, to_json
 
     if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
         raise UserError("--audit checks the matrix's own tags: drop REF..., --tag, --expect-platforms and "
@@ -283,8 +283,8 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
     from .oci.client import RegistryClients
+    from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
 
     if args.refs or args.tag or args.expect_platforms:
         raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
@@ -303,12 +303,11 @@ def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int
 
 
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .verify.inspect import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
-                               to_json)
-    from .settings import ENV_INSECURE, ENV_TLS
-    from .oci.reference import registry_set, uses_plain_http
     from .oci.client import RegistryClients
+    from .oci.reference import registry_set, uses_plain_http
     from .oci.sign import VerifyOptions
+    from .settings import ENV_INSECURE, ENV_TLS
+    from .verify.inspect import expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown, to_json
 
     if args.audit:
         return _run_audit(args, env)

@@ -229,7 +229,7 @@ def load_settings(root: str | Path = ".") -> Settings:
     if not path.exists():
         return Settings(root=root)
     text = read_user_text(path, what="settings file", limit=MAX_SETTINGS_BYTES, error=UserError,
-                          missing_hint=f"create it or remove it (see the README's Settings)")
+                          missing_hint="create it or remove it (see the README's Settings)")
     return parse_settings(text, str(path), root)
 
 

@@ -14,29 +14,29 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..matrix import naming
-from ..matrix.buildargs import workflow_build_args
 from ..docker.engine import Engine, check_platform
 from ..errors import CiError, EngineError, UserError
-from ..settings import FamilyConfig
 from ..git.repo import SourceInfo, source_info
 from ..github.actions import Event
+from ..matrix import naming
+from ..matrix.buildargs import workflow_build_args
 from ..matrix.model import Entry, resolve_leg
 from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
 from ..oci.platforms import Platform, RunnerPolicy
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
+from ..settings import FamilyConfig
 
 if TYPE_CHECKING:
+    from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
+    from ..docker.disk import DiskUse
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache
-    from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
     from ..oci.client import ClientFactory
     from ..oci.keychain import Keychain
-    from ..docker.disk import DiskUse
     from ..publish.leg import PublishResult, PushTarget
 
 LABEL_SOURCE = "org.opencontainers.image.source"
@@ -421,14 +421,14 @@ class LegResult:
 
 
 def prepare(req: BuildRequest, env: Mapping[str, str],
-            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> tuple[LegPlan, Keychain]:
+            now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> tuple[LegPlan, Keychain]:
     """Resolve the leg the command line names and plan it (reads the matrix, git and the Docker
     config; writes nothing); the keychain holds the credentials of its registries, looked up now.
     ``invoke pipeline`` plans from the matrix entries it read with :func:`plan_leg` directly."""
-    from ..settings import family_config, load_settings
     from ..github.actions import resolve_event
-    from ..oci.keychain import login_keychain
     from ..matrix.model import load_matrix
+    from ..oci.keychain import login_keychain
+    from ..settings import family_config, load_settings
 
     root = Path(req.root)
     settings = load_settings(root)
@@ -503,15 +503,14 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan).
 
     The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
-    from ..docker.offline_bases import OfflineBases
-    from ..oci.blobcache import BlobCache, default_cache_dir
     from ..docker.builder import builder_for, check_builder_name
-    from ..docker.engine import connect
-    from ..github.actions import in_actions
-    from ..output.progress import Progress
-
     from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
+    from ..docker.engine import connect
+    from ..docker.offline_bases import OfflineBases
+    from ..github.actions import in_actions
+    from ..oci.blobcache import BlobCache, default_cache_dir
     from ..oci.layout import remove_layout
+    from ..output.progress import Progress
 
     environ = env_dict(env)
     stdout = out or sys.stdout

@@ -49,11 +49,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .engine import Engine, EngineFacts, ImageInfo
 from ..errors import EngineError, UserError
-from ..output.escape import inert
 from ..oci.layout import LayoutError, new_layout_dir, read_layout_image, remove_layout, remove_stale_layouts
 from ..oci.platforms import Platform, parse_platform
+from ..output.escape import inert
+from .engine import Engine, EngineFacts, ImageInfo
 
 STEP_LOG_LINES = 20  # lines of the failing step shown on failure
 STDERR_LINES = 8  # and its last stderr lines, when they are not among those (the streams interleave)

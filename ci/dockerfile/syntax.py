@@ -605,7 +605,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4
 _JSON_NUMBER = re.compile(r"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+")
 _JSON_LITERAL = re.compile(r"true|false|null")
 _JSON_STRING_ARRAY = re.compile(
-    r"\[[ \t\n\r]*+(?:(?:%(s)s)[ \t\n\r]*+(?:,[ \t\n\r]*+(?:%(s)s)[ \t\n\r]*+)*+)?+\]" % {"s": _JSON_STRING.pattern})
+    r"\[[ \t\n\r]*+(?:(?:%(s)s)[ \t\n\r]*+(?:,[ \t\n\r]*+(?:%(s)s)[ \t\n\r]*+)*+)?+\]" % {"s": _JSON_STRING.pattern})  # noqa: UP031 (the pattern's own braces)
 _JSON_ITEM = re.compile(r'"((?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+)"')
 _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
 

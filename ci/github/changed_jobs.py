@@ -16,14 +16,14 @@ from ..changes.gomod import ModuleGraphs, Unavailable
 from ..changes.gotool import GoToolchain
 from ..changes.select import Base, Selection, is_null_base, select_all, select_legs
 from ..errors import UserError
-from .jobs import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
 from ..git.repo import Git, Runner
-from .actions import write_outputs, write_summary
+from ..git.worktree import checkout_tree
 from ..matrix.model import Matrix, load_matrix
-from ..settings import load_settings
 from ..matrix.naming import Family
 from ..output.escape import terminal_text
-from ..git.worktree import checkout_tree
+from ..settings import load_settings
+from .actions import write_outputs, write_summary
+from .jobs import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
 
 
 def read_changed_files(path: str | Path) -> list[str]:

@@ -40,14 +40,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..changes.select import Selection, darwin_key, leg_key
-from ..errors import UserError
 from ..changes.inputs import Deriver
-from ..output.escape import markdown_text
-from ..output.markdown import md_table
+from ..changes.select import Selection, darwin_key, leg_key
+from ..changes.tree import Tree
+from ..errors import UserError
 from ..matrix.model import Entry, Matrix, agreed_tag_latest, known_keys
 from ..matrix.naming import Family, artifact_pattern, class_artifact_pattern
-from ..changes.tree import Tree
+from ..output.escape import markdown_text
+from ..output.markdown import md_table
 
 GITHUB_MATRIX_LIMIT = 256
 DEFAULT_SHARDS = 4

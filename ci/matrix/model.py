@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from ..errors import MatrixError, UserError
-from .naming import Family, LegKey, check_platform_tag, check_suffix, normalize_suffix
 from ..oci.platforms import Platform, parse_platform, platform_tag
+from .naming import Family, LegKey, check_platform_tag, check_suffix, normalize_suffix
 
 MAX_MATRIX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
@@ -187,7 +187,7 @@ def _darwin_leg(matrix: Matrix, d: dict[str, str], line: int) -> Entry:
     try:
         check_suffix(suffix, matrix.family)
         plat = parse_platform(d.get("platforms") or DARWIN_PLATFORM)
-        ptag = check_platform_tag(d.get("platform-tag") or platform_tag(plat))
+        check_platform_tag(d.get("platform-tag") or platform_tag(plat))
     except ValueError as exc:
         raise MatrixError(f"{where}: tag-suffix {suffix!r}: {exc}") from None
     latest = d.get("tag-latest") or "auto"

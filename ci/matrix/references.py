@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..oci.reference import ImageName, parse_image_name
 from ..settings import FamilyConfig
 from .lint import Finding
 from .model import Matrix
 from .naming import Family
-from ..oci.reference import ImageName, parse_image_name
 from .tags import Latest, TagInput, compute_tags, parse_latest
 
 REFERENCE_RULES: dict[str, str] = {

@@ -26,10 +26,10 @@ from pathlib import Path
 import yaml
 
 from ..errors import CiError, MatrixError, OperationError, UserError
+from ..oci.platforms import Arch, Platform, RunnerPolicy, platform_tag
 from .lint import RunnerAllowance, runner_allowances, runner_exception
 from .model import Entry, Matrix, parse_matrix, read_matrix_text
 from .naming import Family
-from ..oci.platforms import Arch, Platform, RunnerPolicy, platform_tag
 
 _DASH_RE = re.compile(r"^[ \t]*-[ \t]+$")
 _ODD_BREAKS = ("\x85", "\u2028", "\u2029")

@@ -5,8 +5,8 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from .model import Matrix
 from ..oci.platforms import Arch, RunnerPolicy
+from .model import Matrix
 
 
 @dataclass(frozen=True)

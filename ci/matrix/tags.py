@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..errors import UserError
-from .naming import Family, check_suffix
 from ..oci.reference import parse_tag
+from .naming import Family, check_suffix
 
 PR_EVENTS = ("pull_request", "pull_request_target")
 SHORT_SHA = 7

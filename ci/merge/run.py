@@ -62,21 +62,29 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..docker import imagetools
-from ..github.artifacts import DigestArtifact, read_digests_dir, select_artifacts
-from ..oci.client import ClientFactory, RegistryClient, RegistryClients
 from ..errors import CiError, OperationError, RegistryError, UserError, VerificationError
-from ..settings import FamilyConfig
-from ..oci.manifest import (IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, Composed, Descriptor, compose_index,
-                         config_platform, is_attestation, is_attestation_manifest, parse_manifest)
-from ..output.markdown import md_table
+from ..github.artifacts import DigestArtifact, read_digests_dir, select_artifacts
 from ..matrix.model import Entry, Matrix, agreed_tag_latest
 from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
-from ..oci.quay import QuayApi, quay_api
+from ..matrix.tags import Latest, TagSource, check_ref, check_sha, parse_latest
+from ..oci.client import ClientFactory, RegistryClient, RegistryClients
+from ..oci.manifest import (
+    IMAGE_MANIFEST_TYPES,
+    MAX_CONFIG_BYTES,
+    Composed,
+    Descriptor,
+    compose_index,
+    config_platform,
+    is_attestation,
+    is_attestation_manifest,
+    parse_manifest,
+)
 from ..oci.platforms import same_platform
+from ..oci.quay import QuayApi, quay_api
 from ..oci.reference import DOCKER_HUB, ImageName, parse_image_name, sha256_digest
 from ..oci.sign import SignOptions, sign_image
-from ..matrix.tags import Latest, TagSource, check_ref, check_sha, parse_latest
-
+from ..output.markdown import md_table
+from ..settings import FamilyConfig
 
 T = TypeVar("T")
 # suffixes merged at once: each costs some twenty requests one after the other, so with registries tens of
@@ -276,7 +284,7 @@ def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[Image
     for art in sorted(target.artifacts, key=lambda a: a.key.ptag):
         leg = by_ptag[art.key.ptag]
         what = f"child {art.digest} (leg {art.key.ptag})"
-        got = _read(lambda: clients[first].get_manifest(art.digest), first, "reading " + what)
+        got = _read(lambda: clients[first].get_manifest(art.digest), first, "reading " + what)  # noqa: B023 (called at once)
         if got is None:
             problems.append(f"{what} is missing from {first}")
             missing_any = True
@@ -299,7 +307,8 @@ def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[Image
             problems.append(f"{what} in {first} is an attestation manifest, not an image")
             continue
         cfg_digest = parsed.config.digest
-        cfg = _read(lambda: clients[first].get_blob(cfg_digest, MAX_CONFIG_BYTES), first, f"reading the config of {what}")
+        cfg = _read(lambda: clients[first].get_blob(cfg_digest, MAX_CONFIG_BYTES),  # noqa: B023 (called at once)
+                    first, f"reading the config of {what}")
         plat = config_platform(cfg)
         desc = Descriptor(media_type=media, digest=art.digest, size=len(body), platform=plat)
         if is_attestation(desc):
@@ -313,7 +322,8 @@ def preflight(target: MergeTarget, legs: Sequence[Entry], clients: Mapping[Image
         children.append(desc)
     for img in images[1:]:
         for desc in list(children):
-            head = _read(lambda: clients[img].head_manifest(desc.digest), img, f"checking child {desc.digest}")
+            head = _read(lambda: clients[img].head_manifest(desc.digest),  # noqa: B023 (called at once)
+                         img, f"checking child {desc.digest}")
             if head is None:
                 problems.append(f"child {desc.digest} ({desc.platform}) is missing from {img}")
                 missing_any = True
@@ -899,8 +909,8 @@ def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str
 def family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str],
                  note: Callable[[str], None]) -> FamilySetup:
     """A family's registries (notes for those reached over plain HTTP) and its matrix."""
-    from ..settings import family_config, load_settings
     from ..matrix.model import load_matrix
+    from ..settings import family_config, load_settings
 
     settings = load_settings(".")
     config = family_config(family, images=images, env=env, settings=settings)

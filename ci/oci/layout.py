@@ -41,8 +41,18 @@ from typing import IO, Protocol
 
 from ..errors import OperationError
 from .blobcache import Blob, BlobCache
-from .manifest import (DOCKER_LAYER_GZIP, IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_LAYER_GZIP,
-                       Descriptor, is_attestation_entry, is_attestation_manifest, parse_manifest, platform_key)
+from .manifest import (
+    DOCKER_LAYER_GZIP,
+    IMAGE_MANIFEST_TYPES,
+    MAX_CONFIG_BYTES,
+    MAX_MANIFEST_BYTES,
+    OCI_LAYER_GZIP,
+    Descriptor,
+    is_attestation_entry,
+    is_attestation_manifest,
+    parse_manifest,
+    platform_key,
+)
 from .platforms import Platform
 from .reference import parse_digest, sha256_digest
 

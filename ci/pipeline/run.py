@@ -24,8 +24,8 @@
 """
 from __future__ import annotations
 
-import json
 import difflib
+import json
 import os
 import sys
 import threading
@@ -33,33 +33,33 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import CiError, OperationError, UserError
-from ..settings import ENV_IMAGES
 from ..github.actions import tag_source
-from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set
 from ..matrix.model import Entry, Matrix
-from ..settings import SETTINGS_FILE, Settings, load_settings
 from ..matrix.naming import Family, LegKey, normalize_suffix, suffix_label
+from ..matrix.tags import TagSource
+from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set
 from ..oci.platforms import Arch, Platform
 from ..output.progress import Progress, Row, print_table
+from ..settings import ENV_IMAGES, SETTINGS_FILE, Settings, load_settings
 from .state import STATE_FILE, BuildInputs, State, inputs_digest, save_state
-from ..matrix.tags import TagSource
 
 if TYPE_CHECKING:
-    from ..docker.offline_bases import OfflineBases
-    from ..oci.blobcache import BlobCache
+    from ..build.feasibility import Feasibility
     from ..build.leg import LegPlan
     from ..docker.builder import Builder, BuilderCaps
+    from ..docker.engine import Engine
+    from ..docker.offline_bases import OfflineBases
+    from ..merge.run import SuffixResult
+    from ..oci.blobcache import BlobCache
     from ..oci.client import ClientFactory, RegistryClient
     from ..oci.keychain import Keychain
-    from ..docker.engine import Engine
     from ..settings import FamilyConfig
-    from ..build.feasibility import Feasibility
-    from ..merge.run import SuffixResult
 
 STATE_DIR = ".localai-ci"
 LOCAL_REF = "refs/heads/local"  # what tags come from in a directory that is no git checkout
@@ -351,21 +351,21 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
+    from ..build.feasibility import leg_feasibility
     from ..build.leg import plan_leg
-    from ..matrix.buildargs import workflow_build_args
+    from ..changes.inputs import Deriver
+    from ..changes.tree import clean_path, join
     from ..git.repo import source_info
+    from ..git.worktree import working_tree
+    from ..github.actions import resolve_event
+    from ..matrix.buildargs import workflow_build_args
+    from ..matrix.model import load_matrix
+    from ..merge.run import tag_latest_of
     from ..oci.keychain import Keychain
     from ..settings import family_config
-    from ..build.feasibility import leg_feasibility
-    from ..github.actions import resolve_event
-    from ..matrix.model import load_matrix
-    from ..changes.inputs import Deriver
     from .state import context_files, hash_context
-    from ..changes.tree import clean_path, join
-    from ..git.worktree import working_tree
-    from ..merge.run import tag_latest_of
 
     if options.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {options.jobs}")
@@ -394,7 +394,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     labels = source_info(Path(options.root), env)  # git, once for every leg
     event = resolve_event("push", env)
     extra = workflow_build_args(apt_mirror=options.apt_mirror, apt_ports_mirror=options.apt_ports_mirror,
-                                deps_refresh=None, env=env, now=datetime.now(timezone.utc))
+                                deps_refresh=None, env=env, now=datetime.now(UTC))
     # what each leg reads: the derivation change detection uses (ci.inputs), over the files as they are
     deriver = Deriver(working_tree(options.root, skip=options.state_path))
     ctx_cache: dict[tuple[object, ...], str] = {}
@@ -471,8 +471,8 @@ class _Runner:
         return rec.digest
 
     def run(self, step: LegStep, cache: BlobCache) -> LegOutcome:
-        from ..github.artifacts import write_digest_file
         from ..build.leg import build_leg, publish_built, settle_inline_cache
+        from ..github.artifacts import write_digest_file
         from ..oci.client import RegistryClients
         from ..oci.layout import remove_layout
 
@@ -631,9 +631,9 @@ def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], 
     import shutil
 
     from ..docker.offline_bases import OfflineBases
+    from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all
     from ..oci.blobcache import BlobCache, default_cache_dir
     from ..oci.client import RegistryClients
-    from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all
 
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
     digests_dir.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import OperationError
@@ -119,7 +119,7 @@ class State:
         if key is None:
             self.legs.pop(inputs.leg, None)
             return
-        at = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.legs[inputs.leg] = Record(key=key, digest=parse_digest(digest), images=inputs.images, at=at)
 
 

@@ -53,16 +53,26 @@ from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
-from ..github.artifacts import write_digest_file
-from ..oci.blobcache import Blob, BlobCache
 from ..docker.engine import Engine, ImageInfo
 from ..errors import EngineError, OperationError, RegistryError, VerificationError
-from ..oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP,
-                         IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, OCI_LAYER_GZIP, Composed, Descriptor,
-                         compose_image_manifest, is_attestation_entry,
-                         is_attestation_manifest, parse_manifest, platform_key)
+from ..github.artifacts import write_digest_file
 from ..matrix.naming import LegKey
+from ..oci.blobcache import Blob, BlobCache
 from ..oci.layout import read_layout
+from ..oci.manifest import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    IMAGE_MANIFEST_TYPES,
+    MAX_CONFIG_BYTES,
+    OCI_LAYER_GZIP,
+    Composed,
+    Descriptor,
+    compose_image_manifest,
+    is_attestation_entry,
+    is_attestation_manifest,
+    parse_manifest,
+    platform_key,
+)
 from ..oci.platforms import Platform
 from ..oci.reference import ImageName, parse_digest, sha256_digest, uses_plain_http
 
@@ -616,7 +626,7 @@ def _pick_manifest(ex: _Export, image: str, info: ImageInfo, cache: BlobCache) -
     except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise EngineError(f"{what}: index.json is not an OCI index ({_short(exc)}); retry the publish") from None
     entries = [e for e in entries if e.get("digest") == info.id] or entries  # the id names it on the containerd store
-    for depth in range(MAX_INDEX_DEPTH):
+    for _depth in range(MAX_INDEX_DEPTH):
         entries = [e for e in entries if not _entry_is_attestation(e)]
         if len(entries) > 1:
             entries = [e for e in entries if _plat(e.get("platform")) in (want, None)]

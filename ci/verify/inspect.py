@@ -24,13 +24,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import CiError, UserError
-from ..output.markdown import md_table
-from ..oci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_attestation, is_attestation_manifest,
-                         parse_manifest)
+from ..oci.client import RegistryClient
+from ..oci.manifest import (
+    MAX_CONFIG_BYTES,
+    Descriptor,
+    config_platform,
+    is_attestation,
+    is_attestation_manifest,
+    parse_manifest,
+)
 from ..oci.platforms import Platform, normalize, parse_platform, same_platform
 from ..oci.reference import ImageName, has_userinfo, mask_userinfo, parse_digest, parse_image_name, parse_tag
-from ..oci.client import RegistryClient
 from ..oci.sign import VerifyOptions, verify_image
+from ..output.markdown import md_table
 
 CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "tag-matches-digest",
           "child-resolves", "child-platform", "signature")
