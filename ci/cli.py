@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .errors import CiError, UserError, failure
-from .github.actions import write_summary as _write_summary
 from .matrix.naming import Family
-from .settings import SETTINGS_FILE, family_config, load_settings
 
 
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
@@ -37,6 +35,7 @@ def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
 
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
     """:func:`ci.github.write_summary`, redacted."""
+    from .github.actions import write_summary as _write_summary
     from .redaction import redact
 
     return _write_summary(redact(markdown), env)
@@ -54,6 +53,7 @@ class Command:
 
 def _merge_arguments(p: argparse.ArgumentParser) -> None:
     from .merge.run import DEFAULT_JOBS
+    from .settings import SETTINGS_FILE
 
     sel = p.add_argument_group("what to merge")
     what = sel.add_mutually_exclusive_group(required=True)
@@ -252,6 +252,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .matrix.references import read_references
     from .matrix.tags import check_ref
     from .oci.client import RegistryClients
+    from .settings import family_config, load_settings
     from .verify.audit import audit, format_text, summary_markdown, to_json
 
     if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
@@ -284,6 +285,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .oci.client import RegistryClients
+    from .settings import family_config, load_settings
     from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
 
     if args.refs or args.tag or args.expect_platforms:
@@ -306,7 +308,7 @@ def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .oci.client import RegistryClients
     from .oci.reference import registry_set, uses_plain_http
     from .oci.sign import VerifyOptions
-    from .settings import ENV_INSECURE, ENV_TLS
+    from .settings import ENV_INSECURE, ENV_TLS, family_config, load_settings
     from .verify.inspect import expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown, to_json
 
     if args.audit:

@@ -18,17 +18,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..docker.engine import Engine, check_platform
+from ..docker.builder import BuildSpec, CacheSpec, builder_for, check_builder_name, layout_parent
+from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
+from ..docker.engine import Engine, ImageInfo, check_platform, connect
+from ..docker.offline_bases import OfflineBases
 from ..errors import CiError, EngineError, UserError
 from ..git.repo import SourceInfo, source_info
-from ..github.actions import Event
+from ..github.actions import Event, in_actions, resolve_event, write_outputs, write_summary
+from ..github.jobs import check_leg_fields
 from ..matrix import naming
 from ..matrix.buildargs import workflow_build_args
-from ..matrix.model import Entry, resolve_leg
+from ..matrix.model import Entry, load_matrix, resolve_leg
 from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
+from ..oci.blobcache import BlobCache, default_cache_dir
+from ..oci.client import RegistryClients
+from ..oci.keychain import login_keychain
+from ..oci.layout import read_layout, remove_layout
 from ..oci.platforms import Platform, RunnerPolicy
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
-from ..settings import FamilyConfig
+from ..output.progress import Progress
+from ..publish.leg import PushTarget, publish_layout_leg, publish_leg, push_image
+from ..settings import FamilyConfig, family_config, load_settings
+from .feasibility import leg_feasibility
 
 if TYPE_CHECKING:
     from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
@@ -293,8 +304,6 @@ def leg_build_args(entry: Entry, config: FamilyConfig,
 def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = (), *, load: bool = False) -> BuildSpec:
     """The builder's input for a planned leg (``ci.builder.BuildSpec``); ``load``: the image must end up
     in the engine even where the builder hands the publisher an OCI layout (tests that read its files)."""
-    from ..docker.builder import BuildSpec, CacheSpec
-
     reg = plan.config.cache.registry
     return BuildSpec(context=plan.context, dockerfile=str(Path(plan.context) / plan.dockerfile), platform=plan.platform,
                      tag=plan.local_tag, build_args=plan.build_args, labels=plan.labels,
@@ -313,8 +322,6 @@ def build_leg(plan: LegPlan, builder: Builder, bases: OfflineBases, *, on_event:
     saying what is needed. ``bases`` (``ci.baseimage.OfflineBases``) serves ``ci-offline/`` bases.
     Returns ``ci.builder.BuiltImage``.
     """
-    from .feasibility import leg_feasibility
-
     feas = leg_feasibility(plan, builder.caps(), bases.env)
     if not feas.runs:
         raise EngineError(f"{plan.key.phrase}: {feas.reason}")
@@ -332,8 +339,6 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache
     pipeline; ``config_dirs``: :meth:`ci.docker.engine.Engine.config_store`, where its config is read
     without exporting the image again). Builders that export registry cache write that tag themselves. Returns a warning
     instead of raising: a stale cache slows the next build, it never fails this leg."""
-    from ..publish.leg import PushTarget, push_image
-
     repo = plan.config.cache
     target = PushTarget(repo, plain_http=plan.config.plain_http(repo.registry),
                     tags=(plan.cache_ref.rsplit(":", 1)[1],), plain_http_policy=plan.config.plain_http)
@@ -425,17 +430,11 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
     """Resolve the leg the command line names and plan it (reads the matrix, git and the Docker
     config; writes nothing); the keychain holds the credentials of its registries, looked up now.
     ``invoke pipeline`` plans from the matrix entries it read with :func:`plan_leg` directly."""
-    from ..github.actions import resolve_event
-    from ..matrix.model import load_matrix
-    from ..oci.keychain import login_keychain
-    from ..settings import family_config, load_settings
-
     root = Path(req.root)
     settings = load_settings(root)
     matrix = load_matrix(Path(req.matrix) if req.matrix else settings.matrix_path(req.family), req.family)
     entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend, darwin=bool(req.from_oci))
     if req.leg_fields:
-        from ..github.jobs import check_leg_fields
         check_leg_fields(entry, dict(req.leg_fields))
     config = family_config(req.family, images=req.images, env=env, settings=settings)
     siblings = (*family_config(req.family.sibling, env=env, settings=settings).images, config.cache)  # blob-mount sources
@@ -462,8 +461,6 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
 def publish_targets(plan: LegPlan) -> list[PushTarget]:
     """Where a planned leg is published: one PushTarget per image, with its transport (the family's
     configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
-    from ..publish.leg import PushTarget
-
     targets = [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
                           plain_http_policy=plan.config.plain_http) for img in plan.images]
     # the keepalive anchor: the leg by digest in the cache repository, tagged there only (its blobs are
@@ -478,8 +475,6 @@ def publish_built(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobC
     """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``):
     the OCI layout the build exported (its blobs and manifest as they are), else the engine image
     (``content_dirs``: :meth:`ci.docker.engine.Engine.content_store`)."""
-    from ..publish.leg import publish_layout_leg, publish_leg
-
     if built.layout:
         return publish_layout_leg(built.layout, leg=plan.key, platform=plan.platform, targets=publish_targets(plan),
                                   cache=cache, client_factory=clients, digests_dir=plan.digests_dir,
@@ -492,9 +487,6 @@ def publish_built(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobC
 def disk_paths(engine_root: str, cache: Path, env: Mapping[str, str]) -> list[Path]:
     """What a leg fills: the engine's data root (when on this machine), where OCI layouts are exported,
     the blob cache (:class:`ci.docker.disk.DiskWatch` counts each filesystem once)."""
-    from ..docker.builder import layout_parent
-    from ..docker.disk import disk_path
-
     return [disk_path(engine_root), layout_parent(env), cache]
 
 
@@ -503,15 +495,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan).
 
     The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
-    from ..docker.builder import builder_for, check_builder_name
-    from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
-    from ..docker.engine import connect
-    from ..docker.offline_bases import OfflineBases
-    from ..github.actions import in_actions
-    from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.layout import remove_layout
-    from ..output.progress import Progress
-
     environ = env_dict(env)
     stdout = out or sys.stdout
     plan, keychain = prepare(req, environ)
@@ -572,8 +555,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
                 print(disk.describe(), file=stdout, flush=True)
                 return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran,
                                  seconds=time.monotonic() - t0, disk=disk)
-            from ..oci.client import RegistryClients
-
             targets = publish_targets(plan)
             clients = RegistryClients(keychain, on_retry=on_retry)
             cache_repo = (plan.config.cache,) if plan.publishes else ()
@@ -605,8 +586,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
 def _report(plan: LegPlan, res: PublishResult, seconds: float, disk: DiskUse, stdout: TextIO,
             environ: Mapping[str, str], *, cache_note: str = "", warned: bool = False) -> None:
     """What a published leg prints, and its step outputs and job summary line."""
-    from ..github.actions import in_actions, write_outputs, write_summary
-
     title = plan.key.label
     rep = res.report
     for t in rep.targets:
@@ -637,13 +616,6 @@ def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, envir
     """``--from-oci PATH``: publish the leg from an OCI layout or image archive another tool built, by
     digest, as a build would (its platform checked against the leg's, the same digest in every
     registry, the digest artifact written): LocalAI's Darwin backends, for one."""
-    from ..docker.disk import DiskWatch
-    from ..docker.engine import ImageInfo
-    from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.client import RegistryClients
-    from ..oci.layout import read_layout
-    from ..publish.leg import publish_layout_leg
-
     t0 = time.monotonic()
     path = Path(req.from_oci or "")
     if not plan.images:

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import docker
+import docker.errors
 import requests
 import urllib3
 
 from ..errors import EngineError
-from ..oci.platforms import Platform, RunnerPolicy, parse_platform, same_platform
+from ..oci.platforms import Platform, RunnerPolicy, host_arch, parse_platform, same_platform
 
 EXPORT_CHUNK = 1 << 20
 
@@ -71,9 +73,6 @@ IMAGE_STORE_CONTAINERD = "containerd"
 
 def connect(env: Mapping[str, str] | None = None, timeout: int = 600) -> Engine:
     """An :class:`Engine` for the engine named by ``DOCKER_HOST`` (default: the local socket)."""
-    import docker
-    import docker.errors
-
     try:
         client = docker.from_env(environment=dict(env) if env is not None else None, timeout=timeout)
         client.ping()
@@ -132,16 +131,12 @@ class Engine:
 
     def facts(self) -> EngineFacts:
         """Version, architecture, image store and bridge network of the engine (asked once per call)."""
-        import docker.errors
-
         try:
             version = self.api.version()
             info = self.api.info()
             bridge = any(n.get("Name") == "bridge" for n in self.api.networks(names=["bridge"]))  # the filter is a substring match
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineError(f"asking the engine for its version and image store: {_short(exc)}") from None
-        from ..oci.platforms import host_arch
-
         status = dict((str(k), str(v)) for k, v in (info.get("DriverStatus") or []) if isinstance(k, str))
         containerd = "containerd" in status.get("driver-type", "") or "snapshotter" in status.get("driver-type", "")
         try:
@@ -182,8 +177,6 @@ class Engine:
         return [d] if os.access(d, os.R_OK | os.X_OK) else []
 
     def inspect(self, image: str) -> ImageInfo:
-        import docker.errors
-
         try:
             d = self.api.inspect_image(image)
         except docker.errors.ImageNotFound:
@@ -201,8 +194,6 @@ class Engine:
 
     def has_image(self, ref: str) -> bool:
         """True when the engine holds ``ref`` (a tag or an id)."""
-        import docker.errors
-
         try:
             self.api.inspect_image(ref)
         except docker.errors.ImageNotFound:
@@ -217,8 +208,6 @@ class Engine:
         The engine decides the transport itself: loopback registries over plain HTTP, others over
         TLS unless its ``insecure-registries`` lists them. EngineError with the engine's reason.
         """
-        import docker.errors
-
         auth = {"username": credentials.username, "password": credentials.password} if credentials else None
         ref = f"{repository}:{tag}"
         try:
@@ -241,8 +230,6 @@ class Engine:
         ``blobs/sha256/``) with uncompressed layers on the classic store and the stored compressed
         layers on the containerd store. Entry order is not fixed. Read errors are OSErrors.
         """
-        import docker.errors
-
         # APIClient.get_image returns a bare generator whose HTTP response cannot be closed when
         # the reader stops early (tar stream mode stops at the end-of-archive marker); the same
         # request is made here through the SDK's request helpers so the response can be closed.
@@ -265,8 +252,6 @@ class Engine:
                                  buffer_size=EXPORT_CHUNK)
 
     def tag(self, image: str, repository: str, tag: str) -> None:
-        import docker.errors
-
         try:
             self.api.tag(image, repository, tag)
         except docker.errors.DockerException as exc:
@@ -275,8 +260,6 @@ class Engine:
     def untag(self, ref: str) -> None:
         """Remove the tag ``ref`` (``docker image rm REF``: the image goes with its last tag; layers
         other images use stay). A tag that is already gone is not an error."""
-        import docker.errors
-
         try:
             self.api.remove_image(ref, noprune=False)
         except docker.errors.NotFound:

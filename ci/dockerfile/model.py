@@ -33,6 +33,7 @@ from typing import Literal
 
 from ..errors import UserError
 from ..oci.platforms import Arch, Platform, parse_platform
+from ..textfile import read_user_text
 from .syntax import Command, ParseError, parse_string
 
 MAX_DOCKERFILE_BYTES = 4 * 1024 * 1024
@@ -238,8 +239,6 @@ class Feature:
 
 def load_dockerfile(path: str | Path) -> Dockerfile:
     """Read and parse a Dockerfile; every failure is a :class:`UserError` naming the path."""
-    from ..textfile import read_user_text
-
     text = read_user_text(path, what="Dockerfile", limit=MAX_DOCKERFILE_BYTES,
                           missing_hint="check the entry's dockerfile and context", error=UserError)
     return parse_dockerfile(text, str(path))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OperationError, UserError
+from ..git.repo import checkout_ref
 from ..matrix.tags import TagSource
 
 EVENTS_THAT_PUBLISH = ("push", "workflow_dispatch", "schedule", "release", "merge_group")
@@ -53,8 +54,6 @@ def tag_source(env: Mapping[str, str], *, event: str | None = None, ref: str | N
     ``--ref``/``--sha``, else ``GITHUB_EVENT_NAME``/``GITHUB_REF``/``GITHUB_SHA``, else the checkout's
     branch and HEAD (as CI would see this checkout), else ``local_ref`` (a directory that is no git
     checkout). One resolution for ``nox -s merge`` and ``invoke pipeline``."""
-    from ..git.repo import checkout_ref
-
     ev = resolve_event(event, env)
     r = ref if ref is not None else ev.ref
     s = sha if sha is not None else ev.sha

@@ -33,6 +33,7 @@ cannot match another suffix's artifacts), ``platforms`` and ``legs``.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -295,7 +296,6 @@ def explain(p: JobPlan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callab
     known = set(matrix.suffixes()) | {d.get("tag-suffix", "") for d in matrix.darwin}
     for s in suffixes:
         if s not in known:
-            import difflib
             close = difflib.get_close_matches(s, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"--explain {s!r}: no leg of {matrix.path} has that tag-suffix{hint}")

@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import MatrixError, UserError
 from ..oci.platforms import Platform, parse_platform, platform_tag
+from ..textfile import read_user_text
 from .naming import Family, LegKey, check_platform_tag, check_suffix, normalize_suffix
 
 MAX_MATRIX_BYTES = 4 * 1024 * 1024
@@ -378,8 +379,6 @@ def _count_nodes(node: yaml.Node, limit: int) -> int:
 
 
 def read_matrix_text(path: str | Path) -> str:
-    from ..textfile import read_user_text
-
     return read_user_text(path, what="matrix file", limit=MAX_MATRIX_BYTES, missing_hint="pass --matrix PATH",
                           not_a_file_hint="pass --matrix PATH to a YAML file", error=MatrixError)
 

@@ -5,6 +5,9 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from rich.console import Console
+from rich.table import Table
+
 from ..oci.platforms import Arch, RunnerPolicy
 from .model import Matrix
 
@@ -74,9 +77,6 @@ def print_summary(summary: MatrixSummary, *, tty: bool) -> None:
     if not tty:
         print(summary.render_text())
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"matrix {summary.source}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")

@@ -63,9 +63,10 @@ from typing import TypeVar
 
 from ..docker import imagetools
 from ..errors import CiError, OperationError, RegistryError, UserError, VerificationError
+from ..github.actions import resolve_event, tag_source
 from ..github.artifacts import DigestArtifact, read_digests_dir, select_artifacts
-from ..matrix.model import Entry, Matrix, agreed_tag_latest
-from ..matrix.naming import Family, keepalive_tag, normalize_suffix, suffix_label
+from ..matrix.model import Entry, Matrix, agreed_tag_latest, load_matrix
+from ..matrix.naming import Family, check_run_id, keepalive_tag, normalize_suffix, suffix_label
 from ..matrix.tags import Latest, TagSource, check_ref, check_sha, parse_latest
 from ..oci.client import ClientFactory, RegistryClient, RegistryClients
 from ..oci.manifest import (
@@ -84,7 +85,7 @@ from ..oci.quay import QuayApi, quay_api
 from ..oci.reference import DOCKER_HUB, ImageName, parse_image_name, sha256_digest
 from ..oci.sign import SignOptions, sign_image
 from ..output.markdown import md_table
-from ..settings import FamilyConfig
+from ..settings import FamilyConfig, family_config, load_settings
 
 T = TypeVar("T")
 # suffixes merged at once: each costs some twenty requests one after the other, so with registries tens of
@@ -754,7 +755,6 @@ def _check_options(options: MergeOptions) -> None:
     if options.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {options.jobs}")
     if options.anchor_run_id is not None:
-        from ..matrix.naming import check_run_id
         try:
             check_run_id(options.anchor_run_id)
         except ValueError as exc:
@@ -881,8 +881,6 @@ def pull_counted(env: Mapping[str, str]) -> frozenset[str]:
 def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str], None]) -> MergeOptions:
     """The merge policy of a request: tags from ``ci.github.tag_source`` (the flags, GITHUB_*, else the
     checkout, with a note), keepalive cleanup only with ``--anchor`` and a run id, a key only to sign."""
-    from ..github.actions import resolve_event, tag_source
-
     event = resolve_event(req.event, env)
     source, told = tag_source(env, event=req.event, ref=req.ref, sha=req.sha)
     if told:  # a local run: tagged as CI would tag this checkout (invoke pipeline does the same)
@@ -909,9 +907,6 @@ def merge_options(req: MergeRequest, env: Mapping[str, str], note: Callable[[str
 def family_setup(family: Family, images: str | None, matrix: str | None, env: Mapping[str, str],
                  note: Callable[[str], None]) -> FamilySetup:
     """A family's registries (notes for those reached over plain HTTP) and its matrix."""
-    from ..matrix.model import load_matrix
-    from ..settings import family_config, load_settings
-
     settings = load_settings(".")
     config = family_config(family, images=images, env=env, settings=settings)
     for reg in config.registries:

@@ -26,6 +26,7 @@ crashed or cancelled run), :func:`remove_layout` the one a leg published.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -447,8 +448,6 @@ class _GunzipHash:
     """sha256 of what a gzip stream (one or more members) decompresses to, fed piece by piece."""
 
     def __init__(self) -> None:
-        import hashlib
-
         self._h = hashlib.sha256()
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
 

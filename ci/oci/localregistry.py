@@ -43,6 +43,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import docker  # type: ignore[import-untyped,unused-ignore]
+
 from ..errors import CiError, OperationError
 
 BINARIES = ("docker-registry", "registry")
@@ -368,8 +370,6 @@ def _container_client(client: Any) -> Any:
         return None
     try:
         if own:
-            import docker  # type: ignore[import-untyped,unused-ignore]
-
             client = docker.from_env()
         client.ping()
         client.images.get(CONTAINER_IMAGE)
@@ -435,8 +435,6 @@ def stop_registry_at(root: Path) -> str:
     if state.get("pid"):
         reg._detached_pid = int(state["pid"])
     elif state.get("container"):
-        import docker  # type: ignore[import-untyped,unused-ignore]
-
         with contextlib.suppress(Exception):
             reg._container = docker.from_env().containers.get(state["container"])
     reg.stop()

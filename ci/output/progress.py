@@ -24,6 +24,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
 from .escape import group_block, inert, new_token, raw_block
 
 
@@ -63,10 +68,6 @@ class Progress:
     # ---- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> Progress:
         if self.tty:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as RichProgress
-
             console = Console(file=self.out, highlight=False)
             self._rich = RichProgress(SpinnerColumn(), TextColumn("legs"), BarColumn(bar_width=20),
                                       MofNCompleteColumn(), TimeElapsedColumn(),
@@ -232,9 +233,6 @@ def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None
     if not (stream.isatty() if tty is None else tty):
         print(format_table(rows), file=stream, flush=True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="pipeline")
     for h in HEADERS:
         table.add_column(h, overflow="fold")

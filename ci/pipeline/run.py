@@ -27,27 +27,46 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ..build.feasibility import leg_feasibility
+from ..build.leg import build_leg, plan_leg, publish_built, settle_inline_cache
+from ..changes.inputs import Deriver
+from ..changes.tree import clean_path, join
+from ..docker.builder import BuilderCaps, builder_for, check_builder_name
+from ..docker.engine import IMAGE_STORE_CLASSIC, EngineFacts, connect
+from ..docker.offline_bases import OfflineBases, is_offline_base, offline_image
 from ..errors import CiError, OperationError, UserError
-from ..github.actions import tag_source
-from ..matrix.model import Entry, Matrix
+from ..git.repo import source_info
+from ..git.worktree import working_tree
+from ..github.actions import in_actions, resolve_event, tag_source
+from ..github.artifacts import write_digest_file
+from ..matrix.buildargs import workflow_build_args
+from ..matrix.model import Entry, Matrix, load_matrix
 from ..matrix.naming import Family, LegKey, normalize_suffix, suffix_label
 from ..matrix.tags import TagSource
-from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set
-from ..oci.platforms import Arch, Platform
+from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all, tag_latest_of
+from ..oci.blobcache import BlobCache, default_cache_dir
+from ..oci.client import RegistryClients
+from ..oci.keychain import Keychain
+from ..oci.layout import remove_layout
+from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set, unix_socket_present
+from ..oci.platforms import Arch, Platform, host_arch
+from ..oci.reference import sha256_digest
 from ..output.progress import Progress, Row, print_table
-from ..settings import ENV_IMAGES, SETTINGS_FILE, Settings, load_settings
-from .state import STATE_FILE, BuildInputs, State, inputs_digest, save_state
+from ..settings import ENV_IMAGES, SETTINGS_FILE, Settings, family_config, load_settings
+from ..verify.inspect import InspectRef, inspect_refs
+from .state import STATE_FILE, BuildInputs, State, context_files, hash_context, inputs_digest, load_state, save_state
 
 if TYPE_CHECKING:
     from ..build.feasibility import Feasibility
@@ -109,9 +128,6 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 def builder_caps_without_engine(host: Arch, binfmt: frozenset[str]) -> BuilderCaps:
     """What a dry run without a reachable engine assumes: the docker driver on this machine's arch,
     emulating what binfmt_misc has a QEMU handler for (``ci.builder.BuilderCaps``)."""
-    from ..docker.builder import BuilderCaps
-    from ..docker.engine import IMAGE_STORE_CLASSIC, EngineFacts
-
     plats = [Platform("linux", host)] + [Platform("linux", a) for a, q in QEMU_NAMES.items()
                                          if a is not host and f"qemu-{q}" in binfmt]
     return BuilderCaps(name="default", driver="docker", platforms=tuple(plats),
@@ -268,9 +284,6 @@ def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Engine
     """One key over the ids of every image a leg's build starts from: the deterministic index digest
     :mod:`ci.baseimage` serves for ``ci-offline/`` names, else the engine's image id. None when one
     is absent from the engine (it would be pulled: the leg is never up to date)."""
-    from ..docker.offline_bases import is_offline_base, offline_image
-    from ..oci.reference import sha256_digest
-
     ids = []
     for name in sorted(set(names)):
         if is_offline_base(name):
@@ -351,22 +364,6 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
-    from datetime import datetime
-
-    from ..build.feasibility import leg_feasibility
-    from ..build.leg import plan_leg
-    from ..changes.inputs import Deriver
-    from ..changes.tree import clean_path, join
-    from ..git.repo import source_info
-    from ..git.worktree import working_tree
-    from ..github.actions import resolve_event
-    from ..matrix.buildargs import workflow_build_args
-    from ..matrix.model import load_matrix
-    from ..merge.run import tag_latest_of
-    from ..oci.keychain import Keychain
-    from ..settings import family_config
-    from .state import context_files, hash_context
-
     if options.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {options.jobs}")
     settings = load_settings(options.root)
@@ -447,8 +444,6 @@ class _Runner:
         self._state_lock = threading.Lock()
 
     def _clients(self, step: LegStep) -> list[RegistryClient]:
-        from ..oci.client import RegistryClients
-
         make = RegistryClients(self.plan.keychain)
         return [make(img, step.plan.config.plain_http) for img in step.plan.images]
 
@@ -471,11 +466,6 @@ class _Runner:
         return rec.digest
 
     def run(self, step: LegStep, cache: BlobCache) -> LegOutcome:
-        from ..build.leg import build_leg, publish_built, settle_inline_cache
-        from ..github.artifacts import write_digest_file
-        from ..oci.client import RegistryClients
-        from ..oci.layout import remove_layout
-
         p = step.plan
         t0 = time.monotonic()
 
@@ -532,8 +522,6 @@ def _short(text: str, limit: int = 160) -> str:
 def _inspect(s: SuffixStep, tags: Sequence[str], config: FamilyConfig, clients: ClientFactory,
              env: Mapping[str, str]) -> list[str]:
     """Inspect every tag of a merged suffix in every registry; the failed checks (empty: verified)."""
-    from ..verify.inspect import InspectRef, inspect_refs
-
     targets = [InspectRef(img, t) for img in config.images for t in tags]
     report = inspect_refs(targets, partial(clients, plain_http=config.plain_http), expected=s.platforms,
                           plain_http=config.plain_http, env=env)
@@ -543,9 +531,6 @@ def _inspect(s: SuffixStep, tags: Sequence[str], config: FamilyConfig, clients: 
 def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None, out: TextIO | None = None,
                  err: TextIO | None = None, tty: bool | None = None) -> PipelineReport:
     """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring)."""
-    from ..oci.platforms import host_arch
-    from .state import load_state
-
     environ = dict(os.environ if env is None else env)
     stdout, stderr = out or sys.stdout, err or sys.stderr
     t0 = time.monotonic()
@@ -554,8 +539,6 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
     digests_dir = state_dir / "digests"
     engine = _connect(environ, required=not options.dry_run)
     if engine is not None:
-        from ..docker.builder import builder_for, check_builder_name
-
         made = builder_for(engine, environ, check_builder_name(options.builder or ""))
         builder: Builder | None = made
         caps = made.caps()
@@ -611,9 +594,6 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
 
 def _connect(env: Mapping[str, str], required: bool) -> Engine | None:
     """The engine; for a dry run None when it is unreachable (the plan then uses the machine's arch)."""
-    from ..docker.engine import connect
-    from ..oci.localregistry import unix_socket_present
-
     if not required and not unix_socket_present(env.get("DOCKER_HOST", "")):
         return None
 
@@ -628,21 +608,12 @@ def _connect(env: Mapping[str, str], required: bool) -> Engine | None:
 def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], engine: Engine, builder: Builder, state: State,
              state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
              t0: float, emb: RegistrySet | None) -> PipelineReport:
-    import shutil
-
-    from ..docker.offline_bases import OfflineBases
-    from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all
-    from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.client import RegistryClients
-
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
     digests_dir.mkdir(parents=True, exist_ok=True)
     outcomes: dict[LegKey, LegOutcome] = {}
     # offline bases are served from the embedded "quay" registry, else from a private one
     bases = OfflineBases(env, host=emb.hosts[0] if emb is not None else None,
                          root=options.state_path.resolve() / "registries" / "bases")
-    from ..github.actions import in_actions
-
     with Progress(len(plan.legs), stderr, tty, actions=in_actions(env)) as progress, bases:
         runner = _Runner(plan, options, env, engine, builder, bases, progress, state, state_file)
         with BlobCache(default_cache_dir(env)) as cache:
@@ -712,8 +683,6 @@ def skip_summary(skipped: Sequence[LegOutcome], total: int, allowed: bool) -> st
 
 def _rows(plan: PipelinePlan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], SuffixResult],
           verified: Mapping[tuple[Family, str], list[str]]) -> tuple[list[Row], list[str]]:
-    from ..merge.run import Outcome
-
     rows: list[Row] = []
     failures: list[str] = []
     for s in plan.suffixes:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..dockerfile.ignore import Ignore, parse_dockerignore
 from ..errors import OperationError
 from ..oci.reference import is_hex64, parse_digest
 
@@ -164,8 +165,6 @@ def context_files(context: str | Path, skip: Path | None = None) -> tuple[tuple[
 
     One walk per context: ``invoke pipeline`` hashes a context shared by many Dockerfiles once.
     """
-    from ..dockerfile.ignore import Ignore, parse_dockerignore
-
     root = Path(context)
     try:
         di = root / ".dockerignore"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import CiError, UserError
 from ..oci.client import RegistryClient
@@ -37,6 +38,7 @@ from ..oci.platforms import Platform, normalize, parse_platform, same_platform
 from ..oci.reference import ImageName, has_userinfo, mask_userinfo, parse_digest, parse_image_name, parse_tag
 from ..oci.sign import VerifyOptions, verify_image
 from ..output.markdown import md_table
+from ..textfile import read_user_text
 
 CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "tag-matches-digest",
           "child-resolves", "child-platform", "signature")
@@ -341,10 +343,6 @@ def summary_markdown(report: InspectReport) -> str:
 
 def merged_suffixes(path: str) -> list[tuple[str, str, tuple[str, ...], tuple[Platform, ...]]]:
     """``(suffix, list digest, tags, platforms)`` of every suffix a ``merge --report`` file says was merged."""
-    from pathlib import Path
-
-    from ..textfile import read_user_text
-
     text = read_user_text(path, what="merge report", limit=32 << 20,
                           missing_hint="pass --merged FILE as written by nox -s merge -- --report FILE", error=UserError)
     try:
