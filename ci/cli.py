@@ -174,7 +174,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
     try:
         items = json.loads(raw) if raw.startswith("[") else [s.strip() for s in raw.split(",") if s.strip()]
     except ValueError as exc:
-        raise UserError(f"--suffixes {raw[:80]!r}: not a JSON list ({exc}); pass [\"-a\",\"-b\"] or -a,-b") from None
+        raise UserError(f"--suffixes {raw[:80]!r}: not a JSON list ({exc}); pass [\"-a\",\"-b\"] or -a,-b") from exc
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise UserError("--suffixes: expected a list of tag-suffixes")
     family = Family(args.family)
@@ -184,7 +184,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
         try:
             check_suffix(s, family)
         except ValueError as exc:
-            raise UserError(f"--suffixes: {exc}") from None
+            raise UserError(f"--suffixes: {exc}") from exc
         out.append(s)
     return tuple(dict.fromkeys(out))
 
@@ -202,7 +202,7 @@ def write_report(path: str, report: object) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2)
     except OSError as exc:
-        raise OperationError(f"writing the merge report {path}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing the merge report {path}: {exc.strerror or exc}") from exc
 
 
 # ---- inspect -----------------------------------------------------------------------------------

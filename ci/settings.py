@@ -89,7 +89,7 @@ def _parse_list(text: str, what: str) -> tuple[ImageName, ...]:
         try:
             img = parse_image_name(n)
         except ValueError as exc:
-            raise UserError(f"{what}: {exc}") from None
+            raise UserError(f"{what}: {exc}") from exc
         if img in out:
             raise UserError(f"{what}: {n!r} is listed twice")
         out.append(img)
@@ -100,7 +100,7 @@ def _parse_one(text: str, what: str) -> ImageName:
     try:
         return parse_image_name(text)
     except ValueError as exc:
-        raise UserError(f"{what}: {exc}") from None
+        raise UserError(f"{what}: {exc}") from exc
 
 
 def family_config(family: Family, *, images: str | None = None, cache: str | None = None,

@@ -29,7 +29,7 @@ def run_verb(fn: Callable[..., T], *args: object, debug: bool = False, **kwargs:
         return fn(*args, **kwargs)
     except (CiError, KeyboardInterrupt) as exc:
         message, code = failure(exc, debug=debug or bool(os.environ.get("CI_DEBUG")))
-        raise Exit(message, code=code) from None
+        raise Exit(message, code=code) from exc
 
 
 def exit_with(code: int) -> None:
@@ -56,8 +56,8 @@ def int_option(flag: str, value: object, minimum: int = 1) -> int:
     """An integer option, parsed here so a typo is exit 2 with a message, not an invoke traceback."""
     try:
         number = int(str(value))
-    except ValueError:
-        raise Exit(f"error: {flag} {value!r} is not a whole number", code=2) from None
+    except ValueError as exc:
+        raise Exit(f"error: {flag} {value!r} is not a whole number", code=2) from exc
     if number < minimum:
         raise Exit(f"error: {flag} {number} must be at least {minimum}", code=2)
     return number

@@ -184,7 +184,7 @@ def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) 
     try:
         return parse_tag(naming.pr_tag(ident, family, suffix, ptag))
     except ValueError as exc:
-        raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from None
+        raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from exc
 
 
 def _checked_run_id(run_id: str, source: str) -> str:
@@ -192,7 +192,7 @@ def _checked_run_id(run_id: str, source: str) -> str:
     try:
         return check_run_id(run_id)
     except ValueError as exc:
-        raise UserError(f"{source}: {exc}") from None
+        raise UserError(f"{source}: {exc}") from exc
 
 
 def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
@@ -202,9 +202,9 @@ def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
     for n in names:
         try:
             out.add(parse_image_name(f"{n}/x").registry)  # validates the host, folds Docker Hub's aliases
-        except ValueError:
+        except ValueError as exc:
             raise UserError(f"{ENV_ANCHOR_REGISTRIES}: {n!r} is not a registry host[:port] "
-                            "(e.g. quay.io,ghcr.io)") from None
+                            "(e.g. quay.io,ghcr.io)") from exc
     return frozenset(out) if names else None
 
 
@@ -232,9 +232,9 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
     dockerfile = (root_path / entry.dockerfile).resolve()
     try:
         df_rel = str(dockerfile.relative_to(context))
-    except ValueError:
+    except ValueError as exc:
         raise UserError(f"{entry.where}: dockerfile {entry.dockerfile!r} is not inside context {entry.context!r}; "
-                        "the engine only reads Dockerfiles from the build context") from None
+                        "the engine only reads Dockerfiles from the build context") from exc
     labels = {LABEL_SOURCE: source.url, LABEL_REVISION: source.revision, LABEL_CREATED: source.created,
               LABEL_BACKEND: entry.backend or backend_label(family, suffix),
               LABEL_LEG: f"{family}{suffix}-{ptag}"}
@@ -251,7 +251,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
             try:
                 anchor_tag = keepalive_tag(rid, family, suffix, ptag)
             except ValueError as exc:
-                raise UserError(f"--anchor: {exc}") from None
+                raise UserError(f"--anchor: {exc}") from exc
             reaping = [r for r in config.registries if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB)]
             anchored = tuple(r for r in reaping if r == config.cache.registry)
             unprotected = [r for r in reaping if r != config.cache.registry]
@@ -274,7 +274,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         artifact = entry.key.artifact
         cache_ref = config.cache.with_tag(cache_tag(family, suffix, entry.platform_tag_field))
     except ValueError as exc:
-        raise UserError(f"{entry.where}: {exc}") from None
+        raise UserError(f"{entry.where}: {exc}") from exc
     return LegPlan(
         family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
         backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,

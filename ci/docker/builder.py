@@ -499,7 +499,7 @@ class BuildxBuilder:
                     done = subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=120,
                                           stdin=subprocess.DEVNULL, check=False)
                 except (OSError, subprocess.TimeoutExpired) as exc:
-                    raise EngineError(f"running docker buildx inspect: {exc}") from None
+                    raise EngineError(f"running docker buildx inspect: {exc}") from exc
                 if done.returncode != 0:
                     detail = " ".join(done.stderr.split())[:300]
                     if "not a docker command" in done.stderr or "unknown command" in done.stderr:
@@ -524,7 +524,7 @@ class BuildxBuilder:
             done = subprocess.run([self._docker(), "info", "--format", "{{.ID}}"], capture_output=True, text=True,
                                   env=self.env, timeout=60, stdin=subprocess.DEVNULL, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineError(f"running docker info: {exc}") from None
+            raise EngineError(f"running docker info: {exc}") from exc
         cli_id = done.stdout.strip()
         if done.returncode != 0 or (facts.id and cli_id != facts.id):
             where = self.env.get("DOCKER_HOST", "the default socket")
@@ -580,7 +580,7 @@ class BuildxBuilder:
         try:
             image = read_layout_image(layout, platform=spec.platform)
         except LayoutError as exc:
-            raise EngineError(f"building {spec.tag} for {spec.platform}: reading the exported OCI layout: {exc}") from None
+            raise EngineError(f"building {spec.tag} for {spec.platform}: reading the exported OCI layout: {exc}") from exc
         reported = str(meta.get("containerimage.digest", "")) if isinstance(meta, dict) else ""
         if reported and image.manifest_digest and reported != image.manifest_digest:
             raise EngineError(f"building {spec.tag}: BuildKit reported manifest {reported}, but the layout at {layout} "
@@ -615,7 +615,7 @@ class BuildxBuilder:
                     return reader, json.load(fh)
             except (OSError, ValueError) as exc:
                 raise EngineError(f"building {spec.tag}: buildx wrote no build result ({exc}); "
-                                  "is the buildx plugin 0.10 or newer?") from None
+                                  "is the buildx plugin 0.10 or newer?") from exc
 
 
 def _run(args: Sequence[str], env: Mapping[str, str], reader: SolveStatusReader) -> int:
@@ -624,7 +624,7 @@ def _run(args: Sequence[str], env: Mapping[str, str], reader: SolveStatusReader)
         proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env=dict(env))
     except OSError as exc:
-        raise EngineError(f"starting docker buildx build: {exc}") from None
+        raise EngineError(f"starting docker buildx build: {exc}") from exc
     assert proc.stderr is not None
     err: IO[bytes] = proc.stderr
     try:

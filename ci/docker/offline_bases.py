@@ -73,7 +73,7 @@ def split_name(name: str) -> tuple[str, str]:
         parse_image_name(repo)
         parse_tag(tag)
     except ValueError as exc:
-        raise UserError(f"base image name {name!r}: {exc}") from None
+        raise UserError(f"base image name {name!r}: {exc}") from exc
     if "@" in name:
         raise UserError(f"base image name {name!r}: use a tag, not a digest")
     return repo, tag
@@ -224,7 +224,7 @@ def ensure_base_image(client: Any, name: str, platform: Platform, payload_bytes:
         try:
             client.images.load(archive.read() if payload_bytes < 8 * _CHUNK else archive)
         except Exception as exc:  # docker.errors.APIError and connection errors
-            raise EngineError(f"loading offline base image {ref} ({platform}) into the engine: {exc}") from None
+            raise EngineError(f"loading offline base image {ref} ({platform}) into the engine: {exc}") from exc
     found = _image_id(client, ref)
     if found is None or not _is_the_base(client, ref, platform, diff_id):
         raise EngineError(f"loading offline base image {ref} ({platform}): the tag points at {found or 'nothing'}, "
@@ -477,7 +477,7 @@ class OfflineBases:
                 with RegistryClients(Keychain.anonymous())(target, plain_http=lambda host: True) as client:
                     push_offline_image(img, client, tag)
             except CiError as exc:
-                raise EngineError(f"serving offline base image {name} from {host}: {exc}") from None
+                raise EngineError(f"serving offline base image {name} from {host}: {exc}") from exc
             ref = f"docker-image://{host}/{repo}:{tag}@{img.index.digest}"
             self._served[name] = ref
             return ref

@@ -265,9 +265,9 @@ def parse_dockerfile(text: str, source: str) -> Dockerfile:
         message = str(exc)
         if message == "file with no instructions":
             raise UserError(f"{source}: no instructions (the file is empty or only comments); "
-                            f"a Dockerfile needs at least one FROM") from None
+                            f"a Dockerfile needs at least one FROM") from exc
         raise UserError(f"{source} line {exc.line}: {message}; fix the instruction that starts on or "
-                        f"before that line (BuildKit's Dockerfile parser refused it)") from None
+                        f"before that line (BuildKit's Dockerfile parser refused it)") from exc
 
     preamble: list[Instruction] = []
     global_args: list[tuple[str, str | None]] = []
@@ -424,7 +424,7 @@ def _mount_fields(spec: str, source: str, line: int) -> dict[str, str]:
         rows = list(csv.reader([spec], skipinitialspace=False, strict=True))
     except csv.Error as exc:
         raise UserError(f"{source} line {line}: --mount={spec}: not valid CSV ({exc}); "
-                        f"write --mount=type=bind,source=path,target=/path") from None
+                        f"write --mount=type=bind,source=path,target=/path") from exc
     fields: dict[str, str] = {}
     for item in rows[0] if rows else []:
         key, _, value = item.partition("=")
@@ -471,7 +471,7 @@ class _Lexer:
         try:
             return self.until("", raw_escapes=False)
         except ValueError as exc:
-            raise ValueError(f"failed to process {self.s!r}: {exc}") from None
+            raise ValueError(f"failed to process {self.s!r}: {exc}") from exc
 
     def until(self, stop: str, *, raw_escapes: bool) -> str:
         out: list[str] = []
@@ -787,7 +787,7 @@ def _stage_platform(src: str, st: Stage, scope: Mapping[str, str], escape: str) 
     try:
         return parse_platform(value)
     except ValueError as exc:
-        raise UserError(f"{src} line {st.line}: FROM --platform={st.platform}: {exc}") from None
+        raise UserError(f"{src} line {st.line}: FROM --platform={st.platform}: {exc}") from exc
 
 
 def _stage_refs(ins: Instruction, src: str) -> list[str]:
@@ -909,7 +909,7 @@ def _expand_at(src: str, line: int, word: str, env: Mapping[str, str | None], es
     try:
         return expand(word, env, escape=escape)
     except ValueError as exc:
-        raise UserError(f"{src} line {line}: cannot expand {what}: {exc}; fix the ${{...}} expression") from None
+        raise UserError(f"{src} line {line}: cannot expand {what}: {exc}; fix the ${{...}} expression") from exc
 
 
 def _context_path(path: str) -> str:

@@ -150,5 +150,5 @@ class Git:
     def relpath(self, path: Path) -> str:
         try:
             return path.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            raise UserError(f"{path} is outside the git repository {self.root}; pass a matrix inside it") from None
+        except ValueError as exc:
+            raise UserError(f"{path} is outside the git repository {self.root}; pass a matrix inside it") from exc

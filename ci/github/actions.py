@@ -78,7 +78,7 @@ def _append(path: str, text: str, what: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as exc:
-        raise OperationError(f"writing {what} to {path}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing {what} to {path}: {exc.strerror or exc}") from exc
 
 
 def format_outputs(outputs: Mapping[str, object]) -> str:

@@ -43,7 +43,7 @@ def write_digest_file(digests_dir: str | Path, leg: LegKey, digest: str) -> Path
             if other.name != hex_ and is_hex64(other.name) and other.is_file() and not other.is_symlink():
                 other.unlink()
     except OSError as exc:
-        raise OperationError(f"writing digest file under {leg_dir}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing digest file under {leg_dir}: {exc.strerror or exc}") from exc
     return target
 
 
@@ -69,7 +69,7 @@ def read_digests_dir(digests_dir: str | Path) -> list[DigestArtifact]:
         try:
             key = parse_artifact_name(ent.name)
         except ValueError as exc:
-            raise ArtifactError(f"{p}: {exc}") from None
+            raise ArtifactError(f"{p}: {exc}") from exc
         files = _entries(p)
         if len(files) != 1:
             names = ", ".join(f.name for f in files) or "nothing"

@@ -30,11 +30,11 @@ def read_changed_files(path: str | Path) -> list[str]:
     """A newline-separated list of repository-relative paths (blank lines ignored)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise UserError(f"--changed-files {path}: no such file; write one path per line "
-                        "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from None
+                        "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--changed-files {path}: cannot read it: {exc}") from None
+        raise UserError(f"--changed-files {path}: cannot read it: {exc}") from exc
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -139,8 +139,8 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
     """
     try:
         fam = Family(family)
-    except ValueError:
-        raise UserError(f"--family {family!r}: use backends or server") from None
+    except ValueError as exc:
+        raise UserError(f"--family {family!r}: use backends or server") from exc
     path = matrix or str(load_settings(".").matrix_path(fam))
     result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
                                       force_all=force_all, shards=shards, root=root, strict_proto=strict_proto,

@@ -93,7 +93,7 @@ def _yaml_scalars(text: str, source: str) -> list[tuple[int, str]]:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file or pass it "
-                        "as plain text") from None
+                        "as plain text") from exc
     out: list[tuple[int, str]] = []
     seen: set[int] = set()
     stack = [n for n in nodes if n is not None]
@@ -243,8 +243,8 @@ def parse_branches(text: str | None) -> tuple[str, ...]:
     for b in names:
         try:
             check_ref(f"refs/heads/{b}")
-        except UserError:
-            raise UserError(f"--branches: {b!r} is not a branch name (e.g. master,main)") from None
+        except UserError as exc:
+            raise UserError(f"--branches: {b!r} is not a branch name (e.g. master,main)") from exc
     return names
 
 

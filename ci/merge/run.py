@@ -350,7 +350,7 @@ def _read(fn: Callable[[], T], img: ImageName, what: str) -> T:
     except RegistryError as exc:
         raise RegistryError(f"preflight: {what} in {img}: {exc} (nothing was written; the merge needs "
                             "every registry of the family reachable)", registry=exc.registry,
-                            status=exc.status, transient=exc.transient) from None
+                            status=exc.status, transient=exc.transient) from exc
 
 
 # ---- planning --------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def plan_suffix(target: MergeTarget, options: MergeOptions,
     try:
         composed = compose_index(children)
     except ValueError as exc:
-        raise OperationError(f"merge {target.label}: composing the list: {exc}") from None
+        raise OperationError(f"merge {target.label}: composing the list: {exc}") from exc
     return MergePlan(target=target, children=children, composed=composed, tags=tags)
 
 
@@ -422,7 +422,7 @@ def publish_native(plan: MergePlan, clients: Mapping[ImageName, RegistryClient]
             done = ", ".join(tagged) or "none"
             raise OperationError(f"merge {plan.target.label}: tagging {c.digest} in {img} failed: {exc}; "
                                  f"registries already tagged: {done}; re-run the merge when {img.registry} is "
-                                 "back (it is idempotent)") from None
+                                 "back (it is idempotent)") from exc
         tagged.append(str(img))
     return any(todo.values()), tagged, {img: set(plan.tags) for img in images}
 
@@ -436,7 +436,7 @@ def publish_imagetools(plan: MergePlan, clients: Mapping[ImageName, RegistryClie
             imagetools.create(img, plan.tags, [ch.digest for ch in plan.children])
         except CiError as exc:
             done = ", ".join(tagged) or "none"
-            raise OperationError(f"merge {plan.target.label}: {exc}; registries already tagged: {done}") from None
+            raise OperationError(f"merge {plan.target.label}: {exc}; registries already tagged: {done}") from exc
         tagged.append(str(img))
     after = _current(clients, plan)
     return before != after, tagged
@@ -497,7 +497,7 @@ def read_back(plan: MergePlan, clients: Mapping[ImageName, RegistryClient], body
                     found = None if head is None else (head[0], head[2])
             except RegistryError as exc:
                 raise VerificationError(f"merge {plan.target.label}: reading back {shown} from {img.registry}: "
-                                        f"{exc}; the writes are done, re-run the merge to verify them") from None
+                                        f"{exc}; the writes are done, re-run the merge to verify them") from exc
             if found is None:
                 problems.append(f"{shown} is not found")
             elif found != (digest, len(body)):
@@ -758,7 +758,7 @@ def _check_options(options: MergeOptions) -> None:
         try:
             check_run_id(options.anchor_run_id)
         except ValueError as exc:
-            raise UserError(f"--run-id: {exc}") from None
+            raise UserError(f"--run-id: {exc}") from exc
 
 
 def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: FamilySetup,
@@ -780,7 +780,7 @@ def merge_suffix(digests_dir: str | Path, family: Family, suffix: str, setup: Fa
         with ClientPool(factory or RegistryClients()) as pool:
             return merge_target(target, options, pool)
     except _Skip as exc:
-        raise OperationError(f"merge {target.label}: {exc}") from None
+        raise OperationError(f"merge {target.label}: {exc}") from exc
 
 
 def discover_targets(digests_dir: str | Path, setups: Mapping[Family, FamilySetup],
@@ -873,8 +873,8 @@ def pull_counted(env: Mapping[str, str]) -> frozenset[str]:
     for n in names:
         try:
             out.add(parse_image_name(f"{n}/x").registry)  # validates the host, folds Docker Hub's aliases
-        except ValueError:
-            raise UserError(f"{ENV_PULL_COUNTED}: {n!r} is not a registry host[:port] (e.g. docker.io)") from None
+        except ValueError as exc:
+            raise UserError(f"{ENV_PULL_COUNTED}: {n!r} is not a registry host[:port] (e.g. docker.io)") from exc
     return frozenset(out) if names else frozenset({DOCKER_HUB})
 
 

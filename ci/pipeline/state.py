@@ -204,7 +204,7 @@ def context_files(context: str | Path, skip: Path | None = None) -> tuple[tuple[
                     out.append((rel, bool(st.st_mode & 0o111), _file_sha256(full)))
     except OSError as exc:
         raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
-                             "context and dockerfile paths") from None
+                             "context and dockerfile paths") from exc
     return tuple(sorted(out))
 
 
@@ -219,7 +219,7 @@ def hash_context(context: str | Path, dockerfile: str,
         triples.append(("\0dockerfile", False, _file_sha256(root / dockerfile)))
     except OSError as exc:
         raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
-                             "context and dockerfile paths") from None
+                             "context and dockerfile paths") from exc
     return context_digest(triples)
 
 
@@ -232,7 +232,7 @@ def load_state(path: str | Path) -> State:
         return State()
     except OSError as exc:
         raise OperationError(f"reading pipeline state {p}: {exc.strerror or exc}; fix its permissions or "
-                             "delete it (everything is rebuilt)") from None
+                             "delete it (everything is rebuilt)") from exc
     return state_from_json(text, str(p))
 
 
@@ -250,4 +250,4 @@ def save_state(path: str | Path, state: State) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise OperationError(f"writing pipeline state {p}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing pipeline state {p}: {exc.strerror or exc}") from exc

@@ -165,7 +165,7 @@ class _EngineReader:
         try:
             return self._inner.read(n)
         except OSError as exc:
-            raise _ExportLost(str(exc) or type(exc).__name__) from None
+            raise _ExportLost(str(exc) or type(exc).__name__) from exc
 
 
 class _Prefixed:
@@ -413,21 +413,21 @@ def _stage_from_export(engine: Engine, image: str, info: ImageInfo, cache: BlobC
                 # else: directories; symlinked duplicate layers of a legacy archive (same diff_id)
     except _ExportLost as exc:
         raise EngineError(f"exporting {image}: lost the export stream from the engine ({_short(exc)}); is the "
-                          "engine still running? retry the publish") from None
+                          "engine still running? retry the publish") from exc
     except tarfile.TarError as exc:
         raise EngineError(f"exporting {image}: the export is truncated or not a tar archive ({_short(exc)}); the "
-                          "engine may have stopped or removed the image: retry the publish") from None
+                          "engine may have stopped or removed the image: retry the publish") from exc
     except EngineError:
         raise
     except OperationError as exc:  # a blob that does not hash to its name
-        raise EngineError(f"exporting {image}: {exc}") from None
+        raise EngineError(f"exporting {image}: {exc}") from exc
     except OSError as exc:
         raise OperationError(f"exporting {image} into the blob cache at {cache.root}: {exc.strerror or exc}; free "
-                             f"disk space there or set CI_BLOB_CACHE to another directory") from None
+                             f"disk space there or set CI_BLOB_CACHE to another directory") from exc
     try:
         staged = _resolve(ex, image, info, cache, announce)
     except OSError as exc:
-        raise OperationError(f"staging {image} in the blob cache at {cache.root}: {exc.strerror or exc}") from None
+        raise OperationError(f"staging {image} in the blob cache at {cache.root}: {exc.strerror or exc}") from exc
     cache.put_bytes(staged.manifest.body)
     cache.record_image(info.id, staged.manifest.digest, staged.manifest.media_type,
                        engine_manifest=staged.engine_manifest)
@@ -521,7 +521,7 @@ def _resolve(ex: _Export, image: str, info: ImageInfo, cache: BlobCache,
         try:
             parsed = parse_manifest(body, media_type)
         except ValueError as exc:
-            raise EngineError(f"{what}: the engine's manifest is not usable: {exc}") from None
+            raise EngineError(f"{what}: the engine's manifest is not usable: {exc}") from exc
         if parsed.is_index or parsed.config is None:
             raise EngineError(f"{what}: the chosen manifest is a manifest list, not an image manifest")
         if is_attestation_manifest(parsed):
@@ -578,7 +578,7 @@ def _resolve(ex: _Export, image: str, info: ImageInfo, cache: BlobCache,
         try:
             _cached_parts(body, info, cache)
         except ValueError as exc:
-            raise EngineError(f"{what}: the engine's manifest cannot be published as is: {exc}") from None
+            raise EngineError(f"{what}: the engine's manifest cannot be published as is: {exc}") from exc
         return StagedImage(info.id, config, tuple(layers), Composed(body, media_type), exported=True,
                            engine_manifest=True)
     odd = [f"layer {i + 1} ({k})" for i, k in enumerate(kinds) if k not in _GZIP_LAYER_TYPES]
@@ -624,7 +624,7 @@ def _pick_manifest(ex: _Export, image: str, info: ImageInfo, cache: BlobCache) -
         top = json.loads(ex.files["index.json"])
         entries = [e for e in top["manifests"] if isinstance(e, dict)]
     except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise EngineError(f"{what}: index.json is not an OCI index ({_short(exc)}); retry the publish") from None
+        raise EngineError(f"{what}: index.json is not an OCI index ({_short(exc)}); retry the publish") from exc
     entries = [e for e in entries if e.get("digest") == info.id] or entries  # the id names it on the containerd store
     for _depth in range(MAX_INDEX_DEPTH):
         entries = [e for e in entries if not _entry_is_attestation(e)]
@@ -648,7 +648,7 @@ def _pick_manifest(ex: _Export, image: str, info: ImageInfo, cache: BlobCache) -
         try:
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise EngineError(f"{what}: manifest {digest} is not JSON ({_short(exc)})") from None
+            raise EngineError(f"{what}: manifest {digest} is not JSON ({_short(exc)})") from exc
         media_type = str((obj.get("mediaType") if isinstance(obj, dict) else None) or entry.get("mediaType") or "")
         if isinstance(obj, dict) and isinstance(obj.get("manifests"), list):  # an index: go one level down
             entries = [e for e in obj["manifests"] if isinstance(e, dict)]

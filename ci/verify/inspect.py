@@ -71,14 +71,14 @@ def parse_reference(text: str) -> InspectRef:
             raise ValueError(f"{text!r} has no tag or digest (expected REPO:TAG or REPO@sha256:...)")
         return InspectRef(parse_image_name(raw[:colon]), parse_tag(raw[colon + 1:]))
     except ValueError as exc:
-        raise UserError(f"reference {mask_userinfo(text)!r}: {exc}") from None
+        raise UserError(f"reference {mask_userinfo(text)!r}: {exc}") from exc
 
 
 def parse_platforms(text: str) -> tuple[Platform, ...]:
     try:
         plats = tuple(parse_platform(p) for p in text.split(",") if p.strip())
     except ValueError as exc:
-        raise UserError(f"--expect-platforms: {exc}") from None
+        raise UserError(f"--expect-platforms: {exc}") from exc
     if not plats:
         raise UserError("--expect-platforms: give at least one platform, e.g. linux/amd64,linux/arm64")
     return plats
@@ -254,7 +254,7 @@ def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Seque
         try:
             ref = parse_digest(t) if t.startswith("sha256:") else parse_tag(t)
         except ValueError as exc:
-            raise UserError(f"--tag: {exc}") from None
+            raise UserError(f"--tag: {exc}") from exc
         out += [InspectRef(img, ref) for img in images]
     if tags and not images:
         raise UserError("--tag needs --images (or a family's configured images)")
@@ -354,7 +354,7 @@ def merged_suffixes(path: str) -> list[tuple[str, str, tuple[str, ...], tuple[Pl
             out.append((str(r["suffix"]), parse_digest(str(r["digest"])), tuple(parse_tag(str(t)) for t in r["tags"]),
                         tuple(parse_platform(str(p)) for p in r["platforms"])))
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{Path(path)}: not a merge report ({exc}); write it with nox -s merge -- --report FILE") from None
+        raise UserError(f"{Path(path)}: not a merge report ({exc}); write it with nox -s merge -- --report FILE") from exc
     return out
 
 
