@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,7 +238,9 @@ def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_pat
         reads.append(str(path))
         return real(path, family) if family is not None else real(path)
 
-    monkeypatch.setattr(localai_ci.matrix.model, "load_matrix", counting)
+    for module in [m for name, m in sys.modules.items() if name.startswith("localai_ci.")]:
+        if getattr(module, "load_matrix", None) is real:  # where it is imported (at the top of modules)
+            monkeypatch.setattr(module, "load_matrix", counting)
     out, err = io.StringIO(), io.StringIO()
     report = run_pipeline(PipelineOptions(root=str(root), dry_run=True),
                           env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=out, err=err)
