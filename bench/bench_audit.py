@@ -37,7 +37,8 @@ from localai_ci.github.artifacts import write_digest_file  # noqa: E402
 from localai_ci.matrix.model import load_matrix  # noqa: E402
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
 from localai_ci.matrix.tags import TagSource  # noqa: E402
-from localai_ci.merge.run import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
+from localai_ci.merge.model import MergeOptions, Method, Outcome  # noqa: E402
+from localai_ci.merge.run import FamilySetup, merge_all  # noqa: E402
 from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.settings import family_config  # noqa: E402
 from localai_ci.verify.audit import audit, audit_tags  # noqa: E402

@@ -50,7 +50,8 @@ from localai_ci.github.artifacts import read_digests_dir, write_digest_file  # n
 from localai_ci.matrix.model import load_matrix  # noqa: E402
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
 from localai_ci.matrix.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
-from localai_ci.merge.run import DEFAULT_JOBS, FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
+from localai_ci.merge.model import DEFAULT_JOBS, MergeOptions, Method, Outcome  # noqa: E402
+from localai_ci.merge.run import FamilySetup, merge_all  # noqa: E402
 from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
 from localai_ci.oci.reference import parse_image_name, sha256_digest  # noqa: E402

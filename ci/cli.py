@@ -52,7 +52,7 @@ class Command:
 # ---- merge -------------------------------------------------------------------------------------
 
 def _merge_arguments(p: argparse.ArgumentParser) -> None:
-    from .merge.run import DEFAULT_JOBS
+    from .merge.model import DEFAULT_JOBS
     from .settings import SETTINGS_FILE
 
     sel = p.add_argument_group("what to merge")
@@ -126,7 +126,8 @@ def note_plain_http(registry: str) -> None:
 
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .merge.run import MergeRequest, format_result, pull_counted, run_merge, summary_markdown
+    from .merge.render import format_result, summary_markdown
+    from .merge.run import MergeRequest, pull_counted, run_merge
 
     req = MergeRequest(
         digests_dir=args.digests_dir, family=Family(args.family) if args.family else None,

@@ -292,7 +292,7 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
         LegKey(Family.SERVER, "", "amd64"): LegOutcome(LegKey(Family.SERVER, "", "amd64"), "built", "sha256:3"),
         LegKey(Family.SERVER, "", "arm64"): LegOutcome(LegKey(Family.SERVER, "", "arm64"), "skipped"),
     }
-    from localai_ci.merge.run import Outcome, SuffixResult
+    from localai_ci.merge.model import Outcome, SuffixResult
 
     merged = {(Family.BACKENDS, "-a"): SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:L",
                                                     tags=("t-a",), changed=False)}
@@ -303,7 +303,7 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
 
 
 def test_rows_inspect_failure_fails_the_suffix() -> None:
-    from localai_ci.merge.run import Outcome, SuffixResult
+    from localai_ci.merge.model import Outcome, SuffixResult
 
     s = SuffixStep(Family.BACKENDS, "-a", (_Leg("amd64"),), ("r/x",), ("t-a",), (AMD64,))  # type: ignore[arg-type]
     outcomes = {LegKey(Family.BACKENDS, "-a", "amd64"): LegOutcome(LegKey(Family.BACKENDS, "-a", "amd64"), "built", "d")}

@@ -1,6 +1,7 @@
 """Digest artifacts on disk: one directory per leg, named by :mod:`ci.naming`, holding
 one empty file named by the leg's manifest digest hex (the layout of LocalAI's
-``actions/upload-artifact`` digests).
+``actions/upload-artifact`` digests). Which of them one suffix merges is the merge's
+choice (``localai_ci.merge.plan.select_artifacts``).
 
 Artifacts come from other jobs: everything read here is validated, nothing
 outside the digests directory is followed (symlinks are refused).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArtifactError, OperationError
-from ..matrix.naming import Family, LegKey, parse_artifact_name
+from ..matrix.naming import LegKey, parse_artifact_name
 from ..oci.reference import is_hex64, parse_digest
 
 
@@ -91,8 +92,3 @@ def read_digests_dir(digests_dir: str | Path) -> list[DigestArtifact]:
         seen.add(key)
         out.append(DigestArtifact(key=key, digest="sha256:" + f.name, path=fp))
     return out
-
-
-def select_artifacts(artifacts: list[DigestArtifact], family: Family, suffix: str) -> list[DigestArtifact]:
-    """Exactly the artifacts of one (family, suffix): equality on the parsed key, never a prefix."""
-    return [a for a in artifacts if a.key.family is family and a.key.suffix == suffix]

@@ -55,7 +55,9 @@ from ..matrix.buildargs import workflow_build_args
 from ..matrix.model import Entry, Matrix, load_matrix
 from ..matrix.naming import Family, LegKey, normalize_suffix, suffix_label
 from ..matrix.tags import TagSource
-from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all, tag_latest_of
+from ..merge.model import MergeOptions, Outcome
+from ..merge.plan import tag_latest_of
+from ..merge.run import FamilySetup, merge_all
 from ..oci.blobcache import BlobCache, default_cache_dir
 from ..oci.client import RegistryClients
 from ..oci.keychain import Keychain
@@ -74,7 +76,7 @@ if TYPE_CHECKING:
     from ..docker.builder import Builder, BuilderCaps
     from ..docker.engine import Engine
     from ..docker.offline_bases import OfflineBases
-    from ..merge.run import SuffixResult
+    from ..merge.model import SuffixResult
     from ..oci.blobcache import BlobCache
     from ..oci.client import ClientFactory, RegistryClient
     from ..oci.keychain import Keychain
