@@ -42,7 +42,8 @@ from localai_ci.oci.manifest import (  # noqa: E402
     compose_image_manifest,
 )
 from localai_ci.oci.reference import parse_image_name  # noqa: E402
-from localai_ci.publish.leg import PushTarget, StagedImage, _push  # noqa: E402
+from localai_ci.publish.stage import StagedImage  # noqa: E402
+from localai_ci.publish.upload import PushTarget, _push  # noqa: E402
 
 MIB = 1 << 20
 

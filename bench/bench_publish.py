@@ -72,7 +72,7 @@ def child(image: str, targets: list[str], cache_dir: str) -> None:
     from localai_ci.oci.blobcache import BlobCache
     from localai_ci.oci.client import RegistryClients
     from localai_ci.oci.reference import parse_image_name
-    from localai_ci.publish.leg import PushTarget, push_image
+    from localai_ci.publish.upload import PushTarget, push_image
 
     t0 = time.monotonic()
     staged_at: list[float] = []  # when staging ended (the export read to its end, every blob in the cache)

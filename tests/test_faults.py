@@ -35,7 +35,7 @@ from localai_ci.merge.model import MergeOptions, Outcome
 from localai_ci.merge.render import format_result
 from localai_ci.merge.run import FamilySetup, merge_all, merge_suffix
 from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
-from localai_ci.publish.leg import PushTarget, push_image
+from localai_ci.publish.upload import PushTarget, push_image
 from localai_ci.oci.reference import ImageName
 from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.retry import RetryPolicy

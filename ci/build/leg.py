@@ -37,7 +37,8 @@ from ..oci.layout import read_layout, remove_layout
 from ..oci.platforms import Platform, RunnerPolicy
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
 from ..output.progress import Progress
-from ..publish.leg import PushTarget, publish_layout_leg, publish_leg, push_image
+from ..publish.leg import publish_layout_leg, publish_leg
+from ..publish.upload import PushTarget, push_image
 from ..settings import FamilyConfig, family_config, load_settings
 from .feasibility import leg_feasibility
 
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
     from ..oci.blobcache import BlobCache
     from ..oci.client import ClientFactory
     from ..oci.keychain import Keychain
-    from ..publish.leg import PublishResult, PushTarget
+    from ..publish.leg import PublishResult
+    from ..publish.upload import PushTarget
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
