@@ -330,7 +330,8 @@ def test_engine_too_old_for_a_heredoc_is_refused_before_building(tmp_path: Path)
     """The preflight (localai_ci.build.feasibility) names the feature, its line and the engine version it needs."""
     from localai_ci.dockerfile.model import parse_dockerfile
     from localai_ci.build.feasibility import assess
-    from localai_ci.dockerfile.model import check_engine, resolve
+    from localai_ci.dockerfile.features import check_engine
+    from localai_ci.dockerfile.resolve import resolve
 
     df = parse_dockerfile("FROM scratch AS a\nCOPY x /x\nFROM a\nRUN <<EOT sh\necho hi\nEOT\n", "backends/Dockerfile.x")
     problem = check_engine(df, "20.10.24+dfsg1")

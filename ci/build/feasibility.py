@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..docker.offline_bases import is_offline_base, offline_image
-from ..dockerfile.model import Resolved, ResolvedStage, check_engine, load_dockerfile, resolve
+from ..dockerfile.features import check_engine
+from ..dockerfile.model import Resolved, ResolvedStage, load_dockerfile
+from ..dockerfile.resolve import resolve
 from ..oci.platforms import Arch, Platform, parse_platform
 
 BINFMT_FIX = ("register QEMU in binfmt_misc (apt-get install qemu-user-static, then .ci/binfmt.sh as root; "

@@ -46,7 +46,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..dockerfile.ignore import Ignore, parse_dockerignore
-from ..dockerfile.model import AUTOMATIC_ARGS, Dockerfile, Resolved, parse_dockerfile, resolve
+from ..dockerfile.model import AUTOMATIC_ARGS, Dockerfile, Resolved, parse_dockerfile
+from ..dockerfile.resolve import resolve
 from ..errors import UserError
 from ..matrix.model import Entry
 from .gograph import Closure, GoGraph, GoModule, is_test_file

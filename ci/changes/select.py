@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ..dockerfile.ignore import Ignore, parse_dockerignore
-from ..dockerfile.model import Dockerfile, Resolved, parse_dockerfile, resolve
+from ..dockerfile.model import Dockerfile, Resolved, parse_dockerfile
+from ..dockerfile.resolve import resolve
 from ..errors import MatrixError, UserError
 from ..matrix.model import Entry, Matrix, parse_matrix
 from ..matrix.naming import Family
