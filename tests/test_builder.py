@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from localai_ci.docker.builder import (BuildEvent, BuilderCaps, BuildSpec, CacheSpec, SolveStatusReader, buildx_command, cache_args,
-                        parse_buildx_inspect)
+from localai_ci.docker.builder import BuilderCaps, BuildSpec, CacheSpec, buildx_command, cache_args, parse_buildx_inspect
+from localai_ci.docker.buildprogress import BuildEvent, SolveStatusReader
 from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, EngineFacts
 from localai_ci.errors import EngineError
 from builder_helpers import read_file

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 from actions_runner import HOSTILE, runner_commands
-from localai_ci.docker.builder import BuildEvent, SolveStatusReader
+from localai_ci.docker.buildprogress import BuildEvent, SolveStatusReader
 from localai_ci.output.progress import Progress
 
 

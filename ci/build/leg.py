@@ -43,7 +43,8 @@ from ..settings import FamilyConfig, family_config, load_settings
 from .feasibility import leg_feasibility
 
 if TYPE_CHECKING:
-    from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
+    from ..docker.builder import Builder, BuildSpec, BuiltImage
+    from ..docker.buildprogress import BuildEvent
     from ..docker.disk import DiskUse
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache
