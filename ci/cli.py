@@ -33,14 +33,6 @@ def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
     print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
 
 
-def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
-    """:func:`ci.github.write_summary`, redacted."""
-    from .github.actions import write_summary as _write_summary
-    from .redaction import redact
-
-    return _write_summary(redact(markdown), env)
-
-
 @dataclass(frozen=True)
 class Command:
     help: str
@@ -126,6 +118,7 @@ def note_plain_http(registry: str) -> None:
 
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from .github.actions import write_summary
     from .merge.render import format_result, summary_markdown
     from .merge.run import MergeRequest, pull_counted, run_merge
 
@@ -249,6 +242,7 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from .github.actions import write_summary
     from .matrix.model import load_matrix
     from .matrix.references import read_references
     from .matrix.tags import check_ref
@@ -285,6 +279,7 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from .github.actions import write_summary
     from .oci.client import RegistryClients
     from .settings import family_config, load_settings
     from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
@@ -306,6 +301,7 @@ def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int
 
 
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from .github.actions import write_summary
     from .oci.client import RegistryClients
     from .oci.reference import registry_set, uses_plain_http
     from .oci.sign import VerifyOptions

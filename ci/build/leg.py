@@ -173,8 +173,9 @@ class LegPlan:
         return "\n".join(lines)
 
 
-def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
-    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``).
+def checked_pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
+    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``): the fragments
+    checked, then :func:`localai_ci.matrix.naming.pr_tag`.
 
     UserError naming where a bad fragment came from (the PR number from GITHUB_REF, the run id).
     """
@@ -269,7 +270,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         publishes, ddir = False, None
         if pr_push:
             images = (config.pr_image,)
-            tags = (pr_tag(event.pr_number, run_id or event.run_id, family, suffix, ptag),)
+            tags = (checked_pr_tag(event.pr_number, run_id or event.run_id, family, suffix, ptag),)
         else:
             images = ()
             notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import OperationError, UserError
 from ..git.repo import checkout_ref
 from ..matrix.tags import TagSource
+from ..redaction import redact
 
 EVENTS_THAT_PUBLISH = ("push", "workflow_dispatch", "schedule", "release", "merge_group")
 PR_EVENTS = ("pull_request", "pull_request_target")
@@ -105,9 +106,10 @@ def write_outputs(outputs: Mapping[str, object], env: Mapping[str, str], path: s
 
 
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
-    """Append Markdown to ``$GITHUB_STEP_SUMMARY`` when set; True when written."""
+    """Append Markdown to ``$GITHUB_STEP_SUMMARY`` when set, redacted; True when written."""
     target = env.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
+    markdown = redact(markdown)
     _append(target, markdown if markdown.endswith("\n") else markdown + "\n", "job summary")
     return True
