@@ -24,13 +24,12 @@ from functools import partial
 
 from .errors import CiError, UserError, failure
 from .matrix.naming import Family
+from .output.console import say
 
 
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
-    """Print for the user, redacted (see the module docstring)."""
-    from .redaction import redact
-
-    print(redact(text), file=sys.stderr if err else sys.stdout, flush=flush)
+    """Print for the user, redacted (the one output path: ``localai_ci.output.console``)."""
+    say(text, err=err, flush=flush)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from invoke import Collection, Exit, Task, task
 
 from .errors import CiError, failure
+from .output.console import redacted, say
 
 if TYPE_CHECKING:
     from .oci.platforms import RunnerPolicy
@@ -110,7 +111,7 @@ def matrix_report(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner
         raise Exit(f"error: --format {format!r} is not 'text' or 'json'", code=2)
     summary = summarize(run_verb(load_matrix, _matrix(matrix)), _policy(retired, runner_amd64, runner_arm64))
     if format == "json":
-        print(summary.render_json())
+        say(summary.render_json())
     else:
         print_summary(summary, tty=sys.stdout.isatty())
 
@@ -156,17 +157,17 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
         refs = run_verb(lint_references_of, references, matrix=matrix, images=images, server_matrix=server_matrix,
                         server_images=server_images, branches=branches, ignore=ignored, env=os.environ)
     if format == "json":
-        print(result.render_json() if refs is None else
+        say(result.render_json() if refs is None else
               '{"matrix": ' + result.render_json() + ', "references": ' + refs.render_json() + "}")
     elif format == "github":
         for r in (result, refs):
             if r is not None:
-                print("\n".join(filter(None, [r.render_github(), r.render_text().split("\n", len(r.findings))[-1]])))
+                say("\n".join(filter(None, [r.render_github(), r.render_text().split("\n", len(r.findings))[-1]])))
         write_summary(result.render_markdown() + (refs.render_markdown() if refs is not None else ""), os.environ)
     else:
-        print(result.render_text())
+        say(result.render_text())
         if refs is not None:
-            print(refs.render_text())
+            say(refs.render_text())
     worst = max(result.exit_code, refs.exit_code if refs is not None else 0)
     exit_with(worst if strict else 0)
 
@@ -182,11 +183,11 @@ def matrix_split(c, matrix=_MATRIX_DEFAULT, in_place=False, output=None, dry_run
     policy = _policy(retired, runner_amd64, runner_arm64)
     outcome = run_verb(split_file, _matrix(matrix), output=output, in_place=in_place, dry_run=dry_run, policy=policy,
                        recorded=_settings().runner_allowances)
-    print(outcome.result.report.render())
+    say(outcome.result.report.render())
     if dry_run and outcome.diff:
-        print(outcome.diff, end="")
+        say(outcome.diff, end="")
     if outcome.written:
-        print(f"wrote {outcome.written}")
+        say(f"wrote {outcome.written}")
 
 
 # ---- build and publish one leg (issue 3) ----------------------------------------------------
@@ -326,7 +327,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
     suffixes = tuple(dict.fromkeys(s.strip() for s in explain.split(","))) if explain is not None else ()
     run_verb(write_github_matrices, matrix=matrix, family=family, changed_files=changed_files, base=base,
              force_all=force_all, shards=int_option("--shards", shards), github_output=github_output,
-             env=os.environ, out=sys.stdout, err=sys.stderr, explain_suffixes=suffixes, root=root,
+             env=os.environ, out=redacted(sys.stdout), err=redacted(sys.stderr), explain_suffixes=suffixes, root=root,
              strict_proto=strict_proto, debug=debug)
 
 

@@ -36,6 +36,7 @@ from ..oci.keychain import login_keychain
 from ..oci.layout import read_layout, remove_layout
 from ..oci.platforms import Platform, RunnerPolicy
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
+from ..output.console import redacted
 from ..output.progress import Progress
 from ..publish.leg import publish_layout_leg, publish_leg
 from ..publish.upload import PushTarget, push_image
@@ -500,7 +501,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
 
     The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
     environ = env_dict(env)
-    stdout = out or sys.stdout
+    stdout = redacted(out or sys.stdout)  # the one output path (redacted), whoever passed the stream
     plan, keychain = prepare(req, environ)
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
@@ -531,7 +532,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     # the peak over the whole leg: build, export, publish, blob cache (every filesystem they write to)
     watch = DiskWatch(disk_paths(builder.caps().engine.root_dir, cache_dir, environ))
     with watch:
-        with OfflineBases(environ) as bases, Progress(1, err or sys.stderr, actions=in_actions(environ)) as progress:
+        with OfflineBases(environ) as bases, Progress(1, redacted(err or sys.stderr), actions=in_actions(environ)) as progress:
             progress.step(title, f"building for {plan.platform}")
             try:
                 built = build_leg(plan, builder, bases, on_event=progress.build_event(title))

@@ -65,6 +65,7 @@ from ..oci.layout import remove_layout
 from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set, unix_socket_present
 from ..oci.platforms import Arch, Platform, host_arch
 from ..oci.reference import sha256_digest
+from ..output.console import redacted
 from ..output.progress import Progress, Row, print_table
 from ..settings import ENV_IMAGES, SETTINGS_FILE, Settings, family_config, load_settings
 from ..verify.inspect import InspectRef, inspect_refs
@@ -534,7 +535,7 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
                  err: TextIO | None = None, tty: bool | None = None) -> PipelineReport:
     """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring)."""
     environ = dict(os.environ if env is None else env)
-    stdout, stderr = out or sys.stdout, err or sys.stderr
+    stdout, stderr = redacted(out or sys.stdout), redacted(err or sys.stderr)  # the one output path (redacted)
     t0 = time.monotonic()
     state_dir = options.state_path.resolve()
     state_file = state_dir / "state.json"
