@@ -51,6 +51,16 @@ def typecheck(session: nox.Session) -> None:
     session.run(sys.executable, "-m", "mypy", *session.posargs)
 
 
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """Lint with ruff (configured in pyproject.toml): style, import order and placement, bugbear."""
+    session.run(sys.executable, "-m", "ruff", "check", *(session.posargs or LINT_PATHS))
+
+
+#: what ``nox -s lint`` checks by default
+LINT_PATHS = ("ci", "tests", "bench", "noxfile.py", "tasks.py")
+
+
 def _manylinux(arch: str) -> tuple[str, ...]:
     """The platform tags a glibc 2.28 Linux on ``arch`` installs (pip 23 does not expand manylinux_2_x itself)."""
     return (*(f"manylinux_2_{minor}_{arch}" for minor in range(28, 16, -1)), f"manylinux2014_{arch}")

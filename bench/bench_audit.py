@@ -30,14 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import registry_pair, scratch_dir  # noqa: E402
+
 from localai_ci.github.artifacts import write_digest_file  # noqa: E402
-from localai_ci.verify.audit import audit, audit_tags  # noqa: E402
-from localai_ci.settings import family_config  # noqa: E402
 from localai_ci.matrix.model import load_matrix  # noqa: E402
-from localai_ci.merge.run import FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
-from localai_ci.matrix.tags import TagSource  # noqa: E402
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
+from localai_ci.matrix.tags import TagSource  # noqa: E402
+from localai_ci.merge.model import MergeOptions, Method, Outcome  # noqa: E402
+from localai_ci.merge.run import FamilySetup, merge_all  # noqa: E402
 from localai_ci.oci.client import RegistryClient  # noqa: E402
+from localai_ci.settings import family_config  # noqa: E402
+from localai_ci.verify.audit import audit, audit_tags  # noqa: E402
 from tests.support.oci_images import push_image, write_matrix  # noqa: E402
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -43,8 +43,21 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import (ENGINES_HELP, ROOT, EngineInfo, default_engines, engine_info, fresh_clone, leg_env, median,
-                     note, parse_engines, print_table, scratch_dir, spread)
+from _common import (
+    ENGINES_HELP,
+    ROOT,
+    EngineInfo,
+    default_engines,
+    engine_info,
+    fresh_clone,
+    leg_env,
+    median,
+    note,
+    parse_engines,
+    print_table,
+    scratch_dir,
+    spread,
+)
 
 SUFFIX = "-cpu-tiny-cpp"
 PTAG = "amd64"
@@ -199,13 +212,13 @@ class Result:
 
 
 def bench_engine(info: EngineInfo, args: argparse.Namespace, tmp: Path) -> Result:
-    from localai_ci.docker.offline_bases import OfflineBases
+    from localai_ci.build.feasibility import leg_feasibility
     from localai_ci.build.leg import BuildRequest, prepare
     from localai_ci.docker.builder import BuildxBuilder
     from localai_ci.docker.engine import connect
-    from localai_ci.build.feasibility import leg_feasibility
-    from localai_ci.oci.localregistry import start_registry
+    from localai_ci.docker.offline_bases import OfflineBases
     from localai_ci.matrix.naming import Family
+    from localai_ci.oci.localregistry import start_registry
 
     work = tmp / info.store
     root = fresh_clone(work)

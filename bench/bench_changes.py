@@ -54,8 +54,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import median, print_table  # noqa: E402
+
 from localai_ci.changes.gomod import (  # noqa: E402
-    GoModError, ModuleFiles, Package, PackageGraph, parse_go_mod_file,
+    GoModError,
+    ModuleFiles,
+    Package,
+    PackageGraph,
+    parse_go_mod_file,
 )
 from localai_ci.changes.gotool import GoToolchain  # noqa: E402
 from localai_ci.changes.inputs import Deriver  # noqa: E402
@@ -189,10 +194,10 @@ def timing(args: argparse.Namespace) -> int:
                     bucket.append(time.perf_counter() - t)
                     if proc.returncode != 0:
                         raise SystemExit(proc.stderr)
-                from localai_ci.github.changed_jobs import git_base
                 from localai_ci.git.repo import Git
-                from localai_ci.matrix.model import load_matrix
                 from localai_ci.git.worktree import checkout_tree
+                from localai_ci.github.changed_jobs import git_base
+                from localai_ci.matrix.model import load_matrix
 
                 t = time.perf_counter()
                 m = load_matrix(tree_dir / MATRIX_FILE)
@@ -230,10 +235,11 @@ def timing(args: argparse.Namespace) -> int:
 # --- --scenarios --------------------------------------------------------------------------------
 
 def scenarios(args: argparse.Namespace) -> int:
-    from tests.support.change_scenarios import OURS, PEER as PEER_SCENARIOS
+    from localai_ci.git.worktree import checkout_tree
     from localai_ci.github.changed_jobs import select_from_git
     from localai_ci.matrix.model import load_matrix
-    from localai_ci.git.worktree import checkout_tree
+    from tests.support.change_scenarios import OURS
+    from tests.support.change_scenarios import PEER as PEER_SCENARIOS
     from tests.support.localai_tree import MATRIX_PATH, Repo
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scenarios-"))

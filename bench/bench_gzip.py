@@ -21,7 +21,6 @@ import io
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,14 +28,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from _common import print_table, scratch_dir  # noqa: E402
 from bench_handoff import library_pool  # noqa: E402
-from tests.support.faultproxy import FaultProxy  # noqa: E402
+
 from localai_ci.oci.blobcache import Blob, BlobCache  # noqa: E402
 from localai_ci.oci.client import RegistryClients  # noqa: E402
 from localai_ci.oci.localregistry import start_registry  # noqa: E402
-from localai_ci.oci.manifest import DOCKER_CONFIG, Composed, Descriptor, compose_image_manifest  # noqa: E402
-from localai_ci.oci.manifest import DOCKER_LAYER_GZIP  # noqa: E402
-from localai_ci.oci.reference import parse_image_name, sha256_digest  # noqa: E402
-from localai_ci.publish.leg import PushTarget, StagedImage, _push  # noqa: E402
+from localai_ci.oci.manifest import (  # noqa: E402
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,  # noqa: E402
+    Composed,
+    Descriptor,
+    compose_image_manifest,
+)
+from localai_ci.oci.reference import parse_image_name  # noqa: E402
+from localai_ci.publish.stage import StagedImage  # noqa: E402
+from localai_ci.publish.upload import PushTarget, _push  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
 
 MIB = 1 << 20
 

@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,9 +224,9 @@ def reset(env: dict[str, str]) -> None:
 
 
 def run_side(side: str, env: dict[str, str], work: Path, regdir: Path, tag: str) -> Run:
+    from localai_ci.oci.client import RegistryClient
     from localai_ci.oci.localregistry import start_registry
     from localai_ci.oci.reference import parse_image_name
-    from localai_ci.oci.client import RegistryClient
 
     reset(env)
     regs = [start_registry(regdir / f"{tag}-{name}") for name in ("quay", "hub")]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing
-import os
 import shutil
 import statistics
 import sys
@@ -43,15 +42,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import print_table, registry_pair, scratch_dir  # noqa: E402
+
 from localai_ci.docker import imagetools  # noqa: E402
 from localai_ci.github.artifacts import read_digests_dir, write_digest_file  # noqa: E402
 from localai_ci.matrix.model import load_matrix  # noqa: E402
 from localai_ci.matrix.naming import Family, LegKey  # noqa: E402
 from localai_ci.matrix.tags import Latest, TagInput, TagSource, compute_tags  # noqa: E402
-from localai_ci.merge.run import DEFAULT_JOBS, FamilySetup, MergeOptions, Method, Outcome, merge_all  # noqa: E402
+from localai_ci.merge.model import DEFAULT_JOBS, MergeOptions, Method, Outcome  # noqa: E402
+from localai_ci.merge.run import FamilySetup, merge_all  # noqa: E402
+from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.oci.localregistry import LocalRegistry  # noqa: E402
 from localai_ci.oci.reference import parse_image_name, sha256_digest  # noqa: E402
-from localai_ci.oci.client import RegistryClient  # noqa: E402
 from localai_ci.settings import family_config  # noqa: E402
 from tests.support.oci_images import tiny_image, write_matrix  # noqa: E402
 

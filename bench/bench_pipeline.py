@@ -24,8 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-from _common import (ENGINES_HELP, ROOT, EngineInfo, default_engines, engine_info, fresh_clone, leg_env,
-                     parse_engines, print_table, scratch_dir)
+from _common import (
+    ENGINES_HELP,
+    ROOT,
+    EngineInfo,
+    default_engines,
+    engine_info,
+    fresh_clone,
+    leg_env,
+    parse_engines,
+    print_table,
+    scratch_dir,
+)
 
 RUNS = (("first (fresh clone)", ()), ("second (unchanged)", ()), ("--force", ("--force",)))
 

@@ -69,14 +69,19 @@ def matrix_reads(tree: Path, env: dict[str, str]) -> tuple[int, int, float]:
         reads.append(str(path))
         return real(path, family)
 
-    localai_ci.matrix.model.load_matrix = counting  # type: ignore[assignment]
+    # wherever it is imported (at the top of modules), load_matrix is the counting one
+    patched = [m for name, m in sys.modules.items()
+               if name.startswith("localai_ci.") and getattr(m, "load_matrix", None) is real]
+    for module in patched:
+        module.load_matrix = counting
     try:
         out = io.StringIO()
         t0 = time.monotonic()
         run_pipeline(PipelineOptions(root=str(tree), dry_run=True), env=env, out=out, err=io.StringIO())
         seconds = time.monotonic() - t0
     finally:
-        localai_ci.matrix.model.load_matrix = real
+        for module in patched:
+            module.load_matrix = real
     return len(reads), out.getvalue().count("\n== leg "), seconds
 
 

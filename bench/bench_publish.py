@@ -46,8 +46,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import (ENGINES_HELP, EngineInfo, default_engines, engine_env, engine_info, median,
-                     note, parse_engines, print_table, spread)
+from _common import (
+    ENGINES_HELP,
+    EngineInfo,
+    default_engines,
+    engine_env,
+    engine_info,
+    median,
+    note,
+    parse_engines,
+    print_table,
+    spread,
+)
 
 MIB = 1 << 20
 TARGET_RATIO = 1.0
@@ -58,11 +68,11 @@ FIXED_MTIME = 1_000_000_000  # the payload's mtime: the same bytes make the same
 
 def child(image: str, targets: list[str], cache_dir: str) -> None:
     """Publish ``image`` to ``targets`` (in this process, engine from DOCKER_HOST) and print a JSON report."""
-    from localai_ci.oci.blobcache import BlobCache
     from localai_ci.docker.engine import connect
+    from localai_ci.oci.blobcache import BlobCache
     from localai_ci.oci.client import RegistryClients
-    from localai_ci.publish.leg import PushTarget, push_image
     from localai_ci.oci.reference import parse_image_name
+    from localai_ci.publish.upload import PushTarget, push_image
 
     t0 = time.monotonic()
     staged_at: list[float] = []  # when staging ended (the export read to its end, every blob in the cache)

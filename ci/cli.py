@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from functools import partial
 
 from .errors import CiError, UserError, failure
-from .settings import SETTINGS_FILE, family_config, load_settings
-from .github.actions import write_summary as _write_summary
 from .matrix.naming import Family
 from .output.console import say
 
@@ -33,13 +31,6 @@ from .output.console import say
 def _say(text: str, *, err: bool = False, flush: bool = False) -> None:
     """Print for the user: redacted and made inert (:func:`localai_ci.output.console.say`)."""
     say(text, file=sys.stderr if err else sys.stdout, flush=flush)
-
-
-def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
-    """:func:`ci.github.write_summary`, redacted."""
-    from .redaction import redact
-
-    return _write_summary(redact(markdown), env)
 
 
 @dataclass(frozen=True)
@@ -53,7 +44,8 @@ class Command:
 # ---- merge -------------------------------------------------------------------------------------
 
 def _merge_arguments(p: argparse.ArgumentParser) -> None:
-    from .merge.run import DEFAULT_JOBS
+    from .merge.model import DEFAULT_JOBS
+    from .settings import SETTINGS_FILE
 
     sel = p.add_argument_group("what to merge")
     what = sel.add_mutually_exclusive_group(required=True)
@@ -126,7 +118,9 @@ def note_plain_http(registry: str) -> None:
 
 
 def _run_merge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .merge.run import MergeRequest, format_result, pull_counted, run_merge, summary_markdown
+    from .github.actions import write_summary
+    from .merge.render import format_result, summary_markdown
+    from .merge.run import MergeRequest, pull_counted, run_merge
 
     req = MergeRequest(
         digests_dir=args.digests_dir, family=Family(args.family) if args.family else None,
@@ -174,7 +168,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
     try:
         items = json.loads(raw) if raw.startswith("[") else [s.strip() for s in raw.split(",") if s.strip()]
     except ValueError as exc:
-        raise UserError(f"--suffixes {raw[:80]!r}: not a JSON list ({exc}); pass [\"-a\",\"-b\"] or -a,-b") from None
+        raise UserError(f"--suffixes {raw[:80]!r}: not a JSON list ({exc}); pass [\"-a\",\"-b\"] or -a,-b") from exc
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise UserError("--suffixes: expected a list of tag-suffixes")
     family = Family(args.family)
@@ -184,7 +178,7 @@ def parse_suffixes(text: str, args: argparse.Namespace) -> tuple[str, ...]:
         try:
             check_suffix(s, family)
         except ValueError as exc:
-            raise UserError(f"--suffixes: {exc}") from None
+            raise UserError(f"--suffixes: {exc}") from exc
         out.append(s)
     return tuple(dict.fromkeys(out))
 
@@ -202,7 +196,7 @@ def write_report(path: str, report: object) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2)
     except OSError as exc:
-        raise OperationError(f"writing the merge report {path}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing the merge report {path}: {exc.strerror or exc}") from exc
 
 
 # ---- inspect -----------------------------------------------------------------------------------
@@ -248,11 +242,13 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .verify.audit import audit, format_text, summary_markdown, to_json
+    from .github.actions import write_summary
     from .matrix.model import load_matrix
     from .matrix.references import read_references
-    from .oci.client import RegistryClients
     from .matrix.tags import check_ref
+    from .oci.client import RegistryClients
+    from .settings import family_config, load_settings
+    from .verify.audit import audit, format_text, summary_markdown, to_json
 
     if args.refs or args.tag or args.expect_platforms or args.verify_signatures:
         raise UserError("--audit checks the matrix's own tags: drop REF..., --tag, --expect-platforms and "
@@ -283,8 +279,10 @@ def _run_audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
+    from .github.actions import write_summary
     from .oci.client import RegistryClients
+    from .settings import family_config, load_settings
+    from .verify.inspect import format_text, inspect_merged, merged_suffixes, summary_markdown, to_json
 
     if args.refs or args.tag or args.expect_platforms:
         raise UserError("--merged inspects what the merge report names: drop REF..., --tag and --expect-platforms")
@@ -303,12 +301,12 @@ def _run_inspect_merged(args: argparse.Namespace, env: Mapping[str, str]) -> int
 
 
 def _run_inspect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .verify.inspect import (expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown,
-                               to_json)
-    from .settings import ENV_INSECURE, ENV_TLS
-    from .oci.reference import registry_set, uses_plain_http
+    from .github.actions import write_summary
     from .oci.client import RegistryClients
+    from .oci.reference import registry_set, uses_plain_http
     from .oci.sign import VerifyOptions
+    from .settings import ENV_INSECURE, ENV_TLS, family_config, load_settings
+    from .verify.inspect import expand_targets, format_text, inspect_refs, parse_platforms, summary_markdown, to_json
 
     if args.audit:
         return _run_audit(args, env)

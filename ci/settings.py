@@ -89,7 +89,7 @@ def _parse_list(text: str, what: str) -> tuple[ImageName, ...]:
         try:
             img = parse_image_name(n)
         except ValueError as exc:
-            raise UserError(f"{what}: {exc}") from None
+            raise UserError(f"{what}: {exc}") from exc
         if img in out:
             raise UserError(f"{what}: {n!r} is listed twice")
         out.append(img)
@@ -100,7 +100,7 @@ def _parse_one(text: str, what: str) -> ImageName:
     try:
         return parse_image_name(text)
     except ValueError as exc:
-        raise UserError(f"{what}: {exc}") from None
+        raise UserError(f"{what}: {exc}") from exc
 
 
 def family_config(family: Family, *, images: str | None = None, cache: str | None = None,
@@ -229,7 +229,7 @@ def load_settings(root: str | Path = ".") -> Settings:
     if not path.exists():
         return Settings(root=root)
     text = read_user_text(path, what="settings file", limit=MAX_SETTINGS_BYTES, error=UserError,
-                          missing_hint=f"create it or remove it (see the README's Settings)")
+                          missing_hint="create it or remove it (see the README's Settings)")
     return parse_settings(text, str(path), root)
 
 

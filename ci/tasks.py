@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from invoke import Collection, Exit, Task, task
 
 from .errors import CiError, failure
-from .output.console import say, say_command, say_rich
+from .output.console import redacted, say, say_command, say_rich
 from .output.escape import terminal_text
+
+if TYPE_CHECKING:
+    from .oci.platforms import RunnerPolicy
+    from .settings import Settings
 
 T = TypeVar("T")
 
@@ -32,7 +36,7 @@ def run_verb(fn: Callable[..., T], *args: object, debug: bool = False, **kwargs:
         return fn(*args, **kwargs)
     except (CiError, KeyboardInterrupt) as exc:
         message, code = failure(exc, debug=debug or bool(os.environ.get("CI_DEBUG")))
-        raise Exit(message, code=code) from None
+        raise Exit(message, code=code) from exc
 
 
 def exit_with(code: int) -> None:
@@ -59,21 +63,17 @@ def int_option(flag: str, value: object, minimum: int = 1) -> int:
     """An integer option, parsed here so a typo is exit 2 with a message, not an invoke traceback."""
     try:
         number = int(str(value))
-    except ValueError:
-        raise _bad(f"error: {flag} {value!r} is not a whole number", code=2) from None
+    except ValueError as exc:
+        raise _bad(f"error: {flag} {value!r} is not a whole number", code=2) from exc
     if number < minimum:
         raise _bad(f"error: {flag} {number} must be at least {minimum}", code=2)
     return number
 
 
 # ---- matrix tooling (issue 2) -------------------------------------------------------------
-from .matrix.lint import runner_policy as _runner_policy  # noqa: E402  (section-local imports)
-from .matrix.naming import Family as _Family  # noqa: E402
-from .oci.platforms import Arch as _Arch  # noqa: E402
-from .oci.platforms import RunnerPolicy as _RunnerPolicy  # noqa: E402
-from .settings import Settings as _Settings  # noqa: E402
-from .settings import load_settings as _load_settings  # noqa: E402
-
+# `invoke --list` imports this module: what the tasks need is imported in their bodies (and in
+# the helpers they call), so listing them loads neither the settings file's code, the matrix model
+# nor the registry client (bench/bench_startup.py)
 _MATRIX_DEFAULT = None  # the repository's (settings.Settings.matrix_path)
 _MATRIX_HELP = ("matrix file (default: the current repository's: as .github/localai-ci.yml names it, else "
                 ".github/backend-matrix.yml, else backends/matrix.yml)")
@@ -84,22 +84,26 @@ _POLICY_HELP = {
 }
 
 
-def _settings() -> _Settings:
+def _settings() -> Settings:
     """The current repository's settings (.github/localai-ci.yml; exit 2 when it is malformed)."""
-    return run_verb(_load_settings, ".")
+    from .settings import load_settings
+    return run_verb(load_settings, ".")
 
 
 def _matrix(path: str | None) -> str:
     """The matrix a matrix task reads: the option, else the repository's."""
-    return path or str(_settings().matrix_path(_Family.BACKENDS))
+    from .matrix.naming import Family
+    return path or str(_settings().matrix_path(Family.BACKENDS))
 
 
-def _policy(retired: str | None, runner_amd64: str | None, runner_arm64: str | None) -> _RunnerPolicy:
+def _policy(retired: str | None, runner_amd64: str | None, runner_arm64: str | None) -> RunnerPolicy:
     """The runner policy from the --retired / --runner-* options, else the settings file's (exit 2 on a bad label)."""
+    from .matrix.lint import runner_policy
+    from .oci.platforms import Arch
     base = _settings().runner_policy()
-    return run_verb(_runner_policy, retired=retired if retired is not None else base.retired,
-                    runner_amd64=runner_amd64 or base.native[_Arch.AMD64],
-                    runner_arm64=runner_arm64 or base.native[_Arch.ARM64])
+    return run_verb(runner_policy, retired=retired if retired is not None else base.retired,
+                    runner_amd64=runner_amd64 or base.native[Arch.AMD64],
+                    runner_arm64=runner_arm64 or base.native[Arch.ARM64])
 
 
 @ci_task(help={"matrix": _MATRIX_HELP, "format": "text (a table on a terminal) or json", **_POLICY_HELP})
@@ -145,12 +149,13 @@ def matrix_lint(c, matrix=_MATRIX_DEFAULT, format="text", retired=None, runner_a
     no_extra_args(c)
     from .github.actions import write_summary
     from .matrix.lint import lint_file
+    from .matrix.naming import Family
     from .matrix.references import REFERENCE_RULES, lint_references_of
     if format not in ("text", "json", "github"):
         raise _bad(f"error: --format {format!r} is not 'text', 'json' or 'github'", code=2)
     if family not in ("backends", "server"):
         raise _bad(f"error: --family {family!r}: use backends or server", code=2)
-    fam = _Family(family)
+    fam = Family(family)
     policy = _policy(retired, runner_amd64, runner_arm64)
     ignored = [r.strip() for r in ignore.split(",") if r.strip()]
     matrix = matrix or str(_settings().matrix_path(fam))
@@ -333,7 +338,7 @@ def matrix_github(c, matrix=None, family="backends", changed_files=None, base=No
     suffixes = tuple(dict.fromkeys(s.strip() for s in explain.split(","))) if explain is not None else ()
     run_verb(write_github_matrices, matrix=matrix, family=family, changed_files=changed_files, base=base,
              force_all=force_all, shards=int_option("--shards", shards), github_output=github_output,
-             env=os.environ, out=sys.stdout, err=sys.stderr, explain_suffixes=suffixes, root=root,
+             env=os.environ, out=redacted(sys.stdout), err=redacted(sys.stderr), explain_suffixes=suffixes, root=root,
              strict_proto=strict_proto, debug=debug)
 
 

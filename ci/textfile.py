@@ -16,10 +16,10 @@ def read_user_text(path: str | Path, *, what: str, limit: int, missing_hint: str
     p = Path(path)
     try:
         size = p.stat().st_size
-    except FileNotFoundError:
-        raise error(f"{path}: no such {what}; {missing_hint}") from None
+    except FileNotFoundError as exc:
+        raise error(f"{path}: no such {what}; {missing_hint}") from exc
     except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
+        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from exc
     if not p.is_file():
         raise error(f"{path}: not a regular file; {not_a_file_hint or missing_hint}")
     if size > limit:
@@ -27,6 +27,6 @@ def read_user_text(path: str | Path, *, what: str, limit: int, missing_hint: str
     try:
         return p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from exc
     except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
+        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from exc

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..docker.offline_bases import is_offline_base
-from ..dockerfile.model import Resolved, ResolvedStage, check_engine, load_dockerfile, resolve
+from ..docker.offline_bases import is_offline_base, offline_image
+from ..dockerfile.features import check_engine
+from ..dockerfile.model import Resolved, ResolvedStage, load_dockerfile
+from ..dockerfile.resolve import resolve
 from ..oci.platforms import Arch, Platform, parse_platform
 
 BINFMT_FIX = ("register QEMU in binfmt_misc (apt-get install qemu-user-static, then .ci/binfmt.sh as root; "
@@ -101,10 +104,6 @@ def assess(resolved: Resolved, *, host: Arch, can_run: Callable[[Platform], bool
 
 def leg_feasibility(plan: Any, caps: Any, env: Mapping[str, str]) -> Feasibility:
     """:func:`assess` for a ``ci.build.LegPlan`` on a builder (``ci.builder.BuilderCaps``)."""
-    from pathlib import Path
-
-    from ..docker.offline_bases import offline_image
-
     df = load_dockerfile(Path(plan.context) / plan.dockerfile)
     host = Arch(caps.engine.arch)
     resolved = resolve(df, dict(plan.build_args), target_platform=plan.platform,

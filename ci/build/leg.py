@@ -14,32 +14,47 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ..docker.builder import BuildSpec, CacheSpec, builder_for, builder_name, layout_parent
+from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
+from ..docker.engine import Engine, ImageInfo, check_platform, connect
+from ..docker.offline_bases import OfflineBases
+from ..errors import CiError, EngineError, UserError
+from ..git.repo import SourceInfo, source_info
+from ..github.actions import Event, in_actions, resolve_event, write_outputs, write_summary
+from ..github.artifacts import remove_digest_file
+from ..github.jobs import check_leg_fields
 from ..matrix import naming
 from ..matrix.buildargs import workflow_build_args
-from ..docker.engine import Engine, check_platform
-from ..errors import CiError, EngineError, UserError
-from ..settings import FamilyConfig
-from ..git.repo import SourceInfo, source_info
-from ..github.actions import Event
-from ..matrix.model import Entry, resolve_leg
+from ..matrix.model import Entry, load_matrix, resolve_leg
 from ..matrix.naming import Family, LegKey, backend_label, cache_tag, check_run_id, keepalive_tag
+from ..oci.blobcache import BlobCache, default_cache_dir
+from ..oci.client import RegistryClients
+from ..oci.keychain import login_keychain
+from ..oci.layout import read_layout, remove_layout
 from ..oci.platforms import Platform, RunnerPolicy
-from ..output.console import say
-from ..output.markdown import code, md_cell
 from ..oci.reference import DOCKER_HUB, ImageName, is_loopback, parse_image_name, parse_tag
+from ..output.console import redacted, say
+from ..output.markdown import code, md_cell
+from ..output.progress import Progress
+from ..publish.leg import publish_layout_leg, publish_leg
+from ..publish.upload import PushTarget, push_image
+from ..settings import FamilyConfig, family_config, load_settings
+from .feasibility import leg_feasibility
 
 if TYPE_CHECKING:
+    from ..docker.builder import Builder, BuildSpec, BuiltImage
+    from ..docker.buildprogress import BuildEvent
+    from ..docker.disk import DiskUse
     from ..docker.offline_bases import OfflineBases
     from ..oci.blobcache import BlobCache
-    from ..docker.builder import Builder, BuildEvent, BuildSpec, BuiltImage
     from ..oci.client import ClientFactory
     from ..oci.keychain import Keychain
-    from ..docker.disk import DiskUse
-    from ..publish.leg import PublishResult, PushTarget
+    from ..publish.leg import PublishResult
+    from ..publish.upload import PushTarget
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -161,8 +176,9 @@ class LegPlan:
         return "\n".join(lines)
 
 
-def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
-    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``).
+def checked_pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) -> str:
+    """``pr-<number><suffix>-<ptag>`` (server: ``pr-<n>-localai<suffix|-core>-<ptag>``): the fragments
+    checked, then :func:`localai_ci.matrix.naming.pr_tag`.
 
     UserError naming where a bad fragment came from (the PR number from GITHUB_REF, the run id).
     """
@@ -175,7 +191,7 @@ def pr_tag(pr_number: str, run_id: str, family: Family, suffix: str, ptag: str) 
     try:
         return parse_tag(naming.pr_tag(ident, family, suffix, ptag))
     except ValueError as exc:
-        raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from None
+        raise UserError(f"PR tag for tag-suffix {suffix!r} platform-tag {ptag!r}: {exc}") from exc
 
 
 def _checked_run_id(run_id: str, source: str) -> str:
@@ -183,7 +199,7 @@ def _checked_run_id(run_id: str, source: str) -> str:
     try:
         return check_run_id(run_id)
     except ValueError as exc:
-        raise UserError(f"{source}: {exc}") from None
+        raise UserError(f"{source}: {exc}") from exc
 
 
 def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
@@ -193,9 +209,9 @@ def anchor_registries(env: Mapping[str, str]) -> frozenset[str] | None:
     for n in names:
         try:
             out.add(parse_image_name(f"{n}/x").registry)  # validates the host, folds Docker Hub's aliases
-        except ValueError:
+        except ValueError as exc:
             raise UserError(f"{ENV_ANCHOR_REGISTRIES}: {n!r} is not a registry host[:port] "
-                            "(e.g. quay.io,ghcr.io)") from None
+                            "(e.g. quay.io,ghcr.io)") from exc
     return frozenset(out) if names else None
 
 
@@ -237,9 +253,9 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
     dockerfile = inside_root(root_path, entry, "dockerfile")
     try:
         df_rel = str(dockerfile.relative_to(context))
-    except ValueError:
+    except ValueError as exc:
         raise UserError(f"{entry.where}: dockerfile {entry.dockerfile!r} is not inside context {entry.context!r}; "
-                        "the engine only reads Dockerfiles from the build context") from None
+                        "the engine only reads Dockerfiles from the build context") from exc
     labels = {LABEL_SOURCE: source.url, LABEL_REVISION: source.revision, LABEL_CREATED: source.created,
               LABEL_BACKEND: entry.backend or backend_label(family, suffix),
               LABEL_LEG: f"{family}{suffix}-{ptag}"}
@@ -256,7 +272,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
             try:
                 anchor_tag = keepalive_tag(rid, family, suffix, ptag)
             except ValueError as exc:
-                raise UserError(f"--anchor: {exc}") from None
+                raise UserError(f"--anchor: {exc}") from exc
             reaping = [r for r in config.registries if (r in anchor_in if anchor_in is not None else r != DOCKER_HUB)]
             anchored = tuple(r for r in reaping if r == config.cache.registry)
             unprotected = [r for r in reaping if r != config.cache.registry]
@@ -271,7 +287,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         publishes, ddir = False, None
         if pr_push:
             images = (config.pr_image,)
-            tags = (pr_tag(event.pr_number, run_id or event.run_id, family, suffix, ptag),)
+            tags = (checked_pr_tag(event.pr_number, run_id or event.run_id, family, suffix, ptag),)
         else:
             images = ()
             notes.append(f"pull request without credentials for {config.pr_image.registry}: build only, no push")
@@ -279,7 +295,7 @@ def plan_leg(entry: Entry, config: FamilyConfig, *, root: str | Path, source: So
         artifact = entry.key.artifact
         cache_ref = config.cache.with_tag(cache_tag(family, suffix, entry.platform_tag_field))
     except ValueError as exc:
-        raise UserError(f"{entry.where}: {exc}") from None
+        raise UserError(f"{entry.where}: {exc}") from exc
     return LegPlan(
         family=family, suffix=suffix, ptag=ptag, platform=entry.platform, runs_on=entry.runs_on,
         backend=entry.backend, matrix=entry.source, line=entry.line, context=str(context), dockerfile=df_rel,
@@ -309,8 +325,6 @@ def leg_build_args(entry: Entry, config: FamilyConfig,
 def build_spec(plan: LegPlan, contexts: Sequence[tuple[str, str]] = (), *, load: bool = False) -> BuildSpec:
     """The builder's input for a planned leg (``ci.builder.BuildSpec``); ``load``: the image must end up
     in the engine even where the builder hands the publisher an OCI layout (tests that read its files)."""
-    from ..docker.builder import BuildSpec, CacheSpec
-
     reg = plan.config.cache.registry
     return BuildSpec(context=plan.context, dockerfile=str(Path(plan.context) / plan.dockerfile), platform=plan.platform,
                      tag=plan.local_tag, build_args=plan.build_args, labels=plan.labels,
@@ -329,8 +343,6 @@ def build_leg(plan: LegPlan, builder: Builder, bases: OfflineBases, *, on_event:
     saying what is needed. ``bases`` (``ci.baseimage.OfflineBases``) serves ``ci-offline/`` bases.
     Returns ``ci.builder.BuiltImage``.
     """
-    from .feasibility import leg_feasibility
-
     feas = leg_feasibility(plan, builder.caps(), bases.env)
     if not feas.runs:
         raise EngineError(f"{plan.key.phrase}: {feas.reason}")
@@ -348,8 +360,6 @@ def publish_cache(plan: LegPlan, image_id: str, engine: Engine, cache: BlobCache
     pipeline; ``config_dirs``: :meth:`ci.docker.engine.Engine.config_store`, where its config is read
     without exporting the image again). Builders that export registry cache write that tag themselves. Returns a warning
     instead of raising: a stale cache slows the next build, it never fails this leg."""
-    from ..publish.leg import PushTarget, push_image
-
     repo = plan.config.cache
     target = PushTarget(repo, plain_http=plan.config.plain_http(repo.registry),
                     tags=(plan.cache_ref.rsplit(":", 1)[1],), plain_http_policy=plan.config.plain_http)
@@ -437,21 +447,15 @@ class LegResult:
 
 
 def prepare(req: BuildRequest, env: Mapping[str, str],
-            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> tuple[LegPlan, Keychain]:
+            now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> tuple[LegPlan, Keychain]:
     """Resolve the leg the command line names and plan it (reads the matrix, git and the Docker
     config; writes nothing); the keychain holds the credentials of its registries, looked up now.
     ``invoke pipeline`` plans from the matrix entries it read with :func:`plan_leg` directly."""
-    from ..settings import family_config, load_settings
-    from ..github.actions import resolve_event
-    from ..oci.keychain import login_keychain
-    from ..matrix.model import load_matrix
-
     root = Path(req.root)
     settings = load_settings(root)
     matrix = load_matrix(Path(req.matrix) if req.matrix else settings.matrix_path(req.family), req.family)
     entry = resolve_leg(matrix, req.tag_suffix, req.platform_tag, req.backend, darwin=bool(req.from_oci))
     if req.leg_fields:
-        from ..github.jobs import check_leg_fields
         check_leg_fields(entry, dict(req.leg_fields))
     config = family_config(req.family, images=req.images, env=env, settings=settings)
     siblings = (*family_config(req.family.sibling, env=env, settings=settings).images, config.cache)  # blob-mount sources
@@ -478,8 +482,6 @@ def prepare(req: BuildRequest, env: Mapping[str, str],
 def publish_targets(plan: LegPlan) -> list[PushTarget]:
     """Where a planned leg is published: one PushTarget per image, with its transport (the family's
     configuration is the one planning resolved, ``plan.config``; credentials: the run's keychain)."""
-    from ..publish.leg import PushTarget
-
     targets = [PushTarget(img, plain_http=plan.config.plain_http(img.registry), tags=plan.target_tags(img),
                           plain_http_policy=plan.config.plain_http) for img in plan.images]
     # the keepalive anchor: the leg by digest in the cache repository, tagged there only (its blobs are
@@ -494,8 +496,6 @@ def publish_built(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobC
     """Publish a built leg by digest to every target (shared by ``invoke build-*`` and ``invoke pipeline``):
     the OCI layout the build exported (its blobs and manifest as they are), else the engine image
     (``content_dirs``: :meth:`ci.docker.engine.Engine.content_store`)."""
-    from ..publish.leg import publish_layout_leg, publish_leg
-
     if built.layout:
         return publish_layout_leg(built.layout, leg=plan.key, platform=plan.platform, targets=publish_targets(plan),
                                   cache=cache, client_factory=clients, digests_dir=plan.digests_dir,
@@ -508,9 +508,6 @@ def publish_built(plan: LegPlan, built: BuiltImage, engine: Engine, cache: BlobC
 def disk_paths(engine_root: str, cache: Path, env: Mapping[str, str]) -> list[Path]:
     """What a leg fills: the engine's data root (when on this machine), where OCI layouts are exported,
     the blob cache (:class:`ci.docker.disk.DiskWatch` counts each filesystem once)."""
-    from ..docker.builder import layout_parent
-    from ..docker.disk import disk_path
-
     return [disk_path(engine_root), layout_parent(env), cache]
 
 
@@ -519,18 +516,8 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     """``invoke build-backend``/``build-image``: build one leg and publish it (or print the plan).
 
     The plan and the results go to ``out``; build progress (steps, warnings) to ``err``."""
-    from ..docker.offline_bases import OfflineBases
-    from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..docker.builder import builder_for, builder_name
-    from ..docker.engine import connect
-    from ..github.actions import in_actions
-    from ..output.progress import Progress
-
-    from ..docker.disk import DiskWatch, check_free, disk_path, parse_min_free
-    from ..oci.layout import remove_layout
-
     environ = env_dict(env)
-    stdout = out or sys.stdout
+    stdout = redacted(out or sys.stdout)  # the one output path (redacted), whoever passed the stream
     plan, keychain = prepare(req, environ)
     min_free = parse_min_free(req.min_free_disk, environ)
     if req.dry_run:
@@ -545,8 +532,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     if plan.sends and plan.digests_dir:
         # this run writes the leg's digest file: the one an earlier run left goes first, so a build or a
         # publish that fails leaves none (the merge would tag the older image as this run's)
-        from ..github.artifacts import remove_digest_file
-
         for old in remove_digest_file(plan.digests_dir, plan.key):
             say(f"note: removed the previous digest file of {plan.key.label} ({old}); it is written again "
                 "once every registry has the new image", file=stdout)
@@ -570,7 +555,7 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
     # the peak over the whole leg: build, export, publish, blob cache (every filesystem they write to)
     watch = DiskWatch(disk_paths(builder.caps().engine.root_dir, cache_dir, environ))
     with watch:
-        with OfflineBases(environ) as bases, Progress(1, err or sys.stderr, actions=in_actions(environ)) as progress:
+        with OfflineBases(environ) as bases, Progress(1, redacted(err or sys.stderr), actions=in_actions(environ)) as progress:
             progress.step(title, f"building for {plan.platform}")
             try:
                 built = build_leg(plan, builder, bases, on_event=progress.build_event(title))
@@ -598,8 +583,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
                 say(disk.describe(), file=stdout, flush=True)
                 return LegResult(plan, image_id=info.id, cache=built.cache, steps_run=ran,
                                  seconds=time.monotonic() - t0, disk=disk)
-            from ..oci.client import RegistryClients
-
             targets = publish_targets(plan)
             clients = RegistryClients(keychain, on_retry=on_retry)
             cache_repo = (plan.config.cache,) if plan.publishes else ()
@@ -631,8 +614,6 @@ def run_leg(req: BuildRequest, env: Mapping[str, str] | None = None, out: TextIO
 def _report(plan: LegPlan, res: PublishResult, seconds: float, disk: DiskUse, stdout: TextIO,
             environ: Mapping[str, str], *, cache_note: str = "", warned: bool = False) -> None:
     """What a published leg prints, and its step outputs and job summary line."""
-    from ..github.actions import in_actions, write_outputs, write_summary
-
     title = plan.key.label
     rep = res.report
     for t in rep.targets:
@@ -664,13 +645,6 @@ def publish_from_oci(req: BuildRequest, plan: LegPlan, keychain: Keychain, envir
     """``--from-oci PATH``: publish the leg from an OCI layout or image archive another tool built, by
     digest, as a build would (its platform checked against the leg's, the same digest in every
     registry, the digest artifact written): LocalAI's Darwin backends, for one."""
-    from ..docker.disk import DiskWatch
-    from ..docker.engine import ImageInfo
-    from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.client import RegistryClients
-    from ..oci.layout import read_layout
-    from ..publish.leg import publish_layout_leg
-
     t0 = time.monotonic()
     path = Path(req.from_oci or "")
     if not plan.images:

@@ -45,13 +45,14 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..dockerfile.model import AUTOMATIC_ARGS, Dockerfile, Resolved, parse_dockerfile, resolve
 from ..dockerfile.ignore import Ignore, parse_dockerignore
+from ..dockerfile.model import AUTOMATIC_ARGS, Dockerfile, Resolved, parse_dockerfile
+from ..dockerfile.resolve import resolve
 from ..errors import UserError
+from ..matrix.model import Entry
 from .gograph import Closure, GoGraph, GoModule, is_test_file
 from .gomod import generator_imports
 from .makefile import Makefile, Rule, parse_makefile
-from ..matrix.model import Entry
 from .pathrefs import Lexed, MakeRun, Ref, Where, could_name_a_path, lex, make_runs, references
 from .tree import Tree, clean_path, join, parent_dirs
 
@@ -571,7 +572,7 @@ class _Walk:
         here = posixpath.dirname(mk_path)
         for inc in mk.includes:
             self.path(join(here, inc), via.then(f"{mk_path}: include {inc}"))
-        for i, text in enumerate(texts):
+        for text in texts:
             refs, runs = self.d._scan((mk_path, "rules", text), text, Where(here, self.root, self.image, self.env),
                                       consulted=self.consulted)
             for ref in refs:

@@ -39,15 +39,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ..dockerfile.model import Dockerfile, Resolved, parse_dockerfile, resolve
 from ..dockerfile.ignore import Ignore, parse_dockerignore
+from ..dockerfile.model import Dockerfile, Resolved, parse_dockerfile
+from ..dockerfile.resolve import resolve
 from ..errors import MatrixError, UserError
+from ..matrix.model import Entry, Matrix, parse_matrix
+from ..matrix.naming import Family
 from .gomod import ModuleGraphs, Unavailable
 from .goselect import GoModRule
 from .inputs import Deriver, LegInputs
 from .makefile import Makefile, parse_makefile
-from ..matrix.model import Entry, Matrix, parse_matrix
-from ..matrix.naming import Family
 from .proto import compare_proto
 from .tree import Tree, parent_dirs
 from .workflowcalls import build_calls, compare_calls

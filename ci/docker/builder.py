@@ -35,35 +35,30 @@ kernel has a binfmt handler (the builder then lists that platform); ``caps().pla
 """
 from __future__ import annotations
 
-import base64
-import re
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .engine import Engine, EngineFacts, ImageInfo
 from ..errors import EngineError, UserError
-from ..output.escape import inert
 from ..oci.layout import LayoutError, new_layout_dir, read_layout_image, remove_layout, remove_stale_layouts
 from ..oci.platforms import Platform, parse_platform
+from .buildprogress import BuildEvent, EventSink, SolveStatusReader, StepRecord, _hint
+from .engine import Engine, EngineFacts, ImageInfo
 
-STEP_LOG_LINES = 20  # lines of the failing step shown on failure
-STDERR_LINES = 8  # and its last stderr lines, when they are not among those (the streams interleave)
-MAX_PENDING_TEXT = 8 << 20  # a rawjson object larger than this is not one: treat the text as plain output
 ENV_BUILDER = "CI_BUILDER"  # the buildx builder instance to use (default: buildx's current one)
+
+
 ENV_LAYOUT_DIR = "CI_LAYOUT_DIR"  # where OCI layouts are exported (default: $TMPDIR/localai-ci-layouts)
 
 
-# ---- what goes in and what comes out ---------------------------------------------------------
 @dataclass(frozen=True)
 class CacheSpec:
     """The leg's registry cache (LocalAI: ``cache<suffix>-<platform-tag>`` in the cache repository)."""
@@ -91,24 +86,6 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
-class BuildEvent:
-    """Progress: ``kind`` is ``running``, ``done``, ``cached``, ``failed``, ``log``, ``note`` or ``warning``."""
-
-    kind: str
-    step: str = ""
-    text: str = ""
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    name: str
-    cached: bool
-    seconds: float
-    error: str = ""
-
-
-@dataclass(frozen=True)
 class BuiltImage:
     ref: str  # the engine tag; '' when the image was exported as an OCI layout and not loaded
     info: ImageInfo  # from the engine, or from the layout's config (id: the manifest digest)
@@ -124,9 +101,6 @@ class BuiltImage:
         return tuple(s for s in self.steps if not s.cached)
 
 
-EventSink = Callable[[BuildEvent], None]
-
-
 class Builder(Protocol):
     """The build seam: a planned build in, events out, the built image (in the engine) back."""
 
@@ -134,7 +108,6 @@ class Builder(Protocol):
     def build(self, spec: BuildSpec, on_event: EventSink) -> BuiltImage: ...
 
 
-# ---- capabilities ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuilderCaps:
     name: str
@@ -188,7 +161,6 @@ def parse_buildx_inspect(text: str) -> tuple[str, str, tuple[Platform, ...]]:
     return name, driver, tuple(dict.fromkeys(platforms))
 
 
-# ---- the command (pure) ------------------------------------------------------------------------
 INLINE_CACHE_SUFFIX = "-inline-cache"  # tag suffix of the inline-cache image (classic store, docker driver)
 
 
@@ -264,214 +236,6 @@ def layout_parent(env: Mapping[str, str]) -> Path:
     return Path(env.get("TMPDIR") or tempfile.gettempdir()) / "localai-ci-layouts"
 
 
-# ---- BuildKit's solve status (--progress=rawjson) --------------------------------------------------
-def _ts(text: object) -> float | None:
-    """RFC 3339 with nanoseconds -> epoch seconds."""
-    if not isinstance(text, str) or not text:
-        return None
-    t = text.rstrip("Z")
-    if "." in t:
-        head, frac = t.split(".", 1)
-        t = f"{head}.{frac[:6]}"
-    try:
-        return datetime.fromisoformat(t + "+00:00").timestamp()
-    except ValueError:
-        return None
-
-
-@dataclass
-class _Vertex:
-    name: str
-    started: float | None = None
-    completed: float | None = None
-    cached: bool = False
-    error: str = ""
-    announced: bool = False
-    finished: bool = False
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=STEP_LOG_LINES))
-    errlog: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_LINES))  # stream 2 only
-    partial: dict[int, str] = field(default_factory=dict)  # per stream: stdout and stderr arrive interleaved
-
-
-def _shown(name: str) -> bool:
-    return bool(name) and not name.startswith("[internal]")
-
-
-class SolveStatusReader:
-    """Decodes the stream of JSON objects ``--progress=rawjson`` writes to stderr, one after the other.
-
-    Calls ``on_event`` for steps starting, finishing (cached or not, with their duration) and
-    failing, and for each log line of a step; keeps the last lines of every step for the failure
-    message. Text that is not JSON (buildx's closing ``ERROR: ...`` lines) is kept as ``trailer``.
-    """
-
-    def __init__(self, on_event: EventSink) -> None:
-        self.on_event = on_event
-        self.vertexes: dict[str, _Vertex] = {}
-        self.trailer: deque[str] = deque(maxlen=STEP_LOG_LINES)
-        self._text = ""
-        self._decoder = json.JSONDecoder()
-
-    def feed(self, text: str) -> None:
-        self._text += text
-        while True:
-            t = self._text.lstrip()
-            if not t:
-                self._text = ""
-                return
-            if t[0] == "{":
-                try:
-                    obj, end = self._decoder.raw_decode(t)
-                except json.JSONDecodeError:
-                    if len(t) <= MAX_PENDING_TEXT:
-                        self._text = t
-                        return  # an object still arriving
-                    obj, end = None, len(t.split("\n", 1)[0]) + 1
-                    self.trailer.append(t[:end].rstrip()[:500])
-                if isinstance(obj, dict):
-                    self._status(obj)
-                self._text = t[end:]
-                continue
-            line, nl, rest = t.partition("\n")
-            if not nl:
-                self._text = t
-                return
-            self.trailer.append(line.rstrip()[:500])
-            self._text = rest
-
-    def close(self) -> None:
-        if self._text.strip():
-            self.trailer.extend(ln[:500] for ln in self._text.strip().splitlines()[-STEP_LOG_LINES:])
-        self._text = ""
-        for v in self.vertexes.values():
-            for stream, rest in sorted(v.partial.items()):
-                if rest:
-                    self._line(v, rest, stream)
-            v.partial.clear()
-
-    def _status(self, obj: dict[str, Any]) -> None:
-        for raw in obj.get("vertexes") or []:
-            if isinstance(raw, dict):
-                self._vertex(raw)
-        for raw in obj.get("logs") or []:
-            if isinstance(raw, dict):
-                v = self.vertexes.get(str(raw.get("vertex", "")))
-                if v is None:
-                    continue
-                try:
-                    data = base64.b64decode(str(raw.get("data", "")), validate=False).decode("utf-8", "replace")
-                except ValueError:
-                    continue
-                stream = 2 if raw.get("stream") == 2 else 1
-                *lines, v.partial[stream] = (v.partial.get(stream, "") + data).split("\n")
-                for ln in lines:
-                    self._line(v, ln.rstrip("\r"), stream)
-        for raw in obj.get("warnings") or []:
-            if isinstance(raw, dict):
-                try:
-                    msg = base64.b64decode(str(raw.get("short", ""))).decode("utf-8", "replace")
-                except ValueError:
-                    msg = ""
-                if msg:
-                    self.on_event(BuildEvent("warning", text=msg.strip()))
-
-    def _line(self, v: _Vertex, text: str, stream: int = 1) -> None:
-        v.log.append(text)
-        if stream == 2:
-            v.errlog.append(text)
-        self.on_event(BuildEvent("log", step=v.name, text=text))
-
-    def _vertex(self, raw: dict[str, object]) -> None:
-        digest = str(raw.get("digest", ""))
-        v = self.vertexes.setdefault(digest, _Vertex(name=str(raw.get("name", ""))))
-        v.name = str(raw.get("name", "") or v.name)
-        v.cached = v.cached or bool(raw.get("cached"))
-        started, completed = _ts(raw.get("started")), _ts(raw.get("completed"))
-        v.started = started if started is not None else v.started
-        v.completed = completed if completed is not None else v.completed
-        if raw.get("error"):
-            v.error = str(raw["error"])
-        if v.started is not None and not v.announced and v.completed is None and not v.cached:
-            v.announced = True
-            if _shown(v.name):
-                self.on_event(BuildEvent("running", step=v.name))
-        if (v.completed is not None or v.cached) and not v.finished:
-            v.finished = True
-            for stream, rest in sorted(v.partial.items()):  # a last line without its newline is complete now
-                if rest:
-                    self._line(v, rest.rstrip("\r"), stream)
-            v.partial.clear()
-            seconds = max(0.0, (v.completed or 0.0) - (v.started or v.completed or 0.0))
-            if v.error and v.name.startswith("importing cache"):
-                self.on_event(BuildEvent("note", step=v.name, text=f"no registry cache to import ({v.error}); "
-                                                                    "building without it"))
-            elif v.error:
-                self.on_event(BuildEvent("failed", step=v.name, text=v.error, seconds=seconds))
-            elif _shown(v.name):
-                self.on_event(BuildEvent("cached" if v.cached else "done", step=v.name, seconds=seconds))
-
-    def steps(self) -> tuple[StepRecord, ...]:
-        return tuple(StepRecord(v.name, v.cached, max(0.0, (v.completed or 0.0) - (v.started or v.completed or 0.0)),
-                                v.error) for v in self.vertexes.values() if v.finished and _shown(v.name))
-
-    def failure(self) -> str:
-        """What failed: the failing step, its error and its last log lines; else buildx's own error lines.
-        Every line :func:`ci.output.escape.inert` (the message reaches CI logs as it is)."""
-        return "\n".join(inert(line) for line in self._failure().split("\n"))
-
-    def _failure(self) -> str:
-        errors_of = [v for v in self.vertexes.values() if v.error and not v.name.startswith("importing cache")]
-        failed = [v for v in errors_of if _shown(v.name)] or errors_of
-        errors = [ln for ln in self.trailer if ln.startswith("ERROR")]
-        if failed:
-            v = failed[-1]
-            out = f"step {v.name} failed: {v.error}"
-            if v.log:
-                out += f"\n--- last {len(v.log)} lines of that step ---\n" + "\n".join(v.log)
-            shown = set(v.log)
-            missed = [ln for ln in v.errlog if ln not in shown]
-            if missed:
-                out += f"\n--- its last {len(missed)} lines on stderr ---\n" + "\n".join(missed)
-            return out
-        text = "\n".join(errors or self.trailer) or "docker buildx build failed without saying why"
-        unfinished = [v for v in self.vertexes.values() if v.started is not None and not v.finished and _shown(v.name)]
-        if unfinished:
-            v = unfinished[-1]
-            text += f"\nwhile step {v.name} was running"
-            if v.log:
-                text += f"; its last {len(v.log)} lines:\n" + "\n".join(v.log)
-        return text
-
-    def cache_export_failed(self) -> str:
-        """The error of a failed cache export (``ignore-error=true`` keeps the build green)."""
-        for v in self.vertexes.values():
-            if v.error and v.name.startswith("exporting cache"):
-                return f"{v.name}: {v.error}"
-        return ""
-
-
-def _hint(text: str) -> str:
-    """Advice for failures whose cause is known."""
-    low = text.lower()
-    if any(s in low for s in ("error reading from server", "unavailable:", "cannot connect to the docker daemon",
-                              "connection reset by peer", "broken pipe")):
-        return ("\nLost the connection to the Docker engine (DOCKER_HOST): is dockerd still running? restart it and "
-                "retry the build")
-    if "exec format error" in low:
-        return ("\nA RUN step ran for another architecture without emulation: run the leg on a native runner, "
-                "or register QEMU in binfmt_misc (apt-get install qemu-user-static, see .ci/run)")
-    if "network bridge not found" in low:
-        return "\nThe engine has no bridge network: build with the host network (this tool does when it sees none)"
-    if "401 unauthorized" in low or "authorization failed" in low or "pull access denied" in low or "403 forbidden" in low:
-        return ("\nThe registry refused the credentials for a base image or the cache: BuildKit logs in with the "
-                "Docker config of this process (docker login HOST, or DOCKER_CONFIG)")
-    if "failed to resolve source metadata" in low or ("not found" in low and "manifest" in low):
-        return ("\nA base image could not be resolved: check its name, that the engine can reach its registry, and the "
-                "credentials in the Docker config (docker login)")
-    return ""
-
-
-# ---- the builder -------------------------------------------------------------------------------------
 class BuildxBuilder:
     """:class:`Builder` driving ``docker buildx build`` (see the module docstring)."""
 
@@ -500,7 +264,7 @@ class BuildxBuilder:
                     done = subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=120,
                                           stdin=subprocess.DEVNULL, check=False)
                 except (OSError, subprocess.TimeoutExpired) as exc:
-                    raise EngineError(f"running docker buildx inspect: {exc}") from None
+                    raise EngineError(f"running docker buildx inspect: {exc}") from exc
                 if done.returncode != 0:
                     detail = " ".join(done.stderr.split())[:300]
                     if "not a docker command" in done.stderr or "unknown command" in done.stderr:
@@ -525,7 +289,7 @@ class BuildxBuilder:
             done = subprocess.run([self._docker(), "info", "--format", "{{.ID}}"], capture_output=True, text=True,
                                   env=self.env, timeout=60, stdin=subprocess.DEVNULL, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineError(f"running docker info: {exc}") from None
+            raise EngineError(f"running docker info: {exc}") from exc
         cli_id = done.stdout.strip()
         if done.returncode != 0 or (facts.id and cli_id != facts.id):
             where = self.env.get("DOCKER_HOST", "the default socket")
@@ -581,7 +345,7 @@ class BuildxBuilder:
         try:
             image = read_layout_image(layout, platform=spec.platform)
         except LayoutError as exc:
-            raise EngineError(f"building {spec.tag} for {spec.platform}: reading the exported OCI layout: {exc}") from None
+            raise EngineError(f"building {spec.tag} for {spec.platform}: reading the exported OCI layout: {exc}") from exc
         reported = str(meta.get("containerimage.digest", "")) if isinstance(meta, dict) else ""
         if reported and image.manifest_digest and reported != image.manifest_digest:
             raise EngineError(f"building {spec.tag}: BuildKit reported manifest {reported}, but the layout at {layout} "
@@ -616,7 +380,7 @@ class BuildxBuilder:
                     return reader, json.load(fh)
             except (OSError, ValueError) as exc:
                 raise EngineError(f"building {spec.tag}: buildx wrote no build result ({exc}); "
-                                  "is the buildx plugin 0.10 or newer?") from None
+                                  "is the buildx plugin 0.10 or newer?") from exc
 
 
 def _run(args: Sequence[str], env: Mapping[str, str], reader: SolveStatusReader) -> int:
@@ -625,7 +389,7 @@ def _run(args: Sequence[str], env: Mapping[str, str], reader: SolveStatusReader)
         proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env=dict(env))
     except OSError as exc:
-        raise EngineError(f"starting docker buildx build: {exc}") from None
+        raise EngineError(f"starting docker buildx build: {exc}") from exc
     assert proc.stderr is not None
     err: IO[bytes] = proc.stderr
     try:

@@ -53,7 +53,7 @@ def check_free(path: Path, min_gib: float, what: str) -> int:
     try:
         free = free_bytes(path)
     except OSError as exc:
-        raise OperationError(f"{what}: cannot read the free space of {path}: {exc.strerror or exc}") from None
+        raise OperationError(f"{what}: cannot read the free space of {path}: {exc.strerror or exc}") from exc
     if min_gib and free < min_gib * GiB:
         raise OperationError(
             f"{what}: only {free / GiB:.1f} GiB free on the filesystem of {path}, the leg asks for at least "

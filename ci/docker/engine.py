@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import docker
+import docker.errors
 import requests
 import urllib3
 
 from ..errors import EngineError
-from ..oci.platforms import Platform, RunnerPolicy, parse_platform, same_platform
+from ..oci.platforms import Platform, RunnerPolicy, host_arch, parse_platform, same_platform
 
 EXPORT_CHUNK = 1 << 20
 
@@ -71,16 +73,13 @@ IMAGE_STORE_CONTAINERD = "containerd"
 
 def connect(env: Mapping[str, str] | None = None, timeout: int = 600) -> Engine:
     """An :class:`Engine` for the engine named by ``DOCKER_HOST`` (default: the local socket)."""
-    import docker
-    import docker.errors
-
     try:
         client = docker.from_env(environment=dict(env) if env is not None else None, timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
         host = (env or {}).get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise EngineError(f"cannot reach the Docker engine at {host}: {_short(exc)}; start dockerd or set "
-                          "DOCKER_HOST to a running engine") from None
+                          "DOCKER_HOST to a running engine") from exc
     return Engine(client)
 
 
@@ -112,7 +111,7 @@ class _ChunkStream(io.RawIOBase):
             except StopIteration:
                 return 0
             except urllib3.exceptions.HTTPError as exc:  # requests' own errors already are OSErrors
-                raise OSError(f"reading from the Docker engine: {_short(exc)}") from None
+                raise OSError(f"reading from the Docker engine: {_short(exc)}") from exc
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
@@ -132,16 +131,12 @@ class Engine:
 
     def facts(self) -> EngineFacts:
         """Version, architecture, image store and bridge network of the engine (asked once per call)."""
-        import docker.errors
-
         try:
             version = self.api.version()
             info = self.api.info()
             bridge = any(n.get("Name") == "bridge" for n in self.api.networks(names=["bridge"]))  # the filter is a substring match
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineError(f"asking the engine for its version and image store: {_short(exc)}") from None
-        from ..oci.platforms import host_arch
-
+            raise EngineError(f"asking the engine for its version and image store: {_short(exc)}") from exc
         status = dict((str(k), str(v)) for k, v in (info.get("DriverStatus") or []) if isinstance(k, str))
         containerd = "containerd" in status.get("driver-type", "") or "snapshotter" in status.get("driver-type", "")
         try:
@@ -182,17 +177,15 @@ class Engine:
         return [d] if os.access(d, os.R_OK | os.X_OK) else []
 
     def inspect(self, image: str) -> ImageInfo:
-        import docker.errors
-
         try:
             d = self.api.inspect_image(image)
-        except docker.errors.ImageNotFound:
-            raise EngineError(f"image {image} is not in the engine; build it first") from None
+        except docker.errors.ImageNotFound as exc:
+            raise EngineError(f"image {image} is not in the engine; build it first") from exc
         except docker.errors.DockerException as exc:
-            raise EngineError(f"inspecting image {image}: {_short(exc)}") from None
+            raise EngineError(f"inspecting image {image}: {_short(exc)}") from exc
         except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
             raise EngineError(f"inspecting image {image}: lost the connection to the Docker engine "
-                              f"({_short(exc)}); is dockerd still running?") from None
+                              f"({_short(exc)}); is dockerd still running?") from exc
         labels = (d.get("Config") or {}).get("Labels") or {}
         return ImageInfo(
             id=str(d["Id"]), os=str(d.get("Os", "")), architecture=str(d.get("Architecture", "")),
@@ -201,14 +194,12 @@ class Engine:
 
     def has_image(self, ref: str) -> bool:
         """True when the engine holds ``ref`` (a tag or an id)."""
-        import docker.errors
-
         try:
             self.api.inspect_image(ref)
         except docker.errors.ImageNotFound:
             return False
         except docker.errors.DockerException as exc:
-            raise EngineError(f"looking up image {ref}: {_short(exc)}") from None
+            raise EngineError(f"looking up image {ref}: {_short(exc)}") from exc
         return True
 
     def pull(self, repository: str, tag: str, *, platform: str | None = None, credentials: Any = None) -> None:
@@ -217,8 +208,6 @@ class Engine:
         The engine decides the transport itself: loopback registries over plain HTTP, others over
         TLS unless its ``insecure-registries`` lists them. EngineError with the engine's reason.
         """
-        import docker.errors
-
         auth = {"username": credentials.username, "password": credentials.password} if credentials else None
         ref = f"{repository}:{tag}"
         try:
@@ -228,11 +217,11 @@ class Engine:
                     detail = ev.get("error") or (ev.get("errorDetail") or {}).get("message", "")
                     raise EngineError(f"pulling {ref}: {_short(str(detail))}")
         except docker.errors.APIError as exc:
-            raise EngineError(f"pulling {ref}: {_short(exc.explanation or exc)}") from None
+            raise EngineError(f"pulling {ref}: {_short(exc.explanation or exc)}") from exc
         except docker.errors.DockerException as exc:
-            raise EngineError(f"pulling {ref}: {_short(exc)}") from None
+            raise EngineError(f"pulling {ref}: {_short(exc)}") from exc
         except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
-            raise EngineError(f"pulling {ref}: lost the connection to the Docker engine ({_short(exc)})") from None
+            raise EngineError(f"pulling {ref}: lost the connection to the Docker engine ({_short(exc)})") from exc
 
     def export(self, image: str) -> io.BufferedReader:
         """``docker save`` of one image as a streamed, read-only file (never held in memory).
@@ -241,8 +230,6 @@ class Engine:
         ``blobs/sha256/``) with uncompressed layers on the classic store and the stored compressed
         layers on the containerd store. Entry order is not fixed. Read errors are OSErrors.
         """
-        import docker.errors
-
         # APIClient.get_image returns a bare generator whose HTTP response cannot be closed when
         # the reader stops early (tar stream mode stops at the end-of-archive marker); the same
         # request is made here through the SDK's request helpers so the response can be closed.
@@ -253,36 +240,32 @@ class Engine:
             except BaseException:
                 res.close()  # release the connection of a refused export
                 raise
-        except docker.errors.NotFound:
+        except docker.errors.NotFound as exc:
             raise EngineError(f"exporting image {image}: it is no longer in the engine (removed or replaced "
-                              "after it was inspected?); rebuild it and retry") from None
+                              "after it was inspected?); rebuild it and retry") from exc
         except docker.errors.DockerException as exc:
-            raise EngineError(f"exporting image {image}: {_short(exc)}") from None
+            raise EngineError(f"exporting image {image}: {_short(exc)}") from exc
         except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as exc:
             raise EngineError(f"exporting image {image}: lost the connection to the Docker engine "
-                              f"({_short(exc)}); is dockerd still running? retry") from None
+                              f"({_short(exc)}); is dockerd still running? retry") from exc
         return io.BufferedReader(_ChunkStream(res.iter_content(EXPORT_CHUNK, False), res.close),
                                  buffer_size=EXPORT_CHUNK)
 
     def tag(self, image: str, repository: str, tag: str) -> None:
-        import docker.errors
-
         try:
             self.api.tag(image, repository, tag)
         except docker.errors.DockerException as exc:
-            raise EngineError(f"tagging {image} as {repository}:{tag}: {_short(exc)}") from None
+            raise EngineError(f"tagging {image} as {repository}:{tag}: {_short(exc)}") from exc
 
     def untag(self, ref: str) -> None:
         """Remove the tag ``ref`` (``docker image rm REF``: the image goes with its last tag; layers
         other images use stay). A tag that is already gone is not an error."""
-        import docker.errors
-
         try:
             self.api.remove_image(ref, noprune=False)
         except docker.errors.NotFound:
             return
         except docker.errors.DockerException as exc:
-            raise EngineError(f"removing the tag {ref}: {_short(exc)}") from None
+            raise EngineError(f"removing the tag {ref}: {_short(exc)}") from exc
 
 
 def _arch_advice(platform: str, runners: RunnerPolicy | None = None) -> str:

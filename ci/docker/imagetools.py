@@ -33,10 +33,10 @@ def _run(args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
                           "(Debian: apt-get install docker-buildx) or use --engine native")
     try:
         proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise EngineError(f"{what}: no answer within {TIMEOUT:.0f}s") from None
+    except subprocess.TimeoutExpired as exc:
+        raise EngineError(f"{what}: no answer within {TIMEOUT:.0f}s") from exc
     except OSError as exc:
-        raise EngineError(f"{what}: cannot run {args[0]}: {exc.strerror or exc}") from None
+        raise EngineError(f"{what}: cannot run {args[0]}: {exc.strerror or exc}") from exc
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         tail = " | ".join(err[-4:]) or "(no output)"

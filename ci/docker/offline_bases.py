@@ -35,7 +35,9 @@ import hashlib
 import io
 import json
 import random
+import shutil
 import struct
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -44,8 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import EngineError, UserError
-from ..oci.manifest import Composed
+from ..errors import CiError, EngineError, UserError
+from ..oci.client import RegistryClients
+from ..oci.keychain import Keychain
+from ..oci.localregistry import start_registry
+from ..oci.manifest import OCI_CONFIG, OCI_MANIFEST, Composed, Descriptor, compose_image_manifest, compose_index
 from ..oci.platforms import Platform, parse_platform
 from ..oci.reference import parse_image_name, parse_tag
 
@@ -68,7 +73,7 @@ def split_name(name: str) -> tuple[str, str]:
         parse_image_name(repo)
         parse_tag(tag)
     except ValueError as exc:
-        raise UserError(f"base image name {name!r}: {exc}") from None
+        raise UserError(f"base image name {name!r}: {exc}") from exc
     if "@" in name:
         raise UserError(f"base image name {name!r}: use a tag, not a digest")
     return repo, tag
@@ -219,7 +224,7 @@ def ensure_base_image(client: Any, name: str, platform: Platform, payload_bytes:
         try:
             client.images.load(archive.read() if payload_bytes < 8 * _CHUNK else archive)
         except Exception as exc:  # docker.errors.APIError and connection errors
-            raise EngineError(f"loading offline base image {ref} ({platform}) into the engine: {exc}") from None
+            raise EngineError(f"loading offline base image {ref} ({platform}) into the engine: {exc}") from exc
     found = _image_id(client, ref)
     if found is None or not _is_the_base(client, ref, platform, diff_id):
         raise EngineError(f"loading offline base image {ref} ({platform}): the tag points at {found or 'nothing'}, "
@@ -318,9 +323,6 @@ _FETCHED: set[tuple[str, str]] = set()  # (directory, arch) apt-get download was
 def fetch_busybox_deb(arch: str, d: Path) -> None:
     """``apt-get download busybox-static:<arch>`` into ``d`` (Debian/Ubuntu: no root needed for the
     machine's own architecture; another one needs ``dpkg --add-architecture``). Best effort, once."""
-    import shutil
-    import subprocess
-
     key = (str(d), arch)
     if key in _FETCHED or shutil.which("apt-get") is None:
         return
@@ -400,8 +402,6 @@ def offline_image(name: str, env: Mapping[str, str], platforms: Sequence[str] = 
 
 @functools.lru_cache(maxsize=64)
 def _offline_image(name: str, platforms: tuple[str, ...], where: tuple[tuple[str, str], ...]) -> OfflineImage:
-    from ..oci.manifest import OCI_CONFIG, OCI_MANIFEST, Descriptor, compose_image_manifest, compose_index
-
     env = dict(where)
     repo, tag = split_name(name)
     blobs: dict[str, bytes] = {}
@@ -457,8 +457,6 @@ class OfflineBases:
 
     def _ensure_host(self) -> str:
         if self.host is None:
-            from ..oci.localregistry import start_registry
-
             root = self.root
             if root is None:
                 root = self._tmp = Path(tempfile.mkdtemp(prefix="localai-ci-bases-"))
@@ -468,11 +466,6 @@ class OfflineBases:
 
     def context(self, name: str) -> str:
         """``docker-image://<host>/<repo>:<tag>@<index digest>`` for base ``name`` (pushed on first use)."""
-        from ..errors import CiError
-        from ..oci.client import RegistryClients
-        from ..oci.keychain import Keychain
-        from ..oci.reference import parse_image_name
-
         with self._lock:
             if name in self._served:
                 return self._served[name]
@@ -484,7 +477,7 @@ class OfflineBases:
                 with RegistryClients(Keychain.anonymous())(target, plain_http=lambda host: True) as client:
                     push_offline_image(img, client, tag)
             except CiError as exc:
-                raise EngineError(f"serving offline base image {name} from {host}: {exc}") from None
+                raise EngineError(f"serving offline base image {name} from {host}: {exc}") from exc
             ref = f"docker-image://{host}/{repo}:{tag}@{img.index.digest}"
             self._served[name] = ref
             return ref
@@ -494,8 +487,6 @@ class OfflineBases:
         return tuple((n, self.context(n)) for n in dict.fromkeys(names) if is_offline_base(n))
 
     def close(self) -> None:
-        import shutil
-
         if self._registry is not None:
             self._registry.stop()
             self._registry = None

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from ..changes.tree import clean_path
 
-
 # a glob compiled to tokens: what one step of the path may be. A middle ``**`` (``(.*/)?``) is three
 # states for the state-set matcher: enter (skip all of it, or go on), any characters, then a '/'.
 _LIT, _ONE, _STAR, _DSTAR, _TAIL, _CLASS, _DANY, _DSLASH = range(8)

@@ -270,7 +270,7 @@ class _Parser:
                 node = _new_node(line, self.escape)
                 words = _heredocs_from_line(line) if node.heredocs_allowed and "<<" in line else []
             except _Refused as exc:
-                raise ParseError(str(exc), start) from None
+                raise ParseError(str(exc), start) from exc
             heredocs: list[Heredoc] = []
             for word in words:
                 content: list[str] = []
@@ -605,7 +605,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4
 _JSON_NUMBER = re.compile(r"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+")
 _JSON_LITERAL = re.compile(r"true|false|null")
 _JSON_STRING_ARRAY = re.compile(
-    r"\[[ \t\n\r]*+(?:(?:%(s)s)[ \t\n\r]*+(?:,[ \t\n\r]*+(?:%(s)s)[ \t\n\r]*+)*+)?+\]" % {"s": _JSON_STRING.pattern})
+    r"\[[ \t\n\r]*+(?:(?:%(s)s)[ \t\n\r]*+(?:,[ \t\n\r]*+(?:%(s)s)[ \t\n\r]*+)*+)?+\]" % {"s": _JSON_STRING.pattern})  # noqa: UP031 (the pattern's own braces)
 _JSON_ITEM = re.compile(r'"((?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+)"')
 _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
 
@@ -756,7 +756,7 @@ def _parse_heredoc(word: str) -> _HeredocWord | None:
             return None
         raw = _Lexer(rest, raw_quotes=True, raw_escapes=False).words()
     except _LexError as exc:
-        raise _Refused(f"failed to process {_go_quote(rest)}: {exc}") from None
+        raise _Refused(f"failed to process {_go_quote(rest)}: {exc}") from exc
     if len(raw) != len(names):
         raise _Refused(f"internal lexing of heredoc produced inconsistent results: {rest}")
     return _HeredocWord(names[0], _file_descriptor(digits), dash == "-")

@@ -6,7 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,7 +51,7 @@ def _strip_userinfo(url: str) -> str:
 
 
 def _rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def source_info(root: Path, env: Mapping[str, str], now: Callable[[], float] = time.time) -> SourceInfo:
@@ -150,5 +150,5 @@ class Git:
     def relpath(self, path: Path) -> str:
         try:
             return path.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            raise UserError(f"{path} is outside the git repository {self.root}; pass a matrix inside it") from None
+        except ValueError as exc:
+            raise UserError(f"{path} is outside the git repository {self.root}; pass a matrix inside it") from exc

@@ -13,8 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from .repo import Git
 from ..changes.tree import MAX_TEXT_BYTES, Tree
+from .repo import Git
 
 
 def _reader(root: Path):  # type: ignore[no-untyped-def]

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OperationError, UserError
+from ..git.repo import checkout_ref
 from ..matrix.tags import TagSource
+from ..redaction import redact
 
 EVENTS_THAT_PUBLISH = ("push", "workflow_dispatch", "schedule", "release", "merge_group")
 PR_EVENTS = ("pull_request", "pull_request_target")
@@ -53,8 +55,6 @@ def tag_source(env: Mapping[str, str], *, event: str | None = None, ref: str | N
     ``--ref``/``--sha``, else ``GITHUB_EVENT_NAME``/``GITHUB_REF``/``GITHUB_SHA``, else the checkout's
     branch and HEAD (as CI would see this checkout), else ``local_ref`` (a directory that is no git
     checkout). One resolution for ``nox -s merge`` and ``invoke pipeline``."""
-    from ..git.repo import checkout_ref
-
     ev = resolve_event(event, env)
     r = ref if ref is not None else ev.ref
     s = sha if sha is not None else ev.sha
@@ -79,7 +79,7 @@ def _append(path: str, text: str, what: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as exc:
-        raise OperationError(f"writing {what} to {path}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing {what} to {path}: {exc.strerror or exc}") from exc
 
 
 def format_outputs(outputs: Mapping[str, object]) -> str:
@@ -106,9 +106,10 @@ def write_outputs(outputs: Mapping[str, object], env: Mapping[str, str], path: s
 
 
 def write_summary(markdown: str, env: Mapping[str, str]) -> bool:
-    """Append Markdown to ``$GITHUB_STEP_SUMMARY`` when set; True when written."""
+    """Append Markdown to ``$GITHUB_STEP_SUMMARY`` when set, redacted; True when written."""
     target = env.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
+    markdown = redact(markdown)
     _append(target, markdown if markdown.endswith("\n") else markdown + "\n", "job summary")
     return True

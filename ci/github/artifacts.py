@@ -1,6 +1,7 @@
 """Digest artifacts on disk: one directory per leg, named by :mod:`ci.naming`, holding
 one empty file named by the leg's manifest digest hex (the layout of LocalAI's
-``actions/upload-artifact`` digests).
+``actions/upload-artifact`` digests). Which of them one suffix merges is the merge's
+choice (``localai_ci.merge.plan.select_artifacts``).
 
 Artifacts come from other jobs: everything read here is validated, nothing
 outside the digests directory is followed (symlinks are refused).
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArtifactError, OperationError
-from ..matrix.naming import Family, LegKey, parse_artifact_name
+from ..matrix.naming import LegKey, parse_artifact_name
 from ..oci.reference import is_hex64, parse_digest
 
 TMP_PREFIX = ".digest-"  # write_digest_file's temporaries, each of a unique name
@@ -87,7 +88,7 @@ def write_digest_file(digests_dir: str | Path, leg: LegKey, digest: str) -> Path
                 if other.name != hex_ and _is_ours(other.name) and other.is_file() and not other.is_symlink():
                     other.unlink()
     except OSError as exc:
-        raise OperationError(f"writing digest file under {leg_dir}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing digest file under {leg_dir}: {exc.strerror or exc}") from exc
     return made / hex_
 
 
@@ -109,7 +110,7 @@ def remove_digest_file(digests_dir: str | Path, leg: LegKey) -> list[str]:
         with contextlib.suppress(OSError):
             made.rmdir()  # empty now (an artifact directory holds its digest file only)
     except OSError as exc:
-        raise OperationError(f"removing the previous digest file under {leg_dir}: {exc.strerror or exc}") from None
+        raise OperationError(f"removing the previous digest file under {leg_dir}: {exc.strerror or exc}") from exc
     return removed
 
 
@@ -135,7 +136,7 @@ def read_digests_dir(digests_dir: str | Path) -> list[DigestArtifact]:
         try:
             key = parse_artifact_name(ent.name)
         except ValueError as exc:
-            raise ArtifactError(f"{p}: {exc}") from None
+            raise ArtifactError(f"{p}: {exc}") from exc
         files = _entries(p)
         if len(files) != 1:
             shown = [repr(f.name) for f in files[:NAMES_SHOWN]]
@@ -159,8 +160,3 @@ def read_digests_dir(digests_dir: str | Path) -> list[DigestArtifact]:
         seen.add(key)
         out.append(DigestArtifact(key=key, digest="sha256:" + f.name, path=fp))
     return out
-
-
-def select_artifacts(artifacts: list[DigestArtifact], family: Family, suffix: str) -> list[DigestArtifact]:
-    """Exactly the artifacts of one (family, suffix): equality on the parsed key, never a prefix."""
-    return [a for a in artifacts if a.key.family is family and a.key.suffix == suffix]

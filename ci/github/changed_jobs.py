@@ -16,26 +16,26 @@ from ..changes.gomod import ModuleGraphs, Unavailable
 from ..changes.gotool import GoToolchain
 from ..changes.select import Base, Selection, is_null_base, select_all, select_legs
 from ..errors import UserError
-from .jobs import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
 from ..git.repo import Git, Runner
-from .actions import write_outputs, write_summary
+from ..git.worktree import checkout_tree
 from ..matrix.model import Matrix, load_matrix
-from ..settings import load_settings
 from ..matrix.naming import Family
 from ..output.console import say
 from ..output.escape import terminal_text
-from ..git.worktree import checkout_tree
+from ..settings import load_settings
+from .actions import write_outputs, write_summary
+from .jobs import DEFAULT_SHARDS, JobPlan, describe, explain, outputs, plan, summary
 
 
 def read_changed_files(path: str | Path) -> list[str]:
     """A newline-separated list of repository-relative paths (blank lines ignored)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise UserError(f"--changed-files {path}: no such file; write one path per line "
-                        "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from None
+                        "(e.g. `git diff --name-only BASE...HEAD > changed.txt`)") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--changed-files {path}: cannot read it: {exc}") from None
+        raise UserError(f"--changed-files {path}: cannot read it: {exc}") from exc
     out = []
     for number, line in enumerate(text.split("\n"), start=1):
         name = line.strip()
@@ -150,8 +150,8 @@ def write_github_matrices(*, matrix: str | None, family: str, changed_files: str
     """
     try:
         fam = Family(family)
-    except ValueError:
-        raise UserError(f"--family {family!r}: use backends or server") from None
+    except ValueError as exc:
+        raise UserError(f"--family {family!r}: use backends or server") from exc
     path = matrix or str(load_settings(".").matrix_path(fam))
     result, seconds = plan_from_files(path, family=fam, changed_files=changed_files, base=base,
                                       force_all=force_all, shards=shards, root=root, strict_proto=strict_proto,

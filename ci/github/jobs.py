@@ -33,6 +33,7 @@ cannot match another suffix's artifacts), ``platforms`` and ``legs``.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -40,14 +41,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..changes.select import Selection, darwin_key, leg_key
-from ..errors import UserError
 from ..changes.inputs import Deriver
-from ..output.escape import markdown_text
-from ..output.markdown import md_table
+from ..changes.select import Selection, darwin_key, leg_key
+from ..changes.tree import Tree
+from ..errors import UserError
 from ..matrix.model import Entry, Matrix, agreed_tag_latest, known_keys
 from ..matrix.naming import Family, artifact_pattern, class_artifact_pattern
-from ..changes.tree import Tree
+from ..output.escape import markdown_text
+from ..output.markdown import md_table
 
 GITHUB_MATRIX_LIMIT = 256
 DEFAULT_SHARDS = 4
@@ -295,7 +296,6 @@ def explain(p: JobPlan, matrix: Matrix, suffixes: Sequence[str], *, tree: Callab
     known = set(matrix.suffixes()) | {d.get("tag-suffix", "") for d in matrix.darwin}
     for s in suffixes:
         if s not in known:
-            import difflib
             close = difflib.get_close_matches(s, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"--explain {s!r}: no leg of {matrix.path} has that tag-suffix{hint}")

@@ -46,14 +46,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MatrixError, UserError
+from ..oci.platforms import Arch, RunnerPolicy
 from ..output.escape import WorkflowCommand, markdown_text, terminal_text, workflow_command
 from ..output.markdown import Cell, md_table
 from .model import Entry, Matrix, parse_matrix, read_matrix_text, tag_latest_dissenters
 from .naming import Family
 from .workflownames import (
-    ArtifactNaming, Evaluator, Leg, Template, Unevaluable, artifact_templates, is_over_match, read_workflows,
+    ArtifactNaming,
+    Evaluator,
+    Leg,
+    Template,
+    Unevaluable,
+    artifact_templates,
+    is_over_match,
+    read_workflows,
 )
-from ..oci.platforms import Arch, RunnerPolicy
 
 RULES: dict[str, str] = {
     "multi-platform": "one entry builds several platforms in one job (emulated under QEMU)",

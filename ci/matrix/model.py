@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Sequence
-from functools import cached_property
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import MatrixError, UserError
-from .naming import Family, LegKey, check_platform_tag, check_suffix, normalize_suffix
 from ..oci.platforms import Platform, parse_platform, platform_tag
+from ..textfile import read_user_text
+from .naming import Family, LegKey, check_platform_tag, check_suffix, normalize_suffix
 
 MAX_MATRIX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
@@ -200,9 +201,9 @@ def _darwin_leg(matrix: Matrix, d: dict[str, str], line: int) -> Entry:
     try:
         check_suffix(suffix, matrix.family)
         plat = parse_platform(d.get("platforms") or DARWIN_PLATFORM)
-        ptag = check_platform_tag(d.get("platform-tag") or platform_tag(plat))
+        check_platform_tag(d.get("platform-tag") or platform_tag(plat))
     except ValueError as exc:
-        raise MatrixError(f"{where}: tag-suffix {suffix!r}: {exc}") from None
+        raise MatrixError(f"{where}: tag-suffix {suffix!r}: {exc}") from exc
     latest = d.get("tag-latest") or "auto"
     if latest not in TAG_LATEST_VALUES:
         raise MatrixError(f"{where}: tag-suffix {suffix!r}: field 'tag-latest': {latest!r} is not one of "
@@ -365,13 +366,15 @@ def compose_yaml(text: str, source: str) -> yaml.Node | None:
         finally:
             loader.dispose()
     except RecursionError:  # pragma: no cover - _check_depth refuses such input first
+        # from None, not from the RecursionError: its traceback is the parser's ~1000 frames, no cause
+        # to show; the message says what is wrong with the input
         raise MatrixError(f"{source}: nested too deeply to load; a matrix is a list of flat entries") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source} line {mark.line + 1}" if mark else source
-        raise MatrixError(f"{where}: not valid YAML: {exc.problem or exc}; fix the syntax and retry") from None
+        raise MatrixError(f"{where}: not valid YAML: {exc.problem or exc}; fix the syntax and retry") from exc
     except yaml.YAMLError as exc:
-        raise MatrixError(f"{source}: not valid YAML: {exc}") from None
+        raise MatrixError(f"{source}: not valid YAML: {exc}") from exc
     return node
 
 
@@ -391,8 +394,6 @@ def _count_nodes(node: yaml.Node, limit: int) -> int:
 
 
 def read_matrix_text(path: str | Path) -> str:
-    from ..textfile import read_user_text
-
     return read_user_text(path, what="matrix file", limit=MAX_MATRIX_BYTES, missing_hint="pass --matrix PATH",
                           not_a_file_hint="pass --matrix PATH to a YAML file", error=MatrixError)
 
@@ -503,13 +504,13 @@ def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
     try:
         check_suffix(values["tag-suffix"], family)
     except ValueError as exc:
-        raise fail("tag-suffix", str(exc)) from None
+        raise fail("tag-suffix", str(exc)) from exc
     plats: list[Platform] = []
     for part in values["platforms"].split(","):
         try:
             plats.append(parse_platform(part))
         except ValueError as exc:
-            raise fail("platforms", str(exc)) from None
+            raise fail("platforms", str(exc)) from exc
     for plat in plats:
         if plat.os != "linux":
             raise fail("platforms", f"{str(plat)!r} has os {plat.os!r}; include: entries build Linux images "
@@ -521,7 +522,7 @@ def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
         try:
             check_platform_tag(ptag_field)
         except ValueError as exc:
-            raise fail("platform-tag", str(exc)) from None
+            raise fail("platform-tag", str(exc)) from exc
         if len(plats) == 1 and ptag_field != platform_tag(plats[0]):
             raise fail("platform-tag",
                        f"{ptag_field!r} does not match platforms {values['platforms']!r}; "
@@ -530,7 +531,7 @@ def _entry(node: yaml.Node, index: int, source: str, family: Family) -> Entry:
         try:
             check_platform_tag("-".join(platform_tag(p) for p in plats))
         except ValueError as exc:
-            raise fail("platforms", f"{exc}; give the entry one platform (invoke matrix.split) or a platform-tag") from None
+            raise fail("platforms", f"{exc}; give the entry one platform (invoke matrix.split) or a platform-tag") from exc
     if values["tag-latest"] not in TAG_LATEST_VALUES:
         raise fail("tag-latest", f"{values['tag-latest']!r} is not one of {', '.join(TAG_LATEST_VALUES)}")
     for key in ("runs-on", "dockerfile", "context", "base-image"):

@@ -162,7 +162,7 @@ def parse_artifact_name(name: str) -> LegKey:
         check_suffix(suffix, family)
         check_platform_tag(ptag)
     except ValueError as exc:
-        raise ValueError(f"{name!r} is not a valid digest artifact name: {exc}") from None
+        raise ValueError(f"{name!r} is not a valid digest artifact name: {exc}") from exc
     key = LegKey(family, suffix, ptag)
     if artifact_name(family, suffix, ptag) != name:  # pragma: no cover - defensive round-trip
         raise ValueError(f"{name!r} does not round-trip as an artifact name")

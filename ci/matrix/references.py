@@ -30,13 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import UserError
-from ..settings import FamilyConfig
-from .lint import Finding
-from .model import Matrix
-from .naming import Family
 from ..oci.reference import ImageName, parse_image_name
-from .tags import Latest, TagInput, compute_tags, parse_latest
+from ..settings import FamilyConfig, family_config
+from ..textfile import read_user_text
+from .lint import Finding, LintResult
+from .model import Matrix, load_matrix
+from .naming import Family
+from .tags import Latest, TagInput, check_ref, compute_tags, parse_latest
 
 REFERENCE_RULES: dict[str, str] = {
     "reference-unknown-suffix": "a reference's tag names a tag-suffix no matrix entry builds",
@@ -84,15 +87,13 @@ def find_references(text: str, source: str, yaml_file: bool) -> list[Reference]:
 
 def _yaml_scalars(text: str, source: str) -> list[tuple[int, str]]:
     """(line, value) of every scalar of the YAML stream, each node once (aliases are not followed twice)."""
-    import yaml
-
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file or pass it "
-                        "as plain text") from None
+                        "as plain text") from exc
     out: list[tuple[int, str]] = []
     seen: set[int] = set()
     stack = [n for n in nodes if n is not None]
@@ -115,8 +116,6 @@ def _yaml_scalars(text: str, source: str) -> list[tuple[int, str]]:
 
 def read_references(path: str | Path) -> list[Reference]:
     """The references of one file (``.yml``/``.yaml`` as YAML, anything else as text)."""
-    from ..textfile import read_user_text
-
     text = read_user_text(path, what="references file", limit=MAX_REFERENCE_FILE,
                           missing_hint="pass --references FILE[,FILE...]", error=UserError)
     return find_references(text, str(path), Path(path).suffix.lower() in (".yml", ".yaml"))
@@ -240,14 +239,12 @@ def closest_suffix(suffix: str, known: Sequence[str]) -> str | None:
 
 def parse_branches(text: str | None) -> tuple[str, ...]:
     """``--branches master,main`` (default :data:`DEFAULT_BRANCHES`); UserError for a name git refuses."""
-    from .tags import check_ref
-
     names = tuple(dict.fromkeys(b.strip() for b in (text or "").split(",") if b.strip())) or DEFAULT_BRANCHES
     for b in names:
         try:
             check_ref(f"refs/heads/{b}")
-        except UserError:
-            raise UserError(f"--branches: {b!r} is not a branch name (e.g. master,main)") from None
+        except UserError as exc:
+            raise UserError(f"--branches: {b!r} is not a branch name (e.g. master,main)") from exc
     return names
 
 
@@ -255,8 +252,6 @@ def lint_references(paths: Sequence[str | Path], matrices: Mapping[Family, Matri
                     configs: Mapping[Family, FamilyConfig], branches: Sequence[str] = DEFAULT_BRANCHES,
                     ignore: Iterable[str] = ()) -> Any:
     """``invoke matrix.lint --references``: read every file, check every reference; a ``ci.lint.LintResult``."""
-    from .lint import LintResult
-
     skip = set(ignore)
     refs = [r for p in paths for r in read_references(p)]
     found = [f for f in check_references(refs, matrices, configs, branches) if f.rule not in skip]
@@ -270,9 +265,6 @@ def lint_references_of(paths: str, *, matrix: str | Path, images: str | None, se
                        server_images: str | None, branches: str | None, ignore: Iterable[str],
                        env: Mapping[str, str]) -> Any:
     """The task's verb: the families from options and environment, then :func:`lint_references`."""
-    from ..settings import family_config
-    from .model import load_matrix
-
     files = [p.strip() for p in paths.split(",") if p.strip()]
     matrices: dict[Family, Matrix] = {Family.BACKENDS: load_matrix(matrix, Family.BACKENDS)}
     if server_matrix:

@@ -26,10 +26,10 @@ from pathlib import Path
 import yaml
 
 from ..errors import CiError, MatrixError, OperationError, UserError
+from ..oci.platforms import Arch, Platform, RunnerPolicy, platform_tag
 from .lint import RunnerAllowance, runner_allowances, runner_exception
 from .model import Entry, Matrix, parse_matrix, read_matrix_text
 from .naming import Family
-from ..oci.platforms import Arch, Platform, RunnerPolicy, platform_tag
 
 _DASH_RE = re.compile(r"^[ \t]*-[ \t]+$")
 _ODD_BREAKS = ("\x85", "\u2028", "\u2029")
@@ -143,7 +143,7 @@ def split_text(text: str, source: str = "<matrix>", policy: RunnerPolicy | None 
         after = parse_matrix(new_text, source, family)
     except MatrixError as exc:  # pragma: no cover - would be a bug in the splice
         raise CiError(f"split of {source} produced a matrix that does not load ({exc}); "
-                      "the file was not written; please report this") from None
+                      "the file was not written; please report this") from exc
     pairs_before, pairs_after = _pairs(before), _pairs(after)
     mentions = sum(new_text.count(r) for r in policy.retired)
     report = SplitReport(
@@ -334,5 +334,5 @@ def split_file(matrix: str | Path, *, output: str | Path | None = None, in_place
     try:
         write_atomic(target, result.text)
     except OSError as exc:
-        raise OperationError(f"writing {target}: {exc.strerror or exc}; check the path and permissions") from None
+        raise OperationError(f"writing {target}: {exc.strerror or exc}; check the path and permissions") from exc
     return SplitOutcome(result, diff, str(target))

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-
 from typing import Any
 
-from .model import Matrix
-from ..output.escape import terminal_text
+from rich.table import Table
+
 from ..oci.platforms import Arch, RunnerPolicy
+from ..output.escape import terminal_text
+from .model import Matrix
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,6 @@ def summarize(matrix: Matrix, policy: RunnerPolicy | None = None) -> MatrixSumma
 
 def rich_table(summary: MatrixSummary) -> Any:
     """The summary as a rich table for a terminal (its cells through ``terminal_text``)."""
-    from rich.table import Table
-
     table = Table(title=terminal_text(f"matrix {summary.source}"), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")

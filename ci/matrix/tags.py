@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..errors import UserError
-from .naming import Family, check_suffix
 from ..oci.reference import parse_tag
+from .naming import Family, check_suffix
 
 PR_EVENTS = ("pull_request", "pull_request_target")
 SHORT_SHA = 7
@@ -73,9 +73,9 @@ class Latest(StrEnum):
 def parse_latest(text: str) -> Latest:
     try:
         return Latest(text.strip().lower())
-    except ValueError:
+    except ValueError as exc:
         raise UserError(f"tag-latest {text!r} is not one of auto, true, false "
-                        "(metadata-action refuses an empty or other value)") from None
+                        "(metadata-action refuses an empty or other value)") from exc
 
 
 def is_semver(text: str) -> bool:
@@ -147,7 +147,7 @@ def compute_tags(inp: TagInput) -> tuple[str, ...]:
     try:
         check_suffix(inp.suffix, inp.family)
     except ValueError as exc:
-        raise UserError(f"--tag-suffix: {exc}") from None
+        raise UserError(f"--tag-suffix: {exc}") from exc
     ref = check_ref(inp.ref)
     sha = check_sha(inp.sha)
     is_pr = inp.event in PR_EVENTS
@@ -187,5 +187,5 @@ def compute_tags(inp: TagInput) -> tuple[str, ...]:
             parse_tag(v)
         except ValueError as exc:
             raise UserError(f"computed tag is invalid: {exc}; from ref {ref!r}, suffix {inp.suffix!r} "
-                            "(rename or shorten the branch, pass another --ref, or shorten the tag-suffix)") from None
+                            "(rename or shorten the branch, pass another --ref, or shorten the tag-suffix)") from exc
     return tuple(values)

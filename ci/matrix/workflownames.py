@@ -23,6 +23,7 @@ reported as not checked rather than guessed.
 """
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -388,6 +389,4 @@ class Evaluator:
 def is_over_match(pattern: str, name: str) -> bool:
     """Whether an ``actions/download-artifact`` pattern matches an artifact name (its glob rules for
     names without ``/``: ``*``, ``?``, ``[...]``)."""
-    import fnmatch
-
     return fnmatch.fnmatchcase(name, pattern)

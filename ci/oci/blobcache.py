@@ -144,7 +144,7 @@ class BlobCache:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OperationError(f"creating the blob cache at {self.root}: {exc.strerror or exc}; "
-                                 f"set {ENV_CACHE_DIR} to a writable directory") from None
+                                 f"set {ENV_CACHE_DIR} to a writable directory") from exc
         self._reclaim_tmp()
 
     # -- lookups ----------------------------------------------------------------------------

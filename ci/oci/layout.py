@@ -26,6 +26,7 @@ crashed or cancelled run), :func:`remove_layout` the one a leg published.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -41,8 +42,18 @@ from typing import IO, Protocol
 
 from ..errors import OperationError
 from .blobcache import Blob, BlobCache
-from .manifest import (DOCKER_LAYER_GZIP, IMAGE_MANIFEST_TYPES, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_LAYER_GZIP,
-                       Descriptor, is_attestation_entry, is_attestation_manifest, parse_manifest, platform_key)
+from .manifest import (
+    DOCKER_LAYER_GZIP,
+    IMAGE_MANIFEST_TYPES,
+    MAX_CONFIG_BYTES,
+    MAX_MANIFEST_BYTES,
+    OCI_LAYER_GZIP,
+    Descriptor,
+    is_attestation_entry,
+    is_attestation_manifest,
+    parse_manifest,
+    platform_key,
+)
 from .platforms import Platform
 from .reference import parse_digest, sha256_digest
 
@@ -196,12 +207,12 @@ def _opened(path: Path) -> Iterator[_Source]:
         tar = tarfile.open(path, mode="r:")
     except (OSError, tarfile.TarError) as exc:
         raise LayoutError(f"{path}: neither an OCI image layout directory nor a tar archive ({exc}); give the "
-                          "directory BuildKit exported (--output type=oci,tar=false) or the image archive (.tar)") from None
+                          "directory BuildKit exported (--output type=oci,tar=false) or the image archive (.tar)") from exc
     with tar:
         try:
             yield _Tar(tar)
         except tarfile.TarError as exc:
-            raise LayoutError(f"{path}: the archive is truncated or corrupt ({exc}); write it again") from None
+            raise LayoutError(f"{path}: the archive is truncated or corrupt ({exc}); write it again") from exc
 
 
 # ---- reading --------------------------------------------------------------------------------------
@@ -258,7 +269,7 @@ def _json(data: bytes, what: str) -> object:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise LayoutError(f"{what} is not JSON ({str(exc)[:120]})") from None
+        raise LayoutError(f"{what} is not JSON ({str(exc)[:120]})") from exc
 
 
 def _blob_name(digest: str) -> str:
@@ -297,7 +308,7 @@ def _read_oci(path: Path, src: _Source, cache: BlobCache | None, platform: Platf
         try:
             digest = parse_digest(str(entry.get("digest", "")))
         except ValueError as exc:
-            raise LayoutError(f"{where}: {exc}") from None
+            raise LayoutError(f"{where}: {exc}") from exc
         body = _small(src, _blob_name(digest), "manifest", digest, MAX_MANIFEST_BYTES)
         if entry.get("size") not in (None, len(body)):
             raise LayoutError(f"{path}: manifest {digest} is {len(body)} bytes, its index says {entry.get('size')}")
@@ -317,7 +328,7 @@ def _image_from_manifest(path: Path, src: _Source, cache: BlobCache | None, body
     try:
         parsed = parse_manifest(body, media)
     except ValueError as exc:
-        raise LayoutError(f"{path}: manifest {digest}: {exc}") from None
+        raise LayoutError(f"{path}: manifest {digest}: {exc}") from exc
     if parsed.is_index or parsed.config is None or parsed.media_type not in IMAGE_MANIFEST_TYPES:
         raise LayoutError(f"{path}: manifest {digest} is {parsed.media_type or 'untyped'}, not an image manifest")
     if is_attestation_manifest(parsed):
@@ -373,7 +384,7 @@ def _copy(cache: BlobCache | None, fh: IO[bytes], digest: str | None, size: int 
     try:
         blob = cache.put_stream(fh, digest, size=size, on_chunk=check.feed if check else None)
     except OperationError as exc:
-        raise LayoutError(f"{path}: layer {i + 1}: {exc}") from None
+        raise LayoutError(f"{path}: layer {i + 1}: {exc}") from exc
     if check is not None and diff_id is not None:
         got = check.digest()
         if got != diff_id:
@@ -437,8 +448,6 @@ class _GunzipHash:
     """sha256 of what a gzip stream (one or more members) decompresses to, fed piece by piece."""
 
     def __init__(self) -> None:
-        import hashlib
-
         self._h = hashlib.sha256()
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
@@ -475,7 +484,7 @@ def new_layout_dir(parent: str | Path, label: str) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationError(f"creating {root} for the build's OCI layout: {exc.strerror or exc}; set TMPDIR to a "
-                             "writable directory with room for the leg's compressed layers") from None
+                             "writable directory with room for the leg's compressed layers") from exc
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-.") or "leg"
     return root / f"{safe[:80]}.{os.getpid()}.{secrets.token_hex(4)}"
 

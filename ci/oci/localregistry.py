@@ -43,6 +43,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import docker  # type: ignore[import-untyped,unused-ignore]
+
 from ..errors import CiError, OperationError
 from ..output.console import say
 
@@ -230,7 +232,7 @@ class LocalRegistry:
                          str(self.root / CONFIG_FILE): {"bind": "/etc/docker/registry/config.yml", "mode": "ro"}},
                 labels={"ci.localregistry": "1"})
         except Exception as exc:  # docker.errors.* : keep the SDK out of the import graph
-            raise OperationError(f"starting a {CONTAINER_IMAGE} container on {self.host}: {exc}") from None
+            raise OperationError(f"starting a {CONTAINER_IMAGE} container on {self.host}: {exc}") from exc
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Block until ``GET /v2/`` answers 200 with our token; OperationError saying why not."""
@@ -385,8 +387,6 @@ def _container_client(client: Any) -> Any:
         return None
     try:
         if own:
-            import docker  # type: ignore[import-untyped,unused-ignore]
-
             client = docker.from_env()
         client.ping()
         client.images.get(CONTAINER_IMAGE)
@@ -437,8 +437,8 @@ def start_registry(root: Path, port: int = 0, *, client: Any = None, detach: boo
     assert last is not None
     if port and ("address already in use" in str(last) or "another registry" in str(last)):
         raise OperationError(f"starting a registry on 127.0.0.1:{port}: the port is in use; "
-                             f"stop what listens there or pass port 0 for a free one ({last})") from None
-    raise OperationError(f"starting a registry in {root}: {last}") from None
+                             f"stop what listens there or pass port 0 for a free one ({last})") from last
+    raise OperationError(f"starting a registry in {root}: {last}") from last
 
 
 def stop_registry_at(root: Path) -> str:
@@ -447,15 +447,13 @@ def stop_registry_at(root: Path) -> str:
     try:
         state = json.loads(state_path.read_text())
     except (OSError, ValueError) as exc:
-        raise OperationError(f"no registry state in {state_path} ({exc}); was it started with 'serve --root'?") from None
+        raise OperationError(f"no registry state in {state_path} ({exc}); was it started with 'serve --root'?") from exc
     host = str(state.get("host", ""))
     port = int(host.rpartition(":")[2] or 0)
     reg = LocalRegistry(root=Path(root), port=port, binary=find_registry_binary())
     if state.get("pid"):
         reg._detached_pid = int(state["pid"])
     elif state.get("container"):
-        import docker  # type: ignore[import-untyped,unused-ignore]
-
         with contextlib.suppress(Exception):
             reg._container = docker.from_env().containers.get(state["container"])
     reg.stop()

@@ -160,8 +160,10 @@ def parse_manifest(body: bytes, media_type: str = "") -> ParsedManifest:
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"manifest is not JSON: {exc}") from None
+        raise ValueError(f"manifest is not JSON: {exc}") from exc
     except RecursionError:
+        # from None, not from the RecursionError: its traceback is the parser's ~1000 frames, no cause
+        # to show; the message says what is wrong with the input
         raise ValueError("manifest is not JSON a manifest can be: nested too deeply") from None
     if not isinstance(obj, dict) or obj.get("schemaVersion") != 2:
         raise ValueError("manifest is not a schemaVersion 2 manifest")

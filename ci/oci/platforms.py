@@ -51,9 +51,9 @@ def parse_platform(text: str) -> Platform:
         raise ValueError(f"{text!r} is not a platform of the form os/arch[/variant] (e.g. linux/amd64)")
     try:
         arch = Arch(m["arch"])
-    except ValueError:
+    except ValueError as exc:
         known = ", ".join(a.value for a in Arch)
-        raise ValueError(f"{text!r} has unknown architecture {m['arch']!r} (known: {known})") from None
+        raise ValueError(f"{text!r} has unknown architecture {m['arch']!r} (known: {known})") from exc
     return Platform(os=m["os"], arch=arch, variant=m["variant"] or "")
 
 

@@ -54,7 +54,7 @@ def _by_digest(ref: str) -> str:
     try:
         parse_digest(ref.rsplit("@", 1)[1])
     except ValueError as exc:
-        raise UserError(f"{ref!r}: {exc}") from None
+        raise UserError(f"{ref!r}: {exc}") from exc
     return ref
 
 
@@ -89,10 +89,10 @@ def _run(args: list[str], env: Mapping[str, str] | None, what: str) -> subproces
     try:
         return subprocess.run(args, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise OperationError(f"{what}: cosign did not finish within {TIMEOUT:.0f}s") from None
+    except subprocess.TimeoutExpired as exc:
+        raise OperationError(f"{what}: cosign did not finish within {TIMEOUT:.0f}s") from exc
     except OSError as exc:
-        raise OperationError(f"{what}: cannot run cosign: {exc.strerror or exc}") from None
+        raise OperationError(f"{what}: cannot run cosign: {exc.strerror or exc}") from exc
 
 
 def _tail(text: str, lines: int = 4) -> str:

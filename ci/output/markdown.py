@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from .escape import markdown_code, markdown_text
 
@@ -24,7 +23,7 @@ def code(*texts: str) -> Code:
     return Code(tuple(str(t) for t in texts))
 
 
-Cell = Union[str, Code]
+Cell = str | Code
 
 
 def md_cell(value: Cell) -> str:

@@ -26,6 +26,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
 from .console import say, say_command, say_rich
 from .escape import WorkflowCommand, group_block, inert, new_token, raw_block, terminal_text
 
@@ -66,10 +71,6 @@ class Progress:
     # ---- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> Progress:
         if self.tty:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn,
-                                       TextColumn, TimeElapsedColumn)
-
             console = Console(file=self.out, highlight=False)
             self._rich = RichProgress(SpinnerColumn(), TextColumn("legs"), BarColumn(bar_width=20),
                                       MofNCompleteColumn(), TimeElapsedColumn(),
@@ -239,8 +240,6 @@ def print_table(rows: Sequence[Row], out: TextIO | None = None, tty: bool | None
     if not (stream.isatty() if tty is None else tty):
         say(format_table(rows), stream, flush=True)
         return
-    from rich.table import Table
-
     table = Table(title="pipeline")
     for h in HEADERS:
         table.add_column(h, overflow="fold")

@@ -24,43 +24,74 @@
 """
 from __future__ import annotations
 
-import json
 import difflib
+import json
 import os
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ..build.feasibility import leg_feasibility
+from ..build.leg import build_leg, plan_leg, publish_built, settle_inline_cache
+from ..changes.inputs import Deriver
+from ..changes.tree import clean_path, join
+from ..docker.builder import BuilderCaps, builder_for, builder_name
+from ..docker.engine import IMAGE_STORE_CLASSIC, EngineFacts, connect
+from ..docker.offline_bases import OfflineBases, is_offline_base, offline_image
 from ..errors import CiError, OperationError, UserError
-from ..settings import ENV_IMAGES
-from ..github.actions import tag_source
-from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set
-from ..matrix.model import Entry, Matrix
-from ..settings import SETTINGS_FILE, Settings, load_settings
+from ..git.repo import source_info
+from ..git.worktree import working_tree
+from ..github.actions import in_actions, resolve_event, tag_source
+from ..github.artifacts import write_digest_file
+from ..matrix.buildargs import workflow_build_args
+from ..matrix.model import Entry, Matrix, load_matrix
 from ..matrix.naming import Family, LegKey, normalize_suffix, suffix_label
-from ..oci.platforms import Arch, Platform
-from ..output.console import say
-from ..output.progress import Progress, Row, print_table
-from .state import STATE_FILE, BuildInputs, State, inputs_digest, save_state
 from ..matrix.tags import TagSource
+from ..merge.model import MergeOptions, Outcome
+from ..merge.plan import tag_latest_of
+from ..merge.run import FamilySetup, merge_all
+from ..oci.blobcache import BlobCache, default_cache_dir
+from ..oci.client import RegistryClients
+from ..oci.keychain import Keychain
+from ..oci.layout import remove_layout
+from ..oci.localregistry import RegistrySet, planned_hosts, start_registry_set, unix_socket_present
+from ..oci.platforms import Arch, Platform, host_arch
+from ..oci.reference import sha256_digest
+from ..output.console import redacted, say
+from ..output.progress import Progress, Row, print_table
+from ..settings import ENV_IMAGES, SETTINGS_FILE, Settings, family_config, load_settings
+from ..verify.inspect import InspectRef, inspect_refs
+from .state import (
+    STATE_FILE,
+    BuildInputs,
+    State,
+    context_files,
+    hash_context,
+    inputs_digest,
+    load_state,
+    lock_state_dir,
+    save_state,
+)
 
 if TYPE_CHECKING:
-    from ..docker.offline_bases import OfflineBases
-    from ..oci.blobcache import BlobCache
+    from ..build.feasibility import Feasibility
     from ..build.leg import LegPlan
     from ..docker.builder import Builder, BuilderCaps
+    from ..docker.engine import Engine
+    from ..docker.offline_bases import OfflineBases
+    from ..merge.model import SuffixResult
+    from ..oci.blobcache import BlobCache
     from ..oci.client import ClientFactory, RegistryClient
     from ..oci.keychain import Keychain
-    from ..docker.engine import Engine
     from ..settings import FamilyConfig
-    from ..build.feasibility import Feasibility
-    from ..merge.run import SuffixResult
 
 STATE_DIR = ".localai-ci"
 LOCAL_REF = "refs/heads/local"  # what tags come from in a directory that is no git checkout
@@ -110,9 +141,6 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 def builder_caps_without_engine(host: Arch, binfmt: frozenset[str]) -> BuilderCaps:
     """What a dry run without a reachable engine assumes: the docker driver on this machine's arch,
     emulating what binfmt_misc has a QEMU handler for (``ci.builder.BuilderCaps``)."""
-    from ..docker.builder import BuilderCaps
-    from ..docker.engine import IMAGE_STORE_CLASSIC, EngineFacts
-
     plats = [Platform("linux", host)] + [Platform("linux", a) for a, q in QEMU_NAMES.items()
                                          if a is not host and f"qemu-{q}" in binfmt]
     return BuilderCaps(name="default", driver="docker", platforms=tuple(plats),
@@ -269,9 +297,6 @@ def base_images_key(names: Sequence[str], env: Mapping[str, str], engine: Engine
     """One key over the ids of every image a leg's build starts from: the deterministic index digest
     :mod:`ci.baseimage` serves for ``ci-offline/`` names, else the engine's image id. None when one
     is absent from the engine (it would be pulled: the leg is never up to date)."""
-    from ..docker.offline_bases import is_offline_base, offline_image
-    from ..oci.reference import sha256_digest
-
     ids = []
     for name in sorted(set(names)):
         if is_offline_base(name):
@@ -352,22 +377,6 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     """Decide everything (reads matrices, git, the build context and, read-only, the engine).
 
     ``caps``: the builder's (``ci.builder.BuilderCaps``), for each leg's feasibility."""
-    from datetime import datetime, timezone
-
-    from ..build.leg import plan_leg
-    from ..matrix.buildargs import workflow_build_args
-    from ..git.repo import source_info
-    from ..oci.keychain import Keychain
-    from ..settings import family_config
-    from ..build.feasibility import leg_feasibility
-    from ..github.actions import resolve_event
-    from ..matrix.model import load_matrix
-    from ..changes.inputs import Deriver
-    from .state import context_files, hash_context
-    from ..changes.tree import clean_path, join
-    from ..git.worktree import working_tree
-    from ..merge.run import tag_latest_of
-
     if options.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {options.jobs}")
     settings = load_settings(options.root)
@@ -395,7 +404,7 @@ def plan_pipeline(options: PipelineOptions, env: Mapping[str, str], *, hosts: Se
     labels = source_info(Path(options.root), env)  # git, once for every leg
     event = resolve_event("push", env)
     extra = workflow_build_args(apt_mirror=options.apt_mirror, apt_ports_mirror=options.apt_ports_mirror,
-                                deps_refresh=None, env=env, now=datetime.now(timezone.utc))
+                                deps_refresh=None, env=env, now=datetime.now(UTC))
     # what each leg reads: the derivation change detection uses (ci.inputs), over the files as they are
     deriver = Deriver(working_tree(options.root, skip=options.state_path))
     ctx_cache: dict[tuple[object, ...], str] = {}
@@ -448,8 +457,6 @@ class _Runner:
         self._state_lock = threading.Lock()
 
     def _clients(self, step: LegStep) -> list[RegistryClient]:
-        from ..oci.client import RegistryClients
-
         make = RegistryClients(self.plan.keychain)
         return [make(img, step.plan.config.plain_http) for img in step.plan.images]
 
@@ -472,11 +479,6 @@ class _Runner:
         return rec.digest
 
     def run(self, step: LegStep, cache: BlobCache) -> LegOutcome:
-        from ..github.artifacts import write_digest_file
-        from ..build.leg import build_leg, publish_built, settle_inline_cache
-        from ..oci.client import RegistryClients
-        from ..oci.layout import remove_layout
-
         p = step.plan
         t0 = time.monotonic()
 
@@ -533,8 +535,6 @@ def _short(text: str, limit: int = 160) -> str:
 def _inspect(s: SuffixStep, tags: Sequence[str], config: FamilyConfig, clients: ClientFactory,
              env: Mapping[str, str]) -> list[str]:
     """Inspect every tag of a merged suffix in every registry; the failed checks (empty: verified)."""
-    from ..verify.inspect import InspectRef, inspect_refs
-
     targets = [InspectRef(img, t) for img in config.images for t in tags]
     report = inspect_refs(targets, partial(clients, plain_http=config.plain_http), expected=s.platforms,
                           plain_http=config.plain_http, env=env)
@@ -546,11 +546,8 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
     """``invoke pipeline``: plan, legs, merges, inspection, table (see the module docstring). A run (not a
     dry run) holds its state directory for its whole length (``state.lock_state_dir``): a second run there
     is refused, naming the first, instead of adopting its registries and clearing its digests."""
-    from ..docker.builder import builder_name
-    from .state import lock_state_dir
-
     environ = dict(os.environ if env is None else env)
-    stdout, stderr = out or sys.stdout, err or sys.stderr
+    stdout, stderr = redacted(out or sys.stdout), redacted(err or sys.stderr)  # the one output path (redacted)
     t0 = time.monotonic()
     state_dir = options.state_path.resolve()
     name = builder_name(options.builder, environ)  # --builder / CI_BUILDER: bad input before anything is touched
@@ -562,10 +559,6 @@ def run_pipeline(options: PipelineOptions, env: Mapping[str, str] | None = None,
 
 def _run(options: PipelineOptions, environ: dict[str, str], stdout: TextIO, stderr: TextIO, tty: bool | None,
          t0: float, state_dir: Path, name: str) -> PipelineReport:
-    from ..docker.builder import builder_for
-    from ..oci.platforms import host_arch
-    from .state import load_state
-
     state_file = state_dir / "state.json"
     digests_dir = state_dir / "digests"
     engine = _connect(environ, required=not options.dry_run)
@@ -625,9 +618,6 @@ def _run(options: PipelineOptions, environ: dict[str, str], stdout: TextIO, stde
 
 def _connect(env: Mapping[str, str], required: bool) -> Engine | None:
     """The engine; for a dry run None when it is unreachable (the plan then uses the machine's arch)."""
-    from ..docker.engine import connect
-    from ..oci.localregistry import unix_socket_present
-
     if not required and not unix_socket_present(env.get("DOCKER_HOST", "")):
         return None
 
@@ -642,21 +632,12 @@ def _connect(env: Mapping[str, str], required: bool) -> Engine | None:
 def _execute(plan: PipelinePlan, options: PipelineOptions, env: dict[str, str], engine: Engine, builder: Builder, state: State,
              state_file: Path, digests_dir: Path, stdout: TextIO, stderr: TextIO, tty: bool | None,
              t0: float, emb: RegistrySet | None) -> PipelineReport:
-    import shutil
-
-    from ..docker.offline_bases import OfflineBases
-    from ..oci.blobcache import BlobCache, default_cache_dir
-    from ..oci.client import RegistryClients
-    from ..merge.run import FamilySetup, MergeOptions, Outcome, merge_all
-
     shutil.rmtree(digests_dir, ignore_errors=True)  # this run's artifacts only
     digests_dir.mkdir(parents=True, exist_ok=True)
     outcomes: dict[LegKey, LegOutcome] = {}
     # offline bases are served from the embedded "quay" registry, else from a private one
     bases = OfflineBases(env, host=emb.hosts[0] if emb is not None else None,
                          root=options.state_path.resolve() / "registries" / "bases")
-    from ..github.actions import in_actions
-
     with Progress(len(plan.legs), stderr, tty, actions=in_actions(env)) as progress, bases:
         runner = _Runner(plan, options, env, engine, builder, bases, progress, state, state_file)
         with BlobCache(default_cache_dir(env), warn=lambda text: progress.log(f"warning: {text}")) as cache:
@@ -726,8 +707,6 @@ def skip_summary(skipped: Sequence[LegOutcome], total: int, allowed: bool) -> st
 
 def _rows(plan: PipelinePlan, outcomes: Mapping[LegKey, LegOutcome], merged: Mapping[tuple[Family, str], SuffixResult],
           verified: Mapping[tuple[Family, str], list[str]]) -> tuple[list[Row], list[str]]:
-    from ..merge.run import Outcome
-
     rows: list[Row] = []
     failures: list[str] = []
     for s in plan.suffixes:

@@ -39,9 +39,10 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ..dockerfile.ignore import Ignore, parse_dockerignore
 from ..errors import OperationError
 from ..oci.reference import is_hex64, parse_digest
 
@@ -122,7 +123,7 @@ class State:
         if key is None:
             self.legs.pop(inputs.leg, None)
             return
-        at = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.legs[inputs.leg] = Record(key=key, digest=parse_digest(digest), images=inputs.images, at=at)
 
 
@@ -167,8 +168,6 @@ def context_files(context: str | Path, skip: Path | None = None) -> tuple[tuple[
 
     One walk per context: ``invoke pipeline`` hashes a context shared by many Dockerfiles once.
     """
-    from ..dockerfile.ignore import Ignore, parse_dockerignore
-
     root = Path(context)
     try:
         di = root / ".dockerignore"
@@ -208,7 +207,7 @@ def context_files(context: str | Path, skip: Path | None = None) -> tuple[tuple[
                     out.append((rel, bool(st.st_mode & 0o111), _file_sha256(full)))
     except OSError as exc:
         raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
-                             "context and dockerfile paths") from None
+                             "context and dockerfile paths") from exc
     return tuple(sorted(out))
 
 
@@ -223,7 +222,7 @@ def hash_context(context: str | Path, dockerfile: str,
         triples.append(("\0dockerfile", False, _file_sha256(root / dockerfile)))
     except OSError as exc:
         raise OperationError(f"hashing build context {root}: {exc.strerror or exc}; check the matrix's "
-                             "context and dockerfile paths") from None
+                             "context and dockerfile paths") from exc
     return context_digest(triples)
 
 
@@ -236,7 +235,7 @@ def load_state(path: str | Path) -> State:
         return State()
     except OSError as exc:
         raise OperationError(f"reading pipeline state {p}: {exc.strerror or exc}; fix its permissions or "
-                             "delete it (everything is rebuilt)") from None
+                             "delete it (everything is rebuilt)") from exc
     return state_from_json(text, str(p))
 
 
@@ -254,7 +253,7 @@ def save_state(path: str | Path, state: State) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise OperationError(f"writing pipeline state {p}: {exc.strerror or exc}") from None
+        raise OperationError(f"writing pipeline state {p}: {exc.strerror or exc}") from exc
 
 
 LOCK_FILE = "lock"
@@ -266,22 +265,20 @@ def lock_state_dir(state_dir: str | Path) -> Iterator[None]:
     holder's pid): a second run in the same directory would adopt the first's registries and clear its
     digests. Not waited for: OperationError naming the run that holds it. The kernel releases the
     lock when the holder ends, however it ends (a killed run leaves no stale lock)."""
-    from ..errors import OperationError
-
     d = Path(state_dir)
     path = d / LOCK_FILE
     try:
         d.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
-        raise OperationError(f"locking {path}: {exc.strerror or exc}") from None
+        raise OperationError(f"locking {path}: {exc.strerror or exc}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise OperationError(f"another invoke pipeline (pid {holder}) is running with the state directory {d}; "
-                                 "wait for it to finish, or give this run its own --root") from None
+                                 "wait for it to finish, or give this run its own --root") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -22,16 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import CiError
-from ..settings import FamilyConfig
-from .inspect import Failure, InspectRef, ListObservation, observe, verify
-from ..output.markdown import Cell, code, md_cell, md_table
 from ..matrix.model import Matrix
 from ..matrix.naming import Family, suffix_label
+from ..matrix.references import Reference
+from ..matrix.tags import Latest, TagInput, compute_tags, parse_latest
+from ..oci.client import RegistryClient
 from ..oci.platforms import Platform
 from ..oci.reference import ImageName
-from ..matrix.references import Reference
-from ..oci.client import RegistryClient
-from ..matrix.tags import Latest, TagInput, compute_tags, parse_latest
+from ..output.markdown import Cell, code, md_cell, md_table
+from ..settings import FamilyConfig
+from .inspect import Failure, InspectRef, ListObservation, observe, verify
 
 ClientFor = Callable[[ImageName], RegistryClient]  # a ci.clients.ClientFactory with the family's transport
 

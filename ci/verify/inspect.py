@@ -22,15 +22,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import CiError, UserError
-from ..output.markdown import code, md_cell, md_table
-from ..oci.manifest import (MAX_CONFIG_BYTES, Descriptor, config_platform, is_attestation, is_attestation_manifest,
-                         parse_manifest)
+from ..oci.client import RegistryClient
+from ..oci.manifest import (
+    MAX_CONFIG_BYTES,
+    Descriptor,
+    config_platform,
+    is_attestation,
+    is_attestation_manifest,
+    parse_manifest,
+)
 from ..oci.platforms import Platform, normalize, parse_platform, same_platform
 from ..oci.reference import ImageName, has_userinfo, mask_userinfo, parse_digest, parse_image_name, parse_tag
-from ..oci.client import RegistryClient
 from ..oci.sign import VerifyOptions, verify_image
+from ..output.markdown import code, md_cell, md_table
+from ..textfile import read_user_text
 
 CHECKS = ("resolves", "is-list", "no-attestation", "platforms", "same-digest", "tag-matches-digest",
           "child-resolves", "child-platform", "signature")
@@ -63,14 +71,14 @@ def parse_reference(text: str) -> InspectRef:
             raise ValueError(f"{text!r} has no tag or digest (expected REPO:TAG or REPO@sha256:...)")
         return InspectRef(parse_image_name(raw[:colon]), parse_tag(raw[colon + 1:]))
     except ValueError as exc:
-        raise UserError(f"reference {mask_userinfo(text)!r}: {exc}") from None
+        raise UserError(f"reference {mask_userinfo(text)!r}: {exc}") from exc
 
 
 def parse_platforms(text: str) -> tuple[Platform, ...]:
     try:
         plats = tuple(parse_platform(p) for p in text.split(",") if p.strip())
     except ValueError as exc:
-        raise UserError(f"--expect-platforms: {exc}") from None
+        raise UserError(f"--expect-platforms: {exc}") from exc
     if not plats:
         raise UserError("--expect-platforms: give at least one platform, e.g. linux/amd64,linux/arm64")
     return plats
@@ -246,7 +254,7 @@ def expand_targets(refs: Iterable[str], images: Sequence[ImageName], tags: Seque
         try:
             ref = parse_digest(t) if t.startswith("sha256:") else parse_tag(t)
         except ValueError as exc:
-            raise UserError(f"--tag: {exc}") from None
+            raise UserError(f"--tag: {exc}") from exc
         out += [InspectRef(img, ref) for img in images]
     if tags and not images:
         raise UserError("--tag needs --images (or a family's configured images)")
@@ -337,10 +345,6 @@ def summary_markdown(report: InspectReport) -> str:
 
 def merged_suffixes(path: str) -> list[tuple[str, str, tuple[str, ...], tuple[Platform, ...]]]:
     """``(suffix, list digest, tags, platforms)`` of every suffix a ``merge --report`` file says was merged."""
-    from pathlib import Path
-
-    from ..textfile import read_user_text
-
     text = read_user_text(path, what="merge report", limit=32 << 20,
                           missing_hint="pass --merged FILE as written by nox -s merge -- --report FILE", error=UserError)
     try:
@@ -352,7 +356,7 @@ def merged_suffixes(path: str) -> list[tuple[str, str, tuple[str, ...], tuple[Pl
             out.append((str(r["suffix"]), parse_digest(str(r["digest"])), tuple(parse_tag(str(t)) for t in r["tags"]),
                         tuple(parse_platform(str(p)) for p in r["platforms"])))
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{Path(path)}: not a merge report ({exc}); write it with nox -s merge -- --report FILE") from None
+        raise UserError(f"{Path(path)}: not a merge report ({exc}); write it with nox -s merge -- --report FILE") from exc
     return out
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localai_ci.build.leg import LABEL_CREATED, LABEL_SOURCE, BuildRequest, plan_leg, pr_tag, run_leg
+from localai_ci.build.leg import LABEL_CREATED, LABEL_SOURCE, BuildRequest, checked_pr_tag, plan_leg, run_leg
 from localai_ci.errors import UserError
 from localai_ci.settings import family_config
 from localai_ci.git.repo import SourceInfo, _strip_userinfo, source_info
@@ -133,7 +133,7 @@ def test_plan_pull_request(images) -> None:  # type: ignore[no-untyped-def]
     pushed = plan_leg(e, cfg(Family.SERVER), root=ROOT, source=SRC, event=PR, pr_push=True)
     assert [str(i) for i in pushed.images] == ["127.0.0.1:5000/ci-tests"]
     assert pushed.tags == ("pr-12-localai-core-amd64",) and pushed.digests_dir is None
-    assert pr_tag("7", "", Family.BACKENDS, "-cpu-x", "arm64") == "pr-7-cpu-x-arm64"
+    assert checked_pr_tag("7", "", Family.BACKENDS, "-cpu-x", "arm64") == "pr-7-cpu-x-arm64"
 
 
 def test_plan_server_artifact_names(images) -> None:  # type: ignore[no-untyped-def]
@@ -257,10 +257,10 @@ def test_task_refuses_a_password_for_several_registries() -> None:
 # ---- run ids, PR numbers and PR tags are bad input, never a traceback -------------------------------
 def test_pr_tag_fragments_are_user_errors() -> None:
     with pytest.raises(UserError, match=r"GITHUB_REF"):
-        pr_tag("1;x", "", Family.BACKENDS, "-cpu-x", "amd64")
+        checked_pr_tag("1;x", "", Family.BACKENDS, "-cpu-x", "amd64")
     with pytest.raises(UserError, match=r"--run-id / GITHUB_RUN_ID: run id 'a;b'"):
-        pr_tag("", "a;b", Family.BACKENDS, "-cpu-x", "amd64")
-    assert pr_tag("", "99", Family.BACKENDS, "-cpu-x", "amd64") == "pr-run99-cpu-x-amd64"
+        checked_pr_tag("", "a;b", Family.BACKENDS, "-cpu-x", "amd64")
+    assert checked_pr_tag("", "99", Family.BACKENDS, "-cpu-x", "amd64") == "pr-run99-cpu-x-amd64"
 
 
 @pytest.mark.parametrize("args, env, message", [

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from localai_ci.dockerfile.model import parse_dockerfile, resolve
+from localai_ci.dockerfile.model import parse_dockerfile
+from localai_ci.dockerfile.resolve import resolve
 from localai_ci.build.feasibility import Feasibility, assess
 from localai_ci.oci.platforms import Arch, Platform, parse_platform
 from tests.support.paths import REPO as ROOT

@@ -439,7 +439,7 @@ def test_a_long_go_import_chain_is_derived_in_linear_time(explain: tuple[str, ..
 def _go_chain_peak_mib(n: int, explain: tuple[str, ...]) -> float:
     """What deriving a Go chain of ``n`` packages adds to the peak RSS, in a fresh interpreter (MiB)."""
     setup = GO_CHAIN.replace("TESTS", repr(str(REPO))).replace("EXPLAIN", repr(explain))
-    code = ("import resource\nn = %d\n" % n + setup + "\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    code = (f"import resource\nn = {n}\n" + setup + "\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "run()\nprint((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

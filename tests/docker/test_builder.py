@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from localai_ci.docker.builder import (BuildEvent, BuilderCaps, BuildSpec, CacheSpec, SolveStatusReader, buildx_command, cache_args,
-                        parse_buildx_inspect)
+from localai_ci.docker.builder import BuilderCaps, BuildSpec, CacheSpec, buildx_command, cache_args, parse_buildx_inspect
+from localai_ci.docker.buildprogress import BuildEvent, SolveStatusReader
 from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, IMAGE_STORE_CONTAINERD, EngineFacts
 from localai_ci.errors import EngineError
 from tests.support.builder_helpers import read_file
@@ -363,7 +363,8 @@ def test_engine_too_old_for_a_heredoc_is_refused_before_building(tmp_path: Path)
     """The preflight (localai_ci.build.feasibility) names the feature, its line and the engine version it needs."""
     from localai_ci.dockerfile.model import parse_dockerfile
     from localai_ci.build.feasibility import assess
-    from localai_ci.dockerfile.model import check_engine, resolve
+    from localai_ci.dockerfile.features import check_engine
+    from localai_ci.dockerfile.resolve import resolve
 
     df = parse_dockerfile("FROM scratch AS a\nCOPY x /x\nFROM a\nRUN <<EOT sh\necho hi\nEOT\n", "backends/Dockerfile.x")
     problem = check_engine(df, "20.10.24+dfsg1")

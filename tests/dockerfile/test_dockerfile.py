@@ -7,20 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from localai_ci.dockerfile.expand import expand
+from localai_ci.dockerfile.features import check_engine, features, parse_engine_version
+from localai_ci.dockerfile.model import Dockerfile, Resolved, Source, load_dockerfile, parse_dockerfile
+from localai_ci.dockerfile.resolve import resolve
 from tests.support.growth import assert_linear
-
-from localai_ci.dockerfile.model import (
-    Dockerfile,
-    Resolved,
-    Source,
-    check_engine,
-    expand,
-    features,
-    load_dockerfile,
-    parse_dockerfile,
-    parse_engine_version,
-    resolve,
-)
 from localai_ci.errors import UserError
 from localai_ci.oci.platforms import Arch, Platform, parse_platform
 from tests.support.localai_ref import LocalAITree

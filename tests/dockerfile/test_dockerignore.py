@@ -47,7 +47,7 @@ def test_the_docker_sdks_single_path_check_misses_nested_directories() -> None:
 
 
 # ---- linear time, the same answers as patternmatcher's regular expressions ----------------------------
-def _reference(pattern: str) -> "re.Pattern[str]":
+def _reference(pattern: str) -> re.Pattern[str]:
     """moby/patternmatcher's regular expression for a cleaned pattern (its ``compile``: ``*`` -> ``[^/]*``,
     ``?`` -> ``[^/]``, ``**`` -> ``(.*/)?`` or a trailing ``.*``, ``\\x`` -> ``\\x``, only ``.+()|{}$``
     escaped, ``[``/``]`` kept), matched by Python's backtracking ``re`` (fine for the tiny inputs here),

@@ -25,9 +25,11 @@ from localai_ci.oci.client import RegistryClients
 from localai_ci.docker.engine import Engine
 from localai_ci.settings import family_config
 from localai_ci.matrix.model import load_matrix
-from localai_ci.merge.run import FamilySetup, MergeOptions, Outcome, merge_all
+from localai_ci.merge.model import MergeOptions, Outcome
+from localai_ci.merge.run import FamilySetup, merge_all
 from localai_ci.matrix.naming import Family, LegKey
-from localai_ci.publish.leg import PushTarget, publish_leg
+from localai_ci.publish.leg import publish_leg
+from localai_ci.publish.upload import PushTarget
 from localai_ci.oci.reference import ImageName
 from localai_ci.matrix.tags import TagSource
 from tests.support.oci_images import client, write_matrix

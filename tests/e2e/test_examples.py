@@ -19,7 +19,9 @@ import pytest
 from localai_ci.docker.offline_bases import is_offline_base
 from localai_ci.build.leg import BuildRequest, LegPlan, build_leg, prepare
 from localai_ci.docker.builder import BuilderCaps
-from localai_ci.dockerfile.model import Dockerfile, Resolved, features, load_dockerfile, resolve
+from localai_ci.dockerfile.features import features
+from localai_ci.dockerfile.model import Dockerfile, Resolved, load_dockerfile
+from localai_ci.dockerfile.resolve import resolve
 from localai_ci.docker.engine import IMAGE_STORE_CLASSIC, EngineFacts
 from localai_ci.build.feasibility import leg_feasibility
 from localai_ci.matrix.model import Entry, Matrix, load_matrix

@@ -31,9 +31,11 @@ from localai_ci.errors import CiError, EngineError, OperationError
 from localai_ci.settings import family_config
 from localai_ci.oci.localregistry import LocalRegistry
 from localai_ci.matrix.model import load_matrix
-from localai_ci.merge.run import FamilySetup, MergeOptions, Outcome, format_result, merge_all, merge_suffix
+from localai_ci.merge.model import MergeOptions, Outcome
+from localai_ci.merge.render import format_result
+from localai_ci.merge.run import FamilySetup, merge_all, merge_suffix
 from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
-from localai_ci.publish.leg import PushTarget, push_image
+from localai_ci.publish.upload import PushTarget, push_image
 from localai_ci.oci.reference import ImageName
 from localai_ci.oci.client import RegistryClient
 from localai_ci.oci.retry import RetryPolicy

@@ -16,8 +16,12 @@ from localai_ci.errors import MatrixError, UserError
 from localai_ci.settings import family_config
 from localai_ci.oci.manifest import compose_index
 from localai_ci.matrix.model import load_matrix, parse_matrix
-from localai_ci.merge.run import (ClientPool, FamilySetup, MergeOptions, MergeReport, Outcome, SuffixResult, MergeTarget, _Skip,
-                      check_legs, config_platform, merge_all, summary_markdown, tag_latest_of)
+from localai_ci.merge.model import MergeOptions, MergeReport, Outcome, SuffixResult, MergeTarget, _Skip
+from localai_ci.merge.plan import check_legs, tag_latest_of
+from localai_ci.merge.pool import ClientPool
+from localai_ci.merge.render import summary_markdown
+from localai_ci.merge.run import FamilySetup, merge_all
+from localai_ci.oci.manifest import config_platform
 from localai_ci.matrix.naming import Family, LegKey, keepalive_tag
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName

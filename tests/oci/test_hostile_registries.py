@@ -30,7 +30,8 @@ from localai_ci.settings import family_config
 from localai_ci.verify.inspect import expand_targets, inspect_refs
 from localai_ci.oci.manifest import Composed, Descriptor, compose_index
 from localai_ci.matrix.model import load_matrix
-from localai_ci.merge.run import FamilySetup, MergeOptions, merge_suffix
+from localai_ci.merge.model import MergeOptions
+from localai_ci.merge.run import FamilySetup, merge_suffix
 from localai_ci.matrix.naming import Family, LegKey
 from localai_ci.oci.platforms import parse_platform
 from localai_ci.oci.reference import ImageName, sha256_digest

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 
-from tests.support.actions_runner import HOSTILE, runner_commands
-from localai_ci.docker.builder import BuildEvent, SolveStatusReader
+from localai_ci.docker.buildprogress import BuildEvent, SolveStatusReader
 from localai_ci.output.escape import terminal_text
+from tests.support.actions_runner import HOSTILE, runner_commands
 from localai_ci.output.progress import Progress
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,7 +238,9 @@ def test_dry_run_reads_each_matrix_once_and_runs_without_a_server_matrix(tmp_pat
         reads.append(str(path))
         return real(path, family) if family is not None else real(path)
 
-    monkeypatch.setattr(localai_ci.matrix.model, "load_matrix", counting)
+    for module in [m for name, m in sys.modules.items() if name.startswith("localai_ci.")]:
+        if getattr(module, "load_matrix", None) is real:  # where it is imported (at the top of modules)
+            monkeypatch.setattr(module, "load_matrix", counting)
     out, err = io.StringIO(), io.StringIO()
     report = run_pipeline(PipelineOptions(root=str(root), dry_run=True),
                           env=_dry_env(tmp_path, busybox["CI_BUSYBOX_DIR"]), out=out, err=err)
@@ -289,7 +292,7 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
         LegKey(Family.SERVER, "", "amd64"): LegOutcome(LegKey(Family.SERVER, "", "amd64"), "built", "sha256:3"),
         LegKey(Family.SERVER, "", "arm64"): LegOutcome(LegKey(Family.SERVER, "", "arm64"), "skipped"),
     }
-    from localai_ci.merge.run import Outcome, SuffixResult
+    from localai_ci.merge.model import Outcome, SuffixResult
 
     merged = {(Family.BACKENDS, "-a"): SuffixResult(Family.BACKENDS, "-a", Outcome.MERGED, digest="sha256:L",
                                                     tags=("t-a",), changed=False)}
@@ -300,7 +303,7 @@ def test_rows_list_failed_legs_and_skip_blocked_suffixes() -> None:
 
 
 def test_rows_inspect_failure_fails_the_suffix() -> None:
-    from localai_ci.merge.run import Outcome, SuffixResult
+    from localai_ci.merge.model import Outcome, SuffixResult
 
     s = SuffixStep(Family.BACKENDS, "-a", (_Leg("amd64"),), ("r/x",), ("t-a",), (AMD64,))  # type: ignore[arg-type]
     outcomes = {LegKey(Family.BACKENDS, "-a", "amd64"): LegOutcome(LegKey(Family.BACKENDS, "-a", "amd64"), "built", "d")}

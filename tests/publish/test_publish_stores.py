@@ -37,7 +37,8 @@ from localai_ci.errors import EngineError, OperationError
 from localai_ci.oci.manifest import (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP,
                          OCI_MANIFEST, Descriptor, compose_image_manifest)
 from localai_ci.oci.platforms import parse_platform
-from localai_ci.publish.leg import PushReport, StagedImage, PushTarget, push_image, stage_image
+from localai_ci.publish.stage import StagedImage, stage_image
+from localai_ci.publish.upload import PushReport, PushTarget, push_image
 from localai_ci.oci.reference import ImageName, sha256_digest
 
 real = [pytest.mark.engine, pytest.mark.registry]

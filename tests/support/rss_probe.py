@@ -42,7 +42,8 @@ def main(spec: dict[str, object]) -> dict[str, object]:
             code = report.exit_code
         elif verb == "merge":
             from localai_ci.matrix.model import load_matrix
-            from localai_ci.merge.run import FamilySetup, MergeOptions, merge_suffix
+            from localai_ci.merge.model import MergeOptions
+            from localai_ci.merge.run import FamilySetup, merge_suffix
             from localai_ci.matrix.tags import TagSource
 
             setup = FamilySetup(config=family_config(Family.BACKENDS, images=str(spec["images"])),
