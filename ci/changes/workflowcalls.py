@@ -19,10 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import yaml
-
 from ..errors import MatrixError
 from ..matrix.model import compose_yaml
+from ..matrix.workflownames import yaml_plain
 
 MAX_WORKFLOW_BYTES = 1024 * 1024
 _DEFAULT = re.compile(
@@ -37,23 +36,13 @@ class BuildCall:
     defaults: tuple[tuple[str, str], ...]  # matrix field -> default value
 
 
-def _plain(node: yaml.Node | None) -> object:
-    if isinstance(node, yaml.MappingNode):
-        return {str(getattr(k, "value", "")): _plain(v) for k, v in node.value}
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(v) for v in node.value]
-    if isinstance(node, yaml.ScalarNode):
-        return node.value
-    return None
-
-
 def build_calls(text: str | None, build_workflow: str) -> tuple[BuildCall, ...] | None:
     """The jobs of a workflow that call ``build_workflow`` (``.github/workflows/backend_build.yml``);
     None when the text is missing or not a readable workflow."""
     if text is None or len(text) > MAX_WORKFLOW_BYTES:
         return None
     try:
-        doc = _plain(compose_yaml(text, "workflow"))
+        doc = yaml_plain(compose_yaml(text, "workflow"))
     except MatrixError:
         return None
     if not isinstance(doc, dict):

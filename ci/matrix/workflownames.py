@@ -100,11 +100,12 @@ def read_workflows(directory: str | Path) -> dict[str, str]:
     return out
 
 
-def _plain(node: yaml.Node | None) -> object:
+def yaml_plain(node: yaml.Node | None) -> object:
+    """A composed YAML node as plain data (mappings, lists, scalar strings), never constructing objects."""
     if isinstance(node, yaml.MappingNode):
-        return {str(getattr(k, "value", "")): _plain(v) for k, v in node.value}
+        return {str(getattr(k, "value", "")): yaml_plain(v) for k, v in node.value}
     if isinstance(node, yaml.SequenceNode):
-        return [_plain(v) for v in node.value]
+        return [yaml_plain(v) for v in node.value]
     if isinstance(node, yaml.ScalarNode):
         return node.value
     return None
@@ -134,7 +135,7 @@ def artifact_templates(workflows: Mapping[str, str], source: str = "") -> Artifa
         except MatrixError as exc:
             notes.append(f"{path} is not readable YAML ({exc}); its artifacts are not checked")
             continue
-        docs[path] = _plain(root)
+        docs[path] = yaml_plain(root)
         jobs = _get(root, "jobs")
         if not isinstance(jobs, yaml.MappingNode):
             continue

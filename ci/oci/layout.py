@@ -49,6 +49,7 @@ from .manifest import (
     MAX_MANIFEST_BYTES,
     OCI_LAYER_GZIP,
     Descriptor,
+    config_diff_ids,
     is_attestation_entry,
     is_attestation_manifest,
     parse_manifest,
@@ -116,7 +117,7 @@ class LayoutImage:
 
     @property
     def diff_ids(self) -> tuple[str, ...]:
-        return tuple(_diff_ids(self.config) or ())
+        return tuple(config_diff_ids(self.config) or ())
 
     @property
     def labels(self) -> tuple[tuple[str, str], ...]:
@@ -335,7 +336,7 @@ def _image_from_manifest(path: Path, src: _Source, cache: BlobCache | None, body
         raise LayoutError(f"{path}: manifest {digest} is an attestation, not an image")
     cfg = parsed.config
     config = _small(src, _blob_name(cfg.digest), "config", cfg.digest, MAX_CONFIG_BYTES)
-    diff_ids = _diff_ids(config)
+    diff_ids = config_diff_ids(config)
     if diff_ids is None or len(diff_ids) != len(parsed.layers):
         raise LayoutError(f"{path}: config {cfg.digest} lists {len(diff_ids or [])} diff_id(s) for the manifest's "
                           f"{len(parsed.layers)} layer(s); it is not this image's config")
@@ -411,7 +412,7 @@ def _read_docker_archive(path: Path, src: _Source, cache: BlobCache | None, plat
         if len(configs) != 1:
             raise LayoutError(f"{path}: manifest.json lists {len(entries)} images; publish an archive of one image")
     entry, config, config_digest = configs[0]
-    diff_ids = _diff_ids(config)
+    diff_ids = config_diff_ids(config)
     names = entry.get("Layers")
     if diff_ids is None or not isinstance(names, list) or len(names) != len(diff_ids):
         raise LayoutError(f"{path}: manifest.json lists {len(names) if isinstance(names, list) else 0} layer(s), "
@@ -463,17 +464,6 @@ class _GunzipHash:
 
     def digest(self) -> str:
         return "sha256:" + self._h.hexdigest()
-
-
-def _diff_ids(config: bytes | None) -> list[str] | None:
-    if config is None:
-        return None
-    try:
-        obj = json.loads(config)
-        ids = obj["rootfs"]["diff_ids"]
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
-        return None
-    return [str(d) for d in ids] if isinstance(ids, list) and all(isinstance(d, str) for d in ids) else None
 
 
 # ---- layout directories this tool exports ---------------------------------------------------------------

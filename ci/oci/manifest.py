@@ -185,6 +185,18 @@ def is_attestation_manifest(parsed: ParsedManifest) -> bool:
     return any(layer.media_type == INTOTO_LAYER for layer in parsed.layers)
 
 
+def config_diff_ids(config: bytes | None) -> list[str] | None:
+    """An image config's ``rootfs.diff_ids``; None when ``config`` is None or not an image config."""
+    if config is None:
+        return None
+    try:
+        obj = json.loads(config)
+        ids = obj["rootfs"]["diff_ids"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
+        return None
+    return [str(d) for d in ids] if isinstance(ids, list) and all(isinstance(d, str) for d in ids) else None
+
+
 def config_platform(config: bytes) -> Platform | None:
     """Platform from an image config; None for ``unknown`` (attestations) or no architecture."""
     try:

@@ -27,6 +27,7 @@ from ..oci.manifest import (
     Composed,
     Descriptor,
     compose_image_manifest,
+    config_diff_ids,
     is_attestation_entry,
     is_attestation_manifest,
     parse_manifest,
@@ -217,7 +218,7 @@ def _stage_from_cache(info: ImageInfo, cache: BlobCache,
         if cfg_bytes is not None:
             id_blob = cache.put_bytes(cfg_bytes)
     if id_blob is not None and len(present) == len(cached) and \
-            _diff_ids(cache.read_blob(info.id, MAX_CONFIG_BYTES)) == list(info.diff_ids):
+            config_diff_ids(cache.read_blob(info.id, MAX_CONFIG_BYTES)) == list(info.diff_ids):
         composed = _compose(id_blob, present)
         cache.put_bytes(composed.body)
         cache.record_image(info.id, composed.digest, composed.media_type, engine_manifest=False)
@@ -284,7 +285,7 @@ def _stage_from_content_store(info: ImageInfo, cache: BlobCache, dirs: Sequence[
         if parsed.is_index or parsed.config is None or parsed.media_type not in IMAGE_MANIFEST_TYPES:
             return None
         config_bytes = small(parsed.config.digest)
-        if _diff_ids(config_bytes) != list(info.diff_ids) or len(parsed.layers) != len(info.diff_ids):
+        if config_diff_ids(config_bytes) != list(info.diff_ids) or len(parsed.layers) != len(info.diff_ids):
             return None
         layers: list[Blob] = []
         for d, diff_id in zip(parsed.layers, info.diff_ids):
@@ -298,18 +299,6 @@ def _stage_from_content_store(info: ImageInfo, cache: BlobCache, dirs: Sequence[
     config = cache.put_bytes(config_bytes)
     return StagedImage(info.id, config, tuple(layers), Composed(body, parsed.media_type), exported=False,
                        engine_manifest=True)
-
-
-def _diff_ids(config: bytes | None) -> list[str] | None:
-    """The config's ``rootfs.diff_ids``, or None when ``config`` is not an image config."""
-    if config is None:
-        return None
-    try:
-        obj = json.loads(config)
-        ids = obj["rootfs"]["diff_ids"]
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-        return None
-    return [str(d) for d in ids] if isinstance(ids, list) else None
 
 
 def _names_this_image(info: ImageInfo, manifest: str, config: str, cache: BlobCache) -> bool | None:
@@ -352,7 +341,7 @@ def _cached_parts(body: bytes, info: ImageInfo, cache: BlobCache) -> tuple[Blob,
         return b
 
     config = blob(parsed.config, "config")
-    diff_ids = _diff_ids(cache.read_blob(config.digest, MAX_CONFIG_BYTES))
+    diff_ids = config_diff_ids(cache.read_blob(config.digest, MAX_CONFIG_BYTES))
     if diff_ids is None:
         raise ValueError(f"config {config.digest} is not an image config")
     if diff_ids != list(info.diff_ids) or len(diff_ids) != len(parsed.layers):
@@ -506,7 +495,7 @@ def _resolve(ex: _Export, image: str, info: ImageInfo, cache: BlobCache,
         descs = list(parsed.layers)
     else:
         config_bytes, cfg_digest = _legacy_config(ex, image, info, cache)
-    diff_ids = _diff_ids(config_bytes)
+    diff_ids = config_diff_ids(config_bytes)
     if diff_ids is None:
         raise EngineError(f"{what}: config {cfg_digest} has no rootfs.diff_ids; it is not an image config")
     if diff_ids != list(info.diff_ids):

@@ -546,7 +546,8 @@ from tests.support.oci_images import write_matrix
 from localai_ci.github.artifacts import write_digest_file
 from localai_ci.matrix.model import load_matrix
 from localai_ci.matrix.naming import Family, LegKey
-from localai_ci.merge.run import FamilySetup, check_legs, discover_targets
+from localai_ci.merge.plan import check_legs
+from localai_ci.merge.run import FamilySetup, discover_targets
 from localai_ci.settings import family_config
 root = Path(tempfile.mkdtemp())
 legs = [(f"-cpu-s{i}", p) for i in range(n) for p in ("amd64", "arm64")]

@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
-from tests.support.served import Served
+from tests.support.served import Served, ServedBy
 
 KINDS = ("error", "throttle", "reset", "slow")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -245,7 +245,7 @@ class _Handler(QuietHandler):
             self.wfile.write(b"0\r\n\r\n")
 
 
-class FaultProxy:
+class FaultProxy(ServedBy):
     """See the module docstring. ``upstream`` is ``127.0.0.1:PORT`` of a plain-HTTP registry."""
 
     def __init__(self, upstream: str, faults: Faults = Faults(), *, seed: int = 0, port: int = 0,
@@ -313,21 +313,7 @@ class FaultProxy:
     def total_faults(self) -> int:
         return sum(self.injected.values())
 
-    # ---- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FaultProxy:
-        self._served.start()
-        return self
-
-    def stop(self) -> None:
-        self._served.stop()
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    # ---- internals -----------------------------------------------------------------------
+    # ---- internals (start, stop and the with block: ServedBy) --------------------------------
     def _serve(self, conn: socket.socket, addr: Any) -> None:
         _Handler(conn, addr, self)  # type: ignore[arg-type]
 

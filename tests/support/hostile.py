@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, Union
 
 from tests.support.faultproxy import PIECE, QuietHandler, body_pieces
-from tests.support.served import Served
+from tests.support.served import Served, ServedBy
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
@@ -251,7 +251,7 @@ class _Handler(QuietHandler):
             up.close()
 
 
-class HostileServer:
+class HostileServer(ServedBy):
     """See the module docstring. ``upstream``: ``127.0.0.1:PORT`` of a plain-HTTP registry, or None."""
 
     def __init__(self, address: str, rule: Rule | None = None, *, upstream: str | None = None,
@@ -295,19 +295,6 @@ class HostileServer:
     def requests(self, method: str | None = None, contains: str = "") -> list[Seen]:
         with self._lock:
             return [s for s in self.seen if (method is None or s.method == method) and contains in s.path]
-
-    def start(self) -> HostileServer:
-        self._served.start()
-        return self
-
-    def stop(self) -> None:
-        self._served.stop()
-
-    def __enter__(self) -> HostileServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def _serve(self, conn: socket.socket, addr: Any) -> None:
         sock: socket.socket = conn

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 Serve = Callable[[socket.socket, Any], None]
 
@@ -177,3 +177,23 @@ class Served:
             close_quietly(conn)
             if self._slots is not None:
                 self._slots.release()
+
+
+class ServedBy:
+    """The lifecycle of a server that runs on a :class:`Served` (``self._served``): ``start``/``stop`` and
+    the ``with`` block, returning the server itself."""
+
+    _served: Served
+
+    def start(self) -> Self:
+        self._served.start()
+        return self
+
+    def stop(self) -> None:
+        self._served.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
