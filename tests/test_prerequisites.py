@@ -100,8 +100,8 @@ def test_a_read_beside_the_repository_fails_the_test(tmp_path: Path, monkeypatch
     assert len(READS_BESIDE) == before
 
 
-# Paths that walk above the repository root from a file inside it: ../shared, REPO.parent / "...",
-# "../" in a shell script's cd, and Path(__file__)'s parents[N] with N at least the file's depth
+# Paths that walk above the repository root from a file inside it: a sibling directory of the checkout,
+# REPO.parent / "...", "../" in a shell script's cd, and Path(__file__)'s parents[N] with N at least the file's depth
 # (parents[2] is the root from tests/support/paths.py, beside it from tests/conftest.py). A user names
 # outside paths; code never assumes them.
 _OUTSIDE = re.compile(r"""\.\./shared|(?:REPO|ROOT)\.parent\s*/|["']shared["']\s*/""")

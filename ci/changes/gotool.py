@@ -114,6 +114,19 @@ class GoToolchain:
         except OSError as exc:
             return Unavailable(f"cannot run {self.go}: {exc}")
 
+    def _go_json(self, args: Sequence[str], cwd: Path, what: str,
+                 extra: Mapping[str, str] | None = None) -> list[dict[str, Any]] | Unavailable:
+        """The JSON objects ``go ARGS`` prints; Unavailable naming ``what`` when it fails or prints none."""
+        res = self._go(args, cwd, extra)
+        if isinstance(res, Unavailable):
+            return res
+        if res.returncode != 0:
+            return Unavailable(f"{what} failed: {_tail(res.stderr)}")
+        try:
+            return _json_stream(res.stdout)
+        except ValueError as exc:
+            return Unavailable(f"{what} printed no JSON ({exc})")
+
     def _module_dir(self, files: ModuleFiles, tmp: Path) -> Path:
         """A directory holding the module's go.mod and go.sum, deep enough that every local
         replacement (``../x``) lands inside ``tmp`` with its own go.mod."""
@@ -140,15 +153,9 @@ class GoToolchain:
     def _build_list(self, files: ModuleFiles) -> BuildList | Unavailable:
         with tempfile.TemporaryDirectory(prefix="localai-ci-go-") as tmp:
             cwd = self._module_dir(files, Path(tmp))
-            res = self._go(["list", "-m", "-json", "all"], cwd)
-        if isinstance(res, Unavailable):
-            return res
-        if res.returncode != 0:
-            return Unavailable(f"`go list -m all` failed: {_tail(res.stderr)}")
-        try:
-            mods = _json_stream(res.stdout)
-        except ValueError as exc:
-            return Unavailable(f"`go list -m all` printed no JSON ({exc})")
+            mods = self._go_json(["list", "-m", "-json", "all"], cwd, "`go list -m all`")
+        if isinstance(mods, Unavailable):
+            return mods
         out: dict[str, str] = {}
         for m in mods:
             if m.get("Main") or not isinstance(m.get("Path"), str):
@@ -187,16 +194,11 @@ class GoToolchain:
                 goarch = goarch.split("/")[0]
                 for cgo in ("0", "1"):
                     configs.append(f"{goos}/{goarch} CGO_ENABLED={cgo}")
-                    res = self._go(["list", "-e", "-deps", f"-json={_FIELDS}", *patterns], cwd,
-                                   {"GOOS": goos, "GOARCH": goarch, "CGO_ENABLED": cgo})
-                    if isinstance(res, Unavailable):
-                        return res
-                    if res.returncode != 0:
-                        return Unavailable(f"`go list -deps` ({configs[-1]}) failed: {_tail(res.stderr)}")
-                    try:
-                        listed = _json_stream(res.stdout)
-                    except ValueError as exc:
-                        return Unavailable(f"`go list -deps` printed no JSON ({exc})")
+                    listed = self._go_json(["list", "-e", "-deps", f"-json={_FIELDS}", *patterns], cwd,
+                                           f"`go list -deps` ({configs[-1]})",
+                                           {"GOOS": goos, "GOARCH": goarch, "CGO_ENABLED": cgo})
+                    if isinstance(listed, Unavailable):
+                        return listed
                     for p in listed:
                         path = p.get("ImportPath")
                         if not isinstance(path, str):
